@@ -1,0 +1,43 @@
+# The two commands of the README:
+#   make demo   - set everything up, then run the demo (local control plane + Azure sandbox)
+#   make test   - set everything up, then run the linters and the whole test suite
+# Everything else here is a step of those two.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: all setup venv tools test lint unit demo clean
+
+all: test
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Builds (or finds in the cache) kube-apiserver, etcd, kubectl and helm; prints their directory.
+tools:
+	@hack/build-tools.sh
+
+setup: venv tools
+
+lint: venv
+	$(BIN)/ruff check operator tests bench
+
+test: setup lint
+	SYNAPSE_SCIM_TOOLS="$$(hack/build-tools.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: setup
+	SYNAPSE_SCIM_TOOLS="$$(hack/build-tools.sh)" $(BIN)/synapse-scim demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
