@@ -1,0 +1,252 @@
+"""Microsoft Graph adapter (msgraph-sdk, async): subjects, transitive members, group changes.
+
+Errors are sorted into two kinds, because the planner treats them differently: a *definitive* answer
+(the group does not exist, the name matches two groups) and a *transient* one (throttled, 5xx,
+timeout, auth). Neither ever becomes a revocation; both are shown in status with their reason.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+from msgraph import GraphServiceClient
+from msgraph.generated.groups.delta.delta_request_builder import DeltaRequestBuilder
+from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+from msgraph.generated.groups.item.transitive_members.transitive_members_request_builder import (
+    TransitiveMembersRequestBuilder,
+)
+from msgraph.generated.models.group import Group
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.service_principal import ServicePrincipal
+from msgraph.generated.models.user import User
+from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph_core import GraphClientFactory
+
+from .credentials import Cloud
+from .model import Principal
+
+MEMBER_FIELDS = ["id", "displayName", "userPrincipalName", "accountEnabled", "appId"]
+PAGE_SIZE = 999  # Graph's maximum for member lists: fewer round trips for big groups
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+class DirectoryError(Exception):
+    """`reason` is a CamelCase condition reason; `definitive` says whether retrying could change it."""
+
+    def __init__(self, reason: str, message: str, *, definitive: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.definitive = definitive
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The enabled principals a group grants to, and every group seen on the way (for change tracking)."""
+
+    principals: tuple[Principal, ...]
+    groups: frozenset[str]
+    disabled: int = 0
+
+
+@dataclass
+class DeltaResult:
+    changed_groups: set[str] = field(default_factory=set)
+    link: str | None = None
+
+
+def graph_client(credential: AsyncTokenCredential, cloud: Cloud, verify: str | None = None,
+                 timeout: float = 60.0) -> GraphServiceClient:
+    """A GraphServiceClient for the cloud's Graph endpoint; the token goes to that host only."""
+    context = ssl.create_default_context(cafile=verify) if verify else ssl.create_default_context()
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(verify=context, timeout=timeout)
+    )
+    auth = AzureIdentityAuthenticationProvider(
+        credential, scopes=[cloud.graph_scope], allowed_hosts=[urlparse(cloud.graph_endpoint).hostname or ""]
+    )
+    adapter = GraphRequestAdapter(auth, client=http)
+    # Set explicitly: httpx's base_url would give `/v1.0//groups` (see the wire-protocol notes).
+    adapter.base_url = f"{cloud.graph_endpoint}/v1.0"
+    return GraphServiceClient(request_adapter=adapter)
+
+
+def _odata_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _error(exc: Exception, what: str) -> DirectoryError:
+    if isinstance(exc, ODataError):
+        status = exc.response_status_code or 0
+        code = exc.error.code if exc.error else ""
+        message = exc.error.message if exc.error and exc.error.message else str(exc)
+        if status == 404:
+            return DirectoryError("SubjectNotFound", f"{what} does not exist in the directory", definitive=True)
+        if status in (401, 403):
+            return DirectoryError(
+                "DirectoryAccessDenied",
+                f"Graph refused to read {what} ({status} {code}): grant the operator's identity the "
+                "Group.Read.All, User.Read.All and Application.Read.All application permissions",
+                definitive=False,
+            )
+        return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}",
+                              definitive=False)
+    return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}",
+                          definitive=False)
+
+
+def _principal(obj: Any) -> Principal | None:
+    """A member object as a Principal; None for kinds that cannot hold Synapse roles (devices, contacts)."""
+    if isinstance(obj, User):
+        return Principal(id=str(obj.id), type="User", display=obj.user_principal_name or obj.display_name or "")
+    if isinstance(obj, ServicePrincipal):
+        return Principal(id=str(obj.id), type="ServicePrincipal", display=obj.display_name or obj.app_id or "")
+    if isinstance(obj, Group):
+        return Principal(id=str(obj.id), type="Group", display=obj.display_name or "")
+    return None
+
+
+class Directory:
+    """Reads subjects and memberships from one tenant's Graph."""
+
+    def __init__(self, client: GraphServiceClient) -> None:
+        self.client = client
+
+    async def resolve(self, kind: str, *, name: str | None = None, id: str | None = None) -> Principal:
+        """A subject of a binding as a directory object; DirectoryError when it does not resolve."""
+        what = f"{kind} {name or id!r}" if name else f"{kind} with id {id!r}"
+        try:
+            if kind == "Group":
+                return await self._resolve_group(name, id, what)
+            if kind == "User":
+                return await self._resolve_user(name or id or "", what)
+            if kind == "ServicePrincipal":
+                return await self._resolve_service_principal(name, id, what)
+        except DirectoryError:
+            raise
+        except Exception as exc:  # every transport or service failure is one kind of answer
+            raise _error(exc, what) from exc
+        raise DirectoryError("SubjectKindUnknown", f"unknown subject kind {kind!r}", definitive=True)
+
+    async def _resolve_group(self, name: str | None, id: str | None, what: str) -> Principal:
+        if id:
+            group = await self.client.groups.by_group_id(id).get()
+            return Principal(id=str(group.id), type="Group", display=group.display_name or "")
+        query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
+            filter=f"displayName eq {_odata_quote(name or '')}", select=["id", "displayName"], top=2
+        )
+        page = await self.client.groups.get(request_configuration=RequestConfiguration(query_parameters=query))
+        return self._exactly_one(page.value or [], what, "Group")
+
+    async def _resolve_user(self, key: str, what: str) -> Principal:
+        user = await self.client.users.by_user_id(key).get()
+        if user.account_enabled is False:
+            raise DirectoryError("SubjectDisabled", f"{what} is disabled in the directory: it gets no role",
+                                 definitive=True)
+        return Principal(id=str(user.id), type="User", display=user.user_principal_name or key)
+
+    async def _resolve_service_principal(self, name: str | None, id: str | None, what: str) -> Principal:
+        if id:
+            sp = await self.client.service_principals.by_service_principal_id(id).get()
+            return Principal(id=str(sp.id), type="ServicePrincipal", display=sp.display_name or "")
+        field_name = "appId" if _GUID.match(name or "") else "displayName"
+        query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
+            filter=f"{field_name} eq {_odata_quote(name or '')}", select=["id", "displayName", "appId"], top=2
+        )
+        page = await self.client.service_principals.get(
+            request_configuration=RequestConfiguration(query_parameters=query)
+        )
+        return self._exactly_one(page.value or [], what, "ServicePrincipal")
+
+    @staticmethod
+    def _exactly_one(found: list[Any], what: str, kind: str) -> Principal:
+        if not found:
+            raise DirectoryError("SubjectNotFound", f"{what} does not exist in the directory", definitive=True)
+        if len(found) > 1:
+            raise DirectoryError(
+                "SubjectAmbiguous",
+                f"{what} matches more than one {kind}: name it by id instead", definitive=True,
+            )
+        principal = _principal(found[0])
+        assert principal is not None
+        return principal
+
+    async def expand(self, group: Principal) -> Expansion:
+        """Every enabled user and service principal in the group, nested groups included (cycles are
+        Graph's problem: transitiveMembers lists each member once)."""
+        principals: dict[str, Principal] = {}
+        groups = {group.id}
+        disabled = 0
+        try:
+            async for obj in self._transitive_members(group.id):
+                if isinstance(obj, Group):
+                    groups.add(str(obj.id))
+                    continue
+                if getattr(obj, "account_enabled", None) is False:
+                    disabled += 1
+                    continue
+                principal = _principal(obj)
+                if principal is not None:
+                    principals[principal.id] = principal
+        except Exception as exc:
+            raise _error(exc, f"members of group {group.display!r}") from exc
+        return Expansion(principals=tuple(principals.values()), groups=frozenset(groups), disabled=disabled)
+
+    async def _transitive_members(self, group_id: str) -> AsyncIterator[Any]:
+        builder = self.client.groups.by_group_id(group_id).transitive_members
+        query = TransitiveMembersRequestBuilder.TransitiveMembersRequestBuilderGetQueryParameters(
+            select=MEMBER_FIELDS, top=PAGE_SIZE
+        )
+        page = await builder.get(request_configuration=RequestConfiguration(query_parameters=query))
+        while page is not None:
+            for obj in page.value or []:
+                yield obj
+            if not page.odata_next_link:
+                return
+            page = await builder.with_url(page.odata_next_link).get()
+
+    async def delta(self, link: str | None) -> DeltaResult:
+        """Groups whose membership (or existence) changed since `link`; a new link to ask again.
+
+        With no link the first round lists every group: only the link matters then, not the changes.
+        """
+        result = DeltaResult()
+        builder = self.client.groups.delta
+        try:
+            if link:
+                page = await builder.with_url(link).get()
+            else:
+                query = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=["id", "members"])
+                page = await builder.get(request_configuration=RequestConfiguration(query_parameters=query))
+            while page is not None:
+                for group in page.value or []:
+                    result.changed_groups.add(str(group.id))
+                if page.odata_next_link:
+                    page = await builder.with_url(page.odata_next_link).get()
+                    continue
+                result.link = page.odata_delta_link
+                break
+        except Exception as exc:
+            raise _error(exc, "group changes (groups/delta)") from exc
+        if not link:
+            result.changed_groups.clear()
+        return result
+
+
+def is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

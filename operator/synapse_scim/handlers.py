@@ -1,0 +1,258 @@
+"""kopf glue only: which event triggers what. The work is in sync.py, the decisions in planner.py.
+
+- A SynapseWorkspace runs one daemon: its sync loop. It syncs on start, when poked, every
+  spec.syncInterval, and when Graph reports a change in a group its bindings expand.
+- A SynapseRoleBinding's create/update/resume pokes its workspace's loop; its deletion waits (through
+  kopf's finalizer) until the loop has revoked what it alone granted (or orphaned it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import kopf
+from kubernetes.config import new_client_from_config
+
+from .connections import Connections
+from .credentials import CredentialError
+from .directory import DirectoryError
+from .kube import BINDINGS, GROUP, VERSION, WORKSPACES, Kube
+from .model import BindingKey, Problem
+from .registry import Registry
+from .scope import parse_duration
+from .settings import Settings
+from .status import binding_status, now_iso, ready_conditions, stamp
+from .status import conditions as make_conditions
+from .sync import BindingObject, SyncResult, WorkspaceObject, sync_workspace, workspace_failure
+
+log = logging.getLogger("synapse_scim.handlers")
+
+
+def _kube_client() -> Any:
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+        from kubernetes import client
+        return client.ApiClient()
+    except config.ConfigException:
+        return new_client_from_config()
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = "synapse-scim.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="synapse-scim.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="synapse-scim.io")
+    settings.posting.level = logging.WARNING  # events are posted explicitly, not for every log line
+    settings.watching.server_timeout = 300
+    memo.settings = Settings.from_env()
+    memo.kube = Kube(_kube_client())
+    memo.connections = Connections(memo.kube.read_secret)
+    memo.registry = Registry()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.connections.close()
+
+
+# -- bindings ----------------------------------------------------------------------------------
+
+
+@kopf.on.create(GROUP, VERSION, BINDINGS)
+@kopf.on.update(GROUP, VERSION, BINDINGS)
+@kopf.on.resume(GROUP, VERSION, BINDINGS)
+async def binding_changed(namespace: str, name: str, spec: Any, status: Any, meta: Any, memo: kopf.Memo,
+                          patch: kopf.Patch, **_: Any) -> None:
+    ws = spec["workspaceRef"]["name"]
+    if (namespace, ws) in memo.registry.running or await memo.kube.get_workspace(namespace, ws):
+        memo.registry.poke((namespace, ws))
+        return
+    message = (f"SynapseWorkspace {namespace}/{ws} does not exist: create it, or fix spec.workspaceRef.name "
+               "(nothing is granted or revoked until it exists)")
+    generation = int(meta.get("generation") or 0)
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = make_conditions(
+        ready_conditions(ready=False, reason="WorkspaceNotFound", message=message, stalled=True),
+        (status or {}).get("conditions"), generation, now_iso(),
+    )
+
+
+@kopf.on.delete(GROUP, VERSION, BINDINGS)
+async def binding_deleted(namespace: str, name: str, spec: Any, memo: kopf.Memo, **_: Any) -> None:
+    ws = spec["workspaceRef"]["name"]
+    if (namespace, ws) not in memo.registry.running and not await memo.kube.get_workspace(namespace, ws):
+        return  # no workspace, nothing it could have granted through us is reachable
+    released = memo.registry.waiting_release(BindingKey(namespace, name))
+    memo.registry.poke((namespace, ws))
+    try:
+        await asyncio.wait_for(asyncio.shield(released), timeout=memo.settings.finalizer_wait)
+    except TimeoutError:
+        raise kopf.TemporaryError(
+            f"revoking what this binding granted is not finished (see SynapseWorkspace {ws} status)", delay=10
+        ) from None
+
+
+# -- workspaces --------------------------------------------------------------------------------
+
+
+@kopf.on.update(GROUP, VERSION, WORKSPACES)
+async def workspace_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.registry.poke((namespace, name))  # spec, or the approval annotation
+
+
+@kopf.daemon(GROUP, VERSION, WORKSPACES, cancellation_timeout=30)
+async def workspace_loop(stopped: kopf.DaemonStopped, namespace: str, name: str, body: kopf.Body,
+                         memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    key = (namespace, name)
+    memo.registry.running.add(key)
+    trigger = memo.registry.trigger(key)
+    trigger.set()  # first sync at once
+    watcher = DirectoryWatcher(memo.settings.directory_poll_interval)
+    next_full = 0.0
+    try:
+        while not stopped:
+            interval = _sync_interval(body.get("spec", {}))
+            wait = max(0.0, min(next_full - time.monotonic(), watcher.due_in()))
+            try:
+                await asyncio.wait_for(trigger.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+            if stopped:
+                break
+            poked = trigger.is_set()
+            trigger.clear()
+            full_due = time.monotonic() >= next_full
+            if not poked and not full_due:
+                if not await watcher.changed(memo, key, body):
+                    continue
+                logger.info("directory change in a group this workspace's bindings use: syncing")
+            await run_sync(key, memo, logger, watcher)
+            next_full = time.monotonic() + interval
+    finally:
+        memo.registry.running.discard(key)
+        await memo.connections.drop(f"{namespace}/{name}")
+
+
+def _sync_interval(spec: Any) -> float:
+    try:
+        return parse_duration(spec.get("syncInterval") or "10m")
+    except ValueError:
+        return 600.0
+
+
+class DirectoryWatcher:
+    """A cheap poll of Graph group changes (delta query) between full syncs."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.link: str | None = None
+        self.groups: frozenset[str] = frozenset()
+        self.next_poll = time.monotonic() + interval
+
+    def due_in(self) -> float:
+        return self.next_poll - time.monotonic()
+
+    async def changed(self, memo: kopf.Memo, key: tuple[str, str], body: kopf.Body) -> bool:
+        self.next_poll = time.monotonic() + self.interval
+        if not self.groups:
+            return False
+        try:
+            clients = await memo.connections.get(f"{key[0]}/{key[1]}", key[0], dict(body.get("spec", {})))
+            result = await clients.directory.delta(self.link)
+        except (CredentialError, DirectoryError, KeyError, ValueError) as exc:
+            log.warning("group change poll failed for %s/%s: %s", *key, exc)
+            return False
+        first = self.link is None
+        self.link = result.link or self.link
+        return not first and bool(result.changed_groups & self.groups)
+
+    async def prime(self, memo: kopf.Memo, key: tuple[str, str], spec: dict[str, Any]) -> None:
+        """Take a delta link before the first sync reads memberships, so no change slips between."""
+        if self.link is not None:
+            return
+        try:
+            clients = await memo.connections.get(f"{key[0]}/{key[1]}", key[0], spec)
+            self.link = (await clients.directory.delta(None)).link
+        except (CredentialError, DirectoryError, KeyError, ValueError) as exc:
+            log.warning("cannot start watching group changes for %s/%s: %s", *key, exc)
+
+
+async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger,
+                   watcher: DirectoryWatcher | None = None) -> SyncResult | None:
+    namespace, name = key
+    kube: Kube = memo.kube
+    ws_body = await kube.get_workspace(namespace, name)
+    if ws_body is None:
+        return None
+    ws = WorkspaceObject.from_body(ws_body)
+    bindings = [BindingObject.from_body(b) for b in await kube.list_bindings(namespace, name)]
+    when = now_iso()
+    settings: Settings = memo.settings
+    try:
+        clients = await memo.connections.get(f"{namespace}/{name}", namespace, dict(ws.spec))
+        if watcher is not None:
+            await watcher.prime(memo, key, dict(ws.spec))
+        result = await sync_workspace(ws, bindings, clients.directory, clients.workspace, when=when,
+                                      write_concurrency=settings.write_concurrency,
+                                      read_concurrency=settings.read_concurrency)
+    except CredentialError as exc:
+        result = workspace_failure(ws, bindings, Problem(exc.reason, exc.message), when)
+    except (KeyError, ValueError) as exc:
+        result = workspace_failure(ws, bindings, Problem("WorkspaceNameUnknown", f"spec: {exc}"), when)
+    if watcher is not None and result.problem is None:
+        watcher.groups = result.groups_seen
+
+    # The workspace first: orphaned ids must be persisted before a finalizer lets a binding go.
+    ws_status = stamp(result.workspace_status, ws.status, when)
+    if ws_status != dict(ws.status):
+        await kube.patch_status(WORKSPACES, namespace, name, ws.status, ws_status)
+    by_key = {b.key: b for b in bindings}
+    for bkey, outcome in result.outcomes.items():
+        b = by_key[bkey]
+        new = stamp(binding_status(outcome, generation=b.generation, old=b.status, workspace_ref=name, when=when),
+                    b.status, when)
+        if new != dict(b.status):
+            await kube.patch_status(BINDINGS, bkey.namespace, bkey.name, b.status, new)
+    _post_events(ws_body, bindings, result)
+    for bkey in result.finalizable:
+        memo.registry.release(bkey)
+    if result.plan is not None and (result.plan.creates or result.plan.deletes or result.plan.held):
+        logger.info("sync of %s/%s: %d granted, %d revoked, %d held", namespace, name,
+                    sum(1 for a in result.audit if a.action == "grant" and a.outcome == "done"),
+                    sum(1 for a in result.audit if a.action == "revoke" and a.outcome == "done"),
+                    len(result.plan.held))
+    return result
+
+
+def _post_events(ws_body: dict[str, Any], bindings: list[BindingObject], result: SyncResult) -> None:
+    """One Event per binding per sync that changed something, and a Warning per failure kind."""
+    per_binding: dict[str, list[int]] = {}
+    for record in result.audit:
+        for b in record.bindings:
+            counts = per_binding.setdefault(b, [0, 0])
+            counts[0 if record.outcome in ("done", "already") else 1] += 1
+    for b in bindings:
+        counts = per_binding.get(str(b.key))
+        if not counts:
+            continue
+        body = kopf.Body({"apiVersion": f"{GROUP}/{VERSION}", "kind": "SynapseRoleBinding",
+                          "metadata": {"namespace": b.key.namespace, "name": b.key.name,
+                                       "uid": b.uid}})
+        if counts[0]:
+            kopf.info(body, reason="Granted", message=f"{counts[0]} role assignment(s) granted or adopted")
+        if counts[1]:
+            kopf.warn(body, reason="GrantFailed", message=f"{counts[1]} role assignment(s) could not be granted")
+    revoked = sum(1 for r in result.audit if r.action == "revoke" and r.outcome == "done")
+    failed = sum(1 for r in result.audit if r.action == "revoke" and r.outcome.startswith("failed"))
+    ws = kopf.Body(ws_body)
+    if revoked:
+        kopf.info(ws, reason="Revoked", message=f"{revoked} role assignment(s) no binding wants were revoked")
+    if failed:
+        kopf.warn(ws, reason="RevokeFailed", message=f"{failed} revocation(s) failed; retried next sync")
+    if result.problem:
+        kopf.warn(ws, reason=result.problem.reason, message=result.problem.message)

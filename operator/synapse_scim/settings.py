@@ -1,0 +1,28 @@
+"""Operator-wide settings, from the environment (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .scope import parse_duration
+
+
+@dataclass(frozen=True)
+class Settings:
+    # How often the directory is asked what changed (Graph delta): the propagation delay.
+    directory_poll_interval: float = 30.0
+    write_concurrency: int = 8
+    read_concurrency: int = 8
+    # How long a binding's deletion waits for its clean-up before kopf retries it.
+    finalizer_wait: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            directory_poll_interval=parse_duration(env.get("SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL", "30s")),
+            write_concurrency=int(env.get("SYNAPSE_SCIM_WRITE_CONCURRENCY", "8")),
+            read_concurrency=int(env.get("SYNAPSE_SCIM_READ_CONCURRENCY", "8")),
+            finalizer_wait=parse_duration(env.get("SYNAPSE_SCIM_FINALIZER_WAIT", "60s")),
+        )

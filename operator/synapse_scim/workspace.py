@@ -1,0 +1,159 @@
+"""Synapse access-control adapter (azure-synapse-accesscontrol, async client).
+
+Role definitions are read once per workspace and scope and cached; assignments are listed with the
+`x-ms-continuation` paging the SDK hides (it returns one page and drops the header unless asked);
+creates use the deterministic id, and 409 RoleAssignmentAlreadyExists counts as success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.synapse.accesscontrol.aio import AccessControlClient
+
+from .credentials import Cloud, transport_kwargs
+from .model import Assignment, Grant, assignment_id
+
+
+class WorkspaceError(Exception):
+    """`reason` is a CamelCase condition reason for status."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RoleDefinition:
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+
+
+def workspace_error(exc: Exception, what: str) -> WorkspaceError:
+    if isinstance(exc, ClientAuthenticationError):
+        text = str(exc)
+        if "AADSTS" in text or "Authentication failed" in text:
+            return WorkspaceError("AuthenticationFailed", f"{what}: cannot get a token: {_first_line(text)}")
+        return WorkspaceError("AuthenticationFailed", f"{what}: the workspace rejected the token (401)")
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        code = exc.error.code if getattr(exc, "error", None) is not None else ""
+        if status == 403:
+            return WorkspaceError(
+                "AccessDenied",
+                f"{what}: 403 {code}: give the operator's identity the Synapse Administrator role on the workspace",
+            )
+        if status == 404:
+            return WorkspaceError("WorkspaceNotFound", f"{what}: 404 {code}: check spec.endpoint")
+        return WorkspaceError("WorkspaceReadFailed", f"{what}: HTTP {status} {code}".strip())
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, OSError, asyncio.TimeoutError)):
+        return WorkspaceError("WorkspaceUnreachable", f"{what}: {type(exc).__name__}: {_first_line(str(exc))}")
+    return WorkspaceError("WorkspaceReadFailed", f"{what}: {type(exc).__name__}: {_first_line(str(exc))}")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
+def access_control_client(credential: AsyncTokenCredential, endpoint: str, cloud: Cloud,
+                          retry_total: int = 4) -> AccessControlClient:
+    return AccessControlClient(
+        credential, endpoint, credential_scopes=[cloud.synapse_scope], retry_total=retry_total,
+        **transport_kwargs(),
+    )
+
+
+def _keep_headers(pipeline_response: Any, deserialized: Any, headers: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    return deserialized, headers
+
+
+class Workspace:
+    """One Synapse workspace's role definitions and role assignments."""
+
+    def __init__(self, client: AccessControlClient, name: str, role_cache_ttl: float = 3600.0) -> None:
+        self.client = client
+        self.name = name
+        self._roles: tuple[float, tuple[RoleDefinition, ...]] | None = None
+        self._role_cache_ttl = role_cache_ttl
+
+    async def role_definitions(self) -> tuple[RoleDefinition, ...]:
+        """Every role definition of the workspace (cached: built-in roles do not change)."""
+        if self._roles and time.monotonic() - self._roles[0] < self._role_cache_ttl:
+            return self._roles[1]
+        try:
+            found = await self.client.role_definitions.list_role_definitions()
+        except Exception as exc:
+            raise workspace_error(exc, "listing role definitions") from exc
+        roles = tuple(
+            RoleDefinition(id=str(r.id).lower(), name=r.name or "", scopes=tuple(r.scopes or ()))
+            for r in found or ()
+        )
+        self._roles = (time.monotonic(), roles)
+        return roles
+
+    async def assignments(self) -> tuple[Assignment, ...]:
+        """Every role assignment of the workspace, all pages."""
+        out: list[Assignment] = []
+        token: str | None = None
+        try:
+            while True:
+                page, headers = await self.client.role_assignments.list_role_assignments(
+                    continuation_token_parameter=token, cls=_keep_headers
+                )
+                out.extend(
+                    Assignment(
+                        id=str(a.id), role_id=str(a.role_definition_id).lower(),
+                        principal_id=str(a.principal_id).lower(), scope=a.scope or "",
+                        principal_type=a.principal_type,
+                    )
+                    for a in (page.value or ())
+                )
+                token = headers.get("x-ms-continuation") or None
+                if not token:
+                    return tuple(out)
+        except Exception as exc:
+            raise workspace_error(exc, "listing role assignments") from exc
+
+    async def create(self, grant: Grant, principal_type: str | None) -> bool:
+        """Grant; True if created now, False if it already existed (409 is success: idempotent)."""
+        try:
+            await self.client.role_assignments.create_role_assignment(
+                assignment_id(grant), grant.role_id, grant.principal_id, grant.scope, principal_type=principal_type
+            )
+            return True
+        except ResourceExistsError:
+            return False
+        except Exception as exc:
+            raise workspace_error(exc, f"granting role {grant.role_id} to {grant.principal_id}") from exc
+
+    async def delete(self, assignment: Assignment) -> bool:
+        """Revoke; True if deleted now, False if it was already gone."""
+        try:
+            await self.client.role_assignments.delete_role_assignment_by_id(assignment.id, scope=assignment.scope)
+            return True
+        except ResourceNotFoundError:
+            return False
+        except Exception as exc:
+            raise workspace_error(exc, f"revoking assignment {assignment.id}") from exc
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def roles_by_name(roles: Iterable[RoleDefinition]) -> dict[str, RoleDefinition]:
+    return {r.name: r for r in roles}
