@@ -41,9 +41,10 @@ _PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: if the Python process that started the control
-    # plane dies by any means (even SIGKILL), the kernel sends SIGTERM to the child.
+    # plane dies by any means (even SIGKILL), the kernel kills the child too. SIGKILL rather than
+    # SIGTERM: nobody is left to wait for a graceful shutdown, and the data is throw-away.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_port() -> int:
