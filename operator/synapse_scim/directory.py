@@ -34,6 +34,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
 from .credentials import Cloud
+from .metrics import graph_request_hook, graph_response_hook
 from .model import Principal
 
 MEMBER_FIELDS = ["id", "displayName", "userPrincipalName", "accountEnabled", "appId"]
@@ -71,7 +72,10 @@ def graph_client(credential: AsyncTokenCredential, cloud: Cloud, verify: str | N
     """A GraphServiceClient for the cloud's Graph endpoint; the token goes to that host only."""
     context = ssl.create_default_context(cafile=verify) if verify else ssl.create_default_context()
     http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(verify=context, timeout=timeout)
+        client=httpx.AsyncClient(
+            verify=context, timeout=timeout,
+            event_hooks={"request": [graph_request_hook], "response": [graph_response_hook]},
+        )
     )
     auth = AzureIdentityAuthenticationProvider(
         credential, scopes=[cloud.graph_scope], allowed_hosts=[urlparse(cloud.graph_endpoint).hostname or ""]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
 import kopf
 from kubernetes.config import new_client_from_config
 
+from . import metrics
 from .connections import Connections
 from .credentials import CredentialError
 from .directory import DirectoryError
@@ -53,11 +55,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube = Kube(_kube_client())
     memo.connections = Connections(memo.kube.read_secret)
     memo.registry = Registry()
+    port = int(os.environ.get("SYNAPSE_SCIM_METRICS_PORT", "9090"))
+    memo.metrics_server = await metrics.serve(port) if port else None
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.connections.close()
+    if memo.get("metrics_server"):
+        await memo.metrics_server.cleanup()
 
 
 # -- bindings ----------------------------------------------------------------------------------
@@ -185,6 +191,7 @@ class DirectoryWatcher:
 async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger,
                    watcher: DirectoryWatcher | None = None) -> SyncResult | None:
     namespace, name = key
+    started = time.monotonic()
     kube: Kube = memo.kube
     ws_body = await kube.get_workspace(namespace, name)
     if ws_body is None:
@@ -219,6 +226,7 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
         if new != dict(b.status):
             await kube.patch_status(BINDINGS, bkey.namespace, bkey.name, b.status, new)
     _post_events(ws_body, bindings, result)
+    record_metrics(namespace, name, result, time.monotonic() - started)
     for bkey in result.finalizable:
         memo.registry.release(bkey)
     if result.plan is not None and (result.plan.creates or result.plan.deletes or result.plan.held):
@@ -227,6 +235,23 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
                     sum(1 for a in result.audit if a.action == "revoke" and a.outcome == "done"),
                     len(result.plan.held))
     return result
+
+
+def record_metrics(namespace: str, name: str, result: SyncResult, seconds: float) -> None:
+    metrics.RECONCILES.labels(namespace, name, "error" if result.problem else "success").inc()
+    metrics.RECONCILE_SECONDS.labels(namespace, name).observe(seconds)
+    for record in result.audit:
+        if record.outcome == "done":
+            (metrics.ASSIGNMENTS_CREATED if record.action == "grant" else metrics.ASSIGNMENTS_DELETED).labels(
+                namespace, name).inc()
+        elif record.action == "adopt":
+            metrics.ASSIGNMENTS_ADOPTED.labels(namespace, name).inc()
+    if result.plan is not None:
+        metrics.REMOVALS_HELD.labels(namespace, name).set(len(result.plan.held))
+    for key, outcome in result.outcomes.items():
+        if outcome.report is not None:
+            metrics.BINDING_DRIFT.labels(key.namespace, key.name, "missing").set(len(outcome.report.missing))
+            metrics.BINDING_DRIFT.labels(key.namespace, key.name, "unexpected").set(len(outcome.report.unexpected))
 
 
 def _post_events(ws_body: dict[str, Any], bindings: list[BindingObject], result: SyncResult) -> None:

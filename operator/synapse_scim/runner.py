@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -49,10 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="port of the Prometheus /metrics endpoint (default 9090, 0 disables; "
+                             "env SYNAPSE_SCIM_METRICS_PORT)")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                         help="kopf liveness endpoint (empty to disable)")
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.verbose)
+    if args.metrics_port is not None:
+        os.environ["SYNAPSE_SCIM_METRICS_PORT"] = str(args.metrics_port)
 
     import kopf
 

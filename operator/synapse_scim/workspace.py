@@ -25,6 +25,7 @@ from azure.core.exceptions import (
 from azure.synapse.accesscontrol.aio import AccessControlClient
 
 from .credentials import Cloud, transport_kwargs
+from .metrics import SynapseMetricsPolicy
 from .model import Assignment, Grant, assignment_id
 
 
@@ -74,7 +75,7 @@ def access_control_client(credential: AsyncTokenCredential, endpoint: str, cloud
                           retry_total: int = 4) -> AccessControlClient:
     return AccessControlClient(
         credential, endpoint, credential_scopes=[cloud.synapse_scope], retry_total=retry_total,
-        **transport_kwargs(),
+        per_retry_policies=[SynapseMetricsPolicy()], **transport_kwargs(),
     )
 
 

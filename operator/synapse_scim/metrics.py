@@ -1,0 +1,125 @@
+"""Prometheus metrics (prometheus-client), served on /metrics by a small aiohttp server.
+
+Names follow the Prometheus conventions: a `synapse_scim_` prefix, `_total` for counters,
+`_seconds` for durations, base units, and labels with bounded values only (no principal ids).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILES = Counter("synapse_scim_reconciles_total", "Workspace syncs, by outcome.",
+                     ["namespace", "workspace", "result"], registry=REGISTRY)
+RECONCILE_SECONDS = Histogram("synapse_scim_reconcile_duration_seconds", "Duration of one workspace sync.",
+                              ["namespace", "workspace"], registry=REGISTRY,
+                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+ASSIGNMENTS_CREATED = Counter("synapse_scim_assignments_created_total",
+                              "Synapse role assignments created (409 adoptions excluded).",
+                              ["namespace", "workspace"], registry=REGISTRY)
+ASSIGNMENTS_ADOPTED = Counter("synapse_scim_assignments_adopted_total",
+                              "Grants that already existed (409 RoleAssignmentAlreadyExists).",
+                              ["namespace", "workspace"], registry=REGISTRY)
+ASSIGNMENTS_DELETED = Counter("synapse_scim_assignments_deleted_total", "Synapse role assignments deleted.",
+                              ["namespace", "workspace"], registry=REGISTRY)
+REMOVALS_HELD = Gauge("synapse_scim_removals_held", "Removals withheld by the removal guard or incomplete reads.",
+                      ["namespace", "workspace"], registry=REGISTRY)
+BINDING_DRIFT = Gauge("synapse_scim_binding_drift", "Assignments a binding is missing or has unexpectedly.",
+                      ["namespace", "binding", "direction"], registry=REGISTRY)
+BINDING_READY = Gauge("synapse_scim_binding_ready", "1 when the binding's Ready condition is True.",
+                      ["namespace", "binding"], registry=REGISTRY)
+AZURE_REQUESTS = Counter("synapse_scim_azure_requests_total", "HTTP requests to Azure services.",
+                         ["service", "operation", "code"], registry=REGISTRY)
+AZURE_ERRORS = Counter("synapse_scim_azure_request_errors_total",
+                       "Azure requests that failed (HTTP status >= 400 or no response).",
+                       ["service", "operation", "code"], registry=REGISTRY)
+AZURE_SECONDS = Histogram("synapse_scim_azure_request_duration_seconds", "Duration of Azure HTTP requests.",
+                          ["service", "operation"], registry=REGISTRY,
+                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+_GRAPH_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("GET", re.compile(r"/groups/(delta(\(\))?|microsoft\.graph\.delta)$"), "groupsDelta"),
+    ("GET", re.compile(r"/groups/[^/]+/transitiveMembers$"), "transitiveMembers"),
+    ("GET", re.compile(r"/groups/[^/]+/members$"), "members"),
+    ("GET", re.compile(r"/groups/[^/]+$"), "getGroup"),
+    ("GET", re.compile(r"/groups$"), "listGroups"),
+    ("GET", re.compile(r"/users/[^/]+$"), "getUser"),
+    ("GET", re.compile(r"/servicePrincipals/[^/]+$"), "getServicePrincipal"),
+    ("GET", re.compile(r"/servicePrincipals$"), "listServicePrincipals"),
+]
+_SYNAPSE_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("GET", re.compile(r"/roleAssignments$"), "listRoleAssignments"),
+    ("PUT", re.compile(r"/roleAssignments/[^/]+$"), "createRoleAssignment"),
+    ("GET", re.compile(r"/roleAssignments/[^/]+$"), "getRoleAssignment"),
+    ("DELETE", re.compile(r"/roleAssignments/[^/]+$"), "deleteRoleAssignment"),
+    ("GET", re.compile(r"/roleDefinitions$"), "listRoleDefinitions"),
+    ("GET", re.compile(r"/roleDefinitions/[^/]+$"), "getRoleDefinition"),
+    ("GET", re.compile(r"/rbacScopes$"), "listScopes"),
+    ("POST", re.compile(r"/checkAccessSynapseRbac$"), "checkAccess"),
+]
+
+
+def operation(service: str, method: str, url: str) -> str:
+    """A bounded operation name for a request (never an id: labels must not explode)."""
+    path = urlsplit(url).path.rstrip("/")
+    for m, pattern, name in _GRAPH_ROUTES if service == "graph" else _SYNAPSE_ROUTES:
+        if m == method.upper() and pattern.search(path):
+            return name
+    return "other"
+
+
+def observe(service: str, method: str, url: str, code: int | str, seconds: float) -> None:
+    op = operation(service, method, url)
+    AZURE_REQUESTS.labels(service, op, str(code)).inc()
+    AZURE_SECONDS.labels(service, op).observe(seconds)
+    if not isinstance(code, int) or code >= 400:
+        AZURE_ERRORS.labels(service, op, str(code)).inc()
+
+
+class SynapseMetricsPolicy(SansIOHTTPPolicy):
+    """azure-core policy: every HTTP attempt to Synapse (retries included) is counted."""
+
+    def on_request(self, request: PipelineRequest) -> None:
+        request.context["synapse_scim_start"] = time.monotonic()
+
+    def on_response(self, request: PipelineRequest, response: PipelineResponse) -> None:
+        start = request.context.get("synapse_scim_start", time.monotonic())
+        http = request.http_request
+        observe("synapse", http.method, http.url, response.http_response.status_code, time.monotonic() - start)
+
+    def on_exception(self, request: PipelineRequest) -> None:
+        start = request.context.get("synapse_scim_start", time.monotonic())
+        http = request.http_request
+        observe("synapse", http.method, http.url, "error", time.monotonic() - start)
+
+
+async def graph_request_hook(request: Any) -> None:
+    request.extensions["synapse_scim_start"] = time.monotonic()
+
+
+async def graph_response_hook(response: Any) -> None:
+    request = response.request
+    start = request.extensions.get("synapse_scim_start", time.monotonic())
+    observe("graph", request.method, str(request.url), response.status_code, time.monotonic() - start)
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def serve(port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,101 @@
+"""Status is what users, `kubectl wait`, Flux and Argo CD read: each condition case, and no churn."""
+
+from __future__ import annotations
+
+import pytest
+
+from synapse_scim.model import BindingReport, DriftItem, Problem
+from synapse_scim.status import BindingOutcome, binding_status, changed, conditions, ready_conditions, stamp
+
+T0, T1 = "2026-11-28T10:00:00Z", "2026-11-28T10:05:00Z"
+
+
+def report(**kw) -> BindingReport:
+    base = dict(desired=2, in_sync=2, pending_removal=0, unmanaged=0, held=0)
+    return BindingReport(**{**base, **kw})
+
+
+def item(principal: str = "alice", managed: bool = True) -> DriftItem:
+    return DriftItem(principal, "p-" + principal, "Synapse User", "r", "workspaces/ws", managed)
+
+
+def conds(outcome: BindingOutcome) -> dict[str, tuple[str, str]]:
+    status = binding_status(outcome, generation=3, old=None, workspace_ref="ws", when=T0)
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_in_sync_binding_is_ready():
+    assert conds(BindingOutcome(report=report())) == {
+        "Ready": ("True", "InSync"), "Reconciling": ("False", "Idle"), "Stalled": ("False", "Progressing")}
+
+
+def test_missing_grants_are_reconciling_not_ready():
+    c = conds(BindingOutcome(report=report(in_sync=1, missing=(item(),))))
+    assert c["Ready"] == ("False", "Applying") and c["Reconciling"][0] == "True" and c["Stalled"][0] == "False"
+
+
+@pytest.mark.parametrize("reason", ["SubjectNotFound", "SubjectAmbiguous", "RoleNotFound", "RoleNotValidAtScope"])
+def test_problems_a_person_must_fix_stall_the_binding(reason):
+    c = conds(BindingOutcome(report=report(), problems=(Problem(reason, "x"),)))
+    assert c["Ready"] == ("False", reason) and c["Stalled"] == ("True", reason)
+
+
+def test_transient_read_failure_is_reconciling():
+    c = conds(BindingOutcome(report=report(), problems=(Problem("DirectoryReadFailed", "429"),)))
+    assert c["Reconciling"] == ("True", "DirectoryReadFailed") and c["Stalled"][0] == "False"
+
+
+def test_workspace_failure_is_shown_on_every_binding():
+    c = conds(BindingOutcome(report=None, workspace_problem=Problem("AuthenticationFailed", "AADSTS7000215")))
+    assert c["Stalled"] == ("True", "AuthenticationFailed")
+
+
+def test_held_removals_stall_with_the_approval_command():
+    o = BindingOutcome(report=report(pending_removal=60, held=60), hold_reason="RemovalsHeld", plan_id="abc123")
+    status = binding_status(o, generation=1, old=None, workspace_ref="ws", when=T0)
+    ready = status["conditions"][0]
+    assert ready["reason"] == "RemovalsHeld"
+    assert "synapse-scim.io/approve-removals=abc123" in ready["message"]
+
+
+def test_observe_mode_with_drift_is_not_ready_and_not_stalled():
+    c = conds(BindingOutcome(report=report(missing=(item(),)), observe=True))
+    assert c["Ready"] == ("False", "DriftDetected") and c["Stalled"][0] == "False" and c["Reconciling"][0] == "False"
+
+
+def test_suspended_binding_says_so():
+    assert conds(BindingOutcome(report=None, suspended=True))["Ready"] == ("False", "Suspended")
+
+
+def test_drift_lists_are_truncated_to_fifty_with_a_flag():
+    many = tuple(item(f"u{i}") for i in range(120))
+    status = binding_status(BindingOutcome(report=report(missing=many)), generation=1, old=None,
+                            workspace_ref="ws", when=T0)
+    assert len(status["drift"]["missing"]) == 50 and status["drift"]["truncated"] is True
+    assert status["summary"]["missing"] == 120
+
+
+def test_failed_read_keeps_what_the_status_knew():
+    old = {"summary": {"desired": 5}, "drift": {"missing": [], "unexpected": [], "truncated": False},
+           "claims": [{"roleId": "r", "scope": "s"}]}
+    status = binding_status(BindingOutcome(report=None, workspace_problem=Problem("WorkspaceUnreachable", "x")),
+                            generation=1, old=old, workspace_ref="ws", when=T0)
+    assert status["summary"] == old["summary"] and status["claims"] == old["claims"]
+
+
+def test_transition_time_moves_only_when_status_flips():
+    first = conditions(ready_conditions(ready=True, reason="InSync", message="a"), None, 1, T0)
+    same = conditions(ready_conditions(ready=True, reason="InSync", message="b"), first, 2, T1)
+    flipped = conditions(ready_conditions(ready=False, reason="Applying", message="c", reconciling=True), first, 2, T1)
+    assert same[0]["lastTransitionTime"] == T0
+    assert flipped[0]["lastTransitionTime"] == T1 and flipped[1]["lastTransitionTime"] == T1
+
+
+def test_quiet_sync_changes_nothing_and_keeps_the_sync_time():
+    o = BindingOutcome(report=report())
+    first = stamp(binding_status(o, generation=1, old=None, workspace_ref="ws", when=T0), None, T0)
+    again = stamp(binding_status(o, generation=1, old=first, workspace_ref="ws", when=T1), first, T1)
+    assert again == first and not changed(first, again)
+    drifted = stamp(binding_status(BindingOutcome(report=report(in_sync=1, missing=(item(),))), generation=1,
+                                   old=first, workspace_ref="ws", when=T1), first, T1)
+    assert drifted["lastSyncTime"] == T1
