@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from msgraph import GraphServiceClient
@@ -105,6 +106,10 @@ def _error(exc: Exception, what: str) -> DirectoryError:
                 definitive=False,
             )
         return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}",
+                              definitive=False)
+    if isinstance(exc, ClientAuthenticationError):
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return DirectoryError("AuthenticationFailed", f"reading {what}: cannot get a Graph token: {first}",
                               definitive=False)
     return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}",
                           definitive=False)

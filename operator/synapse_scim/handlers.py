@@ -51,6 +51,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="synapse-scim.io")
     settings.posting.level = logging.WARNING  # events are posted explicitly, not for every log line
     settings.watching.server_timeout = 300
+    if os.environ.get("SYNAPSE_SCIM_WATCH_NAMESPACES"):
+        # Namespaced installs have no cluster-wide read on namespaces or CRDs: without this, kopf
+        # retries those 403s for about a minute before it handles the first object.
+        settings.scanning.disabled = True
     memo.settings = Settings.from_env()
     memo.kube = Kube(_kube_client())
     memo.connections = Connections(memo.kube.read_secret)

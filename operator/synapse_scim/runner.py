@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="kopf liveness endpoint (empty to disable)")
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.verbose)
+    if args.namespace:
+        os.environ["SYNAPSE_SCIM_WATCH_NAMESPACES"] = ",".join(args.namespace)
     if args.metrics_port is not None:
         os.environ["SYNAPSE_SCIM_METRICS_PORT"] = str(args.metrics_port)
 

@@ -1,0 +1,551 @@
+"""The Helm chart (charts/synapse-scim): lint, render, schema, server-side validation, the install /
+upgrade / uninstall cycle against the real API server, the CRDs it ships, and its RBAC, asserted
+verbatim so that any widening fails here.
+
+No kubelet or controllers run in the local control plane: nothing waits for pods; the tests assert
+what the API server stores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from typing import Any
+
+import pytest
+import yaml
+from chart_helpers import (
+    CHART,
+    CRDS,
+    VALUES_DIR,
+    by_kind,
+    crd_documents,
+    fullname,
+    helm,
+    install_chart,
+    one,
+    render,
+    render_text,
+    service_account_kubeconfig,
+)
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from synapse_scim.devcluster import ControlPlane, install_crds
+from synapse_scim.devcluster.crds import wait_established
+
+VALUES_FILES = sorted(p.name for p in VALUES_DIR.glob("*.yaml"))
+GROUP = "synapse-scim.io"
+CRD_NAMES = {f"synapseworkspaces.{GROUP}", f"synapserolebindings.{GROUP}"}
+
+# The whole of the operator's access, in every namespace it watches. Widening the chart's RBAC must
+# change this list, on purpose, in review.
+NAMESPACED_RULES = [
+    # kopf lists/watches both kinds and patches them (finalizer, annotations); the operator gets a
+    # workspace by name and lists the bindings of its namespace.
+    {"apiGroups": [GROUP], "resources": ["synapseworkspaces", "synapserolebindings"],
+     "verbs": ["get", "list", "watch", "patch"]},
+    # Status reports go to the status subresource.
+    {"apiGroups": [GROUP], "resources": ["synapseworkspaces/status", "synapserolebindings/status"],
+     "verbs": ["patch"]},
+    # The credential Secret a workspace names: read by name, never listed or watched.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    # kopf posts core/v1 Events.
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+# Cluster-wide mode only: kopf watches CRDs to (re)discover resources.
+CLUSTER_RULES = [
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+]
+
+# A minimal stand-in for prometheus-operator's ServiceMonitor CRD: the real one is ~1000 lines and not
+# part of this project; the server-side dry-run only needs the kind to exist (its spec is kept as-is).
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor",
+                  "listKind": "ServiceMonitorList"},
+        "versions": [{
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            }}},
+        }],
+    },
+}
+
+
+def _values_args(name: str) -> list[str]:
+    return ["-f", str(VALUES_DIR / name)]
+
+
+def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["operator"]
+    return pod["containers"][0]
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def _source_blocks(text: str) -> dict[str, str]:
+    """helm template output, split by its `---\\n# Source: <file>\\n` headers."""
+    parts = re.split(r"^---\n# Source: (.+)\n", text, flags=re.MULTILINE)
+    blocks: dict[str, str] = {}
+    for source, body in zip(parts[1::2], parts[2::2], strict=True):
+        blocks[source] = blocks.get(source, "") + body
+    return blocks
+
+
+def _gone(read) -> bool:
+    try:
+        read()
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+# -- the CRDs are the repository's crds/, not a copy -----------------------------------------------
+
+def test_chart_crds_dir_is_a_relative_symlink_to_the_repository_crds():
+    link = CHART / "crds"
+    assert link.is_symlink(), "charts/synapse-scim/crds must be a symlink to ../../crds, not a copy"
+    assert str(link.readlink()) == "../../crds"
+    assert link.resolve() == CRDS.resolve()
+
+
+def test_template_include_crds_is_the_crd_files_byte_for_byte():
+    blocks = _source_blocks(render_text("--include-crds").stdout)
+    shipped = {src.removeprefix("synapse-scim/crds/"): body for src, body in blocks.items()
+               if src.startswith("synapse-scim/crds/")}
+    files = crd_documents()
+    assert sorted(shipped) == sorted(files)
+    for name, text in files.items():
+        assert shipped[name] == text + "\n", f"{name} differs from crds/{name}"  # helm appends one newline
+        assert list(yaml.safe_load_all(shipped[name])) == list(yaml.safe_load_all(text))
+    # Without --include-crds, the templates carry no CRD (Helm installs crds/ itself, before them).
+    assert not by_kind(render(), "CustomResourceDefinition")
+
+
+def test_helm_package_contains_the_crd_files(tmp_path):
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (tgz,) = tmp_path.glob("synapse-scim-*.tgz")
+    with tarfile.open(tgz) as tar:
+        names = tar.getnames()
+        packaged = {n.removeprefix("synapse-scim/crds/"): tar.extractfile(n).read()  # type: ignore[union-attr]
+                    for n in names if n.startswith("synapse-scim/crds/")}
+    assert packaged == {p.name: p.read_bytes() for p in sorted(CRDS.glob("*.yaml"))}
+    assert all(n.startswith("synapse-scim/") and ".." not in n for n in names)  # no resolved-path duplicates
+    assert {"synapse-scim/values.schema.json", "synapse-scim/README.md",
+            "synapse-scim/templates/NOTES.txt"} <= set(names)
+
+
+def test_helm_install_creates_the_crds_and_they_are_established(cluster):
+    # The session cluster has the CRDs already; only a cluster without them shows that `helm install`
+    # creates them from the chart's crds/ (through the symlink). A private control plane: ~3 s.
+    with ControlPlane(tools=cluster.tools, crds=False) as fresh:
+        fresh.helm("install", "scim", str(CHART), "--namespace", "synapse-scim", "--create-namespace")
+        with fresh.api_client() as api:
+            ext = client.ApiextensionsV1Api(api)
+            wait_established(ext, sorted(CRD_NAMES), timeout=30)
+            served = {c.metadata.name: c for c in ext.list_custom_resource_definition().items}
+            assert CRD_NAMES <= set(served)
+            for doc in (d for text in crd_documents().values() for d in yaml.safe_load_all(text) if d):
+                crd = served[doc["metadata"]["name"]]
+                assert crd.spec.group == doc["spec"]["group"]
+                assert [v.name for v in crd.spec.versions] == [v["name"] for v in doc["spec"]["versions"]]
+                assert crd.metadata.labels == doc["metadata"]["labels"]
+            fresh.helm("uninstall", "scim", "--namespace", "synapse-scim")
+            # Helm never deletes what it installed from crds/ (that would delete every custom resource).
+            assert CRD_NAMES <= {c.metadata.name for c in ext.list_custom_resource_definition().items}
+
+
+# -- lint and schema ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+@pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
+def test_helm_lint_passes(values, strict):
+    out = helm("lint", str(CHART), *_values_args(values), *(["--strict"] if strict else []))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+@pytest.mark.parametrize(("args", "field", "detail"), [
+    (["--set", "logFormat=xml"], "/logFormat", "'text', 'json'"),
+    (["--set", "replicaCount=two"], "/replicaCount", "want integer"),
+    (["--set", "replicaCount=2"], "/replicaCount", "maximum"),
+    (["--set", "bogus=1"], "at ''", "'bogus' not allowed"),
+    (["--set", "image.tagg=v1"], "/image", "'tagg' not allowed"),
+    (["--set", "operator.finalizerWait=1 minute"], "/operator/finalizerWait", "does not match pattern"),
+    (["--set", "operator.writeConcurrency=0"], "/operator/writeConcurrency", "minimum"),
+    (["--set", "peering.enabled=true"], "/peering/enabled", "false"),
+    (["--set", "azureWorkloadIdentity.clientId=not-a-guid"], "/azureWorkloadIdentity/clientId", "pattern"),
+    (["--set-json", 'watchNamespaces=["Team_A"]'], "/watchNamespaces/0", "pattern"),
+], ids=["logFormat-enum", "replicaCount-type", "replicaCount-max", "unknown-top-level", "unknown-nested",
+        "duration", "concurrency", "peering", "client-id", "namespace-name"])
+def test_schema_rejects_bad_values_naming_the_field(args, field, detail):
+    out = render_text(*args, check=False)
+    assert out.returncode != 0
+    assert "values don't meet the specifications of the schema" in out.stderr
+    assert field in out.stderr and detail in out.stderr, out.stderr
+
+
+def test_lint_reports_schema_errors_too():
+    out = helm("lint", str(CHART), "--strict", "--set", "logFormat=xml", check=False)
+    assert out.returncode != 0
+    assert "/logFormat" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "azureCABundle.configMap=a", "--set", "azureCABundle.secret=b"], "set configMap or secret, not both"),
+    (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
+])
+def test_template_refuses_contradictory_values(args, message):
+    out = render_text(*args, check=False)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+# -- rendering -----------------------------------------------------------------------------------
+
+def test_default_rbac_is_exactly_the_minimal_cluster_role():
+    objects = render(release="scim", namespace="ops")
+    role = one(objects, "ClusterRole")
+    assert role["rules"] == NAMESPACED_RULES + CLUSTER_RULES
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scim-synapse-scim", "namespace": "ops"}]
+    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    assert _container(objects)["args"] == ["run", "--log-format=text", "--liveness=http://0.0.0.0:8080/healthz"]
+
+
+def test_namespaced_rbac_is_a_role_per_watched_namespace_and_nothing_cluster_scoped():
+    objects = render(*_values_args("namespaced.yaml"), release="scim", namespace="ops")
+    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    roles, bindings = by_kind(objects, "Role"), by_kind(objects, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for role in roles:
+        assert role["rules"] == NAMESPACED_RULES
+    for binding in bindings:
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "scim-synapse-scim"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scim-synapse-scim", "namespace": "ops"}]
+    assert _container(objects)["args"] == ["run", "--namespace=team-a", "--namespace=team-b", "--log-format=text",
+                                           "--liveness=http://0.0.0.0:8080/healthz"]
+    # Every object is namespaced: a namespace admin can review the whole footprint.
+    assert all(o["metadata"].get("namespace") for o in objects)
+
+
+def test_rbac_create_false_renders_no_rbac():
+    kinds = {o["kind"] for o in render("--set", "rbac.create=false")}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+def test_deployment_is_hardened():
+    objects = render()
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two standalone kopf pods at once
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["runAsGroup"] == 10001
+    assert pod["securityContext"]["fsGroup"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["enableServiceLinks"] is False
+    assert pod["serviceAccountName"] == "scim-synapse-scim"
+    container = _container(objects)
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert "add" not in sc["capabilities"]
+    assert container["image"] == "synapse-scim:0.1.0"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                      "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert {"name": "healthz", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert {"name": "http-metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    # The ServiceAccount opts out of token automounting; only the operator pod opts in.
+    assert one(objects, "ServiceAccount")["automountServiceAccountToken"] is False
+
+
+def test_default_env_and_metrics_service():
+    objects = render()
+    assert _env(_container(objects)) == {
+        "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": "30s",
+        "SYNAPSE_SCIM_WRITE_CONCURRENCY": "8",
+        "SYNAPSE_SCIM_READ_CONCURRENCY": "8",
+        "SYNAPSE_SCIM_FINALIZER_WAIT": "60s",
+        "SYNAPSE_SCIM_METRICS_PORT": "9090",
+    }
+    service = one(objects, "Service")
+    assert service["spec"]["ports"] == [{"name": "http-metrics", "port": 9090, "targetPort": "http-metrics",
+                                         "protocol": "TCP"}]
+    assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert {o["kind"] for o in objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
+                                            "Deployment"}
+
+
+def test_metrics_disabled_turns_the_endpoint_off():
+    objects = render("--set", "metrics.enabled=false", "--set", "metrics.serviceMonitor.enabled=true")
+    assert not by_kind(objects, "Service") and not by_kind(objects, "ServiceMonitor")
+    container = _container(objects)
+    assert _env(container)["SYNAPSE_SCIM_METRICS_PORT"] == "0"
+    assert [p["name"] for p in container["ports"]] == ["healthz"]
+
+
+def test_workload_identity_ca_bundle_network_policy_and_pdb():
+    objects = render(*_values_args("hardened-azure.yaml"), namespace="ops")
+    sa = one(objects, "ServiceAccount")
+    assert sa["metadata"]["annotations"] == {
+        "azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
+        "azure.workload.identity/tenant-id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+    }
+    pod = one(objects, "Deployment")["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    container = _container(objects)
+    assert _env(container)["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] == "/etc/synapse-scim/azure-ca/ca.crt"
+    assert {"name": "azure-ca", "mountPath": "/etc/synapse-scim/azure-ca", "readOnly": True} in container[
+        "volumeMounts"]
+    assert {"name": "azure-ca", "configMap": {"name": "corporate-proxy-ca",
+                                              "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in pod["spec"]["volumes"]
+
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                  "podSelector": {}}],
+        "ports": [{"port": "http-metrics", "protocol": "TCP"}],
+    }]
+    dns, api_server, azure = policy["egress"]
+    assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert api_server == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+                          "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "192.168.10.0/24"}}]}
+    assert azure == {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
+
+    pdb = one(objects, "PodDisruptionBudget")["spec"]
+    assert pdb == {"selector": {"matchLabels": one(objects, "Deployment")["spec"]["selector"]["matchLabels"]},
+                   "maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    assert not by_kind(objects, "ServiceMonitor")
+
+
+def test_network_policy_defaults_allow_any_api_server_address():
+    policy = one(render("--set", "networkPolicy.enabled=true"), "NetworkPolicy")["spec"]
+    api_server = policy["egress"][1]
+    assert "to" not in api_server
+    assert policy["egress"][2]["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+
+
+def test_json_logs_settings_and_secret_ca_bundle():
+    objects = render(*_values_args("json-logs.yaml"))
+    container = _container(objects)
+    assert container["args"] == ["run", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz", "--verbose"]
+    env = _env(container)
+    assert env["SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL"] == "1m30s"
+    assert env["SYNAPSE_SCIM_WRITE_CONCURRENCY"] == "4"
+    assert env["SYNAPSE_SCIM_READ_CONCURRENCY"] == "16"
+    assert env["SYNAPSE_SCIM_FINALIZER_WAIT"] == "2m"
+    assert env["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] == "/etc/synapse-scim/azure-ca/bundle.pem"
+    assert env["HTTPS_PROXY"] == "http://proxy.internal:3128"
+    pod = one(objects, "Deployment")["spec"]["template"]
+    assert {"name": "azure-ca", "secret": {"secretName": "azure-ca",
+                                           "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}} in pod["spec"][
+        "volumes"]
+    assert pod["metadata"]["annotations"] == {"example.com/team": "platform"}
+
+
+def test_service_monitor_on_another_port():
+    objects = render(*_values_args("servicemonitor.yaml"), namespace="ops")
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics", "interval": "15s",
+                                             "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    service = one(objects, "Service")
+    assert all(service["metadata"]["labels"][k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert service["spec"]["ports"][0]["port"] == 9191
+    assert _env(_container(objects))["SYNAPSE_SCIM_METRICS_PORT"] == "9191"
+
+
+# -- against the API server ------------------------------------------------------------------------
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_rendered_objects_pass_server_side_dry_run(cluster, namespace, make_namespace, values):
+    args = _values_args(values)
+    if values == "namespaced.yaml":  # Roles need existing namespaces
+        args += ["--set-json", f"watchNamespaces={json.dumps([namespace, make_namespace()])}"]
+    manifest = render_text(*args, release=f"scim-{namespace[2:]}", namespace=namespace).stdout
+    if values == "servicemonitor.yaml":
+        with cluster.api_client() as api:
+            install_crds(api, [SERVICE_MONITOR_CRD])
+        try:
+            out = cluster.kubectl("apply", "--dry-run=server", "-o", "name", "-f", "-", input=manifest)
+        finally:
+            with cluster.api_client() as api:
+                client.ApiextensionsV1Api(api).delete_custom_resource_definition(
+                    SERVICE_MONITOR_CRD["metadata"]["name"])
+    else:
+        out = cluster.kubectl("apply", "--dry-run=server", "-o", "name", "-f", "-", input=manifest)
+    applied = out.stdout.split()
+    if values == "servicemonitor.yaml":
+        assert any(name.startswith("servicemonitor.monitoring.coreos.com/") for name in applied)
+    assert len(applied) == len([d for d in yaml.safe_load_all(manifest) if d])
+    assert any(name.startswith("deployment.apps/") for name in applied)
+
+
+@pytest.mark.cluster
+def test_install_upgrade_uninstall(cluster, namespace):
+    release = f"scim-{namespace[2:]}"
+    name = fullname(release)
+    install_chart(cluster, namespace, release)
+    with cluster.api_client() as api:
+        apps, core, rbac = client.AppsV1Api(api), client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+        deployment = apps.read_namespaced_deployment(name, namespace)
+        assert "--log-format=text" in deployment.spec.template.spec.containers[0].args
+        core.read_namespaced_service_account(name, namespace)
+        core.read_namespaced_service(f"{name}-metrics", namespace)
+        stored = rbac.read_cluster_role(name)
+        assert [api.sanitize_for_serialization(r) for r in stored.rules] == NAMESPACED_RULES + CLUSTER_RULES
+        rbac.read_cluster_role_binding(name)
+
+        cluster.helm("upgrade", release, str(CHART), "--namespace", namespace, "--skip-crds", "--reuse-values",
+                     "--set", "logFormat=json", "--set", "operator.writeConcurrency=3")
+        deployment = apps.read_namespaced_deployment(name, namespace)
+        container = deployment.spec.template.spec.containers[0]
+        assert "--log-format=json" in container.args and "--log-format=text" not in container.args
+        assert {e.name: e.value for e in container.env}["SYNAPSE_SCIM_WRITE_CONCURRENCY"] == "3"
+        status = json.loads(cluster.helm("status", release, "--namespace", namespace, "-o", "json").stdout)
+        assert status["version"] == 2 and status["info"]["status"] == "deployed"
+
+        cluster.helm("uninstall", release, "--namespace", namespace)
+        assert _gone(lambda: apps.read_namespaced_deployment(name, namespace))
+        assert _gone(lambda: core.read_namespaced_service_account(name, namespace))
+        assert _gone(lambda: core.read_namespaced_service(f"{name}-metrics", namespace))
+        assert _gone(lambda: rbac.read_cluster_role(name))
+        assert _gone(lambda: rbac.read_cluster_role_binding(name))
+        # The CRDs stay (Helm never deletes crds/; the session's other tests rely on them too).
+        ext = client.ApiextensionsV1Api(api)
+        assert CRD_NAMES <= {c.metadata.name for c in ext.list_custom_resource_definition().items}
+
+
+def _can(api: client.ApiClient, verb: str, resource: str, namespace: str | None = None, *, group: str = "",
+         subresource: str | None = None) -> bool:
+    review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+        resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource,
+                                                        subresource=subresource, namespace=namespace)))
+    return client.AuthorizationV1Api(api).create_self_subject_access_review(review).status.allowed
+
+
+@pytest.mark.cluster
+def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster, namespace, make_namespace,
+                                                                         tmp_path):
+    release = f"scim-{namespace[2:]}"
+    install_chart(cluster, namespace, release)
+    elsewhere = make_namespace()
+    kubeconfig = service_account_kubeconfig(cluster, namespace, release, tmp_path / "sa.kubeconfig")
+    try:
+        with cluster.api_client(kubeconfig) as api:
+            for ns in (namespace, elsewhere, None):
+                for verb in ("get", "list", "watch", "patch"):
+                    assert _can(api, verb, "synapseworkspaces", ns, group=GROUP)
+                    assert _can(api, verb, "synapserolebindings", ns, group=GROUP)
+                for verb in ("create", "update", "delete", "deletecollection"):
+                    assert not _can(api, verb, "synapserolebindings", ns, group=GROUP)
+                assert _can(api, "patch", "synapseworkspaces", ns, group=GROUP, subresource="status")
+                assert not _can(api, "update", "synapseworkspaces", ns, group=GROUP, subresource="status")
+                assert _can(api, "create", "events", ns)
+                assert not _can(api, "create", "events", ns, group="events.k8s.io")
+            assert _can(api, "get", "secrets", elsewhere)
+            for verb in ("list", "watch", "create", "update", "patch", "delete"):
+                assert not _can(api, verb, "secrets", elsewhere)
+            assert _can(api, "list", "customresourcedefinitions", group="apiextensions.k8s.io")
+            assert _can(api, "watch", "customresourcedefinitions", group="apiextensions.k8s.io")
+            assert not _can(api, "get", "customresourcedefinitions", group="apiextensions.k8s.io")
+            assert not _can(api, "list", "namespaces")
+            assert not _can(api, "get", "configmaps", namespace)
+            assert not _can(api, "create", "pods", namespace)
+            # The token really works: the kinds are listable across the cluster.
+            client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, "v1alpha1", "synapseworkspaces")
+    finally:
+        cluster.helm("uninstall", release, "--namespace", namespace)
+
+
+@pytest.mark.cluster
+def test_namespaced_install_grants_only_the_watched_namespaces(cluster, namespace, make_namespace, tmp_path):
+    release = f"scim-{namespace[2:]}"
+    team_a, team_b, other = make_namespace(), make_namespace(), make_namespace()
+    install_chart(cluster, namespace, release, "--set-json", f'watchNamespaces=["{team_a}","{team_b}"]')
+    kubeconfig = service_account_kubeconfig(cluster, namespace, release, tmp_path / "sa.kubeconfig")
+    try:
+        with cluster.api_client(kubeconfig) as api:
+            for ns in (team_a, team_b):
+                assert _can(api, "watch", "synapserolebindings", ns, group=GROUP)
+                assert _can(api, "get", "secrets", ns)
+                assert _can(api, "create", "events", ns)
+            for ns in (other, namespace, None):
+                assert not _can(api, "list", "synapserolebindings", ns, group=GROUP)
+                assert not _can(api, "get", "secrets", ns)
+            assert not _can(api, "list", "customresourcedefinitions", group="apiextensions.k8s.io")
+        with cluster.api_client() as api:
+            deployment = client.AppsV1Api(api).read_namespaced_deployment(fullname(release), namespace)
+            args = deployment.spec.template.spec.containers[0].args
+            assert args[:3] == ["run", f"--namespace={team_a}", f"--namespace={team_b}"]
+    finally:
+        cluster.helm("uninstall", release, "--namespace", namespace)
+
+
+def test_values_files_are_documented_in_the_readme():
+    readme = (CHART / "README.md").read_text()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def leaves(prefix: str, node: Any) -> list[str]:
+        if isinstance(node, dict) and node and not prefix.endswith("Selector."):  # selectors are one value
+            return [k for key, sub in node.items() for k in leaves(f"{prefix}{key}.", sub)]
+        return [prefix.rstrip(".")]
+
+    missing = [key for key in leaves("", values) if f"`{key}`" not in readme]
+    assert not missing, f"values missing from charts/synapse-scim/README.md: {missing}"
+
+
+def test_schema_covers_every_default_value():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(node_schema: dict[str, Any], node: Any, path: str) -> None:
+        if isinstance(node, dict) and "properties" in node_schema:
+            for key, sub in node.items():
+                assert key in node_schema["properties"], f"{path}{key} has no schema"
+                walk(node_schema["properties"][key], sub, f"{path}{key}.")
+
+    walk(schema, values, "")
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["logFormat"]["enum"] == ["text", "json"]
+
+
+@pytest.mark.cluster
+def test_notes_render_for_both_modes(cluster):
+    # NOTES.txt is only rendered by install/upgrade; --dry-run=server for the cluster's version (the
+    # chart's kubeVersion refuses helm's offline default), which creates nothing.
+    for args, where in (([], "<namespace>"), (_values_args("namespaced.yaml"), "team-a")):
+        out = cluster.helm("install", "scim", str(CHART), "--dry-run=server", "--skip-crds",
+                           "--namespace", "ops", *args).stdout
+        notes = out[out.index("NOTES:"):]
+        assert "kubectl -n ops rollout status deployment/scim-synapse-scim" in notes
+        assert f"kubectl apply -n {where} -f - <<'EOF'" in notes
+        assert "kubectl get synapseworkspaces,synapserolebindings -A -o wide" in notes
