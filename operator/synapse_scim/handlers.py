@@ -47,8 +47,10 @@ def _kube_client() -> Any:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = "synapse-scim.io/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="synapse-scim.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="synapse-scim.io")
+    # A prefix of kopf's own: kopf ignores changes to annotations under it, and the approval
+    # annotation (synapse-scim.io/approve-removals) must be seen as a change.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.synapse-scim.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.synapse-scim.io")
     settings.posting.level = logging.WARNING  # events are posted explicitly, not for every log line
     settings.watching.server_timeout = 300
     if os.environ.get("SYNAPSE_SCIM_WATCH_NAMESPACES"):
@@ -176,7 +178,9 @@ class DirectoryWatcher:
             result = await clients.directory.delta(self.link)
         except (CredentialError, DirectoryError, KeyError, ValueError) as exc:
             log.warning("group change poll failed for %s/%s: %s", *key, exc)
-            return False
+            # A credential that stopped working (a rotated or wrong secret) must show in status now,
+            # not at the next full sync; a sync that fails at its first read costs one request.
+            return isinstance(exc, CredentialError) or getattr(exc, "reason", "") == "AuthenticationFailed"
         first = self.link is None
         self.link = result.link or self.link
         return not first and bool(result.changed_groups & self.groups)
