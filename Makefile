@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all setup venv tools test lint unit demo clean
+.PHONY: all setup venv tools test lint unit demo image clean
 
 all: test
 
@@ -38,6 +38,11 @@ unit: venv
 
 demo: setup
 	SYNAPSE_SCIM_TOOLS="$$(hack/build-tools.sh)" $(BIN)/synapse-scim demo
+
+# The operator's image, built with buildah as root (no Docker engine, no registry): prints its id and size.
+# `make test` builds it too (tests/image), so CI proves the Dockerfile on every run.
+image:
+	hack/build-image.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
