@@ -26,6 +26,7 @@ from .devcluster.controlplane import sigterm_as_keyboard_interrupt
 from .kube import BINDINGS, GROUP, VERSION, WORKSPACES
 
 NAMESPACE = "data-platform"
+SYNAPSE_USER = "2a385764-43e8-416c-9825-7b18d05a2c4b"
 
 
 def _repo_file(*parts: str) -> Path:
@@ -150,14 +151,21 @@ def _drive(cp: ControlPlane, sb: Any, api: client.ApiClient, tmp: Path, timeout:
             return 1
         print(f"    converged in {time.monotonic() - started:.1f}s")
 
-        say("the directory changes: heidi joins Analysts, bob (Data Engineers > Spark Team) is disabled")
-        before = count()
+        say("the directory changes: heidi joins Analysts, bob (a Data Engineer) is disabled")
+        directory = sb.state.directory
+        heidi = str(directory.resolve("heidi@contoso.com", kinds=("user",)).id).lower()
+        bob = str(directory.resolve("bob@contoso.com", kinds=("user",)).id).lower()
         sb.admin.add_member("Analysts", "heidi@contoso.com")
         sb.admin.disable_user("bob@contoso.com")
         changed_at = time.monotonic()
-        # heidi +1 (Synapse User); bob -2 (Contributor, Artifact Publisher) -1 (Compute Operator)
-        expected = before + 1 - 3
-        if not _watch(custom, count, table, lambda: count() == expected and _settled(custom), timeout):
+
+        def followed() -> bool:
+            holders = {a["principalId"].lower() for a in sb.admin.list_assignments("analytics")
+                       if a["roleDefinitionId"] == SYNAPSE_USER}
+            bobs = [a for a in sb.admin.list_assignments("analytics") if a["principalId"].lower() == bob]
+            return heidi in holders and not bobs and _settled(custom)
+
+        if not _watch(custom, count, table, followed, timeout):
             print("the operator did not follow in time; operator log:\n"
                   + (tmp / "operator.log").read_text()[-3000:])
             return 1
