@@ -40,6 +40,7 @@ class Connections:
             return cached[2]
         if cached:
             await cached[2].workspace.close()
+            await cached[2].directory.close()
         clients = Clients(
             credential=credential,
             directory=Directory(graph_client(credential, cloud, verify=os.environ.get("SYNAPSE_SCIM_AZURE_CA_BUNDLE"))),
@@ -52,6 +53,7 @@ class Connections:
         cached = self._clients.pop(key, None)
         if cached:
             await cached[2].workspace.close()
+            await cached[2].directory.close()
         await self.credentials.drop(key)
 
     async def close(self) -> None:

@@ -132,6 +132,16 @@ class Directory:
     def __init__(self, client: GraphServiceClient) -> None:
         self.client = client
 
+    async def close(self) -> None:
+        http = getattr(self.client.request_adapter, "_http_client", None)
+        if http is None:
+            return
+        # msgraph_core's AsyncGraphTransport has no aclose(): its inner pool must be closed itself.
+        inner = getattr(getattr(http, "_transport", None), "transport", None)
+        await http.aclose()
+        if inner is not None:
+            await inner.aclose()
+
     async def resolve(self, kind: str, *, name: str | None = None, id: str | None = None) -> Principal:
         """A subject of a binding as a directory object; DirectoryError when it does not resolve."""
         what = f"{kind} {name or id!r}" if name else f"{kind} with id {id!r}"
