@@ -139,7 +139,15 @@ class CredentialCache:
             return wi["clientId"].encode(), lambda: WorkloadIdentityCredential(
                 tenant_id=tenant_id, client_id=wi["clientId"], token_file_path=token_file, **common,
             )
-        # The operator's own identity: workload identity, environment, managed identity, in that order.
+        # The operator's own identity. On AKS with workload identity the pod has a federated token and a
+        # client id: use them directly, with this workspace's tenant and authority (the async
+        # DefaultAzureCredential passes neither to its workload-identity link, so a sovereign-cloud or
+        # per-workspace tenant would be ignored). Otherwise the DefaultAzureCredential chain.
+        token_file, client_id = os.environ.get("AZURE_FEDERATED_TOKEN_FILE"), os.environ.get("AZURE_CLIENT_ID")
+        if token_file and client_id:
+            return f"workload:{client_id}".encode(), lambda: WorkloadIdentityCredential(
+                tenant_id=tenant_id, client_id=client_id, token_file_path=token_file, **common,
+            )
         return b"default", lambda: DefaultAzureCredential(
             authority=cloud.authority_host,
             exclude_visual_studio_code_credential=True, exclude_shared_token_cache_credential=True,

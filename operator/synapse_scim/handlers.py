@@ -26,7 +26,7 @@ from .model import BindingKey, Problem
 from .registry import Registry
 from .scope import parse_duration
 from .settings import Settings
-from .status import binding_status, now_iso, ready_conditions, stamp
+from .status import binding_conditions, binding_status, now_iso, ready_conditions, stamp
 from .status import conditions as make_conditions
 from .sync import BindingObject, SyncResult, WorkspaceObject, sync_workspace, workspace_failure
 
@@ -257,13 +257,18 @@ def record_metrics(namespace: str, name: str, result: SyncResult, seconds: float
     if result.plan is not None:
         metrics.REMOVALS_HELD.labels(namespace, name).set(len(result.plan.held))
     for key, outcome in result.outcomes.items():
+        ready = next(c for c in binding_conditions(outcome, name) if c.type == "Ready").status
+        metrics.BINDING_READY.labels(key.namespace, key.name).set(1 if ready else 0)
         if outcome.report is not None:
             metrics.BINDING_DRIFT.labels(key.namespace, key.name, "missing").set(len(outcome.report.missing))
             metrics.BINDING_DRIFT.labels(key.namespace, key.name, "unexpected").set(len(outcome.report.unexpected))
 
 
 def _post_events(ws_body: dict[str, Any], bindings: list[BindingObject], result: SyncResult) -> None:
-    """One Event per binding per sync that changed something, and a Warning per failure kind."""
+    """One Event per binding per sync that changed something, and a Warning per failure kind.
+
+    kopf.event, not kopf.info/warn: those are filtered by settings.posting.level, which is raised to
+    keep kopf's own per-handler log lines out of Events."""
     per_binding: dict[str, list[int]] = {}
     for record in result.audit:
         for b in record.bindings:
@@ -277,15 +282,19 @@ def _post_events(ws_body: dict[str, Any], bindings: list[BindingObject], result:
                           "metadata": {"namespace": b.key.namespace, "name": b.key.name,
                                        "uid": b.uid}})
         if counts[0]:
-            kopf.info(body, reason="Granted", message=f"{counts[0]} role assignment(s) granted or adopted")
+            kopf.event(body, type="Normal", reason="Granted",
+                       message=f"{counts[0]} role assignment(s) granted or adopted")
         if counts[1]:
-            kopf.warn(body, reason="GrantFailed", message=f"{counts[1]} role assignment(s) could not be granted")
+            kopf.event(body, type="Warning", reason="GrantFailed",
+                       message=f"{counts[1]} role assignment(s) could not be granted")
     revoked = sum(1 for r in result.audit if r.action == "revoke" and r.outcome == "done")
     failed = sum(1 for r in result.audit if r.action == "revoke" and r.outcome.startswith("failed"))
     ws = kopf.Body(ws_body)
     if revoked:
-        kopf.info(ws, reason="Revoked", message=f"{revoked} role assignment(s) no binding wants were revoked")
+        kopf.event(ws, type="Normal", reason="Revoked",
+                   message=f"{revoked} role assignment(s) no binding wants were revoked")
     if failed:
-        kopf.warn(ws, reason="RevokeFailed", message=f"{failed} revocation(s) failed; retried next sync")
+        kopf.event(ws, type="Warning", reason="RevokeFailed",
+                   message=f"{failed} revocation(s) failed; retried next sync")
     if result.problem:
-        kopf.warn(ws, reason=result.problem.reason, message=result.problem.message)
+        kopf.event(ws, type="Warning", reason=result.problem.reason, message=result.problem.message)

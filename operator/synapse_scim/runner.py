@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     scope.add_argument("--namespace", "-n", action="append", default=[],
                        help="watch only this namespace (repeatable); default: all namespaces")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        default=os.environ.get("SYNAPSE_SCIM_LOG_FORMAT", "text"),
+                        help="text (default) or json: one object per line (env SYNAPSE_SCIM_LOG_FORMAT)")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="port of the Prometheus /metrics endpoint (default 9090, 0 disables; "

@@ -50,8 +50,10 @@ class Harness:
             **env,
         }
         # The operator must trust nothing but what it is told: no ambient CA overrides.
-        for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_ID"):
-            environment.pop(var, None)
+        for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_ID",
+                    "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_TOKEN_CREDENTIALS"):
+            if var not in env:
+                environment.pop(var, None)
         log = open(self.log_path, "ab")  # owned by the operator process
         command = command or [sys.executable, "-m", "synapse_scim.cli"]
         self.operator = subprocess.Popen(
@@ -104,8 +106,11 @@ class Harness:
             self.core.replace_namespaced_secret(name, self.namespace, body)
 
     def workspace(self, name: str = "analytics", *, client_id: str | None = None, secret_name: str = "synapse-sp",
+                  credential: dict[str, Any] | None = None, own_identity: bool = False,
                   **spec: Any) -> dict[str, Any]:
-        if client_id is None:
+        """A SynapseWorkspace pointed at the sandbox: a client secret by default, `credential` to use
+        another kind, `own_identity` for none at all (the operator's own identity)."""
+        if client_id is None and not own_identity:
             client_id = self.app.client_id
             self.secret(secret_name, {"clientSecret": self.app.secret})
         body = {
@@ -115,12 +120,15 @@ class Harness:
                 "endpoint": self.sb.workspace_endpoint(spec.pop("workspaceName", name)),
                 "workspaceName": name,
                 "tenantId": self.sb.tenant_id,
-                "credential": {"clientSecret": {"clientId": client_id, "secretRef": {"name": secret_name}}},
+                "credential": credential or {"clientSecret": {"clientId": client_id,
+                                                              "secretRef": {"name": secret_name}}},
                 "cloud": {"authorityHost": self.sb.authority_host,
                           "graphEndpoint": self.sb.graph_url.removesuffix("/v1.0")},
                 **spec,
             },
         }
+        if own_identity:
+            del body["spec"]["credential"]
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, WS_PLURAL, body)
 
     def binding(self, name: str, roles: list[str], subjects: list[dict[str, Any]], workspace: str = "analytics",

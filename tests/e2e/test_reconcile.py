@@ -288,3 +288,63 @@ def test_large_group_pages_both_apis_and_emptying_it_trips_the_removal_guard(har
             {"metadata": {"annotations": {"synapse-scim.io/approve-removals": ws["id"]}}})
     h.wait_for(lambda: not held(h, USER_ROLE), "approved removals executed", timeout=180)
     ready(h, "everyone", timeout=60)
+
+
+def test_client_certificate_credential(harness):
+    h = harness
+    h.secret("synapse-cert", {"tls.pem": h.app.certificate_path.read_text()})
+    h.start_operator()
+    h.workspace(client_id=h.app.client_id, credential={
+        "certificate": {"clientId": h.app.client_id, "secretRef": {"name": "synapse-cert"}}})
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    ready(h, "analysts")
+    assert len(held(h, USER_ROLE)) == 2
+
+
+def test_workload_identity_credential(harness):
+    h = harness
+    h.start_operator(AZURE_FEDERATED_TOKEN_FILE=str(h.app.federated_token_file))
+    h.workspace(client_id=h.app.client_id, credential={"workloadIdentity": {"clientId": h.app.client_id}})
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    ready(h, "analysts")
+    assert len(held(h, USER_ROLE)) == 2
+
+
+def test_operators_own_identity_by_default(harness):
+    h = harness
+    # The pod's workload identity, as AKS injects it (the chart's azureWorkloadIdentity.clientId).
+    h.start_operator(AZURE_FEDERATED_TOKEN_FILE=str(h.app.federated_token_file), AZURE_CLIENT_ID=h.app.client_id,
+                     AZURE_TENANT_ID=h.sb.tenant_id)
+    ws = h.workspace(own_identity=True)
+    assert "credential" not in ws["spec"]
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    ready(h, "analysts")
+    assert len(held(h, USER_ROLE)) == 2
+
+
+def test_applied_changes_are_events_on_the_binding(harness):
+    h = harness
+    h.start_operator()
+    h.workspace()
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    ready(h, "analysts")
+
+    def granted_event():
+        events = h.core.list_namespaced_event(h.namespace).items
+        return [e for e in events if e.involved_object.name == "analysts" and e.reason == "Granted"]
+
+    event = h.wait_for(granted_event, "a Granted event")[0]
+    assert event.involved_object.kind == "SynapseRoleBinding" and "2 role assignment" in event.message
+
+
+@pytest.mark.parametrize("org", [pytest.param(100, id="100-members")], indirect=True)
+def test_hundred_member_group_from_apply_to_ready(harness):
+    h = harness
+    h.start_operator()
+    h.workspace()
+    h.wait_condition(WS_PLURAL, "analytics")
+    started = time.monotonic()
+    h.binding("everyone", ["Synapse User"], [{"kind": "Group", "name": "Everyone"}])
+    obj = ready(h, "everyone", timeout=120)
+    print(f"100-member group: apply to Ready in {time.monotonic() - started:.1f}s")
+    assert obj["status"]["summary"]["inSync"] == 100

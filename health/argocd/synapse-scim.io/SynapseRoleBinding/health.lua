@@ -1,0 +1,94 @@
+-- Argo CD health check for synapse-scim.io/SynapseRoleBinding (and, identical, SynapseWorkspace).
+-- Install: health/argocd/argocd-cm-patch.yaml. Argo runs this with gopher-lua (Lua 5.1), the live
+-- object in the global `obj`; it must return {status = ..., message = ...}.
+--
+-- The operator writes kstatus conditions (operator/synapse_scim/status.py): Ready, Reconciling,
+-- Stalled, each with reason, message and observedGeneration. The mapping, first match wins:
+--
+--   status.observedGeneration, or Ready's observedGeneration, behind metadata.generation
+--                                      -> Progressing "waiting for the operator to observe generation N"
+--   no status / no Ready condition    -> Progressing "waiting for the operator"
+--   Stalled=True                      -> Degraded (a person must act: unknown role, bad credentials,
+--                                         removals held by the guard, ...), with the Stalled message
+--   Ready=True                        -> Healthy
+--   Ready=False reason=Suspended      -> Suspended (spec.suspend: the operator deliberately writes nothing)
+--   Ready=False reason=DriftDetected  -> Suspended, NOT Degraded and NOT Progressing. This is a binding
+--                                         with managementPolicy: Observe whose workspace differs from the
+--                                         spec. The operator is doing exactly what it was asked (report,
+--                                         never write), so Degraded would page people and trip
+--                                         on-health-degraded notifications for an intended state; and
+--                                         Progressing would claim the operator is converging when it never
+--                                         will on its own, leaving syncs and waves "progressing" forever.
+--                                         Healthy would hide the drift. Suspended is Argo's state for
+--                                         "deliberately not acting until a person decides" (a paused
+--                                         Rollout, a suspended CronJob): visible, not green, not an alarm.
+--                                         The message carries the counts.
+--   Reconciling=True, or any other Ready=False
+--                                      -> Progressing (the operator retries on its own: Applying,
+--                                         throttling, a transient Azure error, ...), with its message
+hs = {}
+
+local function condition(conditions, type_)
+  if conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(conditions) do
+    if c.type == type_ then
+      return c
+    end
+  end
+  return nil
+end
+
+local function behind(observed, generation)
+  return observed ~= nil and generation ~= nil and tonumber(observed) < tonumber(generation)
+end
+
+local function message(c, fallback)
+  if c ~= nil and c.message ~= nil and c.message ~= "" then
+    if c.reason ~= nil and c.reason ~= "" then
+      return c.reason .. ": " .. c.message
+    end
+    return c.message
+  end
+  return fallback
+end
+
+local generation = nil
+if obj.metadata ~= nil then
+  generation = obj.metadata.generation
+end
+local status = obj.status
+local ready = nil
+local stalled = nil
+local reconciling = nil
+if status ~= nil then
+  ready = condition(status.conditions, "Ready")
+  stalled = condition(status.conditions, "Stalled")
+  reconciling = condition(status.conditions, "Reconciling")
+end
+
+if status == nil or ready == nil then
+  hs.status = "Progressing"
+  hs.message = "waiting for the operator"
+elseif behind(status.observedGeneration, generation) or behind(ready.observedGeneration, generation) then
+  hs.status = "Progressing"
+  hs.message = "waiting for the operator to observe generation " .. tostring(generation)
+elseif stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = message(stalled, "stalled")
+elseif ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = message(ready, "ready")
+elseif ready.reason == "Suspended" or ready.reason == "DriftDetected" then
+  hs.status = "Suspended"
+  hs.message = message(ready, ready.reason)
+else
+  hs.status = "Progressing"
+  if reconciling ~= nil and reconciling.status == "True" then
+    hs.message = message(reconciling, "reconciling")
+  else
+    hs.message = message(ready, "not ready")
+  end
+end
+return hs
