@@ -1,4 +1,5 @@
--- Argo CD health check for synapse-scim.io/SynapseRoleBinding (and, identical, SynapseWorkspace).
+-- Argo CD health check for synapse-scim.io SynapseRoleBinding and SynapseWorkspace (one script for both kinds;
+-- SynapseWorkspace/health.lua is a symlink to this file, argocd-cm-patch.yaml carries it under both keys).
 -- Install: health/argocd/argocd-cm-patch.yaml. Argo runs this with gopher-lua (Lua 5.1), the live
 -- object in the global `obj`; it must return {status = ..., message = ...}.
 --
