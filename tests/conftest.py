@@ -44,3 +44,11 @@ def namespace(cluster: ControlPlane | ExistingCluster) -> Iterator[str]:
         finally:
             # Without a controller-manager the namespace stays Terminating; its name is never reused.
             core.delete_namespace(name)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so fixtures can tell whether the test failed."""
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep

@@ -21,10 +21,8 @@ from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
-from harness import RB_PLURAL, WS_PLURAL, Harness
+from harness import RB_PLURAL, WS_PLURAL, Harness, running_harness
 from orgs import small_org, upn
-
-from synapse_scim.sandbox import SandboxThread
 
 # A refusal by the API server as the operator logs it: kopf's APIForbiddenError / "403 Forbidden", the
 # kubernetes client's "(403)" / "Reason: Forbidden". Not a bare 403: log timestamps end in ",403" millis.
@@ -60,14 +58,9 @@ class ChartHarness(Harness):
 
 @contextmanager
 def chart_harness(cluster: Any, namespace: str, tmp_path: Path) -> Iterator[ChartHarness]:
-    """The body of tests/e2e/conftest.py's `harness` fixture: a sandbox with the small org, per test."""
-    with SandboxThread(seed=small_org(), cert_dir=tmp_path / "sandbox") as sb:
-        h = ChartHarness(cluster, namespace, sb, tmp_path)
-        try:
-            yield h
-        finally:
-            h.stop_operator()
-            h.api.close()
+    """A sandbox with the small org and a ChartHarness on it, per test."""
+    with running_harness(cluster, namespace, small_org(), tmp_path, cls=ChartHarness) as h:
+        yield h
 
 
 def without_verb(rules: list[client.V1PolicyRule], resource: str, verb: str,

@@ -3,14 +3,11 @@ operator as its own process (`synapse-scim run`), talking to both through the re
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import Harness
-
-from synapse_scim.sandbox import SandboxThread
+from harness import Harness, running_harness
 
 
 @pytest.fixture
@@ -25,20 +22,5 @@ def org(request) -> dict[str, Any]:
 
 @pytest.fixture
 def harness(cluster, namespace, org, tmp_path, request) -> Iterator[Harness]:
-    with SandboxThread(seed=org, cert_dir=tmp_path / "sandbox") as sb:
-        h = Harness(cluster, namespace, sb, tmp_path)
-        try:
-            yield h
-        finally:
-            h.stop_operator()
-            failed = getattr(request.node, "rep_call", None)
-            if failed is not None and failed.failed:
-                sys.stderr.write("--- operator log ---\n" + h.operator_log()[-8000:])
-            h.api.close()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    rep = yield
-    setattr(item, "rep_" + rep.when, rep)
-    return rep
+    with running_harness(cluster, namespace, org, tmp_path, request) as h:
+        yield h

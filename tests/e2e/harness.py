@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,20 @@ class Harness:
         return self.sb.admin.list_assignments(workspace)
 
 
+
+
+@contextmanager
+def running_harness(cluster: Any, namespace: str, seed: Any, tmp_path: Path, request: Any = None,
+                    cls: type[Harness] = Harness) -> Iterator[Harness]:
+    """A sandbox seeded with `seed` and a Harness on it; on the way out the operator is stopped and,
+    if the test failed, the tail of its log is shown (the report hook is in tests/conftest.py)."""
+    with SandboxThread(seed=seed, cert_dir=tmp_path / "sandbox") as sb:
+        h = cls(cluster, namespace, sb, tmp_path)
+        try:
+            yield h
+        finally:
+            h.stop_operator()
+            rep = getattr(request.node, "rep_call", None) if request is not None else None
+            if rep is not None and rep.failed:
+                sys.stderr.write("--- operator log ---\n" + h.operator_log()[-8000:])
+            h.api.close()

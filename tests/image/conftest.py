@@ -68,25 +68,8 @@ def rootfs(image: Image, container: str) -> Path:
 
 @pytest.fixture
 def image_harness(cluster, namespace, tmp_path, request) -> Iterator[Any]:
-    from harness import Harness
+    from harness import running_harness
     from orgs import small_org
 
-    from synapse_scim.sandbox import SandboxThread
-
-    with SandboxThread(seed=small_org(), cert_dir=tmp_path / "sandbox") as sb:
-        h = Harness(cluster, namespace, sb, tmp_path)
-        try:
-            yield h
-        finally:
-            h.stop_operator()
-            rep = getattr(request.node, "rep_call", None)
-            if rep is not None and rep.failed:
-                sys.stderr.write("--- operator log ---\n" + h.operator_log()[-8000:])
-            h.api.close()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    rep = yield
-    setattr(item, "rep_" + rep.when, rep)
-    return rep
+    with running_harness(cluster, namespace, small_org(), tmp_path, request) as h:
+        yield h
