@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.credentials_async import AsyncTokenCredential
 
-from .credentials import Cloud, CredentialCache, SecretReader
+from .credentials import Cloud, CredentialCache, SecretReader, azure_ca_bundle
 from .directory import Directory, graph_client
 from .scope import workspace_name_from_endpoint
 from .workspace import Workspace, access_control_client
@@ -19,6 +18,10 @@ class Clients:
     credential: AsyncTokenCredential
     directory: Directory
     workspace: Workspace
+
+    async def close(self) -> None:
+        await self.workspace.close()
+        await self.directory.close()
 
 
 def workspace_name(spec: dict[str, Any]) -> str:
@@ -31,32 +34,36 @@ class Connections:
         self.credentials = CredentialCache(read_secret)
         self._clients: dict[str, tuple[int, str, Clients]] = {}
 
-    async def get(self, key: str, namespace: str, spec: dict[str, Any]) -> Clients:
+    async def get(self, namespace: str, name: str, spec: dict[str, Any]) -> Clients:
+        """The clients of SynapseWorkspace namespace/name with this spec."""
+        key = f"{namespace}/{name}"
         cloud = Cloud.from_spec(spec.get("cloud"))
         credential = await self.credentials.get(key, namespace, spec["tenantId"], spec.get("credential"), cloud)
-        name = workspace_name(spec)
+        ws_name = workspace_name(spec)
+        target = repr((spec["endpoint"], ws_name, cloud))
         cached = self._clients.get(key)
-        if cached and cached[0] == id(credential) and cached[1] == repr((spec["endpoint"], name, cloud)):
+        if cached and cached[0] == id(credential) and cached[1] == target:
             return cached[2]
         if cached:
-            await cached[2].workspace.close()
-            await cached[2].directory.close()
+            await cached[2].close()
         clients = Clients(
             credential=credential,
-            directory=Directory(graph_client(credential, cloud, verify=os.environ.get("SYNAPSE_SCIM_AZURE_CA_BUNDLE"))),
-            workspace=Workspace(access_control_client(credential, spec["endpoint"], cloud), name),
+            directory=Directory(graph_client(credential, cloud, verify=azure_ca_bundle())),
+            workspace=Workspace(access_control_client(credential, spec["endpoint"], cloud), ws_name),
         )
-        self._clients[key] = (id(credential), repr((spec["endpoint"], name, cloud)), clients)
+        self._clients[key] = (id(credential), target, clients)
         return clients
 
-    async def drop(self, key: str) -> None:
+    async def drop(self, namespace: str, name: str) -> None:
+        await self._drop(f"{namespace}/{name}")
+
+    async def _drop(self, key: str) -> None:
         cached = self._clients.pop(key, None)
         if cached:
-            await cached[2].workspace.close()
-            await cached[2].directory.close()
+            await cached[2].close()
         await self.credentials.drop(key)
 
     async def close(self) -> None:
         for key in list(self._clients):
-            await self.drop(key)
+            await self._drop(key)
         await self.credentials.close()

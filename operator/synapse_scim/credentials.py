@@ -22,6 +22,8 @@ from azure.identity.aio import (
     WorkloadIdentityCredential,
 )
 
+from .errors import ReasonedError
+
 PUBLIC_CLOUD = {
     "authorityHost": "https://login.microsoftonline.com",
     "graphEndpoint": "https://graph.microsoft.com",
@@ -32,13 +34,8 @@ PUBLIC_CLOUD = {
 SecretReader = Callable[[str, str, str], Awaitable[bytes]]
 
 
-class CredentialError(Exception):
+class CredentialError(ReasonedError):
     """A credential that cannot be built; `reason` is the condition reason shown in status."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -65,9 +62,14 @@ class Cloud:
         return f"{self.synapse_audience}/.default"
 
 
+def azure_ca_bundle() -> str | None:
+    """The CA bundle for Azure endpoints (a private CA such as the sandbox's), if one is configured."""
+    return os.environ.get("SYNAPSE_SCIM_AZURE_CA_BUNDLE") or None
+
+
 def transport_kwargs() -> dict[str, Any]:
-    """Extra trust for Azure endpoints (a private CA such as the sandbox's); verification stays on."""
-    ca = os.environ.get("SYNAPSE_SCIM_AZURE_CA_BUNDLE")
+    """azure-core's spelling of azure_ca_bundle(); verification always stays on."""
+    ca = azure_ca_bundle()
     return {"connection_verify": ca} if ca else {}
 
 

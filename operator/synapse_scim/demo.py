@@ -160,9 +160,9 @@ def _drive(cp: ControlPlane, sb: Any, api: client.ApiClient, tmp: Path, timeout:
         changed_at = time.monotonic()
 
         def followed() -> bool:
-            holders = {a["principalId"].lower() for a in sb.admin.list_assignments("analytics")
-                       if a["roleDefinitionId"] == SYNAPSE_USER}
-            bobs = [a for a in sb.admin.list_assignments("analytics") if a["principalId"].lower() == bob]
+            assignments = sb.admin.list_assignments("analytics")
+            holders = {a["principalId"].lower() for a in assignments if a["roleDefinitionId"] == SYNAPSE_USER}
+            bobs = [a for a in assignments if a["principalId"].lower() == bob]
             return heidi in holders and not bobs and _settled(custom)
 
         if not _watch(custom, count, table, followed, timeout):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import ssl
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
 from .credentials import Cloud
+from .errors import ReasonedError, first_line
 from .metrics import graph_request_hook, graph_response_hook
 from .model import Principal
 
@@ -43,13 +43,11 @@ PAGE_SIZE = 999  # Graph's maximum for member lists: fewer round trips for big g
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
-class DirectoryError(Exception):
+class DirectoryError(ReasonedError):
     """`reason` is a CamelCase condition reason; `definitive` says whether retrying could change it."""
 
     def __init__(self, reason: str, message: str, *, definitive: bool) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+        super().__init__(reason, message)
         self.definitive = definitive
 
 
@@ -108,7 +106,7 @@ def _error(exc: Exception, what: str) -> DirectoryError:
         return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}",
                               definitive=False)
     if isinstance(exc, ClientAuthenticationError):
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = first_line(str(exc)) or type(exc).__name__
         return DirectoryError("AuthenticationFailed", f"reading {what}: cannot get a Graph token: {first}",
                               definitive=False)
     return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}",
@@ -262,10 +260,3 @@ class Directory:
             result.changed_groups.clear()
         return result
 
-
-def is_guid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -147,7 +147,7 @@ async def workspace_loop(stopped: kopf.DaemonStopped, namespace: str, name: str,
             next_full = time.monotonic() + interval
     finally:
         memo.registry.running.discard(key)
-        await memo.connections.drop(f"{namespace}/{name}")
+        await memo.connections.drop(namespace, name)
 
 
 def _sync_interval(spec: Any) -> float:
@@ -174,7 +174,7 @@ class DirectoryWatcher:
         if not self.groups:
             return False
         try:
-            clients = await memo.connections.get(f"{key[0]}/{key[1]}", key[0], dict(body.get("spec", {})))
+            clients = await memo.connections.get(*key, dict(body.get("spec", {})))
             result = await clients.directory.delta(self.link)
         except (CredentialError, DirectoryError, KeyError, ValueError) as exc:
             log.warning("group change poll failed for %s/%s: %s", *key, exc)
@@ -190,7 +190,7 @@ class DirectoryWatcher:
         if self.link is not None:
             return
         try:
-            clients = await memo.connections.get(f"{key[0]}/{key[1]}", key[0], spec)
+            clients = await memo.connections.get(*key, spec)
             self.link = (await clients.directory.delta(None)).link
         except (CredentialError, DirectoryError, KeyError, ValueError) as exc:
             log.warning("cannot start watching group changes for %s/%s: %s", *key, exc)
@@ -209,7 +209,7 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
     when = now_iso()
     settings: Settings = memo.settings
     try:
-        clients = await memo.connections.get(f"{namespace}/{name}", namespace, dict(ws.spec))
+        clients = await memo.connections.get(namespace, name, dict(ws.spec))
         if watcher is not None:
             await watcher.prime(memo, key, dict(ws.spec))
         result = await sync_workspace(ws, bindings, clients.directory, clients.workspace, when=when,

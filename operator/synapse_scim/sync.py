@@ -28,7 +28,7 @@ from .model import (
 )
 from .planner import apply, desired_grants, plan_workspace
 from .scope import role_valid_at, scope_path
-from .status import BindingOutcome, Condition, conditions
+from .status import BindingOutcome, conditions, ready_conditions
 from .workspace import RoleDefinition, Workspace, WorkspaceError
 
 log = logging.getLogger("synapse_scim.sync")
@@ -235,20 +235,16 @@ def workspace_failure(ws: WorkspaceObject, bindings: Iterable[BindingObject], pr
         **{k: v for k, v in ws.status.items() if k in ("roleDefinitions", "assignments", "orphanedAssignments")},
         "observedGeneration": ws.generation,
         "reachable": problem.reason not in ("WorkspaceUnreachable", "WorkspaceNotFound"),
-        "conditions": conditions(_ws_conditions(False, problem.reason, problem.message, stalled=stalled),
-                                 ws.status.get("conditions"), ws.generation, when),
+        "conditions": conditions(
+            ready_conditions(ready=False, reason=problem.reason, message=problem.message, stalled=stalled),
+            ws.status.get("conditions"), ws.generation, when,
+        ),
     }
     outcomes = {
         b.key: BindingOutcome(report=None, workspace_problem=problem, suspended=bool(b.spec.get("suspend")))
         for b in bindings if not b.deleting
     }
     return SyncResult(workspace_status=status, outcomes=outcomes, problem=problem)
-
-
-def _ws_conditions(ready: bool, reason: str, message: str, *, stalled: bool = False,
-                   reconciling: bool = False) -> list[Condition]:
-    from .status import ready_conditions
-    return ready_conditions(ready=ready, reason=reason, message=message, stalled=stalled, reconciling=reconciling)
 
 
 def _role_names(roles: Iterable[RoleDefinition]) -> dict[str, str]:
@@ -319,15 +315,17 @@ async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], dir
         msg = (f"{len(final.held)} removal(s) held by the removal guard (maxRemovals "
                f"{inputs.guard.max_removals}, maxPercent {inputs.guard.max_percent}): approve with "
                f"`kubectl annotate synapseworkspace {ws.name} {APPROVE_ANNOTATION}={final.plan_id} --overwrite`")
-        conds = _ws_conditions(False, "RemovalsHeld", msg, stalled=True)
+        conds = ready_conditions(ready=False, reason="RemovalsHeld", message=msg, stalled=True)
     elif ws.spec.get("suspend"):
-        conds = _ws_conditions(False, "Suspended", "spec.suspend is true: nothing is written to this workspace")
+        conds = ready_conditions(ready=False, reason="Suspended",
+                                 message="spec.suspend is true: nothing is written to this workspace")
     elif failed_any:
         first = next(p for ps in write_errors.values() for p in ps)
-        conds = _ws_conditions(False, first.reason, first.message, reconciling=True)
+        conds = ready_conditions(ready=False, reason=first.reason, message=first.message, reconciling=True)
     else:
-        conds = _ws_conditions(True, "Synced", f"{len(roles)} role definitions, {managed} managed and "
-                                               f"{len(after) - managed} unmanaged assignment(s)")
+        conds = ready_conditions(ready=True, reason="Synced",
+                                 message=f"{len(roles)} role definitions, {managed} managed and "
+                                         f"{len(after) - managed} unmanaged assignment(s)")
     status["conditions"] = conditions(conds, ws.status.get("conditions"), ws.generation, when)
     return SyncResult(workspace_status=status, outcomes=outcomes, finalizable=finalizable, audit=audit,
                       groups_seen=groups_seen, plan=plan)

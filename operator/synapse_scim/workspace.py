@@ -25,17 +25,13 @@ from azure.core.exceptions import (
 from azure.synapse.accesscontrol.aio import AccessControlClient
 
 from .credentials import Cloud, transport_kwargs
+from .errors import ReasonedError, first_line
 from .metrics import SynapseMetricsPolicy
 from .model import Assignment, Grant, assignment_id
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(ReasonedError):
     """`reason` is a CamelCase condition reason for status."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
     if isinstance(exc, ClientAuthenticationError):
         text = str(exc)
         if "AADSTS" in text or "Authentication failed" in text:
-            return WorkspaceError("AuthenticationFailed", f"{what}: cannot get a token: {_first_line(text)}")
+            return WorkspaceError("AuthenticationFailed", f"{what}: cannot get a token: {first_line(text)}")
         return WorkspaceError("AuthenticationFailed", f"{what}: the workspace rejected the token (401)")
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
@@ -63,12 +59,8 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
             return WorkspaceError("WorkspaceNotFound", f"{what}: 404 {code}: check spec.endpoint")
         return WorkspaceError("WorkspaceReadFailed", f"{what}: HTTP {status} {code}".strip())
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, OSError, asyncio.TimeoutError)):
-        return WorkspaceError("WorkspaceUnreachable", f"{what}: {type(exc).__name__}: {_first_line(str(exc))}")
-    return WorkspaceError("WorkspaceReadFailed", f"{what}: {type(exc).__name__}: {_first_line(str(exc))}")
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0][:300] if text.strip() else ""
+        return WorkspaceError("WorkspaceUnreachable", f"{what}: {type(exc).__name__}: {first_line(str(exc))}")
+    return WorkspaceError("WorkspaceReadFailed", f"{what}: {type(exc).__name__}: {first_line(str(exc))}")
 
 
 def access_control_client(credential: AsyncTokenCredential, endpoint: str, cloud: Cloud,
