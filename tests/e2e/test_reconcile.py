@@ -205,10 +205,16 @@ def test_wrong_secret_stalls_with_a_clear_reason_and_removes_nothing(harness):
     ready(h, "analysts")
     before = h.assignments()
     h.secret("synapse-sp", {"clientSecret": "wrong-secret"})
-    h.sb.admin.remove_member("Analysts", upn("erin"))
     obj = ready(h, "analysts", type_="Stalled", status="True", reason="AuthenticationFailed", timeout=60)
     message = h.condition(RB_PLURAL, "analysts", "Ready")["message"]
     assert "AADSTS" in message and "wrong-secret" not in str(obj)
+    # The directory now says erin goes; with a failing credential that must not become a revocation.
+    # (Only after Stalled: a sync already under way with the good secret may rightly revoke her.)
+    log = h.sb.admin.request_log()
+    since = log[-1]["seq"] if log else 0
+    h.sb.admin.remove_member("Analysts", upn("erin"))
+    tried = h.sb.admin.wait_for_requests(service="login", operation="token", status=401, count=2, since=since)
+    assert len(tried) >= 2, "the operator went on trying with the wrong secret after the change"
     assert h.assignments() == before
 
 
