@@ -31,6 +31,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.service_principal import ServicePrincipal
 from msgraph.generated.models.user import User
 from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
@@ -193,7 +194,13 @@ class Directory:
         return self._exactly_one(page.value or [], what, "Group")
 
     async def _resolve_user(self, key: str, what: str) -> Principal:
-        user = await self.client.users.by_user_id(key).get()
+        # accountEnabled is not among Graph's default user properties: without $select it is None.
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
+            select=["id", "displayName", "userPrincipalName", "accountEnabled"]
+        )
+        user = await self.client.users.by_user_id(key).get(
+            request_configuration=RequestConfiguration(query_parameters=query)
+        )
         if user.account_enabled is False:
             raise DirectoryError("SubjectDisabled", f"{what} is disabled in the directory: it gets no role",
                                  definitive=True)
