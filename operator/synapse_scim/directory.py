@@ -23,13 +23,14 @@ from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from msgraph import GraphServiceClient
 from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+from msgraph.generated.groups.item.group_item_request_builder import GroupItemRequestBuilder
 from msgraph.generated.groups.item.transitive_members.transitive_members_request_builder import (
     TransitiveMembersRequestBuilder,
 )
-from msgraph.generated.models.group import Group
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
-from msgraph.generated.models.service_principal import ServicePrincipal
-from msgraph.generated.models.user import User
+from msgraph.generated.service_principals.item.service_principal_item_request_builder import (
+    ServicePrincipalItemRequestBuilder,
+)
 from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
@@ -140,17 +141,6 @@ def _principal_json(obj: dict[str, Any]) -> Principal | None:
     return None
 
 
-def _principal(obj: Any) -> Principal | None:
-    """A member object as a Principal; None for kinds that cannot hold Synapse roles (devices, contacts)."""
-    if isinstance(obj, User):
-        return Principal(id=str(obj.id), type="User", display=obj.user_principal_name or obj.display_name or "")
-    if isinstance(obj, ServicePrincipal):
-        return Principal(id=str(obj.id), type="ServicePrincipal", display=obj.display_name or obj.app_id or "")
-    if isinstance(obj, Group):
-        return Principal(id=str(obj.id), type="Group", display=obj.display_name or "")
-    return None
-
-
 class Directory:
     """Reads subjects and memberships from one tenant's Graph."""
 
@@ -183,44 +173,56 @@ class Directory:
             raise _error(exc, what) from exc
         raise DirectoryError("SubjectKindUnknown", f"unknown subject kind {kind!r}", definitive=True)
 
+    async def _json(self, info: RequestInformation) -> dict[str, Any]:
+        raw = await self.client.request_adapter.send_primitive_async(info, "bytes", _ERRORS)
+        found: dict[str, Any] = json.loads(raw or b"{}")
+        return found
+
     async def _resolve_group(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
-            group = await self.client.groups.by_group_id(id).get()
-            return Principal(id=str(group.id), type="Group", display=group.display_name or "")
+            query = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
+            group = await self._json(self.client.groups.by_group_id(id).to_get_request_information(
+                request_configuration=RequestConfiguration(query_parameters=query)))
+            return Principal(id=str(group["id"]), type="Group", display=group.get("displayName") or "")
         query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
             filter=f"displayName eq {_odata_quote(name or '')}", select=["id", "displayName"], top=2
         )
-        page = await self.client.groups.get(request_configuration=RequestConfiguration(query_parameters=query))
-        return self._exactly_one(page.value or [], what, "Group")
+        page = await self._json(self.client.groups.to_get_request_information(
+            request_configuration=RequestConfiguration(query_parameters=query)))
+        found = self._exactly_one(page.get("value") or [], what, "Group")
+        return Principal(id=str(found["id"]), type="Group", display=found.get("displayName") or "")
 
     async def _resolve_user(self, key: str, what: str) -> Principal:
         # accountEnabled is not among Graph's default user properties: without $select it is None.
         query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
             select=["id", "displayName", "userPrincipalName", "accountEnabled"]
         )
-        user = await self.client.users.by_user_id(key).get(
-            request_configuration=RequestConfiguration(query_parameters=query)
-        )
-        if user.account_enabled is False:
+        user = await self._json(self.client.users.by_user_id(key).to_get_request_information(
+            request_configuration=RequestConfiguration(query_parameters=query)))
+        if user.get("accountEnabled") is False:
             raise DirectoryError("SubjectDisabled", f"{what} is disabled in the directory: it gets no role",
                                  definitive=True)
-        return Principal(id=str(user.id), type="User", display=user.user_principal_name or key)
+        return Principal(id=str(user["id"]), type="User", display=user.get("userPrincipalName") or key)
 
     async def _resolve_service_principal(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
-            sp = await self.client.service_principals.by_service_principal_id(id).get()
-            return Principal(id=str(sp.id), type="ServicePrincipal", display=sp.display_name or "")
-        field_name = "appId" if _GUID.match(name or "") else "displayName"
-        query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
-            filter=f"{field_name} eq {_odata_quote(name or '')}", select=["id", "displayName", "appId"], top=2
-        )
-        page = await self.client.service_principals.get(
-            request_configuration=RequestConfiguration(query_parameters=query)
-        )
-        return self._exactly_one(page.value or [], what, "ServicePrincipal")
+            query = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
+                select=["id", "displayName", "appId"])
+            sp = await self._json(self.client.service_principals.by_service_principal_id(id).to_get_request_information(
+                request_configuration=RequestConfiguration(query_parameters=query)))
+        else:
+            field_name = "appId" if _GUID.match(name or "") else "displayName"
+            query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
+                filter=f"{field_name} eq {_odata_quote(name or '')}", select=["id", "displayName", "appId"], top=2
+            )
+            page = await self._json(self.client.service_principals.to_get_request_information(
+                request_configuration=RequestConfiguration(query_parameters=query)))
+            sp = self._exactly_one(page.get("value") or [], what, "ServicePrincipal")
+        return Principal(id=str(sp["id"]), type="ServicePrincipal",
+                         display=sp.get("displayName") or sp.get("appId") or "")
 
     @staticmethod
-    def _exactly_one(found: list[Any], what: str, kind: str) -> Principal:
+    def _exactly_one(found: list[dict[str, Any]], what: str, kind: str) -> dict[str, Any]:
         if not found:
             raise DirectoryError("SubjectNotFound", f"{what} does not exist in the directory", definitive=True)
         if len(found) > 1:
@@ -228,9 +230,7 @@ class Directory:
                 "SubjectAmbiguous",
                 f"{what} matches more than one {kind}: name it by id instead", definitive=True,
             )
-        principal = _principal(found[0])
-        assert principal is not None
-        return principal
+        return found[0]
 
     async def expand(self, group: Principal) -> Expansion:
         """Every enabled user and service principal in the group, nested groups included (cycles are

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from types import TracebackType
 from typing import Any
 
@@ -29,18 +30,33 @@ def retry_after_seconds(headers: Any) -> float:
 
 
 class AdaptiveLimit:
+    """An async context manager: at most `int(limit)` holders at once, the rest wait in FIFO order.
+
+    A released slot wakes exactly one waiter (not all of them, as a Condition would): a sync with tens
+    of thousands of queued writes stays linear."""
+
     def __init__(self, maximum: int) -> None:
         self.maximum = max(1, maximum)
         self.limit = float(self.maximum)
         self.active = 0
         self.resume_at = 0.0
         self.throttles = 0
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> AdaptiveLimit:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.active < int(self.limit))
+        if self.active < int(self.limit) and not self._waiters:
             self.active += 1
+        else:
+            slot = asyncio.get_running_loop().create_future()
+            self._waiters.append(slot)
+            try:
+                await slot
+            except asyncio.CancelledError:
+                if slot.done() and not slot.cancelled():
+                    self._release()  # handed a slot just as we were cancelled: pass it on
+                else:
+                    self._waiters.remove(slot)
+                raise
         # A pause, not an event: a later 429 may push resume_at further while we sleep.
         while (wait := self.resume_at - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
@@ -48,9 +64,15 @@ class AdaptiveLimit:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        async with self._changed:
-            self.active -= 1
-            self._changed.notify_all()
+        self._release()
+
+    def _release(self) -> None:
+        self.active -= 1
+        while self._waiters and self.active < int(self.limit):
+            slot = self._waiters.popleft()
+            if not slot.done():
+                self.active += 1  # the slot passes straight to the waiter
+                slot.set_result(None)
 
     def throttled(self, retry_after: float) -> None:
         self.throttles += 1
@@ -58,7 +80,7 @@ class AdaptiveLimit:
         self.resume_at = max(self.resume_at, time.monotonic() + retry_after)
 
     def succeeded(self) -> None:
-        # Waiters re-check the limit when a write leaves (__aexit__), right after this.
+        # A grown limit admits more waiters at the next release (__aexit__, right after this).
         self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
 
 

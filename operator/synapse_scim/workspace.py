@@ -8,11 +8,13 @@ creates use the deterministic id, and 409 RoleAssignmentAlreadyExists counts as 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -22,9 +24,10 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.synapse.accesscontrol.aio import AccessControlClient
 
-from .credentials import Cloud, transport_kwargs
+from .credentials import Cloud, azure_ca_bundle
 from .errors import ReasonedError, first_line
 from .metrics import SynapseMetricsPolicy
 from .model import Assignment, Grant, assignment_id
@@ -75,8 +78,22 @@ def access_control_client(credential: AsyncTokenCredential, endpoint: str, cloud
         policies.append(ThrottlePolicy(limit))
     return AccessControlClient(
         credential, endpoint, credential_scopes=[cloud.synapse_scope], retry_total=retry_total,
-        per_retry_policies=policies, **transport_kwargs(),
+        per_retry_policies=policies, **_transport(),
     )
+
+
+def _transport() -> dict[str, Any]:
+    """With a CA bundle, one SSL context on the session's connector, not `connection_verify`.
+
+    azure-core turns a `connection_verify` path into a new SSLContext on every request, and aiohttp
+    keys pooled connections by that context: every request would open a new TLS connection (a full
+    handshake each, several times the cost of the request itself)."""
+    ca = azure_ca_bundle()
+    if not ca:
+        return {}
+    context = ssl.create_default_context(cafile=ca)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), trust_env=False)
+    return {"transport": AioHttpTransport(session=session, session_owner=True)}
 
 
 def _keep_headers(pipeline_response: Any, deserialized: Any, headers: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -66,3 +66,50 @@ async def test_a_throttle_holds_new_writes_until_retry_after_has_passed():
 ])
 def test_retry_after_seconds(headers, seconds):
     assert retry_after_seconds(headers) == seconds
+
+
+async def test_waiters_are_admitted_in_order_one_per_release():
+    limit = AdaptiveLimit(1)
+    order: list[int] = []
+    first = asyncio.Event()
+
+    async def write(i: int) -> None:
+        async with limit:
+            order.append(i)
+            if i == 0:
+                await first.wait()
+
+    tasks = [asyncio.create_task(write(i)) for i in range(5)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert order == [0] and limit.active == 1
+    first.set()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4] and limit.active == 0
+
+
+async def test_a_cancelled_waiter_gives_its_place_back():
+    limit = AdaptiveLimit(1)
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with limit:
+            await hold.wait()
+
+    async def waiter() -> None:
+        async with limit:
+            pass
+
+    h = asyncio.create_task(holder())
+    w1, w2 = asyncio.create_task(waiter()), asyncio.create_task(waiter())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    w1.cancel()
+    hold.set()
+    await h
+    await w2
+    with pytest.raises(asyncio.CancelledError):
+        await w1
+    assert limit.active == 0
+    async with limit:  # the slot is free again
+        assert limit.active == 1
