@@ -159,3 +159,22 @@ def test_a_storm_of_429s_slows_writes_down_and_the_sync_still_converges(harness)
     assert counters.get("synapse.createRoleAssignment.429", 0) >= 30, counters
     assert counters.get("synapse.createRoleAssignment.200", 0) == 60, "each grant written exactly once"
     assert "outcome=failed" not in h.operator_log(), "throttling failed a write instead of slowing it down"
+
+
+def test_the_naive_baseline_rereads_every_group_for_every_binding_every_interval(harness):
+    """SYNAPSE_SCIM_STRATEGY=naive is what bench/ compares against: it must really be naive."""
+    h = harness
+    h.start_operator(SYNAPSE_SCIM_STRATEGY="naive")
+    h.workspace()
+    h.binding("analysts-user", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    h.binding("analysts-contrib", ["Synapse Contributor"], [{"kind": "Group", "name": "Analysts"}])
+    h.wait_condition(RB_PLURAL, "analysts-user")
+    h.wait_condition(RB_PLURAL, "analysts-contrib")
+    since = seq(h)
+    lists = h.sb.admin.wait_for_requests(service="synapse", operation="listRoleAssignments", count=3, since=since,
+                                         timeout=60)
+    assert len(lists) >= 3, "a full listing every poll interval"
+    window = [e for e in requests_since(h, since) if e["seq"] <= lists[-1]["seq"]]
+    reads = [e for e in window if e["operation"] == "transitiveMembers"]
+    assert len(reads) >= 4, "the same group read once per binding per interval"
+    assert not [e for e in window if e["operation"] in ("groupsDelta", "usersDelta")]
