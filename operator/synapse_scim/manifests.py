@@ -59,7 +59,12 @@ def _crd_schemas() -> dict[str, dict[str, Any]]:
     from .devcluster.crds import load_crds
 
     schemas: dict[str, dict[str, Any]] = {}
-    for crd in load_crds():
+    try:
+        crds = load_crds()
+    except FileNotFoundError:
+        raise ManifestError("cannot find the CRDs (crds/ of the synapse-scim source) to check manifests "
+                            "against: run from a checkout of the repository") from None
+    for crd in crds:
         kind = crd["spec"]["names"]["kind"]
         version = next(v for v in crd["spec"]["versions"] if v["name"] == VERSION)
         schemas[kind] = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
