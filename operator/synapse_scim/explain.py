@@ -72,16 +72,19 @@ def principal_dict(p: Principal) -> dict[str, str]:
     return {"id": p.id, "type": str(p.type), "display": p.display}
 
 
-async def find_principal(directory: Directory, walker: GroupWalker, ref: str) -> Principal:
-    """A user (UPN or id), service principal (display name, appId or id) or group (name or id)."""
+async def find_principal(directory: Directory, walker: GroupWalker, ref: str) -> tuple[Principal, bool]:
+    """A user (UPN or id), service principal (display name, appId or id) or group (name or id), and
+    whether its account is enabled (a disabled one gets nothing from bindings, but may still hold grants)."""
     ref = ref.strip()
     try:
         if _GUID.match(ref):
             found = await walker.object(ref)
-            if found is not None:
-                return found
-            return await directory.resolve("ServicePrincipal", name=ref)  # an appId
-        if "@" in ref:
+            if found is None:
+                return await directory.resolve("ServicePrincipal", name=ref), True  # an appId
+            if found.type != "User":
+                return found, True
+            ref = found.id
+        if "@" in ref or _GUID.match(ref):
             query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
                 select=["id", "userPrincipalName", "displayName", "accountEnabled"])
             # Not Directory.resolve: a disabled user still has grants worth explaining.
@@ -89,7 +92,7 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
                 request_configuration=RequestConfiguration(query_parameters=query))
             principal = _principal(user)
             assert principal is not None
-            return principal
+            return principal, user.account_enabled is not False
     except ODataError as exc:
         raise _error(exc, f"principal {ref!r}") from exc
     found: list[Principal] = []
@@ -106,7 +109,7 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
     if len(found) > 1:
         raise DirectoryError("SubjectAmbiguous", f"{ref!r} is both a group and a service principal: name it by id",
                              definitive=True)
-    return found[0]
+    return found[0], True
 
 
 def parse_scope(text: str, ws_name: str) -> str:

@@ -333,6 +333,7 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
     session: Session | None = None
     results: list[dict[str, Any]] = []
     subject: Principal | None = None
+    disabled = False
     try:
         session, _ = await _preview_all(args, progress)
         for preview, walker in zip(session.previews, session.walkers, strict=True):
@@ -345,11 +346,12 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
             progress.show(f"explaining in {preview.ws.namespace}/{preview.ws.name}")
             if args.principal:
                 try:
-                    found = await find_principal(walker.directory, walker, args.principal)
+                    found, enabled = await find_principal(walker.directory, walker, args.principal)
                 except DirectoryError as exc:
                     item["error"] = f"{exc.reason}: {exc.message}"
                     continue
                 subject = subject or found
+                disabled = disabled or not enabled
                 item["holdings"] = await explainer.of_principal(found)
             else:
                 role = preview.roles.get(args.role)
@@ -373,16 +375,20 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
         if session is not None and session.conns is not None:
             await session.conns.close()
     if args.output == "json":
-        out.write(json.dumps(_explain_json(args, subject, results), indent=2, sort_keys=True) + "\n")
+        doc = _explain_json(args, subject, results)
+        if subject is not None:
+            doc["principal"]["accountEnabled"] = not disabled
+        out.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     else:
-        _explain_text(args, subject, results, out)
+        _explain_text(args, subject, disabled, results, out)
     return EXIT_ERROR if any(r["error"] for r in results) or not results else EXIT_OK
 
 
-def _explain_text(args: argparse.Namespace, subject: Principal | None, results: list[dict[str, Any]],
-                  out: TextIO) -> None:
+def _explain_text(args: argparse.Namespace, subject: Principal | None, disabled: bool,
+                  results: list[dict[str, Any]], out: TextIO) -> None:
     if subject is not None:
-        out.write(f"{subject.display} ({subject.type} {subject.id})\n\n")
+        note = ": disabled in the directory, so no binding gives it a role" if disabled else ""
+        out.write(f"{subject.display} ({subject.type} {subject.id}){note}\n\n")
     for item in results:
         preview: WorkspacePreview = item["preview"]
         title = _ws_title(preview)
