@@ -209,7 +209,10 @@ def _summary(counts: dict[str, int]) -> str:
 
 
 async def plan_main(argv: list[str], stdout: TextIO | None = None) -> int:
-    args = _parser("synapse-scim plan", explain=False).parse_args(argv)
+    parser = _parser("synapse-scim plan", explain=False)
+    args = parser.parse_args(argv)
+    if args.prune and not args.cluster:
+        parser.error("--prune needs --cluster: it plans the cluster's bindings missing from the manifests as deleted")
     out = stdout or sys.stdout
     progress = Progress()
     session: Session | None = None
