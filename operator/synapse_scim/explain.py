@@ -112,8 +112,21 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
     return found[0], True
 
 
+class ScopeError(ValueError):
+    """An --scope that is not a scope; the message says what is."""
+
+
 def parse_scope(text: str, ws_name: str) -> str:
     """``workspace``, ``bigDataPool/NAME`` (any spec.scope kind) or a full ``workspaces/...`` path."""
+    try:
+        return _parse_scope(text, ws_name)
+    except ScopeError:
+        raise
+    except ValueError as exc:
+        raise ScopeError(f"--scope: {exc}") from None
+
+
+def _parse_scope(text: str, ws_name: str) -> str:
     t = text.strip().strip("/")
     if t.lower() in ("", "workspace"):
         return scope_path(ws_name, {})
@@ -123,7 +136,7 @@ def parse_scope(text: str, ws_name: str) -> str:
     by_lower = {str(k).lower(): k for k in SCOPE_COLLECTIONS} | {v.lower(): k for k, v in SCOPE_COLLECTIONS.items()}
     if kind.lower() not in by_lower or not name:
         allowed = ", ".join(f"{k}/NAME" for k in SCOPE_COLLECTIONS)
-        raise ValueError(f"--scope: {text!r} is not a scope (workspace, {allowed}, or workspaces/...)")
+        raise ScopeError(f"--scope: {text!r} is not a scope (workspace, {allowed}, or workspaces/...)")
     chosen: ScopeKind = by_lower[kind.lower()]
     return scope_path(ws_name, {str(chosen): name})
 

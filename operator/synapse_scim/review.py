@@ -19,8 +19,8 @@ from typing import Any, TextIO
 from .chains import GroupWalker, chain_text
 from .connections import Connections
 from .directory import DirectoryError
-from .explain import Explainer, Holding, Reason, find_principal, parse_scope, principal_dict
-from .kube import Kube
+from .explain import Explainer, Holding, Reason, ScopeError, find_principal, parse_scope, principal_dict
+from .kube import GROUP, VERSION, WORKSPACES, Kube
 from .manifests import ManifestError, load
 from .model import Assignment, Principal, normalize_id
 from .preview import Target, WorkspacePreview, chain_of, connections, preview_target, targets
@@ -89,36 +89,57 @@ async def _targets(args: argparse.Namespace, kube: Kube | None) -> list[Target]:
                             + (", ".join(args.filename) or "the arguments: give -f PATH or --cluster"))
     if not manifests and kube is not None:
         # Only the cluster: every workspace of the namespace as it is now.
-        found = await asyncio.to_thread(kube.custom.list_namespaced_custom_object, "synapse-scim.io", "v1alpha1",
-                                        args.namespace, "synapseworkspaces")
+        found = await asyncio.to_thread(kube.custom.list_namespaced_custom_object, GROUP, VERSION, args.namespace,
+                                        WORKSPACES)
         out = []
         for ws in sorted(found.get("items", []), key=lambda w: w["metadata"]["name"]):
-            out.append(Target(body=ws, bindings=sorted(await kube.list_bindings(args.namespace, ws["metadata"]["name"]),
-                                                       key=lambda b: b["metadata"]["name"])))
+            bindings = await kube.list_bindings(args.namespace, ws["metadata"]["name"])
+            out.append(Target(body=ws, bindings=sorted(bindings, key=lambda b: b["metadata"]["name"])))
         return out
     return await targets(manifests, args.namespace, kube, prune=getattr(args, "prune", False))
 
 
 @dataclass
 class Session:
-    """The previews of every target, and the open clients behind them (closed at the end)."""
+    """The previews of every target, and what is open behind them (closed by ``close``)."""
 
     previews: list[WorkspacePreview] = field(default_factory=list)
     walkers: list[GroupWalker | None] = field(default_factory=list)
     conns: Connections | None = None
+    kube: Kube | None = None
+
+    async def close(self) -> None:
+        if self.conns is not None:
+            await self.conns.close()
+        if self.kube is not None:
+            self.kube.api.close()
 
 
-async def _preview_all(args: argparse.Namespace, progress: Progress) -> tuple[Session, Kube | None]:
-    kube = _kube(args)
-    session = Session()
-    found = await _targets(args, kube)
-    session.conns = connections(kube)
+async def _preview_all(args: argparse.Namespace, progress: Progress, session: Session) -> None:
+    session.kube = _kube(args)
+    found = await _targets(args, session.kube)
+    session.conns = connections(session.kube)
     for i, target in enumerate(found, start=1):
         progress.show(f"reading {target.key[0]}/{target.key[1]} ({i}/{len(found)})")
-        preview, clients = await preview_target(session.conns, target, kube)
+        preview, clients = await preview_target(session.conns, target, session.kube)
         session.previews.append(preview)
         session.walkers.append(GroupWalker(clients.directory) if clients else None)
-    return session, kube
+
+
+def _fatal(exc: Exception) -> str | None:
+    """The one-line message of a failure that stops the command, or None for a bug (traceback)."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+
+    if isinstance(exc, (ManifestError, ScopeError)):
+        return str(exc)
+    if isinstance(exc, DirectoryError):
+        return f"{exc.reason}: {exc.message}"
+    if isinstance(exc, ConfigException):
+        return f"--cluster: cannot load the kubeconfig: {exc}"
+    if isinstance(exc, ApiException):
+        return f"--cluster: the API server answered {exc.status} {exc.reason}"
+    return None
 
 
 # -- plan ---------------------------------------------------------------------------------------------
@@ -215,25 +236,23 @@ async def plan_main(argv: list[str], stdout: TextIO | None = None) -> int:
         parser.error("--prune needs --cluster: it plans the cluster's bindings missing from the manifests as deleted")
     out = stdout or sys.stdout
     progress = Progress()
-    session: Session | None = None
+    session = Session()
+    report: list[dict[str, Any]] = []
     try:
-        session, _ = await _preview_all(args, progress)
-        report: list[dict[str, Any]] = []
+        await _preview_all(args, progress, session)
         for preview, walker in zip(session.previews, session.walkers, strict=True):
             rows = await _plan_rows(preview, walker) if preview.plan is not None and walker else []
             report.append({"preview": preview, "rows": rows, "problems": _problems(preview)})
-    except ManifestError as exc:
+    except Exception as exc:
+        message = _fatal(exc)
+        if message is None:
+            raise
         progress.done()
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except DirectoryError as exc:
-        progress.done()
-        print(f"error: {exc.reason}: {exc.message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         progress.done()
-        if session is not None and session.conns is not None:
-            await session.conns.close()
+        await session.close()
     errors = any(r["problems"] for r in report)
     changes = any(r["rows"] for r in report)
     if args.output == "json":
@@ -333,12 +352,12 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
         parser.error("give either a PRINCIPAL or --role NAME [--scope SCOPE]")
     out = stdout or sys.stdout
     progress = Progress()
-    session: Session | None = None
+    session = Session()
     results: list[dict[str, Any]] = []
     subject: Principal | None = None
     disabled = False
     try:
-        session, _ = await _preview_all(args, progress)
+        await _preview_all(args, progress, session)
         for preview, walker in zip(session.previews, session.walkers, strict=True):
             item: dict[str, Any] = {"preview": preview, "holdings": [], "error": None}
             results.append(item)
@@ -347,36 +366,31 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
                 continue
             explainer = Explainer(preview, walker)
             progress.show(f"explaining in {preview.ws.namespace}/{preview.ws.name}")
-            if args.principal:
-                try:
+            try:
+                if args.principal:
                     found, enabled = await find_principal(walker.directory, walker, args.principal)
-                except DirectoryError as exc:
-                    item["error"] = f"{exc.reason}: {exc.message}"
+                    subject = subject or found
+                    disabled = disabled or not enabled
+                    item["holdings"] = await explainer.of_principal(found)
                     continue
-                subject = subject or found
-                disabled = disabled or not enabled
-                item["holdings"] = await explainer.of_principal(found)
-            else:
                 role = preview.roles.get(args.role)
                 if role is None:
                     item["error"] = f"RoleNotFound: no role {args.role!r} in workspace {preview.ws_name}"
                     continue
-                try:
-                    scope = parse_scope(args.scope, preview.ws_name)
-                except ValueError as exc:
-                    progress.done()
-                    print(f"error: {exc}", file=sys.stderr)
-                    return EXIT_ERROR
-                item["scope"] = scope
-                item["holdings"] = await explainer.of_role(role.id, scope)
-    except ManifestError as exc:
+                item["scope"] = parse_scope(args.scope, preview.ws_name)
+                item["holdings"] = await explainer.of_role(role.id, item["scope"])
+            except DirectoryError as exc:  # this workspace's directory: the others may still answer
+                item["error"] = f"{exc.reason}: {exc.message}"
+    except Exception as exc:
+        message = _fatal(exc)
+        if message is None:
+            raise
         progress.done()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     finally:
         progress.done()
-        if session is not None and session.conns is not None:
-            await session.conns.close()
+        await session.close()
     if args.output == "json":
         doc = _explain_json(args, subject, results)
         if subject is not None:

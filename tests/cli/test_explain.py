@@ -59,6 +59,14 @@ def test_every_holder_of_a_role_at_a_scope(cli: Cli, repo: Path) -> None:
     assert holders == {"etl-pipeline": "to grant"}
 
 
+def test_a_scope_that_is_not_one_is_an_error(cli: Cli, repo: Path) -> None:
+    result = cli(*EXPLAIN, "--role", "Synapse User", "--scope", "pool/sparkpool")
+    assert result.rc == 1
+    assert result.stderr == ("error: --scope: 'pool/sparkpool' is not a scope (workspace, bigDataPool/NAME, "
+                             "integrationRuntime/NAME, linkedService/NAME, credential/NAME, scopePool/NAME, or "
+                             "workspaces/...)\n")
+
+
 def test_unknown_principal_is_an_error(cli: Cli, repo: Path) -> None:
     result = cli(*EXPLAIN, "nobody@contoso.com")
     assert result.rc == 1
