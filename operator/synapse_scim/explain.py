@@ -151,12 +151,14 @@ class Explainer:
         assert plan is not None
         self.wanted: dict[TupleKey, list[DesiredGrant]] = {}
         self.modes: dict[str, str] = {}
+        self.principals: dict[str, Principal] = {}  # everyone a binding wants, as the directory named them
         for s in preview.states:
             if s.deleting:
                 continue
             self.modes[str(s.key)] = str(s.mode) + (", suspended" if s.suspended else "")
             for dg in s.desired:
                 self.wanted.setdefault(dg.grant.key, []).append(dg)
+                self.principals.setdefault(dg.principal.id, dg.principal)
         self.creates = {c.grant.key for c in plan.creates}
         self.deletes = {normalize_id(a.id) for a in plan.deletes}
         self.held = {normalize_id(a.id) for a in plan.held}
@@ -193,10 +195,9 @@ class Explainer:
         return "held"
 
     async def principal_of(self, principal_id: str, fallback_type: str | None) -> Principal:
-        for dgs in self.wanted.values():
-            for dg in dgs:
-                if dg.principal.id == normalize_id(principal_id):
-                    return dg.principal
+        known = self.principals.get(normalize_id(principal_id))
+        if known is not None:
+            return known
         found = await self.walker.object(principal_id)
         return found or Principal(principal_id, fallback_type or "User", principal_id)
 

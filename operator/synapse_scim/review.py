@@ -194,10 +194,10 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
         return Row(action, principal, a.role_id, explainer.role_name(a.role_id), a.scope,
                    tuple(sorted(claimants.get(a.grant.pair, ()))), (), a.id)
 
-    rows += [await removal("revoke", a) for a in plan.deletes]
-    rows += [await removal("held", a) for a in plan.held]
     by_id = {normalize_id(a.id): a for a in preview.actual}
-    rows += [await removal("orphan", by_id[i]) for i in sorted(plan.newly_orphaned) if i in by_id]
+    rows += await asyncio.gather(  # the directory objects behind removals are looked up concurrently
+        *(removal("revoke", a) for a in plan.deletes), *(removal("held", a) for a in plan.held),
+        *(removal("orphan", by_id[i]) for i in sorted(plan.newly_orphaned) if i in by_id))
     return sorted(rows, key=lambda r: (ORDER[r.action], r.role.lower(), r.scope.lower(),
                                        (r.principal.display or r.principal.id).lower(), r.principal.id))
 
