@@ -14,7 +14,7 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph.generated.groups.item.members.members_request_builder import MembersRequestBuilder
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
-from .directory import MEMBER_FIELDS, PAGE_SIZE, Directory, _error, _principal, _principal_json
+from .directory import MEMBER_FIELDS, PAGE_SIZE, Directory, _error, _principal_json
 from .model import Principal, normalize_id
 
 
@@ -69,14 +69,15 @@ class GroupWalker:
     async def _read_object(self, object_id: str) -> Principal | None:
         async with self._sem:
             try:
-                obj = await self.client.directory_objects.by_directory_object_id(object_id).get()
+                obj = await self.directory._json(
+                    self.client.directory_objects.by_directory_object_id(object_id).to_get_request_information())
             except ODataError as exc:
                 if exc.response_status_code == 404:
                     return None
                 raise _error(exc, f"directory object {object_id}") from exc
             except Exception as exc:
                 raise _error(exc, f"directory object {object_id}") from exc
-        return _principal(obj)
+        return _principal_json(obj)
 
     def paths(self, group: Principal) -> asyncio.Task[dict[str, tuple[str, ...]]]:
         """Every member reachable from ``group`` (users, service principals, nested groups) -> the

@@ -16,7 +16,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 
 from .chains import GroupWalker
-from .directory import Directory, DirectoryError, _error, _principal
+from .directory import Directory, DirectoryError, _error
 from .model import Assignment, DesiredGrant, Grant, Principal, normalize_id, normalize_scope
 from .preview import WorkspacePreview, chain_of
 from .scope import SCOPE_COLLECTIONS, ScopeKind, scope_path
@@ -88,11 +88,11 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
             query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
                 select=["id", "userPrincipalName", "displayName", "accountEnabled"])
             # Not Directory.resolve: a disabled user still has grants worth explaining.
-            user = await directory.client.users.by_user_id(ref).get(
-                request_configuration=RequestConfiguration(query_parameters=query))
-            principal = _principal(user)
-            assert principal is not None
-            return principal, user.account_enabled is not False
+            user = await directory._json(directory.client.users.by_user_id(ref).to_get_request_information(
+                request_configuration=RequestConfiguration(query_parameters=query)))
+            principal = Principal(id=str(user["id"]), type="User",
+                                  display=user.get("userPrincipalName") or user.get("displayName") or ref)
+            return principal, user.get("accountEnabled") is not False
     except ODataError as exc:
         raise _error(exc, f"principal {ref!r}") from exc
     found: list[Principal] = []
