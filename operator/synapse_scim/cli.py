@@ -1,4 +1,4 @@
-"""The `synapse-scim` command: run | sandbox | devcluster | demo."""
+"""The `synapse-scim` command: run | plan | explain | sandbox | devcluster | demo."""
 
 from __future__ import annotations
 
@@ -43,6 +43,18 @@ def _demo(argv: list[str]) -> int:
     return demo_main(argv)
 
 
+def _plan(argv: list[str]) -> int:
+    from .review import plan
+
+    return plan(argv)
+
+
+def _explain(argv: list[str]) -> int:
+    from .review import explain
+
+    return explain(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -51,14 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the operator (kopf) against the current cluster", add_help=False)
+    sub.add_parser("plan", help="what the operator would grant, revoke or hold for these manifests (read-only)",
+                   add_help=False)
+    sub.add_parser("explain", help="every role a principal holds and why (binding, group chain, manual)",
+                   add_help=False)
     sub.add_parser("sandbox", help="start the local Azure sandbox (Entra, Graph, Synapse)", add_help=False)
     sub.add_parser("demo", help="the demo: local control plane + sandbox + operator", add_help=False)
     dev = sub.add_parser("devcluster", help="start a local etcd + kube-apiserver until Ctrl-C")
     dev.add_argument("--kubeconfig-out", help="also write the kubeconfig to this path")
 
-    if argv and argv[0] in ("run", "sandbox", "demo"):
+    if argv and argv[0] in ("run", "plan", "explain", "sandbox", "demo"):
         # Those subcommands own their flags.
-        return {"run": _run, "sandbox": _sandbox, "demo": _demo}[argv[0]](argv[1:])
+        commands = {"run": _run, "plan": _plan, "explain": _explain, "sandbox": _sandbox, "demo": _demo}
+        return commands[argv[0]](argv[1:])
     args = parser.parse_args(argv)
     return _devcluster(args)
 
