@@ -68,7 +68,7 @@ def cpu() -> float:
     return t.user + t.system
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def start_sandbox(args: argparse.Namespace) -> subprocess.Popen[str]:
     seed = synthetic_org(users=args.users, groups=args.groups, members_per_group=args.members,
                          nesting=args.nesting, workspace=WORKSPACE, seed=1)
     tmp = Path(tempfile.mkdtemp(prefix="profile-sync-"))
@@ -78,73 +78,71 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if (os.cpu_count() or 1) > 1:
         cmd = ["taskset", "-c", str((os.cpu_count() or 2) - 1), *cmd]
         os.sched_setaffinity(0, {0})
-    sandbox = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        info = json.loads(sandbox.stdout.readline())  # type: ignore[union-attr]
-        env = info["env"]
-        ca = info["ca_path"]
-        cloud = Cloud.from_spec({"authorityHost": info["authority_host"],
-                                 "graphEndpoint": info["graph_url"].removesuffix("/v1.0")})
-        cred = ClientSecretCredential(info["tenant_id"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
-                                      authority=info["authority_host"], connection_verify=ca)
-        os.environ["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] = ca
-        limit = AdaptiveLimit(args.write_concurrency)
-        directory = Directory(graph_client(cred, cloud, verify=ca))
-        workspace = Workspace(access_control_client(cred, env[f"SYNAPSE_SCIM_WORKSPACE_{WORKSPACE.upper()}"],
-                                                    cloud, limit=limit), WORKSPACE, limit=limit)
-        ws = WorkspaceObject(namespace="bench", name=WORKSPACE, spec={"removalGuard": {"maxRemovals": 100000,
-                                                                                        "maxPercent": 100}},
-                             status={}, annotations={}, generation=1)
-        objs = bindings(args.bindings, args.groups)
-        cache = DirectoryCache()
-        ctx = ssl.create_default_context(cafile=ca)
-        out: dict[str, Any] = {"scale": vars(args)}
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
-            admin_url = info["admin_url"]
-            profiler = cProfile.Profile() if args.profile else None
-            for phase in ("full", "full-again", "incremental"):
-                if phase == "incremental":
-                    # One member joins the first bound group; the watch would invalidate just that group.
-                    group = objs[0].spec["subjects"][0]["name"]
-                    await admin(session, admin_url, "POST", "/users", {"userPrincipalName": "new@synthetic.example"})
-                    await admin(session, admin_url, "POST", f"/groups/{group}/members",
-                                {"member": "new@synthetic.example"})
-                    gid = next(k for k, v in cache.groups.items() if k[1] == group)
-                    cache.invalidate({cache.groups[gid].id}, {})
-                await admin(session, admin_url, "DELETE", "/counters")
-                wall, spent = time.monotonic(), cpu()
-                if profiler:
-                    profiler.enable()
-                result = await sync_workspace(ws, objs, directory, workspace, when="2026-11-28T00:00:00Z",
-                                              read_concurrency=args.read_concurrency, cache=cache,
-                                              fresh=phase.startswith("full"))
-                if profiler:
-                    profiler.disable()
-                counters = await admin(session, admin_url, "GET", "/counters")
-                out[phase] = {
-                    "seconds": round(time.monotonic() - wall, 2), "cpu_seconds": round(cpu() - spent, 2),
-                    "writes": sum(1 for a in result.audit if a.action == "grant"),
-                    "desired": sum(o.report.desired if o.report else 0 for o in result.outcomes.values()),
-                    "calls": {k: v for k, v in sorted(counters.items()) if not k.startswith("login.")},
-                    "problem": result.problem and result.problem.reason,
-                }
-                ws = WorkspaceObject(namespace="bench", name=WORKSPACE, spec=ws.spec, status=result.workspace_status,
-                                     annotations={}, generation=1)
-                objs = [BindingObject(key=b.key, spec=b.spec, generation=1, deleting=False,
-                                      status={"claims": [{"roleId": r, "scope": s} for r, s in
-                                                         result.outcomes[b.key].claims]}) for b in objs]
-            out["peak_rss_mb"] = round(rss_mb(), 1)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+async def run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
+    env = info["env"]
+    ca = info["ca_path"]
+    cloud = Cloud.from_spec({"authorityHost": info["authority_host"],
+                             "graphEndpoint": info["graph_url"].removesuffix("/v1.0")})
+    cred = ClientSecretCredential(info["tenant_id"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
+                                  authority=info["authority_host"], connection_verify=ca)
+    os.environ["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] = ca
+    limit = AdaptiveLimit(args.write_concurrency)
+    directory = Directory(graph_client(cred, cloud, verify=ca))
+    workspace = Workspace(access_control_client(cred, env[f"SYNAPSE_SCIM_WORKSPACE_{WORKSPACE.upper()}"],
+                                                cloud, limit=limit), WORKSPACE, limit=limit)
+    ws = WorkspaceObject(namespace="bench", name=WORKSPACE, spec={"removalGuard": {"maxRemovals": 100000,
+                                                                                    "maxPercent": 100}},
+                         status={}, annotations={}, generation=1)
+    objs = bindings(args.bindings, args.groups)
+    cache = DirectoryCache()
+    ctx = ssl.create_default_context(cafile=ca)
+    out: dict[str, Any] = {"scale": vars(args)}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+        admin_url = info["admin_url"]
+        profiler = cProfile.Profile() if args.profile else None
+        for phase in ("full", "full-again", "incremental"):
+            if phase == "incremental":
+                # One member joins the first bound group; the watch would invalidate just that group.
+                group = objs[0].spec["subjects"][0]["name"]
+                await admin(session, admin_url, "POST", "/users", {"userPrincipalName": "new@synthetic.example"})
+                await admin(session, admin_url, "POST", f"/groups/{group}/members",
+                            {"member": "new@synthetic.example"})
+                gid = next(k for k, v in cache.groups.items() if k[1] == group)
+                cache.invalidate({cache.groups[gid].id}, {})
+            await admin(session, admin_url, "DELETE", "/counters")
+            wall, spent = time.monotonic(), cpu()
             if profiler:
-                text = io.StringIO()
-                pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
-                out["profile"] = text.getvalue()
-        await workspace.close()
-        await directory.close()
-        await cred.close()
-        return out
-    finally:
-        sandbox.terminate()
-        sandbox.wait()
+                profiler.enable()
+            result = await sync_workspace(ws, objs, directory, workspace, when="2026-11-28T00:00:00Z",
+                                          read_concurrency=args.read_concurrency, cache=cache,
+                                          fresh=phase.startswith("full"))
+            if profiler:
+                profiler.disable()
+            counters = await admin(session, admin_url, "GET", "/counters")
+            out[phase] = {
+                "seconds": round(time.monotonic() - wall, 2), "cpu_seconds": round(cpu() - spent, 2),
+                "writes": sum(1 for a in result.audit if a.action == "grant"),
+                "desired": sum(o.report.desired if o.report else 0 for o in result.outcomes.values()),
+                "calls": {k: v for k, v in sorted(counters.items()) if not k.startswith("login.")},
+                "problem": result.problem and result.problem.reason,
+            }
+            ws = WorkspaceObject(namespace="bench", name=WORKSPACE, spec=ws.spec, status=result.workspace_status,
+                                 annotations={}, generation=1)
+            objs = [BindingObject(key=b.key, spec=b.spec, generation=1, deleting=False,
+                                  status={"claims": [{"roleId": r, "scope": s} for r, s in
+                                                     result.outcomes[b.key].claims]}) for b in objs]
+        out["peak_rss_mb"] = round(rss_mb(), 1)
+        if profiler:
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+            out["profile"] = text.getvalue()
+    await workspace.close()
+    await directory.close()
+    await cred.close()
+    return out
 
 
 def main() -> None:
@@ -160,7 +158,12 @@ def main() -> None:
     p.add_argument("--read-concurrency", type=int, default=8)
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
-    out = asyncio.run(run(args))
+    sandbox = start_sandbox(args)
+    try:
+        out = asyncio.run(run(args, json.loads(sandbox.stdout.readline())))  # type: ignore[union-attr]
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
     profile = out.pop("profile", None)
     print(json.dumps(out, indent=1))
     if profile:
