@@ -28,6 +28,7 @@ import json
 import math
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -462,7 +463,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Scale benchmark, scenario {sc['name']}, {report['date']}", "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_mb']} MB RAM; {m['os']} (kernel {m['kernel']}); "
-        f"Python {m['python']}.", f"Command: `{report['command']}`", "",
+        f"Python {m['python']}.", f"Command: `{report['command']}`; operator from commit {report['source']}.", "",
         f"World: {sc['stats']['users']:,} users, {sc['stats']['groups']:,} groups ({sc['stats']['nested_groups']} "
         f"nested), {sc['stats']['bindings']} bindings ({sc['stats']['bindings_on_nested_groups']} on groups with "
         f"nested groups) over {sc['stats']['workspaces']} workspace(s); {sc['stats']['wanted_assignments']:,} "
@@ -528,11 +529,24 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def source_version() -> str:
+    """The commit the operator runs from (this checkout), marked dirty when it has local changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "operator"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (operator/ modified)" if dirty else "")
+
+
 def run(scenario: Scenario, strategies: list[str], cfg: RunConfig, cp: Any, workdir: Path,
         log: Any = print) -> dict[str, Any]:
     world = World(scenario, build_seed(scenario))
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        "source": source_version(),
         "command": " ".join(["python bench/scale_bench.py", *sys.argv[1:]]),
         "scenario": {**asdict(scenario), "stats": world.stats()},
         "config": {**asdict(cfg), "window": cfg.window, "quiet_poll": cfg.quiet_poll,
