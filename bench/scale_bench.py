@@ -48,6 +48,7 @@ from scale_procs import (
     cpu_plan,
     machine,
     operator_writes,
+    profile_summary,
 )
 
 from synapse_scim.devcluster import ControlPlane
@@ -75,6 +76,7 @@ class RunConfig:
     page_size: int = 100                 # Synapse role assignments per list page (the sandbox's default)
     converge_timeout: float = 3600.0
     seed: int = 1
+    profile_dir: Path | None = None      # run the operator under cProfile, files here
 
     @property
     def window(self) -> float:
@@ -365,6 +367,15 @@ def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, wor
     changes = world.plan_changes(cfg.changes, cfg.seed)
     after_changes = world.expected()
     sandbox_cpu, operator_cpu = cpu_plan()
+    profiles: list[Path] = []
+
+    def profile(name: str) -> Path | None:
+        if cfg.profile_dir is None:
+            return None
+        cfg.profile_dir.mkdir(parents=True, exist_ok=True)
+        profiles.append(cfg.profile_dir / f"operator-{name}.prof")
+        return profiles[-1]
+
     env = {"SYNAPSE_SCIM_STRATEGY": strategy, "SYNAPSE_SCIM_WRITE_CONCURRENCY": str(cfg.write_concurrency),
            "SYNAPSE_SCIM_READ_CONCURRENCY": str(cfg.read_concurrency)}
     out: dict[str, Any] = {"strategy": strategy, "expected_assignments": sum(len(e) for e in expected.values()),
@@ -381,7 +392,8 @@ def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, wor
         log(f"[{strategy}] {len(world.bindings)} bindings in {scenario.workspaces} workspace(s); starting the operator")
         op = OperatorProcess(kubeconfig=cp.kubeconfig, ca_path=sb.info["ca_path"], namespace=cluster.namespace,
                              log_path=workdir / f"operator-{strategy}.log", cpu=operator_cpu,
-                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.poll_interval)})
+                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.poll_interval)},
+                             profile=profile(f"{scenario.name}-{strategy}-converge-propagate"))
         try:
             out["converge"] = converge(cluster, admin, op, expected, cfg.converge_timeout)
             out["converge"]["operator"] = op.usage()
@@ -397,13 +409,15 @@ def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, wor
         cluster.set_sync_interval(world, cfg.quiet_sync_interval)
         op = OperatorProcess(kubeconfig=cp.kubeconfig, ca_path=sb.info["ca_path"], namespace=cluster.namespace,
                              log_path=workdir / f"operator-{strategy}-quiet.log", cpu=operator_cpu,
-                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll)})
+                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll)},
+                             profile=profile(f"{scenario.name}-{strategy}-quiet"))
         try:
             out["quiet"] = quiet(cluster, admin, op, world, cfg)
         finally:
             op.stop()
         log(f"[{strategy}] quiet window: {out['quiet']['azure_calls_total']} Azure calls, "
             f"{out['quiet']['k8s_writes']} Kubernetes writes")
+    out["profiles"] = [profile_summary(p) for p in profiles if p.exists()]
     out["peak_rss_mb"] = max(out["propagation"]["operator"]["peak_rss_mb"], out["quiet"]["peak_rss_mb"])
     out["cpu_s_converge"] = out["converge"]["operator"]["cpu_s"]
     out["cpu_s_total_first_run"] = out["propagation"]["operator"]["cpu_s"]
@@ -573,10 +587,14 @@ def main() -> int:
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--quiet-scale", type=float, default=0.1)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="run the operator under cProfile; .prof files and their top functions (.txt) go to DIR "
+                        "(the profiler slows the operator: time and CPU figures of such a run are not comparable)")
     args = p.parse_args()
     cfg = RunConfig(changes=args.changes, quiet_scale=args.quiet_scale)
     if args.quick:
         cfg = RunConfig(changes=6, change_gap=1.0, quiet_scale=1 / 30, quiet_sync=30.0)
+    cfg.profile_dir = args.profile
     strategies = ["delta", "naive"] if args.strategy == "both" else [args.strategy]
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ControlPlane() as cp:
         try:
@@ -591,7 +609,7 @@ def main() -> int:
     if not args.quick:
         args.out.mkdir(parents=True, exist_ok=True)
         stem = args.out / f"scale-{args.scenario}-{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d')}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=sorted) + "\n")
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         stem.with_suffix(".md").write_text(text)
         print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0

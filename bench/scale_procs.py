@@ -109,7 +109,7 @@ class OperatorProcess:
     """`synapse-scim run` for one namespace, with the environment the e2e harness gives it."""
 
     def __init__(self, *, kubeconfig: Path, ca_path: str, namespace: str, log_path: Path, cpu: int | None,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], profile: Path | None = None) -> None:
         self.metrics_port = free_port()
         environment = {**os.environ, "KUBECONFIG": str(kubeconfig), "SYNAPSE_SCIM_AZURE_CA_BUNDLE": ca_path,
                        "SYNAPSE_SCIM_FINALIZER_WAIT": "20s", **env}
@@ -124,8 +124,11 @@ class OperatorProcess:
 
         self.log = open(log_path, "ab")  # owned by the operator process; closed in stop()
         self.started = time.time()
+        self.profile = profile
+        # cProfile writes its file when the operator exits, SIGTERM included (kopf exits normally on it).
+        python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synapse_scim.cli", "run", "--namespace", namespace, "--liveness", "",
+            [*python, "-m", "synapse_scim.cli", "run", "--namespace", namespace, "--liveness", "",
              "--metrics-port", str(self.metrics_port)],
             env=environment, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=setup)
 
@@ -156,6 +159,21 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+def profile_summary(path: Path, top: int = 25) -> dict[str, Any]:
+    """The functions with the most own time and the most cumulative time, as text (and the .txt next
+    to the .prof file, for the closing note)."""
+    import io
+    import pstats
+
+    out: dict[str, Any] = {"file": str(path)}
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(str(path), stream=buf).strip_dirs().sort_stats(key).print_stats(top)
+        out[key] = buf.getvalue().split("\n", 4)[-1]  # without the header lines
+    path.with_suffix(".txt").write_text(out["tottime"] + "\n\n" + out["cumulative"])
+    return out
 
 
 def peak_rss_mb(pid: int) -> float:
