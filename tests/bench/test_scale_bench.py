@@ -75,6 +75,7 @@ def test_tiny_scenario_end_to_end(cluster: Any, tmp_path: Path) -> None:
         created = sum(n for k, n in c["counters"].items() if k.startswith("synapse.createRoleAssignment.2"))
         assert created == needed_writes, "every needed assignment was created exactly once to converge"
         assert 0 <= c["first_azure_call_s"] <= c["last_write_s"] <= c["converge_s"]
+        assert c["k8s_writes"] >= len(world.bindings), "each binding's Ready status (a status write) was counted"
         for op in ("graph.transitiveMembers", "synapse.listRoleDefinitions", "synapse.listRoleAssignments"):
             assert c["azure_calls"].get(op, 0) >= minimum["calls"][op], op
 
