@@ -63,6 +63,17 @@ def test_synthetic_org_is_deterministic_and_loads() -> None:
         assert gid not in state.directory.transitive_members(gid)
 
 
+def test_synthetic_org_with_several_workspaces() -> None:
+    seed = synthetic_org(users=50, groups=5, workspaces=["ws-a", "ws-b", "ws-c"], pools=2, assignments=20)
+    state = load_seed(seed)
+    assert list(state.workspaces) == ["ws-a", "ws-b", "ws-c"]
+    for name in ("ws-b", "ws-c"):  # manual assignments only in the first
+        ws = state.workspaces[name]
+        assert ws.items["bigDataPools"] == {"bigDataPool0", "bigDataPool1"} and len(ws.assignments) == 0
+    assert len(state.workspaces["ws-a"].assignments) == 20
+    assert {a.scope.split("/")[1] for a in state.workspaces["ws-a"].assignments} == {"ws-a"}
+
+
 def _err(text: str, tmp_path: Path) -> str:
     path = tmp_path / "org.yaml"
     path.write_text(textwrap.dedent(text).lstrip())

@@ -72,7 +72,7 @@ import difflib
 import json
 import random
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -465,14 +465,17 @@ def _federated_token(name: str, tenant_id: str, client_id: str) -> str:
 def synthetic_org(*, users: int = 1000, groups: int = 100, members_per_group: int = 20, nesting: float = 0.2,
                   cycles: int = 0, service_principals: int = 10, disabled: float = 0.02, assignments: int = 0,
                   large_groups: int = 0, large_group_size: int = 1000, workspace: str = "synthetic",
-                  pools: int = 3, seed: int = 0, app_secret: str = "sandbox-secret") -> dict[str, Any]:
+                  workspaces: Sequence[str] = (), pools: int = 3, seed: int = 0,
+                  app_secret: str = "sandbox-secret") -> dict[str, Any]:
     """A large seed (dict) with deterministic ids.
 
     - `members_per_group` users per group (each group gets a contiguous slice of users, so groups
       overlap a little); the first `large_groups` groups get `large_group_size` users instead;
     - `nesting`: fraction of groups nested into an earlier group; `cycles`: extra back-edges that close
       membership cycles;
-    - `assignments` role assignments in the one workspace, over users, groups and service principals,
+    - `workspaces`: the names of several workspaces (default: the one named `workspace`), each with
+      `pools` items of every scope kind;
+    - `assignments` role assignments in the first workspace, over users, groups and service principals,
       spread over every (role, scope) pair the workspace allows (all distinct).
     One app registration `synapse-scim-operator` with client secret `app_secret`.
     """
@@ -505,7 +508,9 @@ def synthetic_org(*, users: int = 1000, groups: int = 100, members_per_group: in
             if group_ids[y] not in out_groups[x]["members"]:
                 out_groups[x]["members"].append(group_ids[y])
     items = {k: [f"{k[:-1]}{j}" for j in range(pools)] for k in SCOPE_KINDS}
-    ws: dict[str, Any] = {"name": workspace, **items}
+    names = list(workspaces) or [workspace]
+    out_workspaces: list[dict[str, Any]] = [{"name": name, **items} for name in names]
+    ws, workspace = out_workspaces[0], names[0]
     if assignments:
         scopes = [f"workspaces/{workspace}"] + [f"workspaces/{workspace}/{k}/{n}" for k in SCOPE_KINDS
                                                 for n in items[k]]
@@ -521,4 +526,4 @@ def synthetic_org(*, users: int = 1000, groups: int = 100, members_per_group: in
             for i in range(assignments)]
     return {"tenant": {"domain": "synthetic.example"},
             "apps": [{"name": "synapse-scim-operator", "secret": app_secret}],
-            "users": out_users, "servicePrincipals": out_sps, "groups": out_groups, "workspaces": [ws]}
+            "users": out_users, "servicePrincipals": out_sps, "groups": out_groups, "workspaces": out_workspaces}

@@ -1,0 +1,630 @@
+"""Scale benchmark of the operator: a real kube-apiserver + etcd (devcluster), the Azure sandbox with
+realistic latency in its own process, and `synapse-scim run` as its own process, for one scenario and
+one or both strategies (delta: the operator as built; naive: a full re-list of every group for every
+binding on every poll interval).
+
+    .venv/bin/python bench/scale_bench.py --scenario S                  # both strategies, writes results
+    .venv/bin/python bench/scale_bench.py --scenario tiny --quick       # a short run, prints only
+
+Per strategy, in one sandbox and one namespace:
+1. converge from empty: the bindings and workspaces exist, the operator starts; converged when every
+   binding is Ready=True (for its generation) and every workspace holds exactly the expected
+   assignments (computed from the seed by scale_model, manual ones included). Azure calls by
+   operation (sandbox counters) against the minimum, and the lower-bound time (scale_model.minimum);
+2. propagation: N membership changes (seeded: add to / remove from a bound group or a nested child
+   group, one user each) at random times, default poll interval; latency = from the directory
+   change to the last assignment it implies appearing / disappearing (sandbox request log);
+3. quiet tenant: the operator restarted with every interval scaled by --quiet-scale (poll interval,
+   syncInterval and the window alike); Azure calls (sandbox counters) and Kubernetes writes
+   (apiserver_request_total of write verbs, diffed) in the window, once the restart's first sync is done;
+4. the operator's peak RSS (VmHWM) and CPU seconds (utime + stime) from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from scale_model import APP_SECRET, SCENARIOS, Change, Grant, Scenario, World, build_seed, workspace_names
+from scale_procs import (
+    OperatorProcess,
+    SandboxProcess,
+    apiserver_writes,
+    cpu_plan,
+    machine,
+    operator_writes,
+    profile_summary,
+)
+
+from synapse_scim.devcluster import ControlPlane
+from synapse_scim.sandbox import SyncAdminClient
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP, VERSION, WS_PLURAL, RB_PLURAL = "synapse-scim.io", "v1alpha1", "synapseworkspaces", "synapserolebindings"
+
+
+@dataclass
+class RunConfig:
+    poll_interval: float = 30.0          # SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL while converging and propagating
+    sync_interval: float = 600.0         # spec.syncInterval while converging and propagating
+    quiet_scale: float = 0.1             # the quiet phase scales poll, syncInterval and window by this
+    quiet_minutes: float = 10.0
+    quiet_window: float | None = None    # seconds; default quiet_minutes x 60 x quiet_scale
+    quiet_sync: float | None = None      # seconds; default sync_interval x quiet_scale (the CRD allows >= 30 s)
+    quiet_poll_interval: float | None = None  # seconds; default poll_interval x quiet_scale
+    changes: int = 20
+    change_gap: float = 3.0              # mean seconds between two changes (uniform 0 .. 2x)
+    change_timeout: float = 150.0        # a change's effects must show within this
+    latency: dict[str, float] = field(default_factory=lambda: {"graph": 0.020, "synapse": 0.040, "login": 0.0})
+    write_concurrency: int = 8
+    read_concurrency: int = 8
+    page_size: int = 100                 # Synapse role assignments per list page (the sandbox's default)
+    converge_timeout: float = 3600.0
+    seed: int = 1
+    profile_dir: Path | None = None      # run the operator under cProfile, files here
+
+    @property
+    def window(self) -> float:
+        return self.quiet_window if self.quiet_window is not None else self.quiet_minutes * 60 * self.quiet_scale
+
+    @property
+    def quiet_poll(self) -> float:
+        if self.quiet_poll_interval is not None:
+            return self.quiet_poll_interval
+        return self.poll_interval * self.quiet_scale
+
+    @property
+    def simulated_minutes(self) -> float:
+        return self.window / self.quiet_scale / 60
+
+    @property
+    def quiet_sync_interval(self) -> float:
+        return self.quiet_sync if self.quiet_sync is not None else max(30.0, self.sync_interval * self.quiet_scale)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def by_operation(counters: dict[str, int]) -> dict[str, int]:
+    """Sandbox counters ("service.operation.status": n) summed over status."""
+    out: Counter[str] = Counter()
+    for key, n in counters.items():
+        service, operation, _ = key.split(".", 2)
+        out[f"{service}.{operation}"] += n
+    return dict(sorted(out.items()))
+
+
+def failed_calls(counters: dict[str, int]) -> int:
+    return sum(n for key, n in counters.items() if not key.rsplit(".", 1)[1].startswith("2"))
+
+
+def diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
+
+
+def assignments(admin: SyncAdminClient, ws: str) -> dict[str, Grant]:
+    return {a["id"]: (a["roleDefinitionId"].lower(), a["principalId"].lower(), a["scope"])
+            for a in admin.list_assignments(ws)}
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+# ------------------------------------------------------------------------------------------ cluster objects
+class Cluster:
+    """The benchmark's namespace: one Secret, the SynapseWorkspaces and the SynapseRoleBindings."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api, self.namespace = api, namespace
+        self.custom = client.CustomObjectsApi(api)
+        client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+
+    def create(self, world: World, sb: dict[str, Any], sync_interval: float) -> None:
+        client.CoreV1Api(self.api).create_namespaced_secret(self.namespace, {
+            "metadata": {"name": "synapse-sp"}, "stringData": {"clientSecret": APP_SECRET}})
+        for ws in workspace_names(world.scenario):
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, WS_PLURAL, {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "SynapseWorkspace", "metadata": {"name": ws},
+                "spec": {
+                    "endpoint": sb["workspaces"][ws], "workspaceName": ws, "tenantId": sb["tenant_id"],
+                    "credential": {"clientSecret": {"clientId": sb["client_id"], "secretRef": {"name": "synapse-sp"}}},
+                    "cloud": {"authorityHost": sb["authority_host"],
+                              "graphEndpoint": sb["graph_url"].removesuffix("/v1.0")},
+                    "syncInterval": duration(sync_interval),
+                    # Overlapping removals from the propagation phase can add up within one sync; on
+                    # the tiny scenario that is more than 20% of what the operator manages. The guard
+                    # is not what is measured here.
+                    "removalGuard": {"maxRemovals": 1000, "maxPercent": 100},
+                }})
+        for b in world.bindings:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, RB_PLURAL,
+                                                        b.manifest(world.group_names))
+
+    def set_sync_interval(self, world: World, seconds: float) -> None:
+        for ws in workspace_names(world.scenario):
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, WS_PLURAL, ws,
+                                                       {"spec": {"syncInterval": duration(seconds)}})
+
+    def ready_bindings(self) -> tuple[int, int]:
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RB_PLURAL)["items"]
+        ready = 0
+        for obj in items:
+            gen = obj["metadata"].get("generation")
+            for c in (obj.get("status") or {}).get("conditions") or ():
+                if c["type"] == "Ready" and c["status"] == "True" and c.get("observedGeneration") == gen:
+                    ready += 1
+        return ready, len(items)
+
+
+# ------------------------------------------------------------------------------------------ watching Synapse
+class LogCursor:
+    """Reads the sandbox's request log (one service) from where it last stopped. The first read returns
+    what the log still holds; callers filter by time."""
+
+    def __init__(self, admin: SyncAdminClient, service: str, operation: str | None = None) -> None:
+        self.admin, self.service, self.operation, self.seq = admin, service, operation, 0
+
+    def read(self) -> list[dict[str, Any]]:
+        entries = self.admin.request_log(service=self.service, operation=self.operation, since=self.seq)
+        self.seq = max((e["seq"] for e in entries), default=self.seq)
+        return entries
+
+
+class WriteLog:
+    """Follows the sandbox's request log: when each (workspace, grant) was created or deleted."""
+
+    def __init__(self, admin: SyncAdminClient, ids: dict[str, dict[str, Grant]]) -> None:
+        self.cursor = LogCursor(admin, "synapse")
+        self.ids = {aid: (ws, g) for ws, m in ids.items() for aid, g in m.items()}
+        self.seen: dict[tuple[str, str, Grant], list[float]] = {}
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> WriteLog:
+        self.cursor.read()  # what happened before is not wanted
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for e in self.cursor.read():
+                if e["operation"] in ("createRoleAssignment", "deleteRoleAssignment"):
+                    self._record(e)
+            self._stop.wait(0.2)
+
+    def _record(self, e: dict[str, Any]) -> None:
+        if not str(e["status"]).startswith("2"):
+            return
+        p = e["params"]
+        ws = p["workspace"]
+        if e["operation"] == "createRoleAssignment":
+            grant = (p["roleId"].lower(), p["principalId"].lower(), p["scope"])
+            self.ids[p["roleAssignmentId"]] = (ws, grant)
+            key = ("create", ws, grant)
+        else:
+            known = self.ids.get(p["roleAssignmentId"])
+            if known is None:
+                return
+            key = ("delete", *known)
+        with self.lock:
+            self.seen.setdefault(key, []).append(e["time"])
+
+    def when(self, key: tuple[str, str, Grant], after: float) -> float | None:
+        with self.lock:
+            return min((t for t in self.seen.get(key, ()) if t >= after), default=None)
+
+
+# ------------------------------------------------------------------------------------------ phases
+def converge(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, expected: dict[str, set[Grant]],
+             timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    first_call = None
+    writes_seen, writes_done = 0, None
+    ready = total = 0
+    while time.monotonic() < deadline:
+        if not op.alive():
+            raise RuntimeError("the operator exited while converging; see its log")
+        counters = admin.counters()
+        now = time.time()
+        if first_call is None and counters:
+            first_call = now
+        creates = sum(n for k, n in counters.items() if k.startswith("synapse.createRoleAssignment.2"))
+        if creates != writes_seen:
+            writes_seen, writes_done = creates, now
+        if first_call is None:
+            time.sleep(0.05)
+            continue
+        ready, total = cluster.ready_bindings()
+        if ready == total and all({*assignments(admin, ws).values()} == want for ws, want in expected.items()):
+            done = time.time()
+            counters = admin.counters()
+            return {
+                "converge_s": round(done - op.started, 2),
+                "first_azure_call_s": round(first_call - op.started, 2),
+                "last_write_s": round((writes_done or first_call) - op.started, 2),
+                "azure_calls": by_operation(counters), "azure_calls_total": sum(counters.values()),
+                "azure_failed_calls": failed_calls(counters), "counters": counters,
+            }
+        time.sleep(0.5)
+    missing = {ws: len(want - {*assignments(admin, ws).values()}) for ws, want in expected.items()}
+    raise RuntimeError(f"not converged after {timeout:.0f} s: {ready}/{total} bindings Ready, missing "
+                       f"assignments per workspace {missing}")
+
+
+def propagate(admin: SyncAdminClient, op: OperatorProcess, changes: list[Change], cfg: RunConfig,
+              expected: dict[str, set[Grant]], ids: dict[str, dict[str, Grant]]) -> dict[str, Any]:
+    rng = random.Random(cfg.seed)
+    before = admin.counters()
+    results = []
+    with WriteLog(admin, ids) as log:
+        start = time.time() + 1.0
+        at = start
+        made: list[tuple[Change, float]] = []
+        for change in changes:
+            at += rng.uniform(0, 2 * cfg.change_gap)
+            time.sleep(max(0.0, at - time.time()))
+            t = time.time()
+            if change.adds:
+                admin.add_member(change.group, change.user)
+            else:
+                admin.remove_member(change.group, change.user)
+            made.append((change, t))
+        for change, t in made:
+            deadline = t + cfg.change_timeout
+            while True:
+                seen = [log.when((kind, ws, g), t) for kind, ws, g in change.effects()]
+                if all(s is not None for s in seen) or time.time() > deadline or not op.alive():
+                    break
+                time.sleep(0.2)
+            done = [s for s in seen if s is not None]
+            results.append({"kind": change.kind, "group": change.group_name, "user": change.user,
+                            "creates": sum(len(g) for g in change.creates.values()),
+                            "deletes": sum(len(g) for g in change.deletes.values()),
+                            "latency_s": round(max(done) - t, 3) if len(done) == len(seen) else None})
+    actual = {ws: {*assignments(admin, ws).values()} for ws in expected}
+    latencies = [r["latency_s"] for r in results if r["latency_s"] is not None]
+    return {
+        "changes": results, "measured": len(latencies), "missed": len(results) - len(latencies),
+        "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95),
+        "max_s": max(latencies, default=None),
+        "mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
+        "final_state_matches": actual == expected,
+        "final_state_diff": {ws: {"missing": len(expected[ws] - actual[ws]), "extra": len(actual[ws] - expected[ws])}
+                             for ws in expected},
+        "azure_calls": by_operation(diff(admin.counters(), before)),
+    }
+
+
+def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: World,
+          cfg: RunConfig) -> dict[str, Any]:
+    """After a restart with scaled intervals: wait for the first sync of every workspace (its
+    assignment list), one more poll interval, then count what a quiet window costs."""
+    lists = LogCursor(admin, "synapse", "listRoleAssignments")
+    restarted = op.started
+    started = time.monotonic()
+    wss = set(workspace_names(world.scenario))
+    settle_limit = cfg.quiet_sync_interval + 4 * cfg.quiet_poll + 60
+    listed: set[str] = set()
+    while time.monotonic() - started < settle_limit:
+        if not op.alive():
+            raise RuntimeError("the operator exited after its restart; see its log")
+        listed |= {e["params"]["workspace"] for e in lists.read() if e["time"] >= restarted}
+        if listed >= wss and cluster.ready_bindings()[0] == len(world.bindings):
+            break
+        time.sleep(0.2)
+    settled_by = "first sync seen" if listed >= wss else "settle timeout (no startup sync seen)"
+    time.sleep(cfg.quiet_poll + 1.0)
+    c0, k0, u0 = admin.counters(), apiserver_writes(cluster.api), op.usage()
+    t0 = time.monotonic()
+    while (left := cfg.window - (time.monotonic() - t0)) > 0:
+        if not op.alive():
+            raise RuntimeError("the operator exited during the quiet window; see its log")
+        time.sleep(min(1.0, left))
+    c1, k1, u1 = admin.counters(), apiserver_writes(cluster.api), op.usage()
+    calls = diff(c1, c0)
+    k8s = dict(sorted(diff(dict(k1), dict(k0)).items()))
+    return {
+        "window_s": round(time.monotonic() - t0, 1), "settled_by": settled_by,
+        "azure_calls": by_operation(calls), "azure_calls_total": sum(calls.values()),
+        "k8s_writes": operator_writes(Counter(k8s)),
+        "k8s_writes_by_resource": k8s,
+        "cpu_s": round(u1["cpu_s"] - u0["cpu_s"], 2), "peak_rss_mb": u1["peak_rss_mb"],
+    }
+
+
+def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, workdir: Path,
+                 log: Any = print) -> dict[str, Any]:
+    world = World(scenario, build_seed(scenario))
+    expected = world.expected()
+    minimum = world.minimum(page_size=cfg.page_size, latency=cfg.latency, write_concurrency=cfg.write_concurrency,
+                            read_concurrency=cfg.read_concurrency)
+    changes = world.plan_changes(cfg.changes, cfg.seed)
+    after_changes = world.expected()
+    sandbox_cpu, operator_cpu = cpu_plan()
+    profiles: list[Path] = []
+
+    def profile(name: str) -> Path | None:
+        if cfg.profile_dir is None:
+            return None
+        cfg.profile_dir.mkdir(parents=True, exist_ok=True)
+        profiles.append(cfg.profile_dir / f"operator-{name}.prof")
+        return profiles[-1]
+
+    env = {"SYNAPSE_SCIM_STRATEGY": strategy, "SYNAPSE_SCIM_WRITE_CONCURRENCY": str(cfg.write_concurrency),
+           "SYNAPSE_SCIM_READ_CONCURRENCY": str(cfg.read_concurrency)}
+    out: dict[str, Any] = {"strategy": strategy, "expected_assignments": sum(len(e) for e in expected.values()),
+                           "minimum": minimum}
+    with SandboxProcess(scenario, latency=cfg.latency, cert_dir=workdir / f"sandbox-{strategy}", cpu=sandbox_cpu,
+                        page_size=cfg.page_size) as sb, cp.api_client() as api:
+        admin = SyncAdminClient(sb.info["admin_url"], sb.info["ca_path"], timeout=120)
+        out["sandbox_load_s"] = sb.info["load_s"]
+        initial = {ws: {*assignments(admin, ws).values()} for ws in expected}
+        manual = {ws: set(m.values()) for ws, m in world.manual.items()}
+        out["seed_matches_model"] = initial == manual
+        cluster = Cluster(api, f"bench-{strategy}-{uuid.uuid4().hex[:6]}")
+        cluster.create(world, sb.info, cfg.sync_interval)
+        log(f"[{strategy}] {len(world.bindings)} bindings in {scenario.workspaces} workspace(s); starting the operator")
+        k8s_before = apiserver_writes(api)
+        op = OperatorProcess(kubeconfig=cp.kubeconfig, ca_path=sb.info["ca_path"], namespace=cluster.namespace,
+                             log_path=workdir / f"operator-{strategy}.log", cpu=operator_cpu,
+                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.poll_interval)},
+                             profile=profile(f"{scenario.name}-{strategy}-converge-propagate"))
+        try:
+            out["converge"] = converge(cluster, admin, op, expected, cfg.converge_timeout)
+            out["converge"]["operator"] = op.usage()
+            # Status, finalizers and kopf's annotations: what becoming Ready costs the API server.
+            out["converge"]["k8s_writes"] = operator_writes(Counter(diff(dict(apiserver_writes(api)),
+                                                                         dict(k8s_before))))
+            log(f"[{strategy}] converged in {out['converge']['converge_s']} s "
+                f"(lower bound {minimum['lower_bound_s']} s); {cfg.changes} membership changes next")
+            ids = {ws: assignments(admin, ws) for ws in expected}
+            out["propagation"] = propagate(admin, op, changes, cfg, after_changes, ids)
+            out["propagation"]["operator"] = op.usage()
+            log(f"[{strategy}] propagation p50 {out['propagation']['p50_s']} s, p95 {out['propagation']['p95_s']} s; "
+                f"quiet window of {cfg.window:g} s next")
+        finally:
+            op.stop()
+        cluster.set_sync_interval(world, cfg.quiet_sync_interval)
+        op = OperatorProcess(kubeconfig=cp.kubeconfig, ca_path=sb.info["ca_path"], namespace=cluster.namespace,
+                             log_path=workdir / f"operator-{strategy}-quiet.log", cpu=operator_cpu,
+                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll)},
+                             profile=profile(f"{scenario.name}-{strategy}-quiet"))
+        try:
+            out["quiet"] = quiet(cluster, admin, op, world, cfg)
+        finally:
+            op.stop()
+        log(f"[{strategy}] quiet window: {out['quiet']['azure_calls_total']} Azure calls, "
+            f"{out['quiet']['k8s_writes']} Kubernetes writes")
+    out["profiles"] = [profile_summary(p) for p in profiles if p.exists()]
+    out["peak_rss_mb"] = max(out["propagation"]["operator"]["peak_rss_mb"], out["quiet"]["peak_rss_mb"])
+    out["cpu_s_converge"] = out["converge"]["operator"]["cpu_s"]
+    out["cpu_s_total_first_run"] = out["propagation"]["operator"]["cpu_s"]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+def ratio(a: Any, b: Any) -> float | None:
+    if not isinstance(a, int | float) or not isinstance(b, int | float) or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+def figures(r: dict[str, Any]) -> dict[str, Any]:
+    c, p, q = r["converge"], r["propagation"], r["quiet"]
+    return {
+        "converge_s": c["converge_s"],
+        "converge_over_lower_bound": ratio(c["converge_s"], r["minimum"]["lower_bound_s"]),
+        "azure_calls_converge": c["azure_calls_total"],
+        "azure_calls_over_minimum": ratio(c["azure_calls_total"], r["minimum"]["total"]),
+        "k8s_writes_converge": c.get("k8s_writes"),
+        "propagation_p50_s": p["p50_s"], "propagation_p95_s": p["p95_s"],
+        "quiet_azure_calls": q["azure_calls_total"], "quiet_k8s_writes": q["k8s_writes"],
+        "peak_rss_mb": r["peak_rss_mb"], "cpu_s_converge": r["cpu_s_converge"], "cpu_s_quiet": q["cpu_s"],
+    }
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    s = report["strategies"]
+    d = s.get("delta")
+    n = s.get("naive")
+    is_l = report["scenario"]["name"] == "L"
+    out = []
+    if d:
+        f = figures(d)
+        p95 = f["propagation_p95_s"]
+        out.append({"target": "propagation p95 <= 30 s at default settings (delta)", "value": p95,
+                    "met": p95 is not None and p95 <= 30 and d["propagation"]["missed"] == 0})
+        out.append({"target": "L converges within 1.25x the lower bound (delta)",
+                    "value": f["converge_over_lower_bound"],
+                    "met": (f["converge_over_lower_bound"] or 99) <= 1.25 if is_l else None})
+        out.append({"target": "quiet tenant: 0 Kubernetes writes (delta)", "value": f["quiet_k8s_writes"],
+                    "met": f["quiet_k8s_writes"] == 0})
+        if n:
+            r = ratio(figures(n)["quiet_azure_calls"], f["quiet_azure_calls"]) if f["quiet_azure_calls"] else None
+            out.append({"target": "quiet tenant: >= 20x fewer Azure calls than naive", "value": r,
+                        "met": (f["quiet_azure_calls"] == 0 and figures(n)["quiet_azure_calls"] > 0)
+                        or (r is not None and r >= 20)})
+        out.append({"target": "operator peak RSS <= 250 MB at L (delta)", "value": f["peak_rss_mb"],
+                    "met": f["peak_rss_mb"] <= 250 if is_l else None})
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m, sc, cfg = report["machine"], report["scenario"], report["config"]
+    st = report["strategies"]
+    names = list(st)
+    lines = [
+        f"# Scale benchmark, scenario {sc['name']}, {report['date']}", "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_mb']} MB RAM; {m['os']} (kernel {m['kernel']}); "
+        f"Python {m['python']}.", f"Command: `{report['command']}`; operator from commit {report['source']}.", "",
+        f"World: {sc['stats']['users']:,} users, {sc['stats']['groups']:,} groups ({sc['stats']['nested_groups']} "
+        f"nested), {sc['stats']['bindings']} bindings ({sc['stats']['bindings_on_nested_groups']} on groups with "
+        f"nested groups) over {sc['stats']['workspaces']} workspace(s); {sc['stats']['wanted_assignments']:,} "
+        f"wanted assignments, {sc['stats']['manual_assignments']} manual ones pre-existing; largest bound group "
+        f"{sc['stats']['largest_bound_group']:,} members.",
+        f"Sandbox latency: Graph {cfg['latency']['graph'] * 1000:g} ms, Synapse {cfg['latency']['synapse'] * 1000:g} "
+        f"ms, login {cfg['latency']['login'] * 1000:g} ms; write concurrency {cfg['write_concurrency']} per "
+        f"workspace, read concurrency {cfg['read_concurrency']}; Synapse list page {cfg['page_size']}.",
+        f"Convergence and propagation at poll interval {cfg['poll_interval']:g} s, syncInterval "
+        f"{cfg['sync_interval']:g} s. Quiet window: simulated time at scale {cfg['quiet_scale']:g} "
+        f"(poll {cfg['quiet_poll']:g} s, syncInterval {cfg['quiet_sync_interval']:g} s, window "
+        f"{cfg['window']:g} s = {cfg['simulated_minutes']:g} simulated minutes).", "",
+        "| measure | " + " | ".join(names) + (" | naive / delta |" if len(names) == 2 else " |"),
+        "|---|" + "---|" * (len(names) + (len(names) == 2)),
+    ]
+    figs = {n: figures(st[n]) for n in names}
+    mins = st[names[0]]["minimum"]
+    rows = [
+        ("time to converge from empty (s)", "converge_s"),
+        ("  / lower bound " + f"({mins['lower_bound_s']} s)", "converge_over_lower_bound"),
+        ("Azure calls to converge", "azure_calls_converge"),
+        ("  / minimum " + f"({mins['total']:,})", "azure_calls_over_minimum"),
+        ("Kubernetes writes to converge", "k8s_writes_converge"),
+        ("propagation p50 (s)", "propagation_p50_s"), ("propagation p95 (s)", "propagation_p95_s"),
+        (f"quiet {cfg['simulated_minutes']:g} min (simulated): Azure calls", "quiet_azure_calls"),
+        (f"quiet {cfg['simulated_minutes']:g} min (simulated): Kubernetes writes", "quiet_k8s_writes"),
+        ("operator peak RSS (MB)", "peak_rss_mb"), ("operator CPU to converge (s)", "cpu_s_converge"),
+        ("operator CPU in the quiet window (s)", "cpu_s_quiet"),
+    ]
+    for label, key in rows:
+        vals = [figs[n][key] for n in names]
+        cells = ["—" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:g}" for v in vals]
+        extra = ""
+        if len(names) == 2:
+            r = ratio(figs["naive"][key], figs["delta"][key]) if "naive" in figs and "delta" in figs else None
+            extra = " " + ("—" if r is None else f"{r:g}") + " |"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |" + extra)
+    lines += ["", "## Azure calls to converge, by operation", "",
+              "| operation | minimum | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    ops = sorted({*mins["calls"], *(k for n in names for k in st[n]["converge"]["azure_calls"])})
+    for o in ops:
+        lines.append(f"| {o} | {mins['calls'].get(o, 0):,} | "
+                     + " | ".join(f"{st[n]['converge']['azure_calls'].get(o, 0):,}" for n in names) + " |")
+    lines += ["", f"Lower bound: {mins['formula']}. Reads {mins['reads_s']} s, writes {mins['writes_s']} s "
+              f"(needed writes per workspace: {mins['writes_per_workspace']}).", "",
+              "## Quiet window, by operation", "", "| operation | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    qops = sorted({k for n in names for k in st[n]["quiet"]["azure_calls"]})
+    for o in qops:
+        lines.append(f"| {o} | " + " | ".join(f"{st[n]['quiet']['azure_calls'].get(o, 0):,}" for n in names) + " |")
+    leases = {n: sum(v for k, v in st[n]["quiet"]["k8s_writes_by_resource"].items() if "/leases" in k)
+              for n in names}
+    lines += ["", "Kubernetes writes: apiserver_request_total of the verbs POST, PUT, PATCH, DELETE, APPLY, diffed "
+              "over the window, without what the API server writes itself (its identity Lease, renewed every "
+              f"10 s: {leases} Lease writes in the window, not counted). By resource:", ""]
+    for n in names:
+        lines.append(f"- {n}: {st[n]['quiet']['k8s_writes_by_resource'] or 'none'}")
+    lines += ["", "## Targets", "", "| target | value | verdict |", "|---|---|---|"]
+    for t in report["targets"]:
+        verdict = "met" if t["met"] else "n/a (judged at L)" if t["met"] is None else "**missed**"
+        lines.append(f"| {t['target']} | {t['value']} | {verdict} |")
+    lines += ["", "## Propagation, change by change", ""]
+    for n in names:
+        p = st[n]["propagation"]
+        lines.append(f"{n}: {p['measured']} measured, {p['missed']} missed, final state "
+                     f"{'matches' if p['final_state_matches'] else 'DIFFERS from'} the expected one; latencies (s): "
+                     + ", ".join(f"{c['kind']} {c['latency_s']}" for c in p["changes"]))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def source_version() -> str:
+    """The commit the operator runs from (this checkout), marked dirty when it has local changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "operator"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (operator/ modified)" if dirty else "")
+
+
+def run(scenario: Scenario, strategies: list[str], cfg: RunConfig, cp: Any, workdir: Path,
+        log: Any = print) -> dict[str, Any]:
+    world = World(scenario, build_seed(scenario))
+    report: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        "source": source_version(),
+        "command": " ".join(["python bench/scale_bench.py", *sys.argv[1:]]),
+        "scenario": {**asdict(scenario), "stats": world.stats()},
+        "config": {**asdict(cfg), "window": cfg.window, "quiet_poll": cfg.quiet_poll,
+                   "quiet_sync_interval": cfg.quiet_sync_interval, "simulated_minutes": cfg.simulated_minutes},
+        "strategies": {},
+    }
+    for strategy in strategies:
+        report["strategies"][strategy] = run_strategy(cp, scenario, strategy, cfg, workdir, log)
+    report["figures"] = {n: figures(r) for n, r in report["strategies"].items()}
+    if len(strategies) == 2:
+        report["ratios_naive_over_delta"] = {k: ratio(report["figures"]["naive"][k], report["figures"]["delta"][k])
+                                            for k in report["figures"]["delta"]}
+    report["targets"] = targets(report)
+    return report
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", choices=list(SCENARIOS), required=True)
+    p.add_argument("--strategy", choices=["delta", "naive", "both"], default="both")
+    p.add_argument("--quick", action="store_true",
+                   help="6 changes 1 s apart, quiet scale 1/30 (poll 1 s, syncInterval 30 s, 20 s window); "
+                        "prints, writes nothing")
+    p.add_argument("--changes", type=int, default=20)
+    p.add_argument("--quiet-scale", type=float, default=0.1)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="run the operator under cProfile; .prof files and their top functions (.txt) go to DIR "
+                        "(the profiler slows the operator: time and CPU figures of such a run are not comparable)")
+    args = p.parse_args()
+    cfg = RunConfig(changes=args.changes, quiet_scale=args.quiet_scale)
+    if args.quick:
+        cfg = RunConfig(changes=6, change_gap=1.0, quiet_scale=1 / 30, quiet_sync=30.0)
+    cfg.profile_dir = args.profile
+    strategies = ["delta", "naive"] if args.strategy == "both" else [args.strategy]
+    with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ControlPlane() as cp:
+        try:
+            report = run(SCENARIOS[args.scenario], strategies, cfg, cp, Path(tmp),
+                         log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        except BaseException:
+            for f in sorted(Path(tmp).glob("operator-*.log")):
+                sys.stderr.write(f"--- {f.name} (tail) ---\n" + "\n".join(f.read_text().splitlines()[-40:]) + "\n")
+            raise
+    text = markdown(report)
+    print(text)
+    if not args.quick:
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = args.out / f"scale-{args.scenario}-{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d')}"
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        stem.with_suffix(".md").write_text(text)
+        print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
