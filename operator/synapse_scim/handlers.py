@@ -1,8 +1,9 @@
 """kopf glue only: which event triggers what. The work is in sync.py, the decisions in planner.py.
 
-- A SynapseWorkspace runs one daemon: its sync loop. It syncs on start and every spec.syncInterval
-  (full: everything read fresh), and when poked (incremental: caches) by a binding change or by its
-  tenant's change watch (tenant.py: one Graph delta round per tenant per poll interval).
+- A SynapseWorkspace runs one daemon: its sync loop. It syncs on start (everything read fresh), every
+  spec.syncInterval (Synapse assignments listed again; the directory too once per
+  SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL), and when poked (incremental: caches) by a binding change or
+  by its tenant's change watch (tenant.py: Graph delta rounds per tenant per poll interval).
 - A SynapseRoleBinding's create/update/resume pokes its workspace's loop; its deletion waits (through
   kopf's finalizer) until the loop has revoked what it alone granted (or orphaned it).
 """
@@ -125,29 +126,36 @@ async def workspace_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any
 async def workspace_loop(stopped: kopf.DaemonStopped, namespace: str, name: str, body: kopf.Body,
                          memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     """Syncs on start, when poked (a binding changed, or the tenant's change watch saw one of its
-    groups change: incremental), and every spec.syncInterval (full: the safety net)."""
+    groups change: incremental), and every spec.syncInterval (the safety net: Synapse re-listed, and
+    the directory re-read when its own resync interval has passed)."""
     key = (namespace, name)
     settings: Settings = memo.settings
     memo.registry.running.add(key)
     trigger = memo.registry.trigger(key)
     trigger.set()  # first sync at once
-    next_full = 0.0
+    last_full = last_directory = -float("inf")
     try:
         while not stopped:
+            # Read each time: a changed spec.syncInterval applies from the last full sync, not the next.
             interval = _sync_interval(body.get("spec", {}))
             if settings.strategy == "naive":
                 interval = min(interval, settings.directory_poll_interval)
             try:
-                await asyncio.wait_for(trigger.wait(), timeout=max(0.0, next_full - time.monotonic()))
+                await asyncio.wait_for(trigger.wait(), timeout=max(0.0, last_full + interval - time.monotonic()))
             except TimeoutError:
                 pass
             if stopped:
                 break
             trigger.clear()
-            full = time.monotonic() >= next_full
-            await run_sync(key, memo, logger, full=full)
+            now = time.monotonic()
+            full = now >= last_full + interval
+            directory = full and (settings.strategy == "naive"
+                                  or now >= last_directory + settings.directory_resync_interval)
+            await run_sync(key, memo, logger, full=full, fresh_directory=directory)
             if full:
-                next_full = time.monotonic() + interval
+                last_full = now
+            if directory:
+                last_directory = now
     finally:
         memo.registry.running.discard(key)
         memo.tenants.unsubscribe(key)
@@ -162,7 +170,7 @@ def _sync_interval(spec: Any) -> float:
 
 
 async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger, *,
-                   full: bool = True) -> SyncResult | None:
+                   full: bool = True, fresh_directory: bool | None = None) -> SyncResult | None:
     namespace, name = key
     started = time.monotonic()
     kube: Kube = memo.kube
@@ -184,11 +192,14 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
 
             watch = await memo.tenants.subscribe(clients.tenant, key, clients.directory,
                                                  lambda: memo.registry.poke(key), connect)
-        fresh = full or watch is None or not watch.trusted
-        metrics.SYNCS.labels(namespace, name, "full" if fresh else "incremental").inc()
+        trusted = watch is not None and watch.trusted
+        directory = not trusted or (full if fresh_directory is None else fresh_directory)
+        kind = "full" if directory else "assignments" if full else "incremental"
+        metrics.SYNCS.labels(namespace, name, kind).inc()
         result = await sync_workspace(ws, bindings, clients.directory, clients.workspace, when=when,
                                       read_concurrency=settings.read_concurrency,
-                                      cache=watch.cache if watch else None, fresh=fresh,
+                                      cache=watch.cache if watch else None, fresh=full or not trusted,
+                                      fresh_directory=directory,
                                       shared_reads=settings.strategy != "naive")
         metrics.WRITE_LIMIT.labels(namespace, name).set(int(clients.workspace.limit.limit))
     except CredentialError as exc:

@@ -21,7 +21,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 RECONCILES = Counter("synapse_scim_reconciles_total", "Workspace syncs, by outcome.",
                      ["namespace", "workspace", "result"], registry=REGISTRY)
 SYNCS = Counter("synapse_scim_syncs_total",
-                "Workspace syncs by kind: full (everything read fresh) or incremental (Graph delta, caches).",
+                "Workspace syncs by kind: full (everything read fresh), assignments (Synapse re-listed, directory "
+                "from the delta-kept cache) or incremental (caches and the last listing).",
                 ["namespace", "workspace", "kind"], registry=REGISTRY)
 WRITE_LIMIT = Gauge("synapse_scim_write_concurrency",
                     "Writes allowed in flight to a workspace now (halved by each 429, grows back on success).",

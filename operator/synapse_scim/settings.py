@@ -14,6 +14,9 @@ class Settings:
     directory_poll_interval: float = 30.0
     write_concurrency: int = 8
     read_concurrency: int = 8
+    # The directory's safety net: how often a full sync also re-reads every group from Graph instead
+    # of trusting the delta-kept cache (Synapse assignments are re-listed every spec.syncInterval).
+    directory_resync_interval: float = 3600.0
     # How long a binding's deletion waits for its clean-up before kopf retries it.
     finalizer_wait: float = 60.0
     # "delta": Graph delta per tenant, caches, incremental syncs (the operator). "naive": every
@@ -29,6 +32,7 @@ class Settings:
             write_concurrency=int(env.get("SYNAPSE_SCIM_WRITE_CONCURRENCY", "8")),
             read_concurrency=int(env.get("SYNAPSE_SCIM_READ_CONCURRENCY", "8")),
             finalizer_wait=parse_duration(env.get("SYNAPSE_SCIM_FINALIZER_WAIT", "60s")),
+            directory_resync_interval=parse_duration(env.get("SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL", "1h")),
             strategy=_strategy(env.get("SYNAPSE_SCIM_STRATEGY", "delta")),
         )
 

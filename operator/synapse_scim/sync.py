@@ -284,13 +284,14 @@ def _role_names(roles: Iterable[RoleDefinition]) -> dict[str, str]:
 async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], directory: Directory,
                          workspace: Workspace, *, when: str, read_concurrency: int = 8,
                          cache: DirectoryCache | None = None, fresh: bool = True,
-                         shared_reads: bool = True) -> SyncResult:
+                         fresh_directory: bool | None = None, shared_reads: bool = True) -> SyncResult:
     """Read, plan, write. Returns statuses to write; raises nothing for Azure failures (they are status).
 
-    `fresh` reads everything from Azure (a full sync); otherwise the tenant cache and the workspace's
-    last known assignments (its last listing plus our own writes since) stand in for what Graph delta
-    did not report as changed. `shared_reads=False` reads every group once per binding that names it
-    (the naive strategy the benchmarks compare against)."""
+    `fresh` lists the workspace's assignments again (the full sync every syncInterval: Synapse has no
+    change feed), otherwise its last listing plus our own writes since stand in. `fresh_directory`
+    (default: `fresh`) reads every subject and group from Graph again; otherwise the tenant cache
+    stands in for what Graph delta did not report as changed. `shared_reads=False` reads every group
+    once per binding that names it (the naive strategy the benchmarks compare against)."""
     ws_name = workspace.name
     try:
         roles = {r.name: r for r in await workspace.role_definitions()}
@@ -300,9 +301,10 @@ async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], dir
         return workspace_failure(ws, bindings, Problem(exc.reason, exc.message), when)
 
     semaphore = asyncio.Semaphore(max(1, read_concurrency))
+    use_cache = not (fresh if fresh_directory is None else fresh_directory)
 
     def new_reads() -> _DirectoryReads:
-        return _DirectoryReads(directory, read_concurrency, cache, use_cache=not fresh, semaphore=semaphore)
+        return _DirectoryReads(directory, read_concurrency, cache, use_cache=use_cache, semaphore=semaphore)
 
     shared = new_reads()
     every = [shared] if shared_reads else [new_reads() for _ in bindings]

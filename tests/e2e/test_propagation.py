@@ -178,3 +178,22 @@ def test_the_naive_baseline_rereads_every_group_for_every_binding_every_interval
     reads = [e for e in window if e["operation"] == "transitiveMembers"]
     assert len(reads) >= 4, "the same group read once per binding per interval"
     assert not [e for e in window if e["operation"] in ("groupsDelta", "usersDelta")]
+
+
+def test_the_safety_net_relists_synapse_every_sync_interval_and_the_directory_on_its_own_interval(harness):
+    h = harness
+    h.start_operator(SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL="1h")
+    h.workspace(syncInterval="30s")
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    h.wait_condition(RB_PLURAL, "analysts")
+    since = seq(h)
+    # Synapse has no change feed: a grant made behind the operator's back shows at the next full sync.
+    h.sb.admin.add_assignment("analytics", "Synapse User", h.user_id(upn("grace")))
+    lists = h.sb.admin.wait_for_requests(service="synapse", operation="listRoleAssignments", count=1, since=since,
+                                         timeout=60)
+    assert lists, "no re-listing within syncInterval"
+    h.wait_for(lambda: (h.get(RB_PLURAL, "analysts")["status"].get("summary") or {}).get("unmanaged") == 1,
+               "the manual grant reported")
+    reads = [e for e in requests_since(h, since, service="graph")
+             if e["operation"] not in ("groupsDelta", "usersDelta")]
+    assert reads == [], "the directory is trusted to its delta watch until its own resync interval"
