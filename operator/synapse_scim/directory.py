@@ -121,8 +121,14 @@ def _error(exc: Exception, what: str) -> DirectoryError:
                               definitive=False)
     if isinstance(exc, ClientAuthenticationError):
         first = first_line(str(exc)) or type(exc).__name__
+        if "AADSTS500011" in first:  # no such resource: the token was asked for a wrong Graph endpoint
+            first += ": check spec.cloud.graphEndpoint"
         return DirectoryError("AuthenticationFailed", f"reading {what}: cannot get a Graph token: {first}",
                               definitive=False)
+    if isinstance(exc, httpx.TransportError):
+        return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: "
+                              f"{first_line(str(exc))}: check spec.cloud.graphEndpoint and that the operator can "
+                              "reach it", definitive=False)
     return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}",
                           definitive=False)
 
