@@ -37,7 +37,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
 from .credentials import Cloud
-from .errors import ReasonedError, first_line
+from .errors import ReasonedError, first_line, untrusted_certificate
 from .metrics import graph_request_hook, graph_response_hook
 from .model import Principal
 
@@ -104,6 +104,8 @@ def _odata_quote(value: str) -> str:
 
 
 def _error(exc: Exception, what: str) -> DirectoryError:
+    if (untrusted := untrusted_certificate(exc, f"reading {what}")) is not None:
+        return DirectoryError(untrusted.reason, untrusted.message, definitive=False)
     if isinstance(exc, ODataError):
         status = exc.response_status_code or 0
         code = exc.error.code if exc.error else ""

@@ -23,6 +23,7 @@ STALLING_REASONS = frozenset({
     "ScopeInvalid", "WorkspaceNotFound", "WorkspaceNameUnknown", "AuthenticationFailed", "AccessDenied",
     "SecretNotFound", "SecretKeyMissing", "SecretKeyEmpty", "CertificateInvalid", "WorkloadIdentityUnavailable",
     "DirectoryAccessDenied", "RemovalsHeld", "CredentialInvalid", "GrantRejected",
+    "CertificateUntrusted",
 })
 
 

@@ -28,7 +28,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.synapse.accesscontrol.aio import AccessControlClient
 
 from .credentials import Cloud, azure_ca_bundle
-from .errors import ReasonedError, first_line
+from .errors import ReasonedError, first_line, untrusted_certificate
 from .metrics import SynapseMetricsPolicy
 from .model import Assignment, Grant, assignment_id
 from .throttle import AdaptiveLimit, ThrottlePolicy, retry_after_seconds
@@ -52,6 +52,8 @@ class RoleDefinition:
 def workspace_error(exc: Exception, what: str) -> WorkspaceError:
     if isinstance(exc, WorkspaceError):
         return exc
+    if (untrusted := untrusted_certificate(exc, what)) is not None:
+        return WorkspaceError(untrusted.reason, untrusted.message)
     if isinstance(exc, ClientAuthenticationError):
         text = str(exc)
         if "AADSTS" in text or "Authentication failed" in text:

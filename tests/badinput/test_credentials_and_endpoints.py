@@ -16,7 +16,7 @@ pytestmark = pytest.mark.cluster
 
 WORKSPACES = [
     "secret-missing", "secret-key-missing", "secret-key-empty", "secret-wrong", "client-id-unknown",
-    "tenant-unknown", "cert-not-pem", "cert-unregistered", "workload-identity-unavailable",
+    "tenant-unknown", "cert-not-pem", "cert-ec-key", "cert-unregistered", "workload-identity-unavailable",
     "endpoint-unreachable", "endpoint-host-misspelled", "endpoint-workspace-unknown", "authority-unreachable",
     "graph-endpoint-wrong", "graph-reset", "synapse-403-reader", "synapse-403-none", "graph-403",
 ]
@@ -100,8 +100,20 @@ def test_certificate_not_pem(bad):
     guard.check()
 
 
+def test_certificate_with_ec_key(bad):
+    """azure-identity signs with RS256 only: an EC key is refused before any request is made."""
+    leaf = trustme.CA().issue_cert("ec.example")  # trustme's default key type is ECDSA
+    pem = (leaf.private_key_pem.bytes() + leaf.cert_chain_pems[0].bytes()).decode()
+    bad.secret("cert-ec-key", {"tls.pem": pem})
+    credential = {"certificate": {"clientId": bad.app.client_id, "secretRef": {"name": "cert-ec-key"}}}
+    guard = start(bad, "cert-ec-key", ["Synapse User"], GROUP,
+                  workspace={"client_id": bad.app.client_id, "credential": credential})
+    expect(bad, "cert-ec-key", "CredentialInvalid", "spec.credential", "RSA private key", "Secret")
+    guard.check()
+
+
 def test_certificate_not_registered(bad):
-    rogue = trustme.CA().issue_cert("rogue.example")
+    rogue = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("rogue.example", key_type=trustme.KeyType.RSA)
     pem = (rogue.private_key_pem.bytes() + rogue.cert_chain_pems[0].bytes()).decode()
     bad.secret("cert-unregistered", {"tls.pem": pem})
     credential = {"certificate": {"clientId": bad.app.client_id, "secretRef": {"name": "cert-unregistered"}}}
@@ -126,14 +138,14 @@ def test_workload_identity_unavailable(bad):
 def test_endpoint_unreachable_after_grants(bad):
     guard = start_healthy(bad, "endpoint-unreachable", "Vanishing")
     bad.patch(WS_PLURAL, "endpoint-unreachable", {"spec": {"endpoint": dead_url()}})
-    expect(bad, "endpoint-unreachable", "WorkspaceUnreachable", "check spec.endpoint", stalled=False, timeout=120)
+    expect(bad, "endpoint-unreachable", "WorkspaceUnreachable", "spec.endpoint", stalled=False, timeout=120)
     guard.check()
 
 
 def test_endpoint_host_misspelled(bad):
     guard = start(bad, "endpoint-host-misspelled", ["Synapse User"], GROUP,
                   workspace={"endpoint": "https://endpoint-host-misspelled.dev.azuresynapse.invalid"})
-    expect(bad, "endpoint-host-misspelled", "WorkspaceUnreachable", "check spec.endpoint", stalled=False,
+    expect(bad, "endpoint-host-misspelled", "WorkspaceUnreachable", "spec.endpoint", stalled=False,
            timeout=120)
     guard.check()
 
