@@ -116,7 +116,7 @@ def _error(exc: Exception, what: str) -> DirectoryError:
             return DirectoryError(
                 "DirectoryAccessDenied",
                 f"Graph refused to read {what} ({status} {code}): grant the operator's identity the "
-                "Group.Read.All, User.Read.All and Application.Read.All application permissions",
+                "GroupMember.Read.All, User.Read.All and Application.Read.All application permissions",
                 definitive=False,
             )
         return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}",

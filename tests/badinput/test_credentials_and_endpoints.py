@@ -211,7 +211,7 @@ def test_graph_403(bad):
                                       "status": 403, "code": "Authorization_RequestDenied"})
     try:
         guard = start(bad, "graph-403", ["Synapse User"], [{"kind": "User", "id": heidi}])
-        expect(bad, "graph-403", "DirectoryAccessDenied", "403", "User.Read.All")
+        expect(bad, "graph-403", "DirectoryAccessDenied", "403", "GroupMember.Read.All", "User.Read.All")
         guard.check()
     finally:
         bad.sb.admin.remove_fault(rule["id"])
