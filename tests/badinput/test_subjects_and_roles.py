@@ -122,7 +122,8 @@ def test_group_404_mid_sync(bad):
                                       "match": {"group": "Vanishing"}, "status": 404,
                                       "code": "Request_ResourceNotFound"})
     try:
-        bad.patch("synapseworkspaces", "group-404-mid-sync", {"metadata": {"annotations": {"poke": "1"}}})
+        # The change watch sees the group change and the sync re-reads its members: 404.
+        bad.sb.admin.add_member("Vanishing", upn("heidi"))
         expect(bad, "group-404-mid-sync", "SubjectNotFound", "members of group 'Vanishing'", "does not exist")
         guard.check()
     finally:
