@@ -88,7 +88,11 @@ class CredentialCache:
         cached = self._cache.get(key)
         if cached and cached[0] == fingerprint:
             return cached[1]
-        credential = build()
+        try:
+            credential = build()
+        except ValueError as exc:  # azure-identity refuses the material itself, e.g. an EC key for RS256
+            raise CredentialError("CredentialInvalid", f"spec.credential: {exc}: fix the key material in the "
+                                  "Secret it names") from exc
         self._cache[key] = (fingerprint, credential)
         if cached:
             await cached[1].close()

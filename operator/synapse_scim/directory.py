@@ -37,7 +37,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
 from .credentials import Cloud
-from .errors import ReasonedError, first_line
+from .errors import ReasonedError, first_line, untrusted_certificate
 from .metrics import graph_request_hook, graph_response_hook
 from .model import Principal
 
@@ -104,6 +104,8 @@ def _odata_quote(value: str) -> str:
 
 
 def _error(exc: Exception, what: str) -> DirectoryError:
+    if (untrusted := untrusted_certificate(exc, f"reading {what}")) is not None:
+        return DirectoryError(untrusted.reason, untrusted.message, definitive=False)
     if isinstance(exc, ODataError):
         status = exc.response_status_code or 0
         code = exc.error.code if exc.error else ""
@@ -114,15 +116,21 @@ def _error(exc: Exception, what: str) -> DirectoryError:
             return DirectoryError(
                 "DirectoryAccessDenied",
                 f"Graph refused to read {what} ({status} {code}): grant the operator's identity the "
-                "Group.Read.All, User.Read.All and Application.Read.All application permissions",
+                "GroupMember.Read.All, User.Read.All and Application.Read.All application permissions",
                 definitive=False,
             )
         return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}",
                               definitive=False)
     if isinstance(exc, ClientAuthenticationError):
         first = first_line(str(exc)) or type(exc).__name__
+        if "AADSTS500011" in first:  # no such resource: the token was asked for a wrong Graph endpoint
+            first += ": check spec.cloud.graphEndpoint"
         return DirectoryError("AuthenticationFailed", f"reading {what}: cannot get a Graph token: {first}",
                               definitive=False)
+    if isinstance(exc, httpx.TransportError):
+        return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: "
+                              f"{first_line(str(exc))}: check spec.cloud.graphEndpoint and that the operator can "
+                              "reach it", definitive=False)
     return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}",
                           definitive=False)
 

@@ -22,7 +22,8 @@ STALLING_REASONS = frozenset({
     "SubjectNotFound", "SubjectAmbiguous", "SubjectKindUnknown", "RoleNotFound", "RoleNotValidAtScope",
     "ScopeInvalid", "WorkspaceNotFound", "WorkspaceNameUnknown", "AuthenticationFailed", "AccessDenied",
     "SecretNotFound", "SecretKeyMissing", "SecretKeyEmpty", "CertificateInvalid", "WorkloadIdentityUnavailable",
-    "DirectoryAccessDenied", "RemovalsHeld", "CredentialInvalid",
+    "DirectoryAccessDenied", "RemovalsHeld", "CredentialInvalid", "GrantRejected",
+    "CertificateUntrusted",
 })
 
 
@@ -103,10 +104,11 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
         return ready_conditions(ready=False, reason=p.reason, message=p.message, stalled=stalled,
                                 reconciling=not stalled)
     problems = tuple(o.problems)
-    stalling = [p for p in problems if p.reason in STALLING_REASONS]
+    # A write the service refused for good (403, 400) needs a person as much as a bad spec does.
+    stalling = [p for p in (*problems, *o.write_errors) if p.reason in STALLING_REASONS]
     if stalling:
-        return ready_conditions(ready=False, reason=stalling[0].reason, message=_problem_message(problems),
-                                stalled=True)
+        return ready_conditions(ready=False, reason=stalling[0].reason,
+                                message=_problem_message(problems + tuple(o.write_errors)), stalled=True)
     if problems or o.write_errors:
         first = (problems or o.write_errors)[0]
         return ready_conditions(ready=False, reason=first.reason,

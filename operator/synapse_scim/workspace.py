@@ -28,7 +28,7 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.synapse.accesscontrol.aio import AccessControlClient
 
 from .credentials import Cloud, azure_ca_bundle
-from .errors import ReasonedError, first_line
+from .errors import ReasonedError, first_line, untrusted_certificate
 from .metrics import SynapseMetricsPolicy
 from .model import Assignment, Grant, assignment_id
 from .throttle import AdaptiveLimit, ThrottlePolicy, retry_after_seconds
@@ -50,6 +50,10 @@ class RoleDefinition:
 
 
 def workspace_error(exc: Exception, what: str) -> WorkspaceError:
+    if isinstance(exc, WorkspaceError):
+        return exc
+    if (untrusted := untrusted_certificate(exc, what)) is not None:
+        return WorkspaceError(untrusted.reason, untrusted.message)
     if isinstance(exc, ClientAuthenticationError):
         text = str(exc)
         if "AADSTS" in text or "Authentication failed" in text:
@@ -67,7 +71,8 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
             return WorkspaceError("WorkspaceNotFound", f"{what}: 404 {code}: check spec.endpoint")
         return WorkspaceError("WorkspaceReadFailed", f"{what}: HTTP {status} {code}".strip())
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, OSError, asyncio.TimeoutError)):
-        return WorkspaceError("WorkspaceUnreachable", f"{what}: {type(exc).__name__}: {first_line(str(exc))}")
+        return WorkspaceError("WorkspaceUnreachable", f"{what}: {type(exc).__name__}: {first_line(str(exc))}: "
+                              "check that spec.endpoint and spec.cloud.authorityHost are right and reachable")
     return WorkspaceError("WorkspaceReadFailed", f"{what}: {type(exc).__name__}: {first_line(str(exc))}")
 
 
@@ -166,6 +171,14 @@ class Workspace:
                 return True
             except ResourceExistsError:
                 return False
+            except HttpResponseError as exc:
+                if exc.status_code != 400:
+                    raise
+                # The service refused what the binding asks for: a person must fix it.
+                said = exc.error.message if getattr(exc, "error", None) is not None and exc.error.message else ""
+                raise WorkspaceError("GrantRejected", f"granting role {grant.role_id} to {grant.principal_id} at "
+                                     f"{grant.scope}: 400: {first_line(said)}: check the binding's spec.scope (the "
+                                     "item must exist in the workspace) and spec.roles") from exc
 
         return await self._write(put, f"granting role {grant.role_id} to {grant.principal_id}")
 
