@@ -35,10 +35,15 @@ lint: venv
 audit: venv
 	hack/audit.sh
 
-# The audit runs after the tests, so their results are shown whatever it says.
+# The audit runs after the tests, so their results are shown whatever it says. Vulnerabilities found
+# fail the build. An audit that could not reach its service (exit 2) prints NOT AUDITED and fails
+# only with AUDIT_REQUIRED=1: this build machine reaches no vulnerability service, and a build that
+# could never pass here would hide every other result.
 test: setup lint
 	SYNAPSE_SCIM_TOOLS="$$(hack/build-tools.sh)" $(BIN)/pytest $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory audit
+	@hack/audit.sh; rc=$$?; \
+	if [ $$rc -eq 2 ] && [ "$${AUDIT_REQUIRED:-0}" != 1 ]; then echo "make test: dependency audit NOT AUDITED (see above); not a pass, not a failure"; \
+	else exit $$rc; fi
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
