@@ -108,3 +108,28 @@ def test_a_leader_that_loses_the_lease_exits_non_zero_at_once(replicas):
     h.wait_for(lambda: proc.poll() is not None, "the replica to exit", timeout=30)
     assert proc.returncode == 3, h.replica_log("a")[-3000:]
     assert "lost the Lease" in h.replica_log("a")
+
+
+def test_sigterm_hands_the_lease_over_at_once_as_in_a_rollout(replicas):
+    h = replicas
+    old = h.start_replica("a")
+    h.wait_for(lambda: lease_holder(h) == "a", "a to hold the Lease")
+    new = h.start_replica("b")
+    h.wait_for(lambda: "is a standby" in h.replica_log("b"), "b standing by")
+    h.workspace()
+    h.binding("analysts", ["Synapse Contributor"], [{"kind": "Group", "name": "Analysts"}])
+    h.wait_condition(RB_PLURAL, "analysts")
+
+    old.terminate()
+    assert old.wait(timeout=60) == 0, h.replica_log("a")[-3000:]
+    stopped = time.monotonic()
+    assert "released Lease" in h.replica_log("a")
+    # Released, not expired: b takes over within its retry period, far below the 15 s lease duration.
+    h.wait_for(lambda: lease_holder(h) == "b", "b to take the released Lease", timeout=60)
+    print(f"\nHA: Lease handed over {time.monotonic() - stopped:.1f} s after the leader stopped on SIGTERM")
+    h.sb.admin.add_member("Analysts", upn("heidi"))
+    h.wait_for(lambda: h.user_id(upn("heidi")) in contributors(h), "heidi granted by b")
+
+    new.terminate()
+    assert new.wait(timeout=60) == 0, h.replica_log("b")[-3000:]
+    assert lease_holder(h) is None, "a leader that stops cleanly leaves the Lease free"
