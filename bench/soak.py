@@ -328,7 +328,7 @@ class Soak:
         start = time.monotonic()
         end = start + self.duration
         next_change = start + rng.expovariate(1 / self.change_every)
-        next_kill = start + rng.expovariate(1 / self.kill_every)
+        next_kill = start + rng.uniform(0.05, 0.25) * self.duration  # at least one kill, early on
         next_expire = start + rng.expovariate(1 / self.expire_every)
         restart_at: float | None = None
         next_binding_check = start

@@ -196,6 +196,9 @@ class DirectoryWatcher:
             log.warning("cannot start watching group changes for %s/%s: %s", *key, exc)
 
 
+_TOKEN_REFUSED = frozenset({"AuthenticationFailed", "DirectoryAccessDenied"})
+
+
 async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger,
                    watcher: DirectoryWatcher | None = None) -> SyncResult | None:
     namespace, name = key
@@ -221,6 +224,10 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
         result = workspace_failure(ws, bindings, Problem("WorkspaceNameUnknown", f"spec: {exc}"), when)
     if watcher is not None and result.problem is None:
         watcher.groups = result.groups_seen
+    if result.problem is not None and result.problem.reason in _TOKEN_REFUSED:
+        # The credential caches its tokens until their declared expiry: a token Azure refused
+        # (expired early, revoked) would be presented again on every sync. Start afresh next time.
+        await memo.connections.drop(namespace, name)
 
     # The workspace first: orphaned ids must be persisted before a finalizer lets a binding go.
     ws_status = stamp(result.workspace_status, ws.status, when)
