@@ -10,6 +10,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from .credentials import Cloud, CredentialCache, SecretReader, azure_ca_bundle
 from .directory import Directory, graph_client
 from .scope import workspace_name_from_endpoint
+from .throttle import AdaptiveLimit
 from .workspace import Workspace, access_control_client
 
 
@@ -18,6 +19,7 @@ class Clients:
     credential: AsyncTokenCredential
     directory: Directory
     workspace: Workspace
+    tenant: tuple[str, str]  # (tenant id, Graph endpoint): the scope of one Graph delta watch
 
     async def close(self) -> None:
         await self.workspace.close()
@@ -30,8 +32,9 @@ def workspace_name(spec: dict[str, Any]) -> str:
 
 
 class Connections:
-    def __init__(self, read_secret: SecretReader) -> None:
+    def __init__(self, read_secret: SecretReader, write_concurrency: int = 8) -> None:
         self.credentials = CredentialCache(read_secret)
+        self.write_concurrency = write_concurrency
         self._clients: dict[str, tuple[int, str, Clients]] = {}
 
     async def get(self, namespace: str, name: str, spec: dict[str, Any]) -> Clients:
@@ -46,10 +49,13 @@ class Connections:
             return cached[2]
         if cached:
             await cached[2].close()
+        limit = AdaptiveLimit(self.write_concurrency)
         clients = Clients(
             credential=credential,
             directory=Directory(graph_client(credential, cloud, verify=azure_ca_bundle())),
-            workspace=Workspace(access_control_client(credential, spec["endpoint"], cloud), ws_name),
+            workspace=Workspace(access_control_client(credential, spec["endpoint"], cloud, limit=limit), ws_name,
+                                limit=limit),
+            tenant=(spec["tenantId"].lower(), cloud.graph_endpoint),
         )
         self._clients[key] = (id(credential), target, clients)
         return clients

@@ -1,7 +1,8 @@
 """kopf glue only: which event triggers what. The work is in sync.py, the decisions in planner.py.
 
-- A SynapseWorkspace runs one daemon: its sync loop. It syncs on start, when poked, every
-  spec.syncInterval, and when Graph reports a change in a group its bindings expand.
+- A SynapseWorkspace runs one daemon: its sync loop. It syncs on start and every spec.syncInterval
+  (full: everything read fresh), and when poked (incremental: caches) by a binding change or by its
+  tenant's change watch (tenant.py: one Graph delta round per tenant per poll interval).
 - A SynapseRoleBinding's create/update/resume pokes its workspace's loop; its deletion waits (through
   kopf's finalizer) until the loop has revoked what it alone granted (or orphaned it).
 """
@@ -20,7 +21,7 @@ from kubernetes.config import new_client_from_config
 from . import metrics
 from .connections import Connections
 from .credentials import CredentialError
-from .directory import DirectoryError
+from .directory import Directory
 from .kube import BINDINGS, GROUP, VERSION, WORKSPACES, Kube
 from .model import BindingKey, Problem
 from .registry import Registry
@@ -29,6 +30,7 @@ from .settings import Settings
 from .status import binding_conditions, binding_status, now_iso, ready_conditions, stamp
 from .status import conditions as make_conditions
 from .sync import BindingObject, SyncResult, WorkspaceObject, sync_workspace, workspace_failure
+from .tenant import Tenants, TenantWatch
 
 log = logging.getLogger("synapse_scim.handlers")
 
@@ -59,14 +61,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         settings.scanning.disabled = True
     memo.settings = Settings.from_env()
     memo.kube = Kube(_kube_client())
-    memo.connections = Connections(memo.kube.read_secret)
+    memo.connections = Connections(memo.kube.read_secret, memo.settings.write_concurrency)
     memo.registry = Registry()
+    memo.tenants = Tenants(memo.settings.directory_poll_interval)
     port = int(os.environ.get("SYNAPSE_SCIM_METRICS_PORT", "9090"))
     memo.metrics_server = await metrics.serve(port) if port else None
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.tenants.close()
     await memo.connections.close()
     if memo.get("metrics_server"):
         await memo.metrics_server.cleanup()
@@ -120,33 +124,33 @@ async def workspace_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any
 @kopf.daemon(GROUP, VERSION, WORKSPACES, cancellation_timeout=30)
 async def workspace_loop(stopped: kopf.DaemonStopped, namespace: str, name: str, body: kopf.Body,
                          memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """Syncs on start, when poked (a binding changed, or the tenant's change watch saw one of its
+    groups change: incremental), and every spec.syncInterval (full: the safety net)."""
     key = (namespace, name)
+    settings: Settings = memo.settings
     memo.registry.running.add(key)
     trigger = memo.registry.trigger(key)
     trigger.set()  # first sync at once
-    watcher = DirectoryWatcher(memo.settings.directory_poll_interval)
     next_full = 0.0
     try:
         while not stopped:
             interval = _sync_interval(body.get("spec", {}))
-            wait = max(0.0, min(next_full - time.monotonic(), watcher.due_in()))
+            if settings.strategy == "naive":
+                interval = min(interval, settings.directory_poll_interval)
             try:
-                await asyncio.wait_for(trigger.wait(), timeout=wait)
+                await asyncio.wait_for(trigger.wait(), timeout=max(0.0, next_full - time.monotonic()))
             except TimeoutError:
                 pass
             if stopped:
                 break
-            poked = trigger.is_set()
             trigger.clear()
-            full_due = time.monotonic() >= next_full
-            if not poked and not full_due:
-                if not await watcher.changed(memo, key, body):
-                    continue
-                logger.info("directory change in a group this workspace's bindings use: syncing")
-            await run_sync(key, memo, logger, watcher)
-            next_full = time.monotonic() + interval
+            full = time.monotonic() >= next_full
+            await run_sync(key, memo, logger, full=full)
+            if full:
+                next_full = time.monotonic() + interval
     finally:
         memo.registry.running.discard(key)
+        memo.tenants.unsubscribe(key)
         await memo.connections.drop(namespace, name)
 
 
@@ -157,50 +161,11 @@ def _sync_interval(spec: Any) -> float:
         return 600.0
 
 
-class DirectoryWatcher:
-    """A cheap poll of Graph group changes (delta query) between full syncs."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.link: str | None = None
-        self.groups: frozenset[str] = frozenset()
-        self.next_poll = time.monotonic() + interval
-
-    def due_in(self) -> float:
-        return self.next_poll - time.monotonic()
-
-    async def changed(self, memo: kopf.Memo, key: tuple[str, str], body: kopf.Body) -> bool:
-        self.next_poll = time.monotonic() + self.interval
-        if not self.groups:
-            return False
-        try:
-            clients = await memo.connections.get(*key, dict(body.get("spec", {})))
-            result = await clients.directory.delta(self.link)
-        except (CredentialError, DirectoryError, KeyError, ValueError) as exc:
-            log.warning("group change poll failed for %s/%s: %s", *key, exc)
-            # A credential that stopped working (a rotated or wrong secret) must show in status now,
-            # not at the next full sync; a sync that fails at its first read costs one request.
-            return isinstance(exc, CredentialError) or getattr(exc, "reason", "") == "AuthenticationFailed"
-        first = self.link is None
-        self.link = result.link or self.link
-        return not first and bool(result.changed_groups & self.groups)
-
-    async def prime(self, memo: kopf.Memo, key: tuple[str, str], spec: dict[str, Any]) -> None:
-        """Take a delta link before the first sync reads memberships, so no change slips between."""
-        if self.link is not None:
-            return
-        try:
-            clients = await memo.connections.get(*key, spec)
-            self.link = (await clients.directory.delta(None)).link
-        except (CredentialError, DirectoryError, KeyError, ValueError) as exc:
-            log.warning("cannot start watching group changes for %s/%s: %s", *key, exc)
-
-
 _TOKEN_REFUSED = frozenset({"AuthenticationFailed", "DirectoryAccessDenied"})
 
 
-async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger,
-                   watcher: DirectoryWatcher | None = None) -> SyncResult | None:
+async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger, *,
+                   full: bool = True) -> SyncResult | None:
     namespace, name = key
     started = time.monotonic()
     kube: Kube = memo.kube
@@ -211,19 +176,31 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
     bindings = [BindingObject.from_body(b) for b in await kube.list_bindings(namespace, name)]
     when = now_iso()
     settings: Settings = memo.settings
+    watch: TenantWatch | None = None
     try:
         clients = await memo.connections.get(namespace, name, dict(ws.spec))
-        if watcher is not None:
-            await watcher.prime(memo, key, dict(ws.spec))
+        if settings.strategy == "delta":
+            spec = dict(ws.spec)
+
+            async def connect() -> Directory:
+                return (await memo.connections.get(namespace, name, spec)).directory
+
+            watch = await memo.tenants.subscribe(clients.tenant, key, clients.directory,
+                                                 lambda: memo.registry.poke(key), connect)
+        fresh = full or watch is None or not watch.trusted
+        metrics.SYNCS.labels(namespace, name, "full" if fresh else "incremental").inc()
         result = await sync_workspace(ws, bindings, clients.directory, clients.workspace, when=when,
-                                      write_concurrency=settings.write_concurrency,
-                                      read_concurrency=settings.read_concurrency)
+                                      read_concurrency=settings.read_concurrency,
+                                      cache=watch.cache if watch else None, fresh=fresh,
+                                      shared_reads=settings.strategy != "naive")
+        metrics.WRITE_LIMIT.labels(namespace, name).set(int(clients.workspace.limit.limit))
     except CredentialError as exc:
         result = workspace_failure(ws, bindings, Problem(exc.reason, exc.message), when)
     except (KeyError, ValueError) as exc:
         result = workspace_failure(ws, bindings, Problem("WorkspaceNameUnknown", f"spec: {exc}"), when)
-    if watcher is not None and result.problem is None:
-        watcher.groups = result.groups_seen
+    if watch is not None and result.problem is None and key in watch.subscribers:
+        watch.subscribers[key].groups = result.groups_seen
+        watch.subscribers[key].users = result.users_seen
     if result.problem is not None and result.problem.reason in _TOKEN_REFUSED:
         # The credential caches its tokens until their declared expiry: a token Azure refused
         # (expired early, revoked) would be presented again on every sync. Start afresh next time.

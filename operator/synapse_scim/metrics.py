@@ -20,6 +20,12 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILES = Counter("synapse_scim_reconciles_total", "Workspace syncs, by outcome.",
                      ["namespace", "workspace", "result"], registry=REGISTRY)
+SYNCS = Counter("synapse_scim_syncs_total",
+                "Workspace syncs by kind: full (everything read fresh) or incremental (Graph delta, caches).",
+                ["namespace", "workspace", "kind"], registry=REGISTRY)
+WRITE_LIMIT = Gauge("synapse_scim_write_concurrency",
+                    "Writes allowed in flight to a workspace now (halved by each 429, grows back on success).",
+                    ["namespace", "workspace"], registry=REGISTRY)
 RECONCILE_SECONDS = Histogram("synapse_scim_reconcile_duration_seconds", "Duration of one workspace sync.",
                               ["namespace", "workspace"], registry=REGISTRY,
                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
@@ -55,6 +61,7 @@ _GRAPH_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"/groups/[^/]+/members$"), "members"),
     ("GET", re.compile(r"/groups/[^/]+$"), "getGroup"),
     ("GET", re.compile(r"/groups$"), "listGroups"),
+    ("GET", re.compile(r"/users/(delta(\(\))?|microsoft\.graph\.delta)$"), "usersDelta"),
     ("GET", re.compile(r"/users/[^/]+$"), "getUser"),
     ("GET", re.compile(r"/servicePrincipals/[^/]+$"), "getServicePrincipal"),
     ("GET", re.compile(r"/servicePrincipals$"), "listServicePrincipals"),

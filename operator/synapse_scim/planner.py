@@ -309,7 +309,14 @@ def _reports(
 
     deleted_ids = {normalize_id(a.id) for a in deletes}
     held_ids = {normalize_id(a.id) for a in held}
-    actual_keys = {a.grant.key for a in actual}
+    # Each assignment's grant is built once and filed under its role/scope pair: a binding looks only
+    # at the pairs it claims (bindings x assignments Grant constructions made big workspaces slow).
+    by_pair: dict[tuple[str, str], list[tuple[int, Assignment, Grant]]] = {}
+    actual_keys: set[TupleKey] = set()
+    for i, a in enumerate(actual):
+        g = a.grant
+        actual_keys.add(g.key)
+        by_pair.setdefault(g.pair, []).append((i, a, g))
     reports: dict[BindingKey, BindingReport] = {}
     for b in live:
         own: dict[TupleKey, DesiredGrant] = {}
@@ -330,9 +337,9 @@ def _reports(
         current = {pair_key(r, s) for r, s in b.claims}
         unexpected: list[DriftItem] = []
         pending = held_here = unmanaged = 0
-        for a in actual:  # already sorted
-            g = a.grant
-            if g.pair not in current or g.key in wanted:
+        in_pairs = sorted(item for pair in current for item in by_pair.get(pair, ()))  # actual's order
+        for _, a, g in in_pairs:
+            if g.key in wanted:
                 continue
             managed = is_managed(a)
             aid = normalize_id(a.id)

@@ -16,6 +16,10 @@ class Settings:
     read_concurrency: int = 8
     # How long a binding's deletion waits for its clean-up before kopf retries it.
     finalizer_wait: float = 60.0
+    # "delta": Graph delta per tenant, caches, incremental syncs (the operator). "naive": every
+    # workspace re-reads every group for every binding each poll interval, no caches (a baseline for
+    # the benchmarks in bench/; never a production setting).
+    strategy: str = "delta"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -25,4 +29,11 @@ class Settings:
             write_concurrency=int(env.get("SYNAPSE_SCIM_WRITE_CONCURRENCY", "8")),
             read_concurrency=int(env.get("SYNAPSE_SCIM_READ_CONCURRENCY", "8")),
             finalizer_wait=parse_duration(env.get("SYNAPSE_SCIM_FINALIZER_WAIT", "60s")),
+            strategy=_strategy(env.get("SYNAPSE_SCIM_STRATEGY", "delta")),
         )
+
+
+def _strategy(value: str) -> str:
+    if value not in ("delta", "naive"):
+        raise ValueError(f"SYNAPSE_SCIM_STRATEGY must be 'delta' or 'naive', got {value!r}")
+    return value

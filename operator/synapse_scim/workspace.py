@@ -8,11 +8,13 @@ creates use the deterministic id, and 409 RoleAssignmentAlreadyExists counts as 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -22,12 +24,18 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.synapse.accesscontrol.aio import AccessControlClient
 
-from .credentials import Cloud, transport_kwargs
+from .credentials import Cloud, azure_ca_bundle
 from .errors import ReasonedError, first_line
 from .metrics import SynapseMetricsPolicy
 from .model import Assignment, Grant, assignment_id
+from .throttle import AdaptiveLimit, ThrottlePolicy, retry_after_seconds
+
+# How many times a write that Synapse keeps throttling is tried again (each time after the SDK's own
+# retries and the Retry-After it was given): throttling slows a sync down, it does not fail it.
+THROTTLED_ATTEMPTS = 8
 
 
 class WorkspaceError(ReasonedError):
@@ -64,11 +72,28 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
 
 
 def access_control_client(credential: AsyncTokenCredential, endpoint: str, cloud: Cloud,
-                          retry_total: int = 4) -> AccessControlClient:
+                          retry_total: int = 4, limit: AdaptiveLimit | None = None) -> AccessControlClient:
+    policies: list[Any] = [SynapseMetricsPolicy()]
+    if limit is not None:
+        policies.append(ThrottlePolicy(limit))
     return AccessControlClient(
         credential, endpoint, credential_scopes=[cloud.synapse_scope], retry_total=retry_total,
-        per_retry_policies=[SynapseMetricsPolicy()], **transport_kwargs(),
+        per_retry_policies=policies, **_transport(),
     )
+
+
+def _transport() -> dict[str, Any]:
+    """With a CA bundle, one SSL context on the session's connector, not `connection_verify`.
+
+    azure-core turns a `connection_verify` path into a new SSLContext on every request, and aiohttp
+    keys pooled connections by that context: every request would open a new TLS connection (a full
+    handshake each, several times the cost of the request itself)."""
+    ca = azure_ca_bundle()
+    if not ca:
+        return {}
+    context = ssl.create_default_context(cafile=ca)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), trust_env=False)
+    return {"transport": AioHttpTransport(session=session, session_owner=True)}
 
 
 def _keep_headers(pipeline_response: Any, deserialized: Any, headers: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -78,11 +103,18 @@ def _keep_headers(pipeline_response: Any, deserialized: Any, headers: dict[str, 
 class Workspace:
     """One Synapse workspace's role definitions and role assignments."""
 
-    def __init__(self, client: AccessControlClient, name: str, role_cache_ttl: float = 3600.0) -> None:
+    def __init__(self, client: AccessControlClient, name: str, role_cache_ttl: float = 3600.0,
+                 limit: AdaptiveLimit | None = None) -> None:
         self.client = client
         self.name = name
+        self.limit = limit or AdaptiveLimit(8)
+        # The last listing with our own writes since applied: what incremental syncs plan against.
+        self.known_assignments: tuple[Assignment, ...] | None = None
         self._roles: tuple[float, tuple[RoleDefinition, ...]] | None = None
         self._role_cache_ttl = role_cache_ttl
+
+    def remember(self, assignments: Iterable[Assignment]) -> None:
+        self.known_assignments = tuple(assignments)
 
     async def role_definitions(self) -> tuple[RoleDefinition, ...]:
         """Every role definition of the workspace (cached: built-in roles do not change)."""
@@ -118,31 +150,54 @@ class Workspace:
                 )
                 token = headers.get("x-ms-continuation") or None
                 if not token:
-                    return tuple(out)
+                    self.known_assignments = tuple(out)
+                    return self.known_assignments
         except Exception as exc:
             raise workspace_error(exc, "listing role assignments") from exc
 
     async def create(self, grant: Grant, principal_type: str | None) -> bool:
         """Grant; True if created now, False if it already existed (409 is success: idempotent)."""
-        try:
-            await self.client.role_assignments.create_role_assignment(
-                assignment_id(grant), grant.role_id, grant.principal_id, grant.scope, principal_type=principal_type
-            )
-            return True
-        except ResourceExistsError:
-            return False
-        except Exception as exc:
-            raise workspace_error(exc, f"granting role {grant.role_id} to {grant.principal_id}") from exc
+        async def put() -> bool:
+            try:
+                await self.client.role_assignments.create_role_assignment(
+                    assignment_id(grant), grant.role_id, grant.principal_id, grant.scope,
+                    principal_type=principal_type,
+                )
+                return True
+            except ResourceExistsError:
+                return False
+
+        return await self._write(put, f"granting role {grant.role_id} to {grant.principal_id}")
 
     async def delete(self, assignment: Assignment) -> bool:
         """Revoke; True if deleted now, False if it was already gone."""
-        try:
-            await self.client.role_assignments.delete_role_assignment_by_id(assignment.id, scope=assignment.scope)
-            return True
-        except ResourceNotFoundError:
-            return False
-        except Exception as exc:
-            raise workspace_error(exc, f"revoking assignment {assignment.id}") from exc
+        async def remove() -> bool:
+            try:
+                await self.client.role_assignments.delete_role_assignment_by_id(assignment.id,
+                                                                                scope=assignment.scope)
+                return True
+            except ResourceNotFoundError:
+                return False
+
+        return await self._write(remove, f"revoking assignment {assignment.id}")
+
+    async def _write(self, op: Callable[[], Awaitable[bool]], what: str) -> bool:
+        for _ in range(THROTTLED_ATTEMPTS):
+            async with self.limit:
+                try:
+                    done = await op()
+                except HttpResponseError as exc:
+                    if exc.status_code != 429:
+                        raise workspace_error(exc, what) from exc
+                    headers = exc.response.headers if exc.response is not None else {}
+                    self.limit.throttled(retry_after_seconds(headers))
+                    continue
+                except Exception as exc:
+                    raise workspace_error(exc, what) from exc
+                self.limit.succeeded()
+                return done
+        raise WorkspaceError("Throttled", f"{what}: Synapse kept answering 429 (throttled) after "
+                                          f"{THROTTLED_ATTEMPTS} rounds of retries; tried again next sync")
 
     async def close(self) -> None:
         await self.client.close()

@@ -377,3 +377,27 @@ async def test_429_when_retries_run_out_surfaces_in_graph_shape(sb: Sandbox, gc:
     with pytest.raises(ODataError) as info:
         await gc.groups.by_group_id(gid(sb, "Analysts")).get(request_configuration=config)
     assert info.value.response_status_code == 429 and info.value.error.code == "TooManyRequests"
+
+
+async def test_users_delta_initial_round_pages_then_reports_account_changes(sb: Sandbox, gc: Any,
+                                                                            admin: AdminClient) -> None:
+    from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder as UsersDelta
+
+    q = UsersDelta.DeltaRequestBuilderGetQueryParameters(select=["id", "accountEnabled"], top=2)
+    page = await gc.users.delta.get(request_configuration=RequestConfiguration(query_parameters=q))
+    users, pages = list(page.value), 1
+    while page.odata_next_link:
+        page = await gc.users.delta.with_url(page.odata_next_link).get()
+        users += page.value
+        pages += 1
+    assert {str(u.id) for u in users} == set(sb.state.directory.users) and pages > 1
+    link = page.odata_delta_link
+    await admin.disable_user("bob@contoso.com")
+    changed = await gc.users.delta.with_url(link).get()
+    assert [(str(u.id), u.account_enabled) for u in changed.value] == \
+        [(sb.state.directory.user("bob@contoso.com").id, False)]
+    latest = await gc.users.delta.with_url(f"{sb.graph_url}/users/delta?$deltatoken=latest").get()
+    assert latest.value == [] and latest.odata_delta_link
+    await admin.delete_user("erin@contoso.com")
+    gone = await gc.users.delta.with_url(latest.odata_delta_link).get()
+    assert len(gone.value) == 1 and "@removed" in (gone.value[0].additional_data or {})

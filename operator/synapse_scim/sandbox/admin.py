@@ -276,6 +276,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
 
     async def compact(request: web.Request) -> Any:
         directory().changes.compact()
+        directory().user_changes.compact()
         return {"seq": directory().changes.seq}
 
     p = PREFIX

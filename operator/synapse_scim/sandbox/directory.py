@@ -170,6 +170,7 @@ class Directory:
         self.group_order = OrderedIds()
         self.sp_order = OrderedIds()
         self.changes = ChangeLog()
+        self.user_changes = ChangeLog()  # (user id, "create" | "update" | "delete", None, None)
         self._ordinal = itertools.count(1)
         self._upn: dict[str, str] = {}
         self._group_names: dict[str, list[str]] = {}
@@ -261,6 +262,7 @@ class Directory:
         self.users[oid] = user
         self._upn[key] = oid
         self.user_order.add(user.ordinal, oid)
+        self.user_changes.record(oid, "create")
         return user
 
     def add_group(
@@ -356,6 +358,7 @@ class Directory:
             raise NotFound(f"user {user_id} does not exist")
         user.account_enabled = enabled
         self.revision += 1
+        self.user_changes.record(user.id, "update")
         return user
 
     def rename_group(self, group_id: str, display_name: str) -> Group:
@@ -402,6 +405,7 @@ class Directory:
         del self.users[user.id]
         del self._upn[user.user_principal_name.casefold()]
         self.user_order.remove(user.ordinal)
+        self.user_changes.record(user.id, "delete")
         return user
 
     def delete_service_principal(self, sp_id: str) -> ServicePrincipal:
@@ -454,6 +458,14 @@ class Directory:
         return result
 
     # ---------------------------------------------------------------- delta
+    def user_delta(self, since: int, until: int) -> list[tuple[str, bool]]:
+        """Users changed in (since, until] as (id, deleted), ordered by each user's last change."""
+        out: dict[str, bool] = {}
+        for uid, op, _, _ in self.user_changes.window(since, until):
+            out.pop(uid, None)
+            out[uid] = op == "delete"
+        return list(out.items())
+
     def delta(self, since: int, until: int) -> list[GroupDelta]:
         """Net group changes in (since, until], ordered by each group's last change."""
         out: dict[str, GroupDelta] = {}

@@ -40,7 +40,8 @@ SERVICES = ("graph", "synapse", "login")
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "login": ("openidConfiguration", "token", "keys", "instanceDiscovery"),
     "graph": ("getGroup", "listGroups", "members", "transitiveMembers", "getUser", "listUsers",
-              "getServicePrincipal", "listServicePrincipals", "groupsDelta", "getDirectoryObject", "getByIds"),
+              "getServicePrincipal", "listServicePrincipals", "groupsDelta", "usersDelta", "getDirectoryObject",
+              "getByIds"),
     "synapse": ("listRoleAssignments", "createRoleAssignment", "getRoleAssignment", "deleteRoleAssignment",
                 "listRoleDefinitions", "getRoleDefinition", "listScopes", "checkAccess"),
 }

@@ -11,6 +11,7 @@ Operations (name: path):
   listServicePrincipals `GET /v1.0/servicePrincipals` ($filter on appId, displayName, ...);
 - getDirectoryObject `GET /v1.0/directoryObjects/{id}`; getByIds `POST /v1.0/directoryObjects/getByIds`;
 - groupsDelta `GET /v1.0/groups/delta`, `delta()` or `microsoft.graph.delta`.
+- usersDelta `GET /v1.0/users/delta` (same spellings): users created, changed or deleted (`@removed`).
 
 Paging: `@odata.nextLink` with an opaque `$skiptoken`, absolute on the sandbox's own host. Member
 lists page over an immutable snapshot taken by the first page, so one listing is consistent.
@@ -121,6 +122,8 @@ class GraphService(Service):
         if head == "users":
             if len(s) == 1:
                 return self._get(method, Route("listUsers", self.list_users))
+            if low[1] in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()") and len(s) == 2:
+                return self._get(method, Route("usersDelta", self.users_delta))
             if len(s) == 2:
                 return self._get(method, Route("getUser", self.get_user, {"user": s[1].lower()}))
             raise ServiceError(400, "BadRequest", f"Resource not found for the segment '{s[2]}'.")
@@ -450,6 +453,51 @@ class GraphService(Service):
         return self.ok(call, body, self._rendered.render(objects, p, select, d.revision))
 
     # ------------------------------------------------------------------ delta
+    async def users_delta(self, call: Call) -> web.Response:
+        """`users/delta`: an initial round of every user, then users created, changed (accountEnabled)
+        or deleted (`@removed`) since a token; `$deltatoken=latest` gives just a link."""
+        self.authorize(call, READ_USERS)
+        d = self.state.directory
+        q = call.query
+        size = self.top(call) if "$top" in q else self.state.settings.graph_page_size
+        if "$skiptoken" in q:
+            tok = decode_token(q["$skiptoken"])
+        elif q.get("$deltatoken") == "latest":
+            tok = {"m": "inc", "s": d.user_changes.seq, "u": d.user_changes.seq,
+                   "sel": self.select(call, GETTERS[USER]), "o": 0}
+        elif "$deltatoken" in q:
+            base = decode_token(q["$deltatoken"])
+            tok = {"m": "inc", "s": int(base.get("u", 0)), "u": d.user_changes.seq, "sel": base.get("sel"), "o": 0}
+        else:
+            tok = {"m": "full", "u": d.user_changes.seq, "sel": self.select(call, GETTERS[USER]), "o": 0}
+        p = plan(tok.get("sel"), (USER,))
+        offset = int(tok.get("o", 0))
+        if tok["m"] == "full":
+            ids = [uid for _, uid in d.user_order.after(0)]
+            changes = [(uid, False) for uid in ids]
+        else:
+            try:
+                changes = d.user_delta(int(tok["s"]), int(tok["u"]))
+            except DirectoryError:
+                raise ServiceError(410, "SyncStateNotFound", "The delta token is no longer valid; start a new "
+                                                             "delta round without a token.") from None
+        value: list[dict[str, Any]] = []
+        for uid, deleted in changes[offset : offset + size]:
+            user = d.users.get(uid)
+            if deleted or user is None:
+                value.append({"id": uid, "@removed": {"reason": "changed"}})
+            else:
+                value.append(project(user, p, False))
+        body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#users"}
+        if offset + size < len(changes):
+            body["@odata.nextLink"] = (f"{call.base_url}/v1.0/users/delta?$skiptoken="
+                                       f"{encode_token(tok | {'o': offset + size})}")
+        else:
+            final = encode_token({"u": tok["u"], "sel": tok.get("sel")})
+            body["@odata.deltaLink"] = f"{call.base_url}/v1.0/users/delta?$deltatoken={final}"
+        body["value"] = value
+        return self.ok(call, body)
+
     async def groups_delta(self, call: Call) -> web.Response:
         self.authorize(call, READ_GROUPS)
         d = self.state.directory

@@ -1,0 +1,171 @@
+"""Profile of the operator's Azure side: one full sync, then one incremental sync after a single
+membership change, of one workspace with many bindings, without Kubernetes.
+
+The sandbox runs in its own process (pinned to the last CPU when there are two or more); this process
+runs sync.sync_workspace with the operator's real adapters (directory.py, workspace.py, the real SDKs
+over HTTPS) and reports wall time, CPU seconds, peak RSS, Azure calls by operation and, with
+--profile, the functions that cost the most CPU (cProfile, cumulative).
+
+    .venv/bin/python bench/profile_sync.py --users 10000 --groups 500 --bindings 100
+    .venv/bin/python bench/profile_sync.py --users 50000 --groups 2000 --bindings 100 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from azure.identity.aio import ClientSecretCredential
+
+from synapse_scim.credentials import Cloud
+from synapse_scim.directory import Directory, graph_client
+from synapse_scim.model import BindingKey
+from synapse_scim.sandbox import synthetic_org
+from synapse_scim.sync import BindingObject, WorkspaceObject, sync_workspace
+from synapse_scim.tenant import DirectoryCache
+from synapse_scim.throttle import AdaptiveLimit
+from synapse_scim.workspace import Workspace, access_control_client
+
+WORKSPACE = "bench"
+
+
+def bindings(count: int, groups: int) -> list[BindingObject]:
+    """Binding i grants one role on the workspace to group i (spread over the groups)."""
+    roles = ["Synapse User", "Synapse Contributor", "Synapse Artifact User", "Synapse Compute Operator"]
+    step = max(1, groups // max(1, count))
+    return [BindingObject(key=BindingKey("bench", f"b{i}"), spec={
+        "workspaceRef": {"name": WORKSPACE}, "roles": [roles[i % len(roles)]],
+        "subjects": [{"kind": "Group", "name": f"Group {(i * step) % groups}"}]}, status={}, generation=1,
+        deleting=False) for i in range(count)]
+
+
+async def admin(session: aiohttp.ClientSession, url: str, method: str, path: str, body: Any = None) -> Any:
+    async with session.request(method, f"{url}{path}", json=body) as r:
+        r.raise_for_status()
+        return await r.json()
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    seed = synthetic_org(users=args.users, groups=args.groups, members_per_group=args.members,
+                         nesting=args.nesting, workspace=WORKSPACE, seed=1)
+    tmp = Path(tempfile.mkdtemp(prefix="profile-sync-"))
+    (tmp / "seed.json").write_text(json.dumps(seed))
+    cmd = [sys.executable, "-m", "synapse_scim.cli", "sandbox", "--seed", str(tmp / "seed.json"), "--json",
+           "--latency-graph", str(args.graph_ms), "--latency-synapse", str(args.synapse_ms)]
+    if (os.cpu_count() or 1) > 1:
+        cmd = ["taskset", "-c", str((os.cpu_count() or 2) - 1), *cmd]
+        os.sched_setaffinity(0, {0})
+    sandbox = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(sandbox.stdout.readline())  # type: ignore[union-attr]
+        env = info["env"]
+        ca = info["ca_path"]
+        cloud = Cloud.from_spec({"authorityHost": info["authority_host"],
+                                 "graphEndpoint": info["graph_url"].removesuffix("/v1.0")})
+        cred = ClientSecretCredential(info["tenant_id"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
+                                      authority=info["authority_host"], connection_verify=ca)
+        os.environ["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] = ca
+        limit = AdaptiveLimit(args.write_concurrency)
+        directory = Directory(graph_client(cred, cloud, verify=ca))
+        workspace = Workspace(access_control_client(cred, env[f"SYNAPSE_SCIM_WORKSPACE_{WORKSPACE.upper()}"],
+                                                    cloud, limit=limit), WORKSPACE, limit=limit)
+        ws = WorkspaceObject(namespace="bench", name=WORKSPACE, spec={"removalGuard": {"maxRemovals": 100000,
+                                                                                        "maxPercent": 100}},
+                             status={}, annotations={}, generation=1)
+        objs = bindings(args.bindings, args.groups)
+        cache = DirectoryCache()
+        ctx = ssl.create_default_context(cafile=ca)
+        out: dict[str, Any] = {"scale": vars(args)}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+            admin_url = info["admin_url"]
+            profiler = cProfile.Profile() if args.profile else None
+            for phase in ("full", "full-again", "incremental"):
+                if phase == "incremental":
+                    # One member joins the first bound group; the watch would invalidate just that group.
+                    group = objs[0].spec["subjects"][0]["name"]
+                    await admin(session, admin_url, "POST", "/users", {"userPrincipalName": "new@synthetic.example"})
+                    await admin(session, admin_url, "POST", f"/groups/{group}/members",
+                                {"member": "new@synthetic.example"})
+                    gid = next(k for k, v in cache.groups.items() if k[1] == group)
+                    cache.invalidate({cache.groups[gid].id}, {})
+                await admin(session, admin_url, "DELETE", "/counters")
+                wall, spent = time.monotonic(), cpu()
+                if profiler:
+                    profiler.enable()
+                result = await sync_workspace(ws, objs, directory, workspace, when="2026-11-28T00:00:00Z",
+                                              read_concurrency=args.read_concurrency, cache=cache,
+                                              fresh=phase.startswith("full"))
+                if profiler:
+                    profiler.disable()
+                counters = await admin(session, admin_url, "GET", "/counters")
+                out[phase] = {
+                    "seconds": round(time.monotonic() - wall, 2), "cpu_seconds": round(cpu() - spent, 2),
+                    "writes": sum(1 for a in result.audit if a.action == "grant"),
+                    "desired": sum(o.report.desired if o.report else 0 for o in result.outcomes.values()),
+                    "calls": {k: v for k, v in sorted(counters.items()) if not k.startswith("login.")},
+                    "problem": result.problem and result.problem.reason,
+                }
+                ws = WorkspaceObject(namespace="bench", name=WORKSPACE, spec=ws.spec, status=result.workspace_status,
+                                     annotations={}, generation=1)
+                objs = [BindingObject(key=b.key, spec=b.spec, generation=1, deleting=False,
+                                      status={"claims": [{"roleId": r, "scope": s} for r, s in
+                                                         result.outcomes[b.key].claims]}) for b in objs]
+            out["peak_rss_mb"] = round(rss_mb(), 1)
+            if profiler:
+                text = io.StringIO()
+                pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+                out["profile"] = text.getvalue()
+        await workspace.close()
+        await directory.close()
+        await cred.close()
+        return out
+    finally:
+        sandbox.terminate()
+        sandbox.wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=10000)
+    p.add_argument("--groups", type=int, default=500)
+    p.add_argument("--members", type=int, default=50, help="users per group")
+    p.add_argument("--nesting", type=float, default=0.2)
+    p.add_argument("--bindings", type=int, default=100)
+    p.add_argument("--graph-ms", type=float, default=20)
+    p.add_argument("--synapse-ms", type=float, default=40)
+    p.add_argument("--write-concurrency", type=int, default=8)
+    p.add_argument("--read-concurrency", type=int, default=8)
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args()
+    out = asyncio.run(run(args))
+    profile = out.pop("profile", None)
+    print(json.dumps(out, indent=1))
+    if profile:
+        print(profile)
+
+
+if __name__ == "__main__":
+    main()

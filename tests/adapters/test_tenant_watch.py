@@ -1,0 +1,85 @@
+"""tenant.py's watch against the sandbox: one delta round pair per poll for the whole tenant, pokes
+only the workspaces a change concerns, and loses trust (and its cache) when Graph forgets its link."""
+
+from __future__ import annotations
+
+import asyncio
+
+from synapse_scim.directory import Directory, Expansion
+from synapse_scim.sandbox import Sandbox
+from synapse_scim.tenant import Tenants
+
+TENANT = ("tenant", "https://graph")
+
+
+async def watched(sb: Sandbox, directory: Directory) -> tuple[Tenants, list[str], dict[str, str]]:
+    tenants = Tenants(interval=3600)  # polled by hand below
+    poked: list[str] = []
+    gids = {name: sb.state.directory.groups_named(name)[0].id
+            for name in ("Data Engineers", "Spark Team", "Analysts")}
+    for ws in ("engineering", "analytics"):
+        await tenants.subscribe(TENANT, ("ns", ws), directory, lambda ws=ws: poked.append(ws))
+    watch = tenants.watches[TENANT]
+    watch.subscribers[("ns", "engineering")].groups = frozenset({gids["Data Engineers"], gids["Spark Team"]})
+    watch.subscribers[("ns", "analytics")].groups = frozenset({gids["Analysts"]})
+    bob = sb.state.directory.user("bob@contoso.com").id
+    watch.subscribers[("ns", "analytics")].users = frozenset({bob})
+    watch.cache.keep_expansion(gids["Data Engineers"], Expansion((), frozenset({gids["Data Engineers"],
+                                                                            gids["Spark Team"]})), watch.cache.epoch)
+    watch.cache.keep_expansion(gids["Analysts"], Expansion((), frozenset({gids["Analysts"]})), watch.cache.epoch)
+    return tenants, poked, gids
+
+
+async def test_subscribing_primes_one_watch_per_tenant(sb: Sandbox, directory: Directory):
+    tenants, _, _ = await watched(sb, directory)
+    try:
+        assert list(tenants.watches) == [TENANT] and tenants.watches[TENANT].trusted
+        ops = [e["operation"] for e in await sb.admin.request_log(service="graph")]
+        assert ops == ["groupsDelta", "usersDelta"], "the second workspace reuses the first one's links"
+    finally:
+        await tenants.close()
+
+
+async def test_a_poll_pokes_only_the_workspaces_whose_groups_changed(sb: Sandbox, directory: Directory):
+    tenants, poked, gids = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    try:
+        assert len(watch.cache.expansions) == 2
+        assert await watch.poll() == set() and poked == []
+        await sb.admin.add_member("Spark Team", "erin@contoso.com")
+        assert await watch.poll() == {("ns", "engineering")} and poked == ["engineering"]
+        assert watch.cache.expansion(gids["Data Engineers"]) is None  # via the changed child
+        assert watch.cache.expansion(gids["Analysts"]) is not None
+        await sb.admin.disable_user("bob@contoso.com")  # bob is named directly by an analytics binding
+        assert await watch.poll() == {("ns", "analytics")}
+        ops = [e["operation"] for e in await sb.admin.request_log(service="graph")][2:]
+        assert ops == ["groupsDelta", "usersDelta"] * 3
+    finally:
+        await tenants.close()
+
+
+async def test_an_expired_link_empties_the_cache_and_the_next_poll_resyncs_everyone(sb: Sandbox,
+                                                                                   directory: Directory):
+    tenants, poked, _ = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    try:
+        await sb.admin.add_member("Analysts", "alice@contoso.com")
+        await sb.admin.compact_change_log()
+        assert await watch.poll() == set()
+        assert not watch.trusted and not watch.cache.expansions
+        assert await watch.poll() == {("ns", "engineering"), ("ns", "analytics")}
+        assert sorted(poked) == ["analytics", "engineering"] and watch.trusted
+    finally:
+        await tenants.close()
+
+
+async def test_the_last_workspace_leaving_ends_the_watch(sb: Sandbox, directory: Directory):
+    tenants, _, _ = await watched(sb, directory)
+    task = tenants.watches[TENANT].task
+    tenants.unsubscribe(("ns", "engineering"))
+    assert TENANT in tenants.watches
+    tenants.unsubscribe(("ns", "analytics"))
+    assert TENANT not in tenants.watches
+    assert task is not None
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
