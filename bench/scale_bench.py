@@ -413,7 +413,9 @@ def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, wor
         cluster.set_sync_interval(world, cfg.quiet_sync_interval)
         op = OperatorProcess(kubeconfig=cp.kubeconfig, ca_path=sb.info["ca_path"], namespace=cluster.namespace,
                              log_path=workdir / f"operator-{strategy}-quiet.log", cpu=operator_cpu,
-                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll)},
+                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll),
+                                  # the directory's own safety net (1 h) scales with every other interval
+                                  "SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL": duration(3600 * cfg.quiet_scale)},
                              profile=profile(f"{scenario.name}-{strategy}-quiet"))
         try:
             out["quiet"] = quiet(cluster, admin, op, world, cfg)

@@ -19,6 +19,7 @@ import httpx
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
 from msgraph import GraphServiceClient
@@ -27,6 +28,7 @@ from msgraph.generated.groups.item.group_item_request_builder import GroupItemRe
 from msgraph.generated.groups.item.transitive_members.transitive_members_request_builder import (
     TransitiveMembersRequestBuilder,
 )
+from msgraph.generated.models.o_data_errors.main_error import MainError
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.service_principals.item.service_principal_item_request_builder import (
     ServicePrincipalItemRequestBuilder,
@@ -101,6 +103,17 @@ def graph_client(credential: AsyncTokenCredential, cloud: Cloud, verify: str | N
 
 def _odata_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _status_error(status: int, error: dict[str, Any], what: str) -> DirectoryError:
+    """A batched response's failure, sorted as `_error` sorts an ODataError."""
+    odata = ODataError()
+    odata.response_status_code = status
+    main = MainError()
+    main.code = str(error.get("code") or "")
+    main.message = str(error.get("message") or "")
+    odata.error = main
+    return _error(odata, what)
 
 
 def _error(exc: Exception, what: str) -> DirectoryError:
@@ -305,6 +318,72 @@ class Directory:
 
         Group delta does not report a disabled account: this is how a leaver's access goes at once."""
         return await self._delta("users", "id,accountEnabled", link)
+
+    async def deltas(self, group_link: str | None, user_link: str | None) -> tuple[DeltaResult, DeltaResult]:
+        """`delta(group_link)` and `user_delta(user_link)` in one round trip (Graph JSON batching).
+
+        A quiet tenant then costs one request per poll interval, whatever it watches. Further pages of
+        a big change are read one by one, as `delta` would."""
+        asks = {"groups": ("groups", "id,displayName,members", group_link),
+                "users": ("users", "id,accountEnabled", user_link)}
+        base = str(self.client.request_adapter.base_url)
+        body = {"requests": [{"id": key, "method": "GET", "url": self._relative(base, resource, select, link)}
+                             for key, (resource, select, link) in asks.items()]}
+        info = RequestInformation(Method.POST)
+        info.url = f"{base}/$batch"
+        info.headers.try_add("Content-Type", "application/json")
+        info.headers.try_add("Accept", "application/json")
+        info.content = json.dumps(body).encode()
+        try:
+            answer = await self._json(info)
+        except Exception as exc:
+            raise _error(exc, "directory changes ($batch of groups/delta and users/delta)") from exc
+        by_id = {str(r.get("id")): r for r in answer.get("responses") or ()}
+        results = []
+        for key, (resource, _, link) in asks.items():
+            what = f"{resource} changes ({resource}/delta)"
+            r = by_id.get(key)
+            if r is None:
+                raise DirectoryError("DirectoryReadFailed", f"{what}: missing from the $batch answer",
+                                     definitive=False)
+            status = int(r.get("status") or 0)
+            page = r.get("body") if isinstance(r.get("body"), dict) else {}
+            if status == 410:
+                raise DirectoryError("DeltaExpired", f"{what}: Graph no longer knows the delta link: resync",
+                                     definitive=False)
+            if status >= 400:
+                raise _status_error(status, (page.get("error") or {}) if isinstance(page, dict) else {}, what)
+            result = self._collect(DeltaResult(), page)
+            if page.get("@odata.nextLink"):
+                rest = self.client.groups.with_url(page["@odata.nextLink"]).to_get_request_information()
+                try:
+                    async for more in self._pages(rest):
+                        self._collect(result, more)
+                except Exception as exc:
+                    raise _error(exc, what) from exc
+            if not link:
+                result.changed_groups.clear()
+                result.names.clear()
+            results.append(result)
+        return results[0], results[1]
+
+    @staticmethod
+    def _relative(base: str, resource: str, select: str, link: str | None) -> str:
+        """A batched request's url is relative to the version (`/groups/delta?...`)."""
+        if not link:
+            return f"/{resource}/delta?$select={select}&$deltatoken=latest"
+        path = link.split("/v1.0", 1)[1] if "/v1.0" in link else link.removeprefix(base)
+        return path if path.startswith("/") else f"/{path}"
+
+    @staticmethod
+    def _collect(result: DeltaResult, page: dict[str, Any]) -> DeltaResult:
+        for obj in page.get("value") or ():
+            oid = str(obj.get("id", ""))
+            result.changed_groups.add(oid)
+            if "displayName" in obj:
+                result.names[oid] = obj["displayName"] or ""
+        result.link = page.get("@odata.deltaLink") or result.link
+        return result
 
     async def _delta(self, resource: str, select: str, link: str | None) -> DeltaResult:
         result = DeltaResult()

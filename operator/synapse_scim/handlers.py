@@ -169,6 +169,9 @@ def _sync_interval(spec: Any) -> float:
         return 600.0
 
 
+_TOKEN_REFUSED = frozenset({"AuthenticationFailed", "DirectoryAccessDenied"})
+
+
 async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger, *,
                    full: bool = True, fresh_directory: bool | None = None) -> SyncResult | None:
     namespace, name = key
@@ -209,6 +212,10 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
     if watch is not None and result.problem is None and key in watch.subscribers:
         watch.subscribers[key].groups = result.groups_seen
         watch.subscribers[key].users = result.users_seen
+    if result.problem is not None and result.problem.reason in _TOKEN_REFUSED:
+        # The credential caches its tokens until their declared expiry: a token Azure refused
+        # (expired early, revoked) would be presented again on every sync. Start afresh next time.
+        await memo.connections.drop(namespace, name)
 
     # The workspace first: orphaned ids must be persisted before a finalizer lets a binding go.
     ws_status = stamp(result.workspace_status, ws.status, when)

@@ -44,6 +44,9 @@ BINDING_DRIFT = Gauge("synapse_scim_binding_drift", "Assignments a binding is mi
                       ["namespace", "binding", "direction"], registry=REGISTRY)
 BINDING_READY = Gauge("synapse_scim_binding_ready", "1 when the binding's Ready condition is True.",
                       ["namespace", "binding"], registry=REGISTRY)
+LEADER = Gauge("synapse_scim_leader",
+               "1 while this process acts (it holds the leader-election Lease, or runs without election); "
+               "0 while it is a standby.", registry=REGISTRY)
 AZURE_REQUESTS = Counter("synapse_scim_azure_requests_total", "HTTP requests to Azure services.",
                          ["service", "operation", "code"], registry=REGISTRY)
 AZURE_ERRORS = Counter("synapse_scim_azure_request_errors_total",
@@ -124,10 +127,18 @@ async def _metrics(_: web.Request) -> web.Response:
     return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+_serving: dict[tuple[str, int], web.AppRunner] = {}
+
+
 async def serve(port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    """Start the endpoint, once per process: a standby (leader election) serves it before the kopf
+    operator starts, and the operator's startup handler then finds it running."""
+    if (host, port) in _serving:
+        return _serving[(host, port)]
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
+    _serving[(host, port)] = runner
     return runner

@@ -67,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .leadership import election_enabled
+    from .metrics import LEADER
 
+    if election_enabled():
+        from .elected import run_elected
+
+        return run_elected(args.namespace, args.liveness or None)
+    LEADER.set(1)  # alone: this process acts
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -1,11 +1,12 @@
 """One watch per Entra tenant: Graph delta rounds every poll interval, a cache they keep true, and
 the workspaces they wake.
 
-Many workspaces (and their bindings) share one tenant. Asking Graph what changed costs two round
-trips for the whole tenant (groups/delta for memberships, users/delta for disabled or deleted
-accounts, which group delta does not report), however many groups are bound; the answer invalidates exactly the cached
-group expansions and name lookups it touches (a change in a nested group invalidates every cached
-parent that expanded through it) and pokes only the workspaces whose bindings use those groups.
+Many workspaces (and their bindings) share one tenant. Asking Graph what changed costs one round
+trip for the whole tenant (a JSON batch of groups/delta for memberships and users/delta for disabled
+or deleted accounts, which group delta does not report), however many groups are bound. The answer
+invalidates exactly the cached group expansions and name lookups it touches (a change in a nested
+group invalidates every cached parent that expanded through it) and pokes only the workspaces
+whose bindings use those groups.
 
 Safety: the cache only ever serves syncs that the watch can vouch for. It is emptied whenever the
 watch loses track (no delta link yet, the link expired, a poll failed), and a read that raced with an
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .credentials import CredentialError
-from .directory import DeltaResult, Directory, DirectoryError, Expansion
+from .directory import Directory, DirectoryError, Expansion
 from .model import Principal
 
 log = logging.getLogger("synapse_scim.tenant")
@@ -130,8 +131,8 @@ class TenantWatch:
         if self.trusted:
             return
         try:
-            self.link = (await directory.delta(None)).link
-            self.user_link = (await directory.user_delta(None)).link
+            groups, users = await directory.deltas(None, None)
+            self.link, self.user_link = groups.link, users.link
         except (CredentialError, DirectoryError) as exc:
             self.link = self.user_link = None
             log.warning("cannot start watching directory changes in tenant %s: %s", self.key[0], exc)
@@ -157,8 +158,7 @@ class TenantWatch:
                 return set()
             return self._poke(set(self.subscribers), "a full read after the change watch (re)started")
         try:
-            groups: DeltaResult = await sub.directory.delta(self.link)
-            users: DeltaResult = await sub.directory.user_delta(self.user_link)
+            groups, users = await sub.directory.deltas(self.link, self.user_link)
         except (CredentialError, DirectoryError) as exc:
             reason = getattr(exc, "reason", "")
             log.warning("directory change poll failed for tenant %s (via %s/%s): %s", self.key[0], *ws_key, exc)

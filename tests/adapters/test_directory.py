@@ -9,6 +9,10 @@ from synapse_scim.directory import Directory, DirectoryError
 from synapse_scim.sandbox import Sandbox
 
 
+async def graph_calls(sb: Sandbox) -> dict[str, int]:
+    return {k: v for k, v in (await sb.admin.counters()).items() if k.startswith("graph.")}
+
+
 def gid(sb: Sandbox, name: str) -> str:
     return sb.state.directory.groups_named(name)[0].id
 
@@ -51,6 +55,22 @@ async def test_group_delta_reports_membership_renames_and_deletions(sb: Sandbox,
     assert gid(sb, "Spark Team") in result.changed_groups and on_call in result.changed_groups
     assert result.names[gid(sb, "Business Analysts")] == "Business Analysts"
     assert result.link and result.link != link
+
+
+async def test_both_rounds_in_one_batch_round_trip(sb: Sandbox, directory: Directory):
+    groups, users = await directory.deltas(None, None)
+    await sb.admin.add_member("Spark Team", "erin@contoso.com")
+    await sb.admin.disable_user("bob@contoso.com")
+    groups2, users2 = await directory.deltas(groups.link, users.link)
+    assert groups2.changed_groups == {gid(sb, "Spark Team")} and users2.changed_groups == {uid(sb, "bob@contoso.com")}
+    assert await graph_calls(sb) == {"graph.batch.200": 2}
+    inner = [(e["operation"], e["batched"]) for e in await sb.admin.request_log(service="graph") if e["batched"]]
+    assert sorted(inner) == [("groupsDelta", "groups")] * 2 + [("usersDelta", "users")] * 2
+    await sb.admin.add_member("Spark Team", "frank@contoso.com")
+    await sb.admin.compact_change_log()
+    with pytest.raises(DirectoryError) as info:
+        await directory.deltas(groups2.link, users2.link)
+    assert info.value.reason == "DeltaExpired"
 
 
 async def test_user_delta_reports_disabled_enabled_and_deleted_accounts(sb: Sandbox, directory: Directory):

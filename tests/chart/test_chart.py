@@ -59,6 +59,28 @@ CLUSTER_RULES = [
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
 ]
 
+# Leader election, in the release namespace only (a Role of its own, whatever watchNamespaces says):
+# create the Lease (RBAC cannot limit create by name), then get and update only that Lease.
+def leader_election_rules(lease: str) -> list[dict[str, Any]]:
+    return [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
+         "verbs": ["get", "update"]},
+    ]
+
+
+def _leader_election_role(objects: list[dict[str, Any]], release: str, namespace: str) -> None:
+    """The leader-election Role and RoleBinding, exactly."""
+    name = f"{fullname(release)}-leader-election"
+    role = next(r for r in by_kind(objects, "Role") if r["metadata"]["name"] == name)
+    assert role["metadata"]["namespace"] == namespace
+    assert role["rules"] == leader_election_rules(fullname(release))
+    binding = next(b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == name)
+    assert binding["metadata"]["namespace"] == namespace
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": fullname(release), "namespace": namespace}]
+
+
 # A minimal stand-in for prometheus-operator's ServiceMonitor CRD: the real one is ~1000 lines and not
 # part of this project; the server-side dry-run only needs the kind to exist (its spec is kept as-is).
 SERVICE_MONITOR_CRD = {
@@ -178,7 +200,9 @@ def test_helm_lint_passes(values, strict):
 @pytest.mark.parametrize(("args", "field", "detail"), [
     (["--set", "logFormat=xml"], "/logFormat", "'text', 'json'"),
     (["--set", "replicaCount=two"], "/replicaCount", "want integer"),
-    (["--set", "replicaCount=2"], "/replicaCount", "maximum"),
+    (["--set", "replicaCount=6"], "/replicaCount", "maximum"),
+    (["--set", "leaderElection.leaseDuration=15 seconds"], "/leaderElection/leaseDuration", "does not match pattern"),
+    (["--set", "leaderElection.enabled=yes"], "/leaderElection/enabled", "want boolean"),
     (["--set", "bogus=1"], "at ''", "'bogus' not allowed"),
     (["--set", "image.tagg=v1"], "/image", "'tagg' not allowed"),
     (["--set", "operator.finalizerWait=1 minute"], "/operator/finalizerWait", "does not match pattern"),
@@ -186,7 +210,8 @@ def test_helm_lint_passes(values, strict):
     (["--set", "peering.enabled=true"], "/peering/enabled", "false"),
     (["--set", "azureWorkloadIdentity.clientId=not-a-guid"], "/azureWorkloadIdentity/clientId", "pattern"),
     (["--set-json", 'watchNamespaces=["Team_A"]'], "/watchNamespaces/0", "pattern"),
-], ids=["logFormat-enum", "replicaCount-type", "replicaCount-max", "unknown-top-level", "unknown-nested",
+], ids=["logFormat-enum", "replicaCount-type", "replicaCount-max", "lease-duration", "leader-election-bool",
+        "unknown-top-level", "unknown-nested",
         "duration", "concurrency", "peering", "client-id", "namespace-name"])
 def test_schema_rejects_bad_values_naming_the_field(args, field, detail):
     out = render_text(*args, check=False)
@@ -204,6 +229,8 @@ def test_lint_reports_schema_errors_too():
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "azureCABundle.configMap=a", "--set", "azureCABundle.secret=b"], "set configMap or secret, not both"),
     (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
+    (["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"],
+     "replicaCount > 1 needs leaderElection.enabled=true"),
 ])
 def test_template_refuses_contradictory_values(args, message):
     out = render_text(*args, check=False)
@@ -220,14 +247,19 @@ def test_default_rbac_is_exactly_the_minimal_cluster_role():
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scim-synapse-scim", "namespace": "ops"}]
-    assert not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding")
+    # Besides the ClusterRole, only leader election's Role in the release namespace.
+    assert [r["metadata"]["name"] for r in by_kind(objects, "Role")] == ["scim-synapse-scim-leader-election"]
+    assert len(by_kind(objects, "RoleBinding")) == 1
+    _leader_election_role(objects, "scim", "ops")
     assert _container(objects)["args"] == ["run", "--log-format=text", "--liveness=http://0.0.0.0:8080/healthz"]
 
 
 def test_namespaced_rbac_is_a_role_per_watched_namespace_and_nothing_cluster_scoped():
     objects = render(*_values_args("namespaced.yaml"), release="scim", namespace="ops")
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
-    roles, bindings = by_kind(objects, "Role"), by_kind(objects, "RoleBinding")
+    _leader_election_role(objects, "scim", "ops")
+    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
+    bindings = [b for b in by_kind(objects, "RoleBinding") if not b["metadata"]["name"].endswith("-leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
@@ -251,7 +283,9 @@ def test_deployment_is_hardened():
     objects = render()
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two standalone kopf pods at once
+    # Leader election: a new pod waits as a standby until the old one releases the Lease.
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
@@ -290,13 +324,33 @@ def test_default_env_and_metrics_service():
         "SYNAPSE_SCIM_READ_CONCURRENCY": "8",
         "SYNAPSE_SCIM_FINALIZER_WAIT": "60s",
         "SYNAPSE_SCIM_METRICS_PORT": "9090",
+        "SYNAPSE_SCIM_LEADER_ELECTION": "on",
+        "SYNAPSE_SCIM_LEASE_NAME": "scim-synapse-scim",
+        "SYNAPSE_SCIM_LEASE_DURATION": "15s",
+        "POD_NAME": None,
+        "POD_NAMESPACE": None,
     }
+    downward = {e["name"]: e["valueFrom"] for e in _container(objects)["env"] if "valueFrom" in e}
+    assert downward == {"POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+                        "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
     service = one(objects, "Service")
     assert service["spec"]["ports"] == [{"name": "http-metrics", "port": 9090, "targetPort": "http-metrics",
                                          "protocol": "TCP"}]
     assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
-    assert {o["kind"] for o in objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
-                                            "Deployment"}
+    assert {o["kind"] for o in objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                                            "RoleBinding", "Service", "Deployment"}
+
+
+def test_two_replicas_with_leader_election_and_one_without():
+    objects = render("--set", "replicaCount=2", release="scim", namespace="ops")
+    assert one(objects, "Deployment")["spec"]["replicas"] == 2
+    _leader_election_role(objects, "scim", "ops")
+    single = render("--set", "leaderElection.enabled=false", release="scim", namespace="ops")
+    deployment = one(single, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # every pod acts: never two at once
+    assert not by_kind(single, "Role") and not by_kind(single, "RoleBinding")
+    env = _env(_container(single))
+    assert not {"SYNAPSE_SCIM_LEADER_ELECTION", "POD_NAME", "POD_NAMESPACE"} & set(env)
 
 
 def test_metrics_disabled_turns_the_endpoint_off():
@@ -445,10 +499,11 @@ def test_install_upgrade_uninstall(cluster, namespace):
 
 
 def _can(api: client.ApiClient, verb: str, resource: str, namespace: str | None = None, *, group: str = "",
-         subresource: str | None = None) -> bool:
+         subresource: str | None = None, name: str | None = None) -> bool:
     review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
         resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource,
-                                                        subresource=subresource, namespace=namespace)))
+                                                        subresource=subresource, namespace=namespace,
+                                                        name=name)))
     return client.AuthorizationV1Api(api).create_self_subject_access_review(review).status.allowed
 
 
@@ -480,6 +535,15 @@ def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster,
             assert not _can(api, "list", "namespaces")
             assert not _can(api, "get", "configmaps", namespace)
             assert not _can(api, "create", "pods", namespace)
+            # Leader election: its own Lease in the release namespace, nothing more.
+            lease, coordination = fullname(release), "coordination.k8s.io"
+            assert _can(api, "create", "leases", namespace, group=coordination)
+            for verb in ("get", "update"):
+                assert _can(api, verb, "leases", namespace, group=coordination, name=lease)
+                assert not _can(api, verb, "leases", namespace, group=coordination, name="another-lease")
+                assert not _can(api, verb, "leases", elsewhere, group=coordination, name=lease)
+            for verb in ("list", "watch", "patch", "delete"):
+                assert not _can(api, verb, "leases", namespace, group=coordination, name=lease)
             # The token really works: the kinds are listable across the cluster.
             client.CustomObjectsApi(api).list_cluster_custom_object(GROUP, "v1alpha1", "synapseworkspaces")
     finally:

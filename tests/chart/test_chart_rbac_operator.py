@@ -93,9 +93,11 @@ def _ready_true(h: ChartHarness, name: str) -> dict[str, Any] | None:
 
 
 @pytest.mark.parametrize("release", ["namespaced", "clusterwide"], indirect=True)
-def test_operator_reconciles_under_the_charts_rbac(h, release, sa_kubeconfig, request):
+def test_operator_reconciles_under_the_charts_rbac(h, namespace, release, sa_kubeconfig, request):
     clusterwide = request.node.callspec.params["release"] == "clusterwide"
-    h.start_operator(all_namespaces=clusterwide, KUBECONFIG=str(sa_kubeconfig))
+    # As the chart runs it: leader election on, the Lease named after the release in its namespace.
+    h.start_operator(all_namespaces=clusterwide, KUBECONFIG=str(sa_kubeconfig), SYNAPSE_SCIM_LEADER_ELECTION="on",
+                     SYNAPSE_SCIM_LEASE_NAME=fullname(release), POD_NAMESPACE=namespace, POD_NAME="operator-0")
     h.workspace()
     h.binding("analysts", ["Synapse Contributor"], [{"kind": "Group", "name": "Analysts"}])
 
@@ -111,6 +113,8 @@ def test_operator_reconciles_under_the_charts_rbac(h, release, sa_kubeconfig, re
     h.wait_for(lambda: [e for e in h.core.list_namespaced_event(h.namespace).items
                         if e.involved_object.kind == "SynapseRoleBinding" and e.involved_object.name == "analysts"],
                "an Event about the binding", timeout=30)
+    lease = client.CoordinationV1Api(h.api).read_namespaced_lease(fullname(release), namespace)
+    assert lease.spec.holder_identity == "operator-0"
     log = h.operator_log()
     assert not forbidden_lines(log), "the operator was refused something:\n" + "\n".join(forbidden_lines(log))
 

@@ -12,6 +12,7 @@ Operations (name: path):
 - getDirectoryObject `GET /v1.0/directoryObjects/{id}`; getByIds `POST /v1.0/directoryObjects/getByIds`;
 - groupsDelta `GET /v1.0/groups/delta`, `delta()` or `microsoft.graph.delta`.
 - usersDelta `GET /v1.0/users/delta` (same spellings): users created, changed or deleted (`@removed`).
+- batch `POST /v1.0/$batch`: JSON batching of up to 20 GET requests.
 
 Paging: `@odata.nextLink` with an opaque `$skiptoken`, absolute on the sandbox's own host. Member
 lists page over an immutable snapshot taken by the first page, so one listing is consistent.
@@ -32,14 +33,17 @@ preferredLanguage, surname, userPrincipalName and id; `accountEnabled` only when
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from .apps import GRAPH_AUDIENCE
 from .directory import GROUP, SERVICE_PRINCIPAL, USER, DirectoryError, Group, OrderedIds
@@ -58,7 +62,7 @@ from .graph_objects import (
     project,
 )
 from .odata import Filter, FilterError, parse_filter
-from .service import Call, Route, Service, ServiceError, dumps, json_response, request_id
+from .service import BATCHED_HEADER, Call, Route, Service, ServiceError, dumps, json_response, request_id
 
 #: Graph application permissions that allow each family of operations.
 READ_GROUPS = ("GroupMember.Read.All", "Group.Read.All", "Directory.Read.All")
@@ -99,6 +103,10 @@ class GraphService(Service):
         if not s:
             raise ServiceError(400, "BadRequest", "Resource not found for the segment ''.")
         head = low[0]
+        if head == "$batch" and len(s) == 1:
+            if method != "POST":
+                raise ServiceError(405, "Request_BadRequest", "$batch takes POST.")
+            return Route("batch", self.batch)
         if head == "groups":
             if len(s) == 1:
                 return self._get(method, Route("listGroups", self.list_groups))
@@ -451,6 +459,42 @@ class GraphService(Service):
             body["@odata.nextLink"] = self.link(call, segs, **{"$skiptoken": encode_token({"s": sid,
                                                                                           "o": offset + top})})
         return self.ok(call, body, self._rendered.render(objects, p, select, d.revision))
+
+    # ------------------------------------------------------------------ JSON batching
+    async def batch(self, call: Call) -> web.Response:
+        """`POST /v1.0/$batch`: up to 20 GET requests in one round trip, each served as if sent alone
+        (auth, faults and the request log apply to each; counters count only the batch itself, since
+        that is the one round trip the client made). Inner requests run concurrently, as in Graph."""
+        try:
+            body = await call.request.json()
+        except ValueError:
+            raise ServiceError(400, "BadRequest", "The request body is not valid JSON.") from None
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not 1 <= len(requests) <= 20:
+            raise ServiceError(400, "BadRequest", "'requests' must hold 1 to 20 requests.")
+        for r in requests:
+            if not isinstance(r, dict) or not isinstance(r.get("url"), str) or not r["url"].startswith("/") \
+                    or str(r.get("method", "")).upper() != "GET" or "id" not in r:
+                raise ServiceError(400, "BadRequest", "each batched request needs an id, method GET and a url "
+                                                      "relative to the version (/groups/...).")
+
+        async def one(r: dict[str, Any]) -> dict[str, Any]:
+            # A request object of its own (the batch's body is read, so it cannot be cloned).
+            inner = make_mocked_request("GET", f"/v1.0{r['url']}", app=call.request.app,
+                                        headers={**call.request.headers, BATCHED_HEADER: str(r["id"])})
+            response = await self.handle(inner)
+            assert isinstance(response, web.Response)
+            text = response.text or ""
+            try:
+                payload: Any = json.loads(text) if text else None
+            except ValueError:
+                payload = text
+            return {"id": str(r["id"]), "status": response.status,
+                    "headers": {k: v for k, v in response.headers.items() if k.lower() in ("retry-after",
+                                                                                           "content-type")},
+                    "body": payload}
+
+        return self.ok(call, {"responses": list(await asyncio.gather(*(one(r) for r in requests)))})
 
     # ------------------------------------------------------------------ delta
     async def users_delta(self, call: Call) -> web.Response:

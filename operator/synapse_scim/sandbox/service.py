@@ -84,6 +84,11 @@ class Route:
     body: Any = None  # the parsed request body, when routing needed it
 
 
+#: Marks a request served inside a JSON batch (`POST /v1.0/$batch`): logged, but not counted as a
+#: round trip of its own.
+BATCHED_HEADER = "X-Sandbox-Batched"
+
+
 class Service:
     """Base of the login, Graph and Synapse emulators."""
 
@@ -139,6 +144,7 @@ class Service:
             "fault": fault.kind if fault is not None else None, "rule": fault.rule.id if fault is not None else None,
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "headers": {h: request.headers[h] for h in LOGGED_HEADERS if h in request.headers},
+            "batched": request.headers.get(BATCHED_HEADER),
         })
         return response
 
