@@ -57,6 +57,7 @@ AZURE_SECONDS = Histogram("synapse_scim_azure_request_duration_seconds", "Durati
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 _GRAPH_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"/(\$|%24)batch$"), "batch"),
     ("GET", re.compile(r"/groups/(delta(\(\))?|microsoft\.graph\.delta)$"), "groupsDelta"),
     ("GET", re.compile(r"/groups/[^/]+/transitiveMembers$"), "transitiveMembers"),
     ("GET", re.compile(r"/groups/[^/]+/members$"), "members"),

@@ -61,7 +61,8 @@ def test_one_change_watch_per_tenant_however_many_workspaces(harness):
     # A watch per workspace would ask twice per interval (1 s here), milliseconds apart.
     assert min(gaps) > 0.5, gaps
     users = requests_since(h, since, service="graph", operation="usersDelta")
-    assert abs(len(users) - len(rounds)) <= 1
+    batches = requests_since(h, since, service="graph", operation="batch")
+    assert abs(len(users) - len(rounds)) <= 1 and abs(len(batches) - len(rounds)) <= 1, "one round trip a poll"
 
 
 def test_a_change_in_a_nested_group_reaches_the_parent_binding_reading_only_that_group(harness):
@@ -122,8 +123,10 @@ def test_a_quiet_tenant_costs_only_the_delta_rounds_and_writes_nothing_to_kubern
     events = len(h.core.list_namespaced_event(h.namespace).items)
     since = seq(h)
     polls_since(h, since, 8)
-    calls = {(e["service"], e["operation"]) for e in requests_since(h, since)}
-    assert calls <= {("graph", "groupsDelta"), ("graph", "usersDelta"), ("login", "token")}, calls
+    window = requests_since(h, since)
+    calls = {(e["service"], e["operation"]) for e in window if not e["batched"]}
+    assert calls <= {("graph", "batch"), ("login", "token")}, calls
+    assert {e["operation"] for e in window if e["batched"]} == {"groupsDelta", "usersDelta"}
     assert versions() == before, "a quiet tenant writes nothing to the Kubernetes API"
     assert len(h.core.list_namespaced_event(h.namespace).items) == events
 
@@ -195,5 +198,5 @@ def test_the_safety_net_relists_synapse_every_sync_interval_and_the_directory_on
     h.wait_for(lambda: (h.get(RB_PLURAL, "analysts")["status"].get("summary") or {}).get("unmanaged") == 1,
                "the manual grant reported")
     reads = [e for e in requests_since(h, since, service="graph")
-             if e["operation"] not in ("groupsDelta", "usersDelta")]
+             if e["operation"] not in ("groupsDelta", "usersDelta", "batch")]
     assert reads == [], "the directory is trusted to its delta watch until its own resync interval"
