@@ -321,10 +321,16 @@ def propagate(admin: SyncAdminClient, op: OperatorProcess, changes: list[Change]
     }
 
 
+def reconciles(metrics: str | None) -> float:
+    """Finished workspace syncs the operator counted (synapse_scim_reconciles_total, every label)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in (metrics or "").splitlines()
+               if line.startswith("synapse_scim_reconciles_total{"))
+
+
 def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: World,
           cfg: RunConfig) -> dict[str, Any]:
-    """After a restart with scaled intervals: wait for the first sync of every workspace (its
-    assignment list), one more poll interval, then count what a quiet window costs."""
+    """After a restart with scaled intervals: wait for the first sync of every workspace to finish,
+    one more poll interval, then count what a quiet window costs."""
     lists = LogCursor(admin, "synapse", "listRoleAssignments")
     restarted = op.started
     started = time.monotonic()
@@ -335,7 +341,10 @@ def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: 
         if not op.alive():
             raise RuntimeError("the operator exited after its restart; see its log")
         listed |= {e["params"]["workspace"] for e in lists.read() if e["time"] >= restarted}
-        if listed >= wss and cluster.ready_bindings()[0] == len(world.bindings):
+        # The first sync lists assignments before it reads the directory: wait until every workspace's
+        # first sync has finished (the operator counts a reconcile when its statuses are written).
+        if listed >= wss and cluster.ready_bindings()[0] == len(world.bindings) \
+                and reconciles(op.metrics()) >= len(wss):
             break
         time.sleep(0.2)
     settled_by = "first sync seen" if listed >= wss else "settle timeout (no startup sync seen)"
