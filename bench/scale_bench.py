@@ -321,10 +321,14 @@ def propagate(admin: SyncAdminClient, op: OperatorProcess, changes: list[Change]
     }
 
 
-def reconciles(metrics: str | None) -> float:
-    """Finished workspace syncs the operator counted (synapse_scim_reconciles_total, every label)."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in (metrics or "").splitlines()
-               if line.startswith("synapse_scim_reconciles_total{"))
+def synced_workspaces(metrics: str | None) -> set[str]:
+    """Workspaces with at least one finished sync (synapse_scim_reconciles_total by workspace label)."""
+    out: set[str] = set()
+    for line in (metrics or "").splitlines():
+        if line.startswith("synapse_scim_reconciles_total{") and float(line.rsplit(" ", 1)[1]) > 0:
+            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+            out.add(labels.get("workspace", "").strip('"'))
+    return out
 
 
 def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: World,
@@ -344,7 +348,7 @@ def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: 
         # The first sync lists assignments before it reads the directory: wait until every workspace's
         # first sync has finished (the operator counts a reconcile when its statuses are written).
         if listed >= wss and cluster.ready_bindings()[0] == len(world.bindings) \
-                and reconciles(op.metrics()) >= len(wss):
+                and synced_workspaces(op.metrics()) >= wss:
             break
         time.sleep(0.2)
     settled_by = "first sync seen" if listed >= wss else "settle timeout (no startup sync seen)"
