@@ -101,8 +101,11 @@ def _assignment_sort_key(a: Assignment) -> tuple[str, ...]:
     return (*a.grant.key, normalize_id(a.id), a.id, a.scope, a.principal_type or "")
 
 
-def plan_workspace(inputs: WorkspaceInputs) -> Plan:
+def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     """Plan one sync of one workspace. Pure and deterministic.
+
+    ``reports=False`` leaves ``Plan.reports`` empty: a caller that only needs the writes (and reports
+    on a second plan after them) does not pay for per-binding drift reports twice.
 
     The rules below are promises users rely on; each says why it is so.
 
@@ -266,7 +269,7 @@ def plan_workspace(inputs: WorkspaceInputs) -> Plan:
         b.key for b in bindings if b.deleting and _may_finalize(b, claims_of(b), inputs.actual_complete, held_pairs)
     )
 
-    reports = _reports(inputs, live, actual, wanted, is_managed, deletes, held)
+    drift = _reports(inputs, live, actual, wanted, is_managed, deletes, held) if reports else {}
     return Plan(
         creates=tuple(creates),
         deletes=tuple(sorted(deletes, key=_assignment_sort_key)),
@@ -275,7 +278,7 @@ def plan_workspace(inputs: WorkspaceInputs) -> Plan:
         plan_id=plan_id,
         newly_orphaned=frozenset(newly_orphaned),
         finalizable=finalizable,
-        reports=reports,
+        reports=drift,
     )
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -323,7 +325,7 @@ async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], dir
         approved_plan_id=ws.annotations.get(APPROVE_ANNOTATION), orphaned_ids=orphaned,
         role_names=_role_names(roles.values()),
     )
-    plan = plan_workspace(inputs)
+    plan = plan_workspace(inputs, reports=False)  # the reports come from the plan after the writes
     if ws.spec.get("suspend"):
         plan = dataclasses.replace(plan, creates=(), deletes=(), finalizable=frozenset(), newly_orphaned=frozenset())
 
@@ -416,7 +418,17 @@ async def _execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, st
         done_deletes.append(a)
         audit.append(AuditRecord("revoke", outcome="done" if deleted else "already", **record))
 
-    await asyncio.gather(*(create(c) for c in plan.creates), *(delete(a) for a in plan.deletes))
+    # As many workers as writes may be in flight, each taking the next write when it is done: a sync
+    # of tens of thousands of writes holds a few coroutines, not one suspended task per write.
+    pending: deque[Callable[[], Awaitable[None]]] = deque(
+        [*(functools.partial(create, c) for c in plan.creates), *(functools.partial(delete, a) for a in plan.deletes)]
+    )
+
+    async def worker() -> None:
+        while pending:
+            await pending.popleft()()
+
+    await asyncio.gather(*(worker() for _ in range(min(len(pending), workspace.limit.maximum))))
     for r in audit:
         audit_log.info("%s %s role=%r principal=%s scope=%s outcome=%s", r.action, r.principal, r.role,
                        r.principal_id, r.scope, r.outcome, extra={"audit": r.as_dict()})
