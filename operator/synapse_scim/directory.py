@@ -105,6 +105,16 @@ def _odata_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# What each delta round selects: Graph tracks only the selected properties, so group membership
+# changes are seen only with `members` selected, and account changes only with `accountEnabled`.
+_DELTA_SELECT = {"groups": "id,displayName,members", "users": "id,accountEnabled"}
+
+
+def _latest(resource: str) -> str:
+    """A first delta round of `resource` that returns only a link (no listing of every object)."""
+    return f"/{resource}/delta?$select={_DELTA_SELECT[resource]}&$deltatoken=latest"
+
+
 def _status_error(status: int, error: dict[str, Any], what: str) -> DirectoryError:
     """A batched response's failure, sorted as `_error` sorts an ODataError."""
     odata = ODataError()
@@ -310,25 +320,23 @@ class Directory:
         of every group): the caller reads what it needs fresh, and asks for changes from then on.
         A link Graph no longer knows (410) raises DirectoryError reason DeltaExpired.
         """
-        # members must be selected: Graph tracks only the selected properties.
-        return await self._delta("groups", "id,displayName,members", link)
+        return await self._delta("groups", link)
 
     async def user_delta(self, link: str | None) -> DeltaResult:
         """Users created, disabled, enabled or deleted since `link` (`changed_groups` holds user ids).
 
         Group delta does not report a disabled account: this is how a leaver's access goes at once."""
-        return await self._delta("users", "id,accountEnabled", link)
+        return await self._delta("users", link)
 
     async def deltas(self, group_link: str | None, user_link: str | None) -> tuple[DeltaResult, DeltaResult]:
         """`delta(group_link)` and `user_delta(user_link)` in one round trip (Graph JSON batching).
 
         A quiet tenant then costs one request per poll interval, whatever it watches. Further pages of
         a big change are read one by one, as `delta` would."""
-        asks = {"groups": ("groups", "id,displayName,members", group_link),
-                "users": ("users", "id,accountEnabled", user_link)}
+        asks = {"groups": group_link, "users": user_link}
         base = str(self.client.request_adapter.base_url)
-        body = {"requests": [{"id": key, "method": "GET", "url": self._relative(base, resource, select, link)}
-                             for key, (resource, select, link) in asks.items()]}
+        body = {"requests": [{"id": resource, "method": "GET", "url": self._relative(base, resource, link)}
+                             for resource, link in asks.items()]}
         info = RequestInformation(Method.POST)
         info.url = f"{base}/$batch"
         info.headers.try_add("Content-Type", "application/json")
@@ -340,9 +348,9 @@ class Directory:
             raise _error(exc, "directory changes ($batch of groups/delta and users/delta)") from exc
         by_id = {str(r.get("id")): r for r in answer.get("responses") or ()}
         results = []
-        for key, (resource, _, link) in asks.items():
+        for resource, link in asks.items():
             what = f"{resource} changes ({resource}/delta)"
-            r = by_id.get(key)
+            r = by_id.get(resource)
             if r is None:
                 raise DirectoryError("DirectoryReadFailed", f"{what}: missing from the $batch answer",
                                      definitive=False)
@@ -368,10 +376,10 @@ class Directory:
         return results[0], results[1]
 
     @staticmethod
-    def _relative(base: str, resource: str, select: str, link: str | None) -> str:
+    def _relative(base: str, resource: str, link: str | None) -> str:
         """A batched request's url is relative to the version (`/groups/delta?...`)."""
         if not link:
-            return f"/{resource}/delta?$select={select}&$deltatoken=latest"
+            return _latest(resource)
         path = link.split("/v1.0", 1)[1] if "/v1.0" in link else link.removeprefix(base)
         return path if path.startswith("/") else f"/{path}"
 
@@ -385,20 +393,14 @@ class Directory:
         result.link = page.get("@odata.deltaLink") or result.link
         return result
 
-    async def _delta(self, resource: str, select: str, link: str | None) -> DeltaResult:
+    async def _delta(self, resource: str, link: str | None) -> DeltaResult:
         result = DeltaResult()
-        builder = self.client.groups.delta
-        url = link or f"{self.client.request_adapter.base_url}/{resource}/delta?$select={select}&$deltatoken=latest"
-        info = builder.with_url(url).to_get_request_information()
+        url = link or f"{self.client.request_adapter.base_url}{_latest(resource)}"
+        info = self.client.groups.delta.with_url(url).to_get_request_information()
         what = f"{resource} changes ({resource}/delta)"
         try:
             async for page in self._pages(info):
-                for obj in page.get("value") or ():
-                    oid = str(obj.get("id", ""))
-                    result.changed_groups.add(oid)
-                    if "displayName" in obj:
-                        result.names[oid] = obj["displayName"] or ""
-                result.link = page.get("@odata.deltaLink") or result.link
+                self._collect(result, page)
         except ODataError as exc:
             if exc.response_status_code == 410:
                 raise DirectoryError("DeltaExpired", f"{what}: Graph no longer knows the delta link: resync",
