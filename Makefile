@@ -9,14 +9,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all setup venv tools test lint audit unit demo image clean
+.PHONY: all setup venv tools test lint typecheck audit unit crds demo image clean
 
 all: test
 
-$(BIN)/.installed: pyproject.toml
+# Two distributions: the product (synapse-scim, operator/) and the development tools that never ship
+# (synapse-scim-sandbox, sandbox/: the Azure emulators, the local control plane, the demo).
+$(BIN)/.installed: pyproject.toml sandbox/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e ./sandbox
 	touch $@
 
 venv: $(BIN)/.installed
@@ -27,8 +29,21 @@ tools:
 
 setup: venv tools
 
+# Lint: ruff (rules and formatting) and the import contracts of pyproject.toml (import-linter).
 lint: venv
-	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff check operator sandbox tests bench
+	$(BIN)/ruff format --check operator sandbox tests bench
+	$(BIN)/lint-imports
+
+# Types of the product package (mypy; strict on the core): configuration in pyproject.toml.
+typecheck: venv
+	$(BIN)/mypy
+
+# The CRDs the package ships are a copy of crds/ (the source of truth); tests/unit/test_crds_packaged.py
+# fails when they differ.
+crds:
+	rm -f operator/synapse_scim/crds/*.yaml
+	cp crds/*.yaml operator/synapse_scim/crds/
 
 # Known vulnerabilities in the installed dependencies (pip-audit); fails, saying so, when no
 # vulnerability service can be reached (hack/audit.sh): an audit that could not run is not a pass.
@@ -39,7 +54,7 @@ audit: venv
 # fail the build. An audit that could not reach its service (exit 2) prints NOT AUDITED and fails
 # only with AUDIT_REQUIRED=1: this build machine reaches no vulnerability service, and a build that
 # could never pass here would hide every other result.
-test: setup lint
+test: setup lint typecheck
 	SYNAPSE_SCIM_TOOLS="$$(hack/build-tools.sh)" $(BIN)/pytest $(PYTEST_ARGS)
 	@hack/audit.sh; rc=$$?; \
 	if [ $$rc -eq 2 ] && [ "$${AUDIT_REQUIRED:-0}" != 1 ]; then echo "make test: dependency audit NOT AUDITED (see above); not a pass, not a failure"; \

@@ -31,14 +31,14 @@ from typing import Any
 import aiohttp
 from azure.identity.aio import ClientSecretCredential
 
-from synapse_scim.credentials import Cloud
-from synapse_scim.directory import Directory, graph_client
-from synapse_scim.model import BindingKey
-from synapse_scim.sandbox import synthetic_org
-from synapse_scim.sync import BindingObject, WorkspaceObject, sync_workspace
-from synapse_scim.tenant import DirectoryCache
-from synapse_scim.throttle import AdaptiveLimit
-from synapse_scim.workspace import Workspace, access_control_client
+from synapse_scim.adapters.credentials import Cloud
+from synapse_scim.adapters.directory import Directory, graph_client
+from synapse_scim.adapters.directory_cache import DirectoryCache
+from synapse_scim.adapters.throttle import AdaptiveLimit
+from synapse_scim.adapters.workspace import Workspace, access_control_client
+from synapse_scim.controller.sync import BindingObject, WorkspaceObject, sync_workspace
+from synapse_scim.core.model import BindingKey
+from synapse_scim_sandbox import synthetic_org
 
 WORKSPACE = "bench"
 

@@ -1,4 +1,4 @@
-"""Benchmark of the Azure sandbox (synapse_scim.sandbox).
+"""Benchmark of the Azure sandbox (synapse_scim_sandbox).
 
 1. Memory: a fresh process loads a synthetic organisation (default 100k users, 10k groups, 200k role
    assignments) and reports resident memory before/after and the load time.
@@ -35,8 +35,8 @@ from typing import Any
 
 import aiohttp
 
-from synapse_scim.sandbox import Sandbox, load_seed, synthetic_org
-from synapse_scim.sandbox.tls import client_context
+from synapse_scim_sandbox import Sandbox, load_seed, synthetic_org
+from synapse_scim_sandbox.tls import client_context
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+
 from scale_model import APP_SECRET, SCENARIOS, Change, Grant, Scenario, World, build_seed, workspace_names
 from scale_procs import (
     OperatorProcess,
@@ -50,9 +51,8 @@ from scale_procs import (
     operator_writes,
     profile_summary,
 )
-
-from synapse_scim.devcluster import ControlPlane
-from synapse_scim.sandbox import SyncAdminClient
+from synapse_scim_sandbox import SyncAdminClient
+from synapse_scim_sandbox.devcluster import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, WS_PLURAL, RB_PLURAL = "synapse-scim.io", "v1alpha1", "synapseworkspaces", "synapserolebindings"

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from synapse_scim.sandbox import synthetic_org
-from synapse_scim.sandbox.workspaces import load_builtin_roles
+from synapse_scim_sandbox import synthetic_org
+from synapse_scim_sandbox.workspaces import load_builtin_roles
 
 GRAPH_PAGE = 999  # what the operator asks for ($top) on transitiveMembers: Graph's maximum
 ROLE_IDS = {r.name: r.id for r in load_builtin_roles()}

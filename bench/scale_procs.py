@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from scale_model import APP, Scenario, build_seed
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
@@ -50,7 +51,7 @@ def _sandbox_main(scenario: Scenario, latency: dict[str, float], page_size: int,
                   cert_dir: str, cpu: int | None, conn: Any) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    from synapse_scim.sandbox import Sandbox
+    from synapse_scim_sandbox import Sandbox
 
     async def main() -> None:
         t0 = time.perf_counter()

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 from harness import RB_PLURAL, WS_PLURAL, Harness, running_harness  # noqa: E402
 
-from synapse_scim.model import Grant, assignment_id  # noqa: E402
+from synapse_scim.core.model import Grant, assignment_id  # noqa: E402
 
 DOMAIN = "contoso.onmicrosoft.com"
 SCOPE = "workspaces/analytics"
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from kubernetes import client
 
-    from synapse_scim.devcluster import ControlPlane
+    from synapse_scim_sandbox.devcluster import ControlPlane
 
     with ControlPlane() as cluster, tempfile.TemporaryDirectory(prefix="synapse-scim-soak-") as tmp:
         namespace = f"soak-{uuid.uuid4().hex[:8]}"

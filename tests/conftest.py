@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from synapse_scim.devcluster import ControlPlane, ExistingCluster
+from synapse_scim_sandbox.devcluster import ControlPlane, ExistingCluster
 
 
 def _use_existing() -> bool:

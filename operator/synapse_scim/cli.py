@@ -1,83 +1,74 @@
-"""The `synapse-scim` command: run | plan | explain | sandbox | devcluster | demo."""
+"""The `synapse-scim` command: run | plan | explain, plus the commands of installed plugins.
+
+Plugins are entry points of the group ``synapse_scim.commands``: each names a function taking the
+command's own arguments and returning an exit code. The development distribution in ``sandbox/``
+(`synapse-scim-sandbox`) adds ``sandbox``, ``devcluster`` and ``demo`` this way; the product itself
+(the wheel, the image) ships none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from collections.abc import Callable
+from importlib.metadata import entry_points
 
-
-def _devcluster(args: argparse.Namespace) -> int:
-    from .devcluster import ControlPlane
-    from .devcluster.controlplane import sigterm_as_keyboard_interrupt
-
-    with sigterm_as_keyboard_interrupt():
-        try:
-            with ControlPlane() as cp:
-                print(f"kube-apiserver {cp.server}\nKUBECONFIG={cp.kubeconfig}", flush=True)
-                if args.kubeconfig_out:
-                    with open(args.kubeconfig_out, "w") as f:
-                        f.write(cp.kubeconfig.read_text())
-                print("Ctrl-C stops it.", flush=True)
-                while True:
-                    time.sleep(3600)
-        except KeyboardInterrupt:
-            return 0
-
-
-def _sandbox(argv: list[str]) -> int:
-    from .sandbox.cli import main as sandbox_main
-
-    return sandbox_main(argv)
+PLUGIN_GROUP = "synapse_scim.commands"
 
 
 def _run(argv: list[str]) -> int:
-    from .runner import main as run_main
+    from synapse_scim.controller.run import main as run_main
 
     return run_main(argv)
 
 
-def _demo(argv: list[str]) -> int:
-    from .demo import main as demo_main
-
-    return demo_main(argv)
-
-
 def _plan(argv: list[str]) -> int:
-    from .review import plan
+    from synapse_scim.review.commands import plan
 
     return plan(argv)
 
 
 def _explain(argv: list[str]) -> int:
-    from .review import explain
+    from synapse_scim.review.commands import explain
 
     return explain(argv)
 
 
+BUILTIN: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "run": (_run, "run the operator (kopf) against the current cluster"),
+    "plan": (_plan, "what the operator would grant, revoke or hold for these manifests (read-only)"),
+    "explain": (_explain, "every role a principal holds and why (binding, group chain, manual)"),
+}
+
+
+def plugins() -> dict[str, Callable[[list[str]], int]]:
+    """Commands that installed distributions add, each loaded only when it runs."""
+    found: dict[str, Callable[[list[str]], int]] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.name not in BUILTIN:
+            found[ep.name] = ep.load
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    extra = plugins()
+    if argv and argv[0] in BUILTIN:
+        return BUILTIN[argv[0]][0](argv[1:])  # each command owns its flags
+    if argv and argv[0] in extra:
+        return int(extra[argv[0]]()(argv[1:]))
     parser = argparse.ArgumentParser(
         prog="synapse-scim",
-        description="Keep Azure Synapse workspace RBAC in step with Microsoft Entra ID groups.",
+        description="Keep Azure Synapse workspace RBAC in step with your identity provider's groups.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the operator (kopf) against the current cluster", add_help=False)
-    sub.add_parser("plan", help="what the operator would grant, revoke or hold for these manifests (read-only)",
-                   add_help=False)
-    sub.add_parser("explain", help="every role a principal holds and why (binding, group chain, manual)",
-                   add_help=False)
-    sub.add_parser("sandbox", help="start the local Azure sandbox (Entra, Graph, Synapse)", add_help=False)
-    sub.add_parser("demo", help="the demo: local control plane + sandbox + operator", add_help=False)
-    dev = sub.add_parser("devcluster", help="start a local etcd + kube-apiserver until Ctrl-C")
-    dev.add_argument("--kubeconfig-out", help="also write the kubeconfig to this path")
-
-    if argv and argv[0] in ("run", "plan", "explain", "sandbox", "demo"):
-        # Those subcommands own their flags.
-        commands = {"run": _run, "plan": _plan, "explain": _explain, "sandbox": _sandbox, "demo": _demo}
-        return commands[argv[0]](argv[1:])
-    args = parser.parse_args(argv)
-    return _devcluster(args)
+    for name, (_, help_text) in BUILTIN.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    for name, load in extra.items():
+        doc = (load().__doc__ or "").strip().splitlines()
+        sub.add_parser(name, help=doc[0] if doc else f"(plugin command {name})", add_help=False)
+    parser.parse_args(argv)  # exits with usage: the command was missing or unknown
+    return 2
 
 
 if __name__ == "__main__":

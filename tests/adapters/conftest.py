@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from azure.identity.aio import ClientSecretCredential
 
-from synapse_scim.credentials import Cloud
-from synapse_scim.directory import Directory, graph_client
-from synapse_scim.sandbox import Sandbox
+from synapse_scim.adapters.credentials import Cloud
+from synapse_scim.adapters.directory import Directory, graph_client
+from synapse_scim_sandbox import Sandbox
 
 ORG = Path(__file__).resolve().parents[2] / "examples" / "sandbox" / "org.yaml"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_scim.directory import Directory, DirectoryError
-from synapse_scim.sandbox import Sandbox
+from synapse_scim.adapters.directory import Directory, DirectoryError
+from synapse_scim_sandbox import Sandbox
 
 
 async def graph_calls(sb: Sandbox) -> dict[str, int]:
@@ -99,7 +99,7 @@ async def test_a_link_graph_forgot_is_reported_as_expired(sb: Sandbox, directory
 
 
 async def test_a_missing_group_is_definitive_and_a_throttled_read_is_not(sb: Sandbox, directory: Directory):
-    from synapse_scim.model import Principal
+    from synapse_scim.core.model import Principal
 
     with pytest.raises(DirectoryError) as missing:
         await directory.expand(Principal("00000000-0000-0000-0000-000000000001", "Group", "Gone"))

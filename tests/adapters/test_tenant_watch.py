@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from synapse_scim.directory import Directory, Expansion
-from synapse_scim.sandbox import Sandbox
-from synapse_scim.tenant import Tenants
+from synapse_scim.adapters.directory import Directory, Expansion
+from synapse_scim.controller.tenant import Tenants
+from synapse_scim_sandbox import Sandbox
 
 TENANT = ("tenant", "https://graph")
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from catalogue import bad_input_org
 from harness import Harness
 
-from synapse_scim.sandbox import SandboxThread
+from synapse_scim_sandbox import SandboxThread
 
 
 @pytest.fixture(scope="module")

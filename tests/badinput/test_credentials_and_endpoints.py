@@ -10,7 +10,7 @@ from catalogue import expect, start, start_healthy
 from harness import WS_PLURAL
 from orgs import upn
 
-from synapse_scim.devcluster import free_port
+from synapse_scim_sandbox.devcluster import free_port
 
 pytestmark = pytest.mark.cluster
 

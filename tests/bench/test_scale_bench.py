@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from scale_bench import RunConfig, by_operation, markdown, percentile, run
 from scale_model import ROLE_IDS, SCENARIOS, World, build_seed, workspace_names
 from scale_procs import operator_writes
-
-from synapse_scim.sandbox import load_seed
+from synapse_scim_sandbox import load_seed
 
 TINY = SCENARIOS["tiny"]
 

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from synapse_scim.devcluster import find_tools, run_tool, write_kubeconfig
-from synapse_scim.devcluster.controlplane import helm_env
+from synapse_scim_sandbox.devcluster import find_tools, run_tool, write_kubeconfig
+from synapse_scim_sandbox.devcluster.controlplane import helm_env
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "synapse-scim"

@@ -32,8 +32,8 @@ from chart_helpers import (
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from synapse_scim.devcluster import ControlPlane, install_crds
-from synapse_scim.devcluster.crds import wait_established
+from synapse_scim_sandbox.devcluster import ControlPlane, install_crds
+from synapse_scim_sandbox.devcluster.crds import wait_established
 
 VALUES_FILES = sorted(p.name for p in VALUES_DIR.glob("*.yaml"))
 GROUP = "synapse-scim.io"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synapse_scim.sandbox import SandboxThread
+from synapse_scim_sandbox import SandboxThread
 
 GOLDEN = Path(__file__).parent / "golden"
 

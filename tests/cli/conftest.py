@@ -10,7 +10,7 @@ import pytest
 import scenario
 from cli_helpers import Cli
 
-from synapse_scim.sandbox import SandboxThread
+from synapse_scim_sandbox import SandboxThread
 
 
 @pytest.fixture

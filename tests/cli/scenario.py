@@ -11,12 +11,12 @@ from typing import Any
 
 import yaml
 
-from synapse_scim.model import Grant, assignment_id
+from synapse_scim.core.model import Grant, assignment_id
 
 DOMAIN = "contoso.com"
 NS = "data-platform"
 ROLES = {r["name"]: r["id"] for r in json.loads(
-    (Path(__file__).resolve().parents[2] / "operator/synapse_scim/sandbox/data/builtin-roles.json").read_text())}
+    (Path(__file__).resolve().parents[2] / "sandbox/synapse_scim_sandbox/data/builtin-roles.json").read_text())}
 
 
 def upn(name: str) -> str:

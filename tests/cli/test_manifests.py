@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synapse_scim.manifests import ManifestError, load
-from synapse_scim.preview import targets
+from synapse_scim.review.manifests import ManifestError, load
+from synapse_scim.review.preview import targets
 
 WS = {"apiVersion": "synapse-scim.io/v1alpha1", "kind": "SynapseWorkspace", "metadata": {"name": "analytics"},
       "spec": {"endpoint": "https://analytics.dev.azuresynapse.net",

@@ -16,7 +16,7 @@ import yaml
 from cli_helpers import Cli, assert_golden, writes
 from kubernetes import client
 
-from synapse_scim.model import Grant, assignment_id
+from synapse_scim.core.model import Grant, assignment_id
 
 GROUP, VERSION = "synapse-scim.io", "v1alpha1"
 

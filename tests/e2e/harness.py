@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from synapse_scim.sandbox import SandboxThread
+from synapse_scim_sandbox import SandboxThread
 
 GROUP, VERSION = "synapse-scim.io", "v1alpha1"
 WS_PLURAL, RB_PLURAL = "synapseworkspaces", "synapserolebindings"

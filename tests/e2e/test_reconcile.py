@@ -8,7 +8,7 @@ import pytest
 from harness import RB_PLURAL, WS_PLURAL
 from orgs import upn
 
-from synapse_scim.model import Grant, assignment_id
+from synapse_scim.core.model import Grant, assignment_id
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""The Lease protocol of synapse_scim.leadership against the real API server: acquire, renew, refuse a
+"""The Lease protocol of synapse_scim.controller.election against the real API server: acquire, renew, refuse a
 held Lease, take over an expired one, lose a race on resourceVersion, release."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import pytest
 from kubernetes import client
 
-from synapse_scim.leadership import LeaderElector, LeaseConfig, LeaseLost, election_enabled
+from synapse_scim.controller.election import LeaderElector, LeaseConfig, LeaseLost, election_enabled
 
 pytestmark = pytest.mark.cluster
 

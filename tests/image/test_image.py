@@ -124,7 +124,8 @@ def test_help_and_imports_on_a_read_only_root(image: Image, rootfs: Path, tmp_pa
     uid 10001, the image's environment; all bytecode is already there."""
     env = image.config["Env"]
     check = (
-        "import os, sys, synapse_scim.runner, synapse_scim.handlers, kopf, msgraph, kubernetes.client\n"
+        "import os, sys, kopf, msgraph, kubernetes.client\n"
+        "import synapse_scim.controller.run, synapse_scim.controller.handlers\n"
         "mods = [m for m in list(sys.modules.values()) if (getattr(m, '__spec__', None) and m.__spec__.origin\n"
         "        and m.__spec__.origin.endswith('.py'))]\n"
         "missing = [m.__name__ for m in mods if not (m.__spec__.cached and os.path.exists(m.__spec__.cached))]\n"
@@ -152,6 +153,20 @@ def test_help_and_imports_on_a_read_only_root(image: Image, rootfs: Path, tmp_pa
     imports = run("python3", "-c", check)
     assert imports.returncode == 0, imports
     print(f"\nread-only root: {imports.stdout.strip()}")
+
+
+def test_only_the_product_is_in_the_image(image: Image, rootfs: Path):
+    """The development distribution (sandbox emulators, devcluster, demo) and its trustme stay out."""
+    site = next((rootfs / "opt/venv/lib").glob("python3*/site-packages"))
+    installed = {p.name.lower() for p in site.iterdir()}
+    assert "synapse_scim" in installed
+    assert not [n for n in installed if n.startswith(("synapse_scim_sandbox", "trustme"))], sorted(installed)
+    shipped = {p.relative_to(site / "synapse_scim").as_posix() for p in (site / "synapse_scim").rglob("*.py")}
+    assert "controller/handlers.py" in shipped and "crds/__init__.py" in shipped
+    assert not [f for f in shipped if f.split("/")[0] in ("sandbox", "devcluster") or f == "demo.py"], shipped
+    assert sorted(p.name for p in (site / "synapse_scim/crds").glob("*.yaml")) == sorted(
+        p.name for p in (Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"))
+    assert not list(rootfs.glob("opt/venv/bin/*sandbox*"))
 
 
 @pytest.mark.cluster

@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from synapse_scim.devcluster import install_crds, write_kubeconfig
+from synapse_scim_sandbox.devcluster import install_crds, write_kubeconfig
 
 pytestmark = pytest.mark.cluster
 
@@ -150,7 +150,7 @@ def test_helm_installs_and_uninstalls_a_chart(cluster, namespace, tmp_path):
 
 _STARTER = textwrap.dedent("""
     import json, sys, time
-    from synapse_scim.devcluster import ControlPlane
+    from synapse_scim_sandbox.devcluster import ControlPlane
     with ControlPlane(crds=False) as cp:
         print(json.dumps({"pids": cp.pids, "workdir": str(cp.workdir)}), flush=True)
         while True:

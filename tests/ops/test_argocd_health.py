@@ -11,7 +11,7 @@ from argo_health import HEALTH, KINDS, health, script
 from harness import RB_PLURAL, WS_PLURAL
 from orgs import upn
 
-from synapse_scim.status import conditions, ready_conditions
+from synapse_scim.core.status import conditions, ready_conditions
 
 
 def _obj(kind: str, generation: int = 1, observed: int | None = 1, **ready: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 from harness import RB_PLURAL
 from prometheus_client.parser import text_string_to_metric_families
 
-from synapse_scim.devcluster import free_port
+from synapse_scim_sandbox.devcluster import free_port
 
 pytestmark = pytest.mark.cluster
 

@@ -16,7 +16,7 @@ from kiota_authentication_azure.azure_identity_authentication_provider import Az
 from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph_core import GraphClientFactory
 
-from synapse_scim.sandbox import AdminClient, Sandbox
+from synapse_scim_sandbox import AdminClient, Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 ORG = ROOT / "examples" / "sandbox" / "org.yaml"

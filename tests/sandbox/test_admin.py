@@ -12,7 +12,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.identity import CertificateCredential, ClientSecretCredential
 from azure.synapse.accesscontrol import AccessControlClient
 
-from synapse_scim.sandbox import AdminClient, AdminError, Sandbox, SandboxThread, SeedError
+from synapse_scim_sandbox import AdminClient, AdminError, Sandbox, SandboxThread, SeedError
 
 from .conftest import OPERATOR, ORG, SYNAPSE_SCOPE, graph_client, secret_credential, synapse_client
 

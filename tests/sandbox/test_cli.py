@@ -16,14 +16,14 @@ import pytest
 from azure.identity import ClientSecretCredential
 from azure.synapse.accesscontrol import AccessControlClient
 
-from synapse_scim.sandbox import SyncAdminClient
+from synapse_scim_sandbox import SyncAdminClient
 
 from .conftest import ORG
 
 
 class Process:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "synapse_scim.sandbox.cli", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "synapse_scim_sandbox.cli", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -105,7 +105,7 @@ def test_cli_json_and_sigterm(run: type[Process], tmp_path: Path) -> None:
 def test_cli_bad_seed_names_the_line(tmp_path: Path) -> None:
     seed = tmp_path / "bad.yaml"
     seed.write_text("users:\n  - upn: a@x.com\n    acountEnabled: false\n")
-    result = subprocess.run([sys.executable, "-m", "synapse_scim.sandbox.cli", "--seed", str(seed)],
+    result = subprocess.run([sys.executable, "-m", "synapse_scim_sandbox.cli", "--seed", str(seed)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"{seed}:3: users[0].acountEnabled: unknown key" in result.stderr

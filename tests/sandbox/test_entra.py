@@ -16,8 +16,8 @@ from azure.identity import DefaultAzureCredential
 from azure.identity import WorkloadIdentityCredential as SyncWorkloadIdentityCredential
 from azure.identity.aio import CertificateCredential, WorkloadIdentityCredential
 
-from synapse_scim.sandbox import AdminClient, Sandbox
-from synapse_scim.sandbox.apps import ClientCertificate
+from synapse_scim_sandbox import AdminClient, Sandbox
+from synapse_scim_sandbox.apps import ClientCertificate
 
 from .conftest import GRAPH_SCOPE, OPERATOR, ORG, SYNAPSE_SCOPE, graph_client, secret_credential, synapse_client
 

@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from synapse_scim.sandbox import AdminClient, AdminError, Sandbox
-from synapse_scim.sandbox.faults import FaultInjector, FaultRuleError
-from synapse_scim.sandbox.tls import client_context
+from synapse_scim_sandbox import AdminClient, AdminError, Sandbox
+from synapse_scim_sandbox.faults import FaultInjector, FaultRuleError
+from synapse_scim_sandbox.tls import client_context
 
 from .conftest import GRAPH_SCOPE, secret_credential
 

@@ -29,7 +29,7 @@ from msgraph.generated.service_principals.service_principals_request_builder imp
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph_core.tasks.page_iterator import PageIterator
 
-from synapse_scim.sandbox import AdminClient, Sandbox, synthetic_org
+from synapse_scim_sandbox import AdminClient, Sandbox, synthetic_org
 
 from .conftest import close_graph_http_client, graph_client, secret_credential
 

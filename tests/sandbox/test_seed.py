@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from synapse_scim.sandbox import SeedError, load_seed, stable_id, synthetic_org
+from synapse_scim_sandbox import SeedError, load_seed, stable_id, synthetic_org
 
 from .conftest import ORG
 

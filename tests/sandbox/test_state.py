@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synapse_scim.sandbox.directory import Directory, DirectoryError
-from synapse_scim.sandbox.odata import FilterError, parse_filter
-from synapse_scim.sandbox.state import stable_id
-from synapse_scim.sandbox.workspaces import AssignmentStore
+from synapse_scim_sandbox.directory import Directory, DirectoryError
+from synapse_scim_sandbox.odata import FilterError, parse_filter
+from synapse_scim_sandbox.state import stable_id
+from synapse_scim_sandbox.workspaces import AssignmentStore
 
 
 def _dir() -> Directory:

@@ -18,7 +18,7 @@ from azure.synapse.accesscontrol.models import RequiredAction, SubjectInfo
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from synapse_scim.sandbox import AdminClient, Sandbox
+from synapse_scim_sandbox import AdminClient, Sandbox
 
 from .conftest import OPERATOR, raw, secret_credential, synapse_client
 

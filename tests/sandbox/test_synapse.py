@@ -25,8 +25,8 @@ from azure.identity import ClientSecretCredential as SyncClientSecretCredential
 from azure.synapse.accesscontrol import AccessControlClient as SyncAccessControlClient
 from azure.synapse.accesscontrol.models import RequiredAction, SubjectInfo
 
-from synapse_scim.sandbox import AdminClient, Sandbox, synthetic_org
-from synapse_scim.sandbox.tls import client_context
+from synapse_scim_sandbox import AdminClient, Sandbox, synthetic_org
+from synapse_scim_sandbox.tls import client_context
 
 from .conftest import OPERATOR, SYNAPSE_SCOPE, raw, secret_credential, synapse_client
 

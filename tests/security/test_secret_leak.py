@@ -17,7 +17,7 @@ import pytest
 from harness import RB_PLURAL, WS_PLURAL
 from orgs import small_org, upn
 
-from synapse_scim.devcluster import free_port
+from synapse_scim_sandbox.devcluster import free_port
 
 pytestmark = pytest.mark.cluster
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from synapse_scim.model import (
+from synapse_scim.core.model import (
     Assignment,
     BindingKey,
     BindingState,

@@ -3,9 +3,9 @@ with an invalidation of what it read."""
 
 from __future__ import annotations
 
-from synapse_scim.directory import Expansion
-from synapse_scim.model import Principal
-from synapse_scim.tenant import DirectoryCache
+from synapse_scim.adapters.directory import Expansion
+from synapse_scim.adapters.directory_cache import DirectoryCache
+from synapse_scim.core.model import Principal
 
 
 def user(uid: str) -> Principal:

@@ -7,9 +7,9 @@ import ssl
 
 from azure.core.exceptions import ServiceRequestError
 
-from synapse_scim.errors import untrusted_certificate
-from synapse_scim.model import BindingReport, Problem
-from synapse_scim.status import BindingOutcome, binding_conditions
+from synapse_scim.core.errors import untrusted_certificate
+from synapse_scim.core.model import BindingReport, Problem
+from synapse_scim.core.status import BindingOutcome, binding_conditions
 
 
 def report() -> BindingReport:

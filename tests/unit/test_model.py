@@ -8,7 +8,7 @@ import uuid
 import pytest
 from planner_builders import CONTRIBUTOR, WS, binding, manual, owned, user
 
-from synapse_scim.model import (
+from synapse_scim.core.model import (
     ASSIGNMENT_NAMESPACE,
     Assignment,
     BindingKey,

@@ -19,7 +19,7 @@ from planner_builders import (
     want,
 )
 
-from synapse_scim.model import (
+from synapse_scim.core.model import (
     Assignment,
     BindingKey,
     Grant,
@@ -29,7 +29,7 @@ from synapse_scim.model import (
     RemovalGuard,
     assignment_id,
 )
-from synapse_scim.planner import (
+from synapse_scim.core.planner import (
     HOLD_READS_INCOMPLETE,
     HOLD_REMOVALS,
     apply,

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from planner_builders import CONTRIBUTOR, POOL, PUBLISHER, WS, key, manual, owned, user, want
 
-from synapse_scim.model import (
+from synapse_scim.core.model import (
     Assignment,
     BindingState,
     DeletionPolicy,
@@ -22,7 +22,7 @@ from synapse_scim.model import (
     WorkspaceInputs,
     normalize_id,
 )
-from synapse_scim.planner import HOLD_READS_INCOMPLETE, HOLD_REMOVALS, apply, plan_workspace
+from synapse_scim.core.planner import HOLD_READS_INCOMPLETE, HOLD_REMOVALS, apply, plan_workspace
 
 ROLES = (CONTRIBUTOR, PUBLISHER)
 SCOPES = (WS, POOL)

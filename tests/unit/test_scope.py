@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_scim.scope import (
+from synapse_scim.core.durations import parse_duration
+from synapse_scim.core.scope import (
     ScopeKind,
-    parse_duration,
     role_valid_at,
     scope_kind,
     scope_path,

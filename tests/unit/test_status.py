@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_scim.model import BindingReport, DriftItem, Problem
-from synapse_scim.status import BindingOutcome, binding_status, changed, conditions, ready_conditions, stamp
+from synapse_scim.core.model import BindingReport, DriftItem, Problem
+from synapse_scim.core.status import BindingOutcome, binding_status, changed, conditions, ready_conditions, stamp
 
 T0, T1 = "2026-11-28T10:00:00Z", "2026-11-28T10:05:00Z"
 

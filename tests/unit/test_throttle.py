@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from synapse_scim.throttle import AdaptiveLimit, retry_after_seconds
+from synapse_scim.adapters.throttle import AdaptiveLimit, retry_after_seconds
 
 
 async def test_never_more_writes_in_flight_than_the_limit():

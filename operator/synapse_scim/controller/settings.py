@@ -1,0 +1,43 @@
+"""Operator-wide settings, from the environment (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from synapse_scim.core.durations import parse_duration
+
+
+@dataclass(frozen=True)
+class Settings:
+    # How often the directory is asked what changed (Graph delta): the propagation delay.
+    directory_poll_interval: float = 30.0
+    write_concurrency: int = 8
+    read_concurrency: int = 8
+    # The directory's safety net: how often a full sync also re-reads every group from Graph instead
+    # of trusting the delta-kept cache (Synapse assignments are re-listed every spec.syncInterval).
+    directory_resync_interval: float = 3600.0
+    # How long a binding's deletion waits for its clean-up before kopf retries it.
+    finalizer_wait: float = 60.0
+    # "delta": Graph delta per tenant, caches, incremental syncs (the operator). "naive": every
+    # workspace re-reads every group for every binding each poll interval, no caches (a baseline for
+    # the benchmarks in bench/; never a production setting).
+    strategy: str = "delta"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            directory_poll_interval=parse_duration(env.get("SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL", "30s")),
+            write_concurrency=int(env.get("SYNAPSE_SCIM_WRITE_CONCURRENCY", "8")),
+            read_concurrency=int(env.get("SYNAPSE_SCIM_READ_CONCURRENCY", "8")),
+            finalizer_wait=parse_duration(env.get("SYNAPSE_SCIM_FINALIZER_WAIT", "60s")),
+            directory_resync_interval=parse_duration(env.get("SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL", "1h")),
+            strategy=_strategy(env.get("SYNAPSE_SCIM_STRATEGY", "delta")),
+        )
+
+
+def _strategy(value: str) -> str:
+    if value not in ("delta", "naive"):
+        raise ValueError(f"SYNAPSE_SCIM_STRATEGY must be 'delta' or 'naive', got {value!r}")
+    return value

@@ -1,0 +1,1 @@
+"""The pure core: the operator's data and decisions. Nothing here does I/O or imports outside the core."""

@@ -1,0 +1,186 @@
+"""Status of SynapseRoleBinding and SynapseWorkspace: kstatus conditions, summary, drift lists.
+
+Pure functions: a sync result in, a status dict out. Conditions follow the kstatus convention that
+`kubectl wait --for=condition=Ready`, Flux and Argo CD read: Ready (the resource is what its spec
+says), Reconciling (the operator is still working on it), Stalled (it cannot progress without a
+person), each with a CamelCase reason, a message, and observedGeneration.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from synapse_scim.core.model import BindingReport, DriftItem, Problem, truncated
+
+DRIFT_LIMIT = 50
+
+# Problems a person must fix; everything else is retried by the operator on its own.
+STALLING_REASONS = frozenset({
+    "SubjectNotFound", "SubjectAmbiguous", "SubjectKindUnknown", "RoleNotFound", "RoleNotValidAtScope",
+    "ScopeInvalid", "WorkspaceNotFound", "WorkspaceNameUnknown", "AuthenticationFailed", "AccessDenied",
+    "SecretNotFound", "SecretKeyMissing", "SecretKeyEmpty", "CertificateInvalid", "WorkloadIdentityUnavailable",
+    "DirectoryAccessDenied", "RemovalsHeld", "CredentialInvalid", "GrantRejected",
+    "CertificateUntrusted",
+})
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def conditions(new: Iterable[Condition], old: Iterable[Mapping[str, Any]] | None, generation: int,
+               when: str) -> list[dict[str, Any]]:
+    """metav1.Condition dicts; lastTransitionTime moves only when a condition's status flips."""
+    previous = {c.get("type"): c for c in old or ()}
+    out = []
+    for c in new:
+        status = "True" if c.status else "False"
+        before = previous.get(c.type)
+        since = before.get("lastTransitionTime") if before and before.get("status") == status else None
+        out.append({
+            "type": c.type, "status": status, "reason": c.reason, "message": c.message[:32000],
+            "observedGeneration": generation, "lastTransitionTime": since or when,
+        })
+    return out
+
+
+def _drift(items: Iterable[DriftItem]) -> list[dict[str, Any]]:
+    return [
+        {"principal": d.principal, "principalId": d.principal_id, "role": d.role, "roleId": d.role_id,
+         "scope": d.scope, "managed": d.managed}
+        for d in items
+    ]
+
+
+def ready_conditions(*, ready: bool, reason: str, message: str, reconciling: bool = False,
+                     stalled: bool = False) -> list[Condition]:
+    return [
+        Condition("Ready", ready, reason, message),
+        Condition("Reconciling", reconciling, reason if reconciling else "Idle",
+                  message if reconciling else "nothing in progress"),
+        Condition("Stalled", stalled, reason if stalled else "Progressing",
+                  message if stalled else "not stalled"),
+    ]
+
+
+@dataclass(frozen=True)
+class BindingOutcome:
+    """What one sync learned about one binding, ready to be written as status."""
+
+    report: BindingReport | None
+    problems: tuple[Problem, ...] = ()
+    workspace_problem: Problem | None = None  # the whole workspace failed (credentials, 403, ...)
+    write_errors: tuple[Problem, ...] = ()
+    hold_reason: str | None = None
+    plan_id: str | None = None
+    workspace_name: str = ""
+    claims: tuple[tuple[str, str], ...] = ()
+    observe: bool = False
+    suspended: bool = False
+
+
+def _problem_message(problems: Iterable[Problem]) -> str:
+    return "; ".join(p.message for p in problems)
+
+
+def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]:
+    if o.suspended:
+        return ready_conditions(ready=False, reason="Suspended",
+                                message="spec.suspend is true: nothing is granted or revoked for this binding")
+    if o.workspace_problem:
+        p = o.workspace_problem
+        stalled = p.reason in STALLING_REASONS
+        return ready_conditions(ready=False, reason=p.reason, message=p.message, stalled=stalled,
+                                reconciling=not stalled)
+    problems = tuple(o.problems)
+    # A write the service refused for good (403, 400) needs a person as much as a bad spec does.
+    stalling = [p for p in (*problems, *o.write_errors) if p.reason in STALLING_REASONS]
+    if stalling:
+        return ready_conditions(ready=False, reason=stalling[0].reason,
+                                message=_problem_message(problems + tuple(o.write_errors)), stalled=True)
+    if problems or o.write_errors:
+        first = (problems or o.write_errors)[0]
+        return ready_conditions(ready=False, reason=first.reason,
+                                message=_problem_message(problems + tuple(o.write_errors)), reconciling=True)
+    r = o.report
+    assert r is not None
+    if r.held and o.hold_reason == "RemovalsHeld":
+        msg = (f"{r.held} removal(s) held by the removal guard of workspace {workspace_ref} (plan {o.plan_id}): "
+               f"review them, then approve with `kubectl annotate synapseworkspace {workspace_ref} "
+               f"synapse-scim.io/approve-removals={o.plan_id} --overwrite`")
+        return ready_conditions(ready=False, reason="RemovalsHeld", message=msg, stalled=True)
+    if r.held:
+        return ready_conditions(ready=False, reason="ReadsIncomplete", reconciling=True,
+                                message=f"{r.held} removal(s) wait until every read of a sync succeeds")
+    drift = len(r.missing) + r.pending_removal
+    if o.observe:
+        if drift:
+            return ready_conditions(
+                ready=False, reason="DriftDetected",
+                message=f"Observe mode: {len(r.missing)} missing and {r.pending_removal} unexpected "
+                        "assignment(s); nothing is written (set managementPolicy: Enforce to apply)",
+            )
+        return ready_conditions(ready=True, reason="InSync",
+                                message=f"Observe mode: all {r.desired} desired assignment(s) present")
+    if drift:
+        return ready_conditions(ready=False, reason="Applying", reconciling=True,
+                                message=f"{len(r.missing)} to grant, {r.pending_removal} to revoke")
+    note = f"; {r.unmanaged} manual assignment(s) left alone" if r.unmanaged else ""
+    return ready_conditions(ready=True, reason="InSync",
+                            message=f"all {r.desired} desired assignment(s) present{note}")
+
+
+def binding_status(o: BindingOutcome, *, generation: int, old: Mapping[str, Any] | None,
+                   workspace_ref: str, when: str) -> dict[str, Any]:
+    """The whole status of a binding. Fields the sync could not learn keep their old values, so a
+    failed read never makes the status claim less than it knew."""
+    old = dict(old or {})
+    status: dict[str, Any] = {"observedGeneration": generation}
+    status["conditions"] = conditions(binding_conditions(o, workspace_ref), old.get("conditions"), generation, when)
+    if o.report is not None:
+        r = o.report
+        missing, cut_missing = truncated(r.missing, DRIFT_LIMIT)
+        unexpected, cut_unexpected = truncated(r.unexpected, DRIFT_LIMIT)
+        status["summary"] = r.summary()
+        status["drift"] = {"missing": _drift(missing), "unexpected": _drift(unexpected),
+                           "truncated": cut_missing or cut_unexpected}
+    else:
+        for keep in ("summary", "drift"):
+            if keep in old:
+                status[keep] = old[keep]
+    status["unresolved"] = [
+        {"reason": p.reason, "message": p.message, **({"name": p.subject} if p.subject else {})}
+        for p in o.problems if p.subject
+    ][:256]
+    if o.claims:
+        status["claims"] = [{"roleId": r, "scope": s} for r, s in sorted(o.claims)][:1000]
+    elif "claims" in old:
+        status["claims"] = old["claims"]
+    if o.workspace_name:
+        status["workspace"] = o.workspace_name
+    status["lastSyncTime"] = old.get("lastSyncTime") or when
+    return status
+
+
+def changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether writing `new` would change anything but the sync time (no churn on quiet syncs)."""
+    def strip(s: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in (s or {}).items() if k != "lastSyncTime"}
+    return strip(old) != strip(new)
+
+
+def stamp(new: dict[str, Any], old: Mapping[str, Any] | None, when: str) -> dict[str, Any]:
+    """lastSyncTime is the time of the last sync that changed the status: quiet syncs write nothing."""
+    new["lastSyncTime"] = when if changed(old, new) else (old or {}).get("lastSyncTime", when)
+    return new
