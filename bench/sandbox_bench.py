@@ -51,9 +51,18 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 def org(args: argparse.Namespace) -> dict[str, Any]:
-    return synthetic_org(users=args.users, groups=args.groups, members_per_group=args.members_per_group,
-                         nesting=0.1, cycles=10, service_principals=100, assignments=args.assignments,
-                         large_groups=10, large_group_size=2000, seed=1)
+    return synthetic_org(
+        users=args.users,
+        groups=args.groups,
+        members_per_group=args.members_per_group,
+        nesting=0.1,
+        cycles=10,
+        service_principals=100,
+        assignments=args.assignments,
+        large_groups=10,
+        large_group_size=2000,
+        seed=1,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- memory
@@ -71,16 +80,24 @@ def memory_child(args: argparse.Namespace, out: Any) -> None:
     t3 = time.perf_counter()
     expanded = sum(len(d.transitive_members(g)) for g in d.groups)
     t4 = time.perf_counter()
-    out.send({
-        "users": len(d.users), "groups": len(d.groups), "service_principals": len(d.service_principals),
-        "memberships": sum(len(g.members) for g in d.groups.values()),
-        "role_assignments": sum(len(w.assignments) for w in state.workspaces.values()),
-        "rss_before_mb": round(base, 1), "rss_loaded_mb": round(rss_mb(), 1),
-        "state_mb": round(rss_mb() - base, 1), "peak_rss_mb": round(rss_mb("VmHWM"), 1),
-        "generate_s": round(t1 - t0, 2), "load_s": round(t2 - t1, 2),
-        "expand_all_groups_s": round(t4 - t3, 2), "transitive_entries": expanded,
-        "rss_after_expanding_all_mb": round(rss_mb(), 1),
-    })
+    out.send(
+        {
+            "users": len(d.users),
+            "groups": len(d.groups),
+            "service_principals": len(d.service_principals),
+            "memberships": sum(len(g.members) for g in d.groups.values()),
+            "role_assignments": sum(len(w.assignments) for w in state.workspaces.values()),
+            "rss_before_mb": round(base, 1),
+            "rss_loaded_mb": round(rss_mb(), 1),
+            "state_mb": round(rss_mb() - base, 1),
+            "peak_rss_mb": round(rss_mb("VmHWM"), 1),
+            "generate_s": round(t1 - t0, 2),
+            "load_s": round(t2 - t1, 2),
+            "expand_all_groups_s": round(t4 - t3, 2),
+            "transitive_entries": expanded,
+            "rss_after_expanding_all_mb": round(rss_mb(), 1),
+        }
+    )
 
 
 def run_in_child(target: Any, *args: Any) -> Any:
@@ -108,11 +125,22 @@ def server_child(args: argparse.Namespace, conn: Any) -> None:
             ws = next(iter(sandbox.state.workspaces))
             some_principal = next(iter(sandbox.state.workspaces[ws].assignments)).principal_id
             app = next(iter(sandbox.clients.values()))
-            conn.send({"graph": sandbox.graph_url, "login": sandbox.authority_host, "tenant": sandbox.tenant_id,
-                       "synapse": sandbox.workspace_endpoint(ws), "ca": str(sandbox.ca_path),
-                       "client_id": app.client_id, "secret": app.secret, "group": member_group, "nested": nested,
-                       "nested_size": len(d.transitive_members(nested)), "principal": some_principal,
-                       "pid": os.getpid()})
+            conn.send(
+                {
+                    "graph": sandbox.graph_url,
+                    "login": sandbox.authority_host,
+                    "tenant": sandbox.tenant_id,
+                    "synapse": sandbox.workspace_endpoint(ws),
+                    "ca": str(sandbox.ca_path),
+                    "client_id": app.client_id,
+                    "secret": app.secret,
+                    "group": member_group,
+                    "nested": nested,
+                    "nested_size": len(d.transitive_members(nested)),
+                    "principal": some_principal,
+                    "pid": os.getpid(),
+                }
+            )
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # wait for "stop"
 
     asyncio.run(main())
@@ -127,11 +155,19 @@ async def load(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
     ssl = client_context(info["ca"])
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency, ssl=ssl)) as session:
         tokens = {}
-        for name, scope in (("graph", "https://graph.microsoft.com/.default"),
-                            ("synapse", "https://dev.azuresynapse.net/.default")):
-            async with session.post(f"{info['login']}/{info['tenant']}/oauth2/v2.0/token", data={
-                    "client_id": info["client_id"], "client_secret": info["secret"],
-                    "grant_type": "client_credentials", "scope": scope}) as r:
+        for name, scope in (
+            ("graph", "https://graph.microsoft.com/.default"),
+            ("synapse", "https://dev.azuresynapse.net/.default"),
+        ):
+            async with session.post(
+                f"{info['login']}/{info['tenant']}/oauth2/v2.0/token",
+                data={
+                    "client_id": info["client_id"],
+                    "client_secret": info["secret"],
+                    "grant_type": "client_credentials",
+                    "scope": scope,
+                },
+            ) as r:
                 tokens[name] = (await r.json())["access_token"]
         ws_scope = "workspaces/" + info["synapse"].rsplit("/", 1)[1]
 
@@ -145,25 +181,39 @@ async def load(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
 
         def put() -> tuple[str, str, bytes | None, str]:  # a new principal each time: never a 409
             n = next(counter)
-            body = (f'{{"roleId":"{CONTRIBUTOR}","principalId":"00000000-0000-4000-8000-{n:012x}",'
-                    f'"scope":"{ws_scope}","principalType":"User"}}').encode()
+            body = (
+                f'{{"roleId":"{CONTRIBUTOR}","principalId":"00000000-0000-4000-8000-{n:012x}",'
+                f'"scope":"{ws_scope}","principalType":"User"}}'
+            ).encode()
             return "PUT", f"{info['synapse']}/roleAssignments/bench-{n}?api-version=2020-12-01", body, "synapse"
 
         def filtered_list() -> tuple[str, str, bytes | None, str]:
-            return ("GET", f"{info['synapse']}/roleAssignments?api-version=2020-12-01&principalId={info['principal']}",
-                    None, "synapse")
+            return (
+                "GET",
+                f"{info['synapse']}/roleAssignments?api-version=2020-12-01&principalId={info['principal']}",
+                None,
+                "synapse",
+            )
 
         results = {}
-        for name, make, expect in (("graph_member_page", member_page, 200),
-                                   ("graph_transitive_member_page", transitive_page, 200),
-                                   ("synapse_role_assignment_put", put, 200),
-                                   ("synapse_filtered_list", filtered_list, 200)):
+        for name, make, expect in (
+            ("graph_member_page", member_page, 200),
+            ("graph_transitive_member_page", transitive_page, 200),
+            ("synapse_role_assignment_put", put, 200),
+            ("synapse_filtered_list", filtered_list, 200),
+        ):
             results[name] = await drive(session, tokens, make, expect, args, info["pid"])
         return results
 
 
-async def drive(session: aiohttp.ClientSession, tokens: dict[str, str], make: Any, expect: int,
-                args: argparse.Namespace, server_pid: int) -> dict[str, Any]:
+async def drive(
+    session: aiohttp.ClientSession,
+    tokens: dict[str, str],
+    make: Any,
+    expect: int,
+    args: argparse.Namespace,
+    server_pid: int,
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
     size = 0
@@ -196,13 +246,17 @@ async def drive(session: aiohttp.ClientSession, tokens: dict[str, str], make: An
     client_cpu = cpu_seconds(os.getpid()) - client0
     latencies.sort()
     return {
-        "requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
-        "rps": round(len(latencies) / elapsed, 1), "server_cpu_percent": round(100 * cpu / elapsed, 1),
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "rps": round(len(latencies) / elapsed, 1),
+        "server_cpu_percent": round(100 * cpu / elapsed, 1),
         "client_cpu_percent": round(100 * client_cpu / elapsed, 1),
         "rps_per_server_cpu_second": round(len(latencies) / cpu, 1) if cpu else None,
         "latency_ms_p50": round(1000 * statistics.median(latencies), 2),
         "latency_ms_p99": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
-        "response_bytes": size, "concurrency": args.concurrency,
+        "response_bytes": size,
+        "concurrency": args.concurrency,
     }
 
 
@@ -224,48 +278,82 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------- report
 def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        (
+            int(line.split()[1]) // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
     import aiohttp as a
 
-    return {"cpu": model, "cpus": os.cpu_count(), "memory_mb": mem, "python": platform.python_version(),
-            "platform": platform.platform(), "aiohttp": a.__version__}
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_mb": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "aiohttp": a.__version__,
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:
     m, mem, tp = report["machine"], report["memory"], report["throughput"]
     lines = [
-        f"# Sandbox benchmark, {report['date']}", "",
+        f"# Sandbox benchmark, {report['date']}",
+        "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_mb']} MB RAM; Python {m['python']}, aiohttp "
-        f"{m['aiohttp']}; {m['platform']}.", f"Command: `{report['command']}`", "",
-        "## Memory with the organisation loaded", "",
+        f"{m['aiohttp']}; {m['platform']}.",
+        f"Command: `{report['command']}`",
+        "",
+        "## Memory with the organisation loaded",
+        "",
         f"{mem['users']:,} users, {mem['groups']:,} groups ({mem['memberships']:,} direct memberships), "
-        f"{mem['service_principals']:,} service principals, {mem['role_assignments']:,} role assignments.", "",
-        "| measure | value |", "|---|---|",
+        f"{mem['service_principals']:,} service principals, {mem['role_assignments']:,} role assignments.",
+        "",
+        "| measure | value |",
+        "|---|---|",
         f"| resident memory of the loaded state | {mem['state_mb']} MB (process {mem['rss_loaded_mb']} MB, "
         f"interpreter + imports {mem['rss_before_mb']} MB) |",
         f"| peak resident memory while loading (seed dict + state) | {mem['peak_rss_mb']} MB |",
         f"| generating the synthetic seed / loading it | {mem['generate_s']} s / {mem['load_s']} s |",
         f"| expanding every group transitively (cached afterwards) | {mem['expand_all_groups_s']} s, "
-        f"{mem['transitive_entries']:,} entries, process then {mem['rss_after_expanding_all_mb']} MB |", "",
-        "## Requests per second, sandbox on one core", "",
+        f"{mem['transitive_entries']:,} entries, process then {mem['rss_after_expanding_all_mb']} MB |",
+        "",
+        "## Requests per second, sandbox on one core",
+        "",
         "Server pinned to one CPU with the organisation above loaded; load generator (raw aiohttp, keep-alive, "
-        f"{tp['graph_member_page']['concurrency']} concurrent requests) pinned to another CPU; HTTPS.", "",
+        f"{tp['graph_member_page']['concurrency']} concurrent requests) pinned to another CPU; HTTPS.",
+        "",
         "| request | req/s | server CPU | load generator CPU | p50 ms | p99 ms | response bytes |",
         "|---|---|---|---|---|---|---|",
     ]
-    labels = {"graph_member_page": "Graph member page (100 users)",
-              "graph_transitive_member_page": "Graph transitiveMembers page (100)",
-              "synapse_role_assignment_put": "Synapse role-assignment PUT",
-              "synapse_filtered_list": "Synapse role assignments, principalId filter"}
+    labels = {
+        "graph_member_page": "Graph member page (100 users)",
+        "graph_transitive_member_page": "Graph transitiveMembers page (100)",
+        "synapse_role_assignment_put": "Synapse role-assignment PUT",
+        "synapse_filtered_list": "Synapse role assignments, principalId filter",
+    }
     for key, label in labels.items():
         r = tp[key]
-        lines.append(f"| {label} | {r['rps']} | {r['server_cpu_percent']}% | {r['client_cpu_percent']}% | "
-                     f"{r['latency_ms_p50']} | {r['latency_ms_p99']} | {r['response_bytes']} |")
-    lines += ["", "Server CPU near 100% means the one server core was saturated (below it, the load generator's "
-              "core was the limit); errors: " + ", ".join(f"{k} {tp[k]['errors']}" for k in labels) + "."]
+        lines.append(
+            f"| {label} | {r['rps']} | {r['server_cpu_percent']}% | {r['client_cpu_percent']}% | "
+            f"{r['latency_ms_p50']} | {r['latency_ms_p99']} | {r['response_bytes']} |"
+        )
+    lines += [
+        "",
+        "Server CPU near 100% means the one server core was saturated (below it, the load generator's "
+        "core was the limit); errors: " + ", ".join(f"{k} {tp[k]['errors']}" for k in labels) + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -285,9 +373,12 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.users, args.groups, args.assignments, args.duration, args.warmup = 3000, 300, 5000, 1.5, 0.3
-    report = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-              "command": " ".join(["python bench/sandbox_bench.py", *sys.argv[1:]]), "parameters": vars(args) | {
-                  "out": str(args.out)}}
+    report = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "command": " ".join(["python bench/sandbox_bench.py", *sys.argv[1:]]),
+        "parameters": vars(args) | {"out": str(args.out)},
+    }
     report["memory"] = run_in_child(memory_child, args)
     print(json.dumps(report["memory"], indent=1), flush=True)
     report["throughput"] = throughput(args)

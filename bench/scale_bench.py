@@ -60,23 +60,23 @@ GROUP, VERSION, WS_PLURAL, RB_PLURAL = "synapse-scim.io", "v1alpha1", "synapsewo
 
 @dataclass
 class RunConfig:
-    poll_interval: float = 30.0          # SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL while converging and propagating
-    sync_interval: float = 600.0         # spec.syncInterval while converging and propagating
-    quiet_scale: float = 0.1             # the quiet phase scales poll, syncInterval and window by this
+    poll_interval: float = 30.0  # SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL while converging and propagating
+    sync_interval: float = 600.0  # spec.syncInterval while converging and propagating
+    quiet_scale: float = 0.1  # the quiet phase scales poll, syncInterval and window by this
     quiet_minutes: float = 10.0
-    quiet_window: float | None = None    # seconds; default quiet_minutes x 60 x quiet_scale
-    quiet_sync: float | None = None      # seconds; default sync_interval x quiet_scale (the CRD allows >= 30 s)
+    quiet_window: float | None = None  # seconds; default quiet_minutes x 60 x quiet_scale
+    quiet_sync: float | None = None  # seconds; default sync_interval x quiet_scale (the CRD allows >= 30 s)
     quiet_poll_interval: float | None = None  # seconds; default poll_interval x quiet_scale
     changes: int = 20
-    change_gap: float = 3.0              # mean seconds between two changes (uniform 0 .. 2x)
-    change_timeout: float = 150.0        # a change's effects must show within this
+    change_gap: float = 3.0  # mean seconds between two changes (uniform 0 .. 2x)
+    change_timeout: float = 150.0  # a change's effects must show within this
     latency: dict[str, float] = field(default_factory=lambda: {"graph": 0.020, "synapse": 0.040, "login": 0.0})
     write_concurrency: int = 8
     read_concurrency: int = 8
-    page_size: int = 100                 # Synapse role assignments per list page (the sandbox's default)
+    page_size: int = 100  # Synapse role assignments per list page (the sandbox's default)
     converge_timeout: float = 3600.0
     seed: int = 1
-    profile_dir: Path | None = None      # run the operator under cProfile, files here
+    profile_dir: Path | None = None  # run the operator under cProfile, files here
 
     @property
     def window(self) -> float:
@@ -119,8 +119,10 @@ def diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def assignments(admin: SyncAdminClient, ws: str) -> dict[str, Grant]:
-    return {a["id"]: (a["roleDefinitionId"].lower(), a["principalId"].lower(), a["scope"])
-            for a in admin.list_assignments(ws)}
+    return {
+        a["id"]: (a["roleDefinitionId"].lower(), a["principalId"].lower(), a["scope"])
+        for a in admin.list_assignments(ws)
+    }
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -141,30 +143,48 @@ class Cluster:
         client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
 
     def create(self, world: World, sb: dict[str, Any], sync_interval: float) -> None:
-        client.CoreV1Api(self.api).create_namespaced_secret(self.namespace, {
-            "metadata": {"name": "synapse-sp"}, "stringData": {"clientSecret": APP_SECRET}})
+        client.CoreV1Api(self.api).create_namespaced_secret(
+            self.namespace, {"metadata": {"name": "synapse-sp"}, "stringData": {"clientSecret": APP_SECRET}}
+        )
         for ws in workspace_names(world.scenario):
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, WS_PLURAL, {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "SynapseWorkspace", "metadata": {"name": ws},
-                "spec": {
-                    "endpoint": sb["workspaces"][ws], "workspaceName": ws, "tenantId": sb["tenant_id"],
-                    "credential": {"clientSecret": {"clientId": sb["client_id"], "secretRef": {"name": "synapse-sp"}}},
-                    "cloud": {"authorityHost": sb["authority_host"],
-                              "graphEndpoint": sb["graph_url"].removesuffix("/v1.0")},
-                    "syncInterval": duration(sync_interval),
-                    # Overlapping removals from the propagation phase can add up within one sync; on
-                    # the tiny scenario that is more than 20% of what the operator manages. The guard
-                    # is not what is measured here.
-                    "removalGuard": {"maxRemovals": 1000, "maxPercent": 100},
-                }})
+            self.custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                WS_PLURAL,
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "SynapseWorkspace",
+                    "metadata": {"name": ws},
+                    "spec": {
+                        "endpoint": sb["workspaces"][ws],
+                        "workspaceName": ws,
+                        "tenantId": sb["tenant_id"],
+                        "credential": {
+                            "clientSecret": {"clientId": sb["client_id"], "secretRef": {"name": "synapse-sp"}}
+                        },
+                        "cloud": {
+                            "authorityHost": sb["authority_host"],
+                            "graphEndpoint": sb["graph_url"].removesuffix("/v1.0"),
+                        },
+                        "syncInterval": duration(sync_interval),
+                        # Overlapping removals from the propagation phase can add up within one sync; on
+                        # the tiny scenario that is more than 20% of what the operator manages. The guard
+                        # is not what is measured here.
+                        "removalGuard": {"maxRemovals": 1000, "maxPercent": 100},
+                    },
+                },
+            )
         for b in world.bindings:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, RB_PLURAL,
-                                                        b.manifest(world.group_names))
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, RB_PLURAL, b.manifest(world.group_names)
+            )
 
     def set_sync_interval(self, world: World, seconds: float) -> None:
         for ws in workspace_names(world.scenario):
-            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, WS_PLURAL, ws,
-                                                       {"spec": {"syncInterval": duration(seconds)}})
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, WS_PLURAL, ws, {"spec": {"syncInterval": duration(seconds)}}
+            )
 
     def ready_bindings(self) -> tuple[int, int]:
         items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RB_PLURAL)["items"]
@@ -241,8 +261,9 @@ class WriteLog:
 
 
 # ------------------------------------------------------------------------------------------ phases
-def converge(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, expected: dict[str, set[Grant]],
-             timeout: float) -> dict[str, Any]:
+def converge(
+    cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, expected: dict[str, set[Grant]], timeout: float
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     first_call = None
     writes_seen, writes_done = 0, None
@@ -268,17 +289,27 @@ def converge(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, expe
                 "converge_s": round(done - op.started, 2),
                 "first_azure_call_s": round(first_call - op.started, 2),
                 "last_write_s": round((writes_done or first_call) - op.started, 2),
-                "azure_calls": by_operation(counters), "azure_calls_total": sum(counters.values()),
-                "azure_failed_calls": failed_calls(counters), "counters": counters,
+                "azure_calls": by_operation(counters),
+                "azure_calls_total": sum(counters.values()),
+                "azure_failed_calls": failed_calls(counters),
+                "counters": counters,
             }
         time.sleep(0.5)
     missing = {ws: len(want - {*assignments(admin, ws).values()}) for ws, want in expected.items()}
-    raise RuntimeError(f"not converged after {timeout:.0f} s: {ready}/{total} bindings Ready, missing "
-                       f"assignments per workspace {missing}")
+    raise RuntimeError(
+        f"not converged after {timeout:.0f} s: {ready}/{total} bindings Ready, missing "
+        f"assignments per workspace {missing}"
+    )
 
 
-def propagate(admin: SyncAdminClient, op: OperatorProcess, changes: list[Change], cfg: RunConfig,
-              expected: dict[str, set[Grant]], ids: dict[str, dict[str, Grant]]) -> dict[str, Any]:
+def propagate(
+    admin: SyncAdminClient,
+    op: OperatorProcess,
+    changes: list[Change],
+    cfg: RunConfig,
+    expected: dict[str, set[Grant]],
+    ids: dict[str, dict[str, Grant]],
+) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     before = admin.counters()
     results = []
@@ -303,20 +334,30 @@ def propagate(admin: SyncAdminClient, op: OperatorProcess, changes: list[Change]
                     break
                 time.sleep(0.2)
             done = [s for s in seen if s is not None]
-            results.append({"kind": change.kind, "group": change.group_name, "user": change.user,
-                            "creates": sum(len(g) for g in change.creates.values()),
-                            "deletes": sum(len(g) for g in change.deletes.values()),
-                            "latency_s": round(max(done) - t, 3) if len(done) == len(seen) else None})
+            results.append(
+                {
+                    "kind": change.kind,
+                    "group": change.group_name,
+                    "user": change.user,
+                    "creates": sum(len(g) for g in change.creates.values()),
+                    "deletes": sum(len(g) for g in change.deletes.values()),
+                    "latency_s": round(max(done) - t, 3) if len(done) == len(seen) else None,
+                }
+            )
     actual = {ws: {*assignments(admin, ws).values()} for ws in expected}
     latencies = [r["latency_s"] for r in results if r["latency_s"] is not None]
     return {
-        "changes": results, "measured": len(latencies), "missed": len(results) - len(latencies),
-        "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95),
+        "changes": results,
+        "measured": len(latencies),
+        "missed": len(results) - len(latencies),
+        "p50_s": percentile(latencies, 50),
+        "p95_s": percentile(latencies, 95),
         "max_s": max(latencies, default=None),
         "mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
         "final_state_matches": actual == expected,
-        "final_state_diff": {ws: {"missing": len(expected[ws] - actual[ws]), "extra": len(actual[ws] - expected[ws])}
-                             for ws in expected},
+        "final_state_diff": {
+            ws: {"missing": len(expected[ws] - actual[ws]), "extra": len(actual[ws] - expected[ws])} for ws in expected
+        },
         "azure_calls": by_operation(diff(admin.counters(), before)),
     }
 
@@ -326,13 +367,14 @@ def synced_workspaces(metrics: str | None) -> set[str]:
     out: set[str] = set()
     for line in (metrics or "").splitlines():
         if line.startswith("synapse_scim_reconciles_total{") and float(line.rsplit(" ", 1)[1]) > 0:
-            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
             out.add(labels.get("workspace", "").strip('"'))
     return out
 
 
-def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: World,
-          cfg: RunConfig) -> dict[str, Any]:
+def quiet(
+    cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: World, cfg: RunConfig
+) -> dict[str, Any]:
     """After a restart with scaled intervals: wait for the first sync of every workspace to finish,
     one more poll interval, then count what a quiet window costs."""
     lists = LogCursor(admin, "synapse", "listRoleAssignments")
@@ -347,8 +389,11 @@ def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: 
         listed |= {e["params"]["workspace"] for e in lists.read() if e["time"] >= restarted}
         # The first sync lists assignments before it reads the directory: wait until every workspace's
         # first sync has finished (the operator counts a reconcile when its statuses are written).
-        if listed >= wss and cluster.ready_bindings()[0] == len(world.bindings) \
-                and synced_workspaces(op.metrics()) >= wss:
+        if (
+            listed >= wss
+            and cluster.ready_bindings()[0] == len(world.bindings)
+            and synced_workspaces(op.metrics()) >= wss
+        ):
             break
         time.sleep(0.2)
     settled_by = "first sync seen" if listed >= wss else "settle timeout (no startup sync seen)"
@@ -363,20 +408,28 @@ def quiet(cluster: Cluster, admin: SyncAdminClient, op: OperatorProcess, world: 
     calls = diff(c1, c0)
     k8s = dict(sorted(diff(dict(k1), dict(k0)).items()))
     return {
-        "window_s": round(time.monotonic() - t0, 1), "settled_by": settled_by,
-        "azure_calls": by_operation(calls), "azure_calls_total": sum(calls.values()),
+        "window_s": round(time.monotonic() - t0, 1),
+        "settled_by": settled_by,
+        "azure_calls": by_operation(calls),
+        "azure_calls_total": sum(calls.values()),
         "k8s_writes": operator_writes(Counter(k8s)),
         "k8s_writes_by_resource": k8s,
-        "cpu_s": round(u1["cpu_s"] - u0["cpu_s"], 2), "peak_rss_mb": u1["peak_rss_mb"],
+        "cpu_s": round(u1["cpu_s"] - u0["cpu_s"], 2),
+        "peak_rss_mb": u1["peak_rss_mb"],
     }
 
 
-def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, workdir: Path,
-                 log: Any = print) -> dict[str, Any]:
+def run_strategy(
+    cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, workdir: Path, log: Any = print
+) -> dict[str, Any]:
     world = World(scenario, build_seed(scenario))
     expected = world.expected()
-    minimum = world.minimum(page_size=cfg.page_size, latency=cfg.latency, write_concurrency=cfg.write_concurrency,
-                            read_concurrency=cfg.read_concurrency)
+    minimum = world.minimum(
+        page_size=cfg.page_size,
+        latency=cfg.latency,
+        write_concurrency=cfg.write_concurrency,
+        read_concurrency=cfg.read_concurrency,
+    )
     changes = world.plan_changes(cfg.changes, cfg.seed)
     after_changes = world.expected()
     sandbox_cpu, operator_cpu = cpu_plan()
@@ -389,12 +442,26 @@ def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, wor
         profiles.append(cfg.profile_dir / f"operator-{name}.prof")
         return profiles[-1]
 
-    env = {"SYNAPSE_SCIM_STRATEGY": strategy, "SYNAPSE_SCIM_WRITE_CONCURRENCY": str(cfg.write_concurrency),
-           "SYNAPSE_SCIM_READ_CONCURRENCY": str(cfg.read_concurrency)}
-    out: dict[str, Any] = {"strategy": strategy, "expected_assignments": sum(len(e) for e in expected.values()),
-                           "minimum": minimum}
-    with SandboxProcess(scenario, latency=cfg.latency, cert_dir=workdir / f"sandbox-{strategy}", cpu=sandbox_cpu,
-                        page_size=cfg.page_size) as sb, cp.api_client() as api:
+    env = {
+        "SYNAPSE_SCIM_STRATEGY": strategy,
+        "SYNAPSE_SCIM_WRITE_CONCURRENCY": str(cfg.write_concurrency),
+        "SYNAPSE_SCIM_READ_CONCURRENCY": str(cfg.read_concurrency),
+    }
+    out: dict[str, Any] = {
+        "strategy": strategy,
+        "expected_assignments": sum(len(e) for e in expected.values()),
+        "minimum": minimum,
+    }
+    with (
+        SandboxProcess(
+            scenario,
+            latency=cfg.latency,
+            cert_dir=workdir / f"sandbox-{strategy}",
+            cpu=sandbox_cpu,
+            page_size=cfg.page_size,
+        ) as sb,
+        cp.api_client() as api,
+    ):
         admin = SyncAdminClient(sb.info["admin_url"], sb.info["ca_path"], timeout=120)
         out["sandbox_load_s"] = sb.info["load_s"]
         initial = {ws: {*assignments(admin, ws).values()} for ws in expected}
@@ -404,38 +471,58 @@ def run_strategy(cp: Any, scenario: Scenario, strategy: str, cfg: RunConfig, wor
         cluster.create(world, sb.info, cfg.sync_interval)
         log(f"[{strategy}] {len(world.bindings)} bindings in {scenario.workspaces} workspace(s); starting the operator")
         k8s_before = apiserver_writes(api)
-        op = OperatorProcess(kubeconfig=cp.kubeconfig, ca_path=sb.info["ca_path"], namespace=cluster.namespace,
-                             log_path=workdir / f"operator-{strategy}.log", cpu=operator_cpu,
-                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.poll_interval)},
-                             profile=profile(f"{scenario.name}-{strategy}-converge-propagate"))
+        op = OperatorProcess(
+            kubeconfig=cp.kubeconfig,
+            ca_path=sb.info["ca_path"],
+            namespace=cluster.namespace,
+            log_path=workdir / f"operator-{strategy}.log",
+            cpu=operator_cpu,
+            env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.poll_interval)},
+            profile=profile(f"{scenario.name}-{strategy}-converge-propagate"),
+        )
         try:
             out["converge"] = converge(cluster, admin, op, expected, cfg.converge_timeout)
             out["converge"]["operator"] = op.usage()
             # Status, finalizers and kopf's annotations: what becoming Ready costs the API server.
-            out["converge"]["k8s_writes"] = operator_writes(Counter(diff(dict(apiserver_writes(api)),
-                                                                         dict(k8s_before))))
-            log(f"[{strategy}] converged in {out['converge']['converge_s']} s "
-                f"(lower bound {minimum['lower_bound_s']} s); {cfg.changes} membership changes next")
+            out["converge"]["k8s_writes"] = operator_writes(
+                Counter(diff(dict(apiserver_writes(api)), dict(k8s_before)))
+            )
+            log(
+                f"[{strategy}] converged in {out['converge']['converge_s']} s "
+                f"(lower bound {minimum['lower_bound_s']} s); {cfg.changes} membership changes next"
+            )
             ids = {ws: assignments(admin, ws) for ws in expected}
             out["propagation"] = propagate(admin, op, changes, cfg, after_changes, ids)
             out["propagation"]["operator"] = op.usage()
-            log(f"[{strategy}] propagation p50 {out['propagation']['p50_s']} s, p95 {out['propagation']['p95_s']} s; "
-                f"quiet window of {cfg.window:g} s next")
+            log(
+                f"[{strategy}] propagation p50 {out['propagation']['p50_s']} s, p95 {out['propagation']['p95_s']} s; "
+                f"quiet window of {cfg.window:g} s next"
+            )
         finally:
             op.stop()
         cluster.set_sync_interval(world, cfg.quiet_sync_interval)
-        op = OperatorProcess(kubeconfig=cp.kubeconfig, ca_path=sb.info["ca_path"], namespace=cluster.namespace,
-                             log_path=workdir / f"operator-{strategy}-quiet.log", cpu=operator_cpu,
-                             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll),
-                                  # the directory's own safety net (1 h) scales with every other interval
-                                  "SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL": duration(3600 * cfg.quiet_scale)},
-                             profile=profile(f"{scenario.name}-{strategy}-quiet"))
+        op = OperatorProcess(
+            kubeconfig=cp.kubeconfig,
+            ca_path=sb.info["ca_path"],
+            namespace=cluster.namespace,
+            log_path=workdir / f"operator-{strategy}-quiet.log",
+            cpu=operator_cpu,
+            env={
+                **env,
+                "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll),
+                # the directory's own safety net (1 h) scales with every other interval
+                "SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL": duration(3600 * cfg.quiet_scale),
+            },
+            profile=profile(f"{scenario.name}-{strategy}-quiet"),
+        )
         try:
             out["quiet"] = quiet(cluster, admin, op, world, cfg)
         finally:
             op.stop()
-        log(f"[{strategy}] quiet window: {out['quiet']['azure_calls_total']} Azure calls, "
-            f"{out['quiet']['k8s_writes']} Kubernetes writes")
+        log(
+            f"[{strategy}] quiet window: {out['quiet']['azure_calls_total']} Azure calls, "
+            f"{out['quiet']['k8s_writes']} Kubernetes writes"
+        )
     out["profiles"] = [profile_summary(p) for p in profiles if p.exists()]
     out["peak_rss_mb"] = max(out["propagation"]["operator"]["peak_rss_mb"], out["quiet"]["peak_rss_mb"])
     out["cpu_s_converge"] = out["converge"]["operator"]["cpu_s"]
@@ -458,9 +545,13 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
         "azure_calls_converge": c["azure_calls_total"],
         "azure_calls_over_minimum": ratio(c["azure_calls_total"], r["minimum"]["total"]),
         "k8s_writes_converge": c.get("k8s_writes"),
-        "propagation_p50_s": p["p50_s"], "propagation_p95_s": p["p95_s"],
-        "quiet_azure_calls": q["azure_calls_total"], "quiet_k8s_writes": q["k8s_writes"],
-        "peak_rss_mb": r["peak_rss_mb"], "cpu_s_converge": r["cpu_s_converge"], "cpu_s_quiet": q["cpu_s"],
+        "propagation_p50_s": p["p50_s"],
+        "propagation_p95_s": p["p95_s"],
+        "quiet_azure_calls": q["azure_calls_total"],
+        "quiet_k8s_writes": q["k8s_writes"],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "cpu_s_converge": r["cpu_s_converge"],
+        "cpu_s_quiet": q["cpu_s"],
     }
 
 
@@ -473,20 +564,44 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     if d:
         f = figures(d)
         p95 = f["propagation_p95_s"]
-        out.append({"target": "propagation p95 <= 30 s at default settings (delta)", "value": p95,
-                    "met": p95 is not None and p95 <= 30 and d["propagation"]["missed"] == 0})
-        out.append({"target": "L converges within 1.25x the lower bound (delta)",
-                    "value": f["converge_over_lower_bound"],
-                    "met": (f["converge_over_lower_bound"] or 99) <= 1.25 if is_l else None})
-        out.append({"target": "quiet tenant: 0 Kubernetes writes (delta)", "value": f["quiet_k8s_writes"],
-                    "met": f["quiet_k8s_writes"] == 0})
+        out.append(
+            {
+                "target": "propagation p95 <= 30 s at default settings (delta)",
+                "value": p95,
+                "met": p95 is not None and p95 <= 30 and d["propagation"]["missed"] == 0,
+            }
+        )
+        out.append(
+            {
+                "target": "L converges within 1.25x the lower bound (delta)",
+                "value": f["converge_over_lower_bound"],
+                "met": (f["converge_over_lower_bound"] or 99) <= 1.25 if is_l else None,
+            }
+        )
+        out.append(
+            {
+                "target": "quiet tenant: 0 Kubernetes writes (delta)",
+                "value": f["quiet_k8s_writes"],
+                "met": f["quiet_k8s_writes"] == 0,
+            }
+        )
         if n:
             r = ratio(figures(n)["quiet_azure_calls"], f["quiet_azure_calls"]) if f["quiet_azure_calls"] else None
-            out.append({"target": "quiet tenant: >= 20x fewer Azure calls than naive", "value": r,
-                        "met": (f["quiet_azure_calls"] == 0 and figures(n)["quiet_azure_calls"] > 0)
-                        or (r is not None and r >= 20)})
-        out.append({"target": "operator peak RSS <= 250 MB at L (delta)", "value": f["peak_rss_mb"],
-                    "met": f["peak_rss_mb"] <= 250 if is_l else None})
+            out.append(
+                {
+                    "target": "quiet tenant: >= 20x fewer Azure calls than naive",
+                    "value": r,
+                    "met": (f["quiet_azure_calls"] == 0 and figures(n)["quiet_azure_calls"] > 0)
+                    or (r is not None and r >= 20),
+                }
+            )
+        out.append(
+            {
+                "target": "operator peak RSS <= 250 MB at L (delta)",
+                "value": f["peak_rss_mb"],
+                "met": f["peak_rss_mb"] <= 250 if is_l else None,
+            }
+        )
     return out
 
 
@@ -495,9 +610,12 @@ def markdown(report: dict[str, Any]) -> str:
     st = report["strategies"]
     names = list(st)
     lines = [
-        f"# Scale benchmark, scenario {sc['name']}, {report['date']}", "",
+        f"# Scale benchmark, scenario {sc['name']}, {report['date']}",
+        "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_mb']} MB RAM; {m['os']} (kernel {m['kernel']}); "
-        f"Python {m['python']}.", f"Command: `{report['command']}`; operator from commit {report['source']}.", "",
+        f"Python {m['python']}.",
+        f"Command: `{report['command']}`; operator from commit {report['source']}.",
+        "",
         f"World: {sc['stats']['users']:,} users, {sc['stats']['groups']:,} groups ({sc['stats']['nested_groups']} "
         f"nested), {sc['stats']['bindings']} bindings ({sc['stats']['bindings_on_nested_groups']} on groups with "
         f"nested groups) over {sc['stats']['workspaces']} workspace(s); {sc['stats']['wanted_assignments']:,} "
@@ -509,7 +627,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Convergence and propagation at poll interval {cfg['poll_interval']:g} s, syncInterval "
         f"{cfg['sync_interval']:g} s. Quiet window: simulated time at scale {cfg['quiet_scale']:g} "
         f"(poll {cfg['quiet_poll']:g} s, syncInterval {cfg['quiet_sync_interval']:g} s, window "
-        f"{cfg['window']:g} s = {cfg['simulated_minutes']:g} simulated minutes).", "",
+        f"{cfg['window']:g} s = {cfg['simulated_minutes']:g} simulated minutes).",
+        "",
         "| measure | " + " | ".join(names) + (" | naive / delta |" if len(names) == 2 else " |"),
         "|---|" + "---|" * (len(names) + (len(names) == 2)),
     ]
@@ -521,10 +640,12 @@ def markdown(report: dict[str, Any]) -> str:
         ("Azure calls to converge", "azure_calls_converge"),
         ("  / minimum " + f"({mins['total']:,})", "azure_calls_over_minimum"),
         ("Kubernetes writes to converge", "k8s_writes_converge"),
-        ("propagation p50 (s)", "propagation_p50_s"), ("propagation p95 (s)", "propagation_p95_s"),
+        ("propagation p50 (s)", "propagation_p50_s"),
+        ("propagation p95 (s)", "propagation_p95_s"),
         (f"quiet {cfg['simulated_minutes']:g} min (simulated): Azure calls", "quiet_azure_calls"),
         (f"quiet {cfg['simulated_minutes']:g} min (simulated): Kubernetes writes", "quiet_k8s_writes"),
-        ("operator peak RSS (MB)", "peak_rss_mb"), ("operator CPU to converge (s)", "cpu_s_converge"),
+        ("operator peak RSS (MB)", "peak_rss_mb"),
+        ("operator CPU to converge (s)", "cpu_s_converge"),
         ("operator CPU in the quiet window (s)", "cpu_s_quiet"),
     ]
     for label, key in rows:
@@ -535,24 +656,41 @@ def markdown(report: dict[str, Any]) -> str:
             r = ratio(figs["naive"][key], figs["delta"][key]) if "naive" in figs and "delta" in figs else None
             extra = " " + ("—" if r is None else f"{r:g}") + " |"
         lines.append(f"| {label} | " + " | ".join(cells) + " |" + extra)
-    lines += ["", "## Azure calls to converge, by operation", "",
-              "| operation | minimum | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    lines += [
+        "",
+        "## Azure calls to converge, by operation",
+        "",
+        "| operation | minimum | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
     ops = sorted({*mins["calls"], *(k for n in names for k in st[n]["converge"]["azure_calls"])})
     for o in ops:
-        lines.append(f"| {o} | {mins['calls'].get(o, 0):,} | "
-                     + " | ".join(f"{st[n]['converge']['azure_calls'].get(o, 0):,}" for n in names) + " |")
-    lines += ["", f"Lower bound: {mins['formula']}. Reads {mins['reads_s']} s, writes {mins['writes_s']} s "
-              f"(needed writes per workspace: {mins['writes_per_workspace']}).", "",
-              "## Quiet window, by operation", "", "| operation | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
+        lines.append(
+            f"| {o} | {mins['calls'].get(o, 0):,} | "
+            + " | ".join(f"{st[n]['converge']['azure_calls'].get(o, 0):,}" for n in names)
+            + " |"
+        )
+    lines += [
+        "",
+        f"Lower bound: {mins['formula']}. Reads {mins['reads_s']} s, writes {mins['writes_s']} s "
+        f"(needed writes per workspace: {mins['writes_per_workspace']}).",
+        "",
+        "## Quiet window, by operation",
+        "",
+        "| operation | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     qops = sorted({k for n in names for k in st[n]["quiet"]["azure_calls"]})
     for o in qops:
         lines.append(f"| {o} | " + " | ".join(f"{st[n]['quiet']['azure_calls'].get(o, 0):,}" for n in names) + " |")
-    leases = {n: sum(v for k, v in st[n]["quiet"]["k8s_writes_by_resource"].items() if "/leases" in k)
-              for n in names}
-    lines += ["", "Kubernetes writes: apiserver_request_total of the verbs POST, PUT, PATCH, DELETE, APPLY, diffed "
-              "over the window, without what the API server writes itself (its identity Lease, renewed every "
-              f"10 s: {leases} Lease writes in the window, not counted). By resource:", ""]
+    leases = {n: sum(v for k, v in st[n]["quiet"]["k8s_writes_by_resource"].items() if "/leases" in k) for n in names}
+    lines += [
+        "",
+        "Kubernetes writes: apiserver_request_total of the verbs POST, PUT, PATCH, DELETE, APPLY, diffed "
+        "over the window, without what the API server writes itself (its identity Lease, renewed every "
+        f"10 s: {leases} Lease writes in the window, not counted). By resource:",
+        "",
+    ]
     for n in names:
         lines.append(f"- {n}: {st[n]['quiet']['k8s_writes_by_resource'] or 'none'}")
     lines += ["", "## Targets", "", "| target | value | verdict |", "|---|---|---|"]
@@ -562,9 +700,11 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Propagation, change by change", ""]
     for n in names:
         p = st[n]["propagation"]
-        lines.append(f"{n}: {p['measured']} measured, {p['missed']} missed, final state "
-                     f"{'matches' if p['final_state_matches'] else 'DIFFERS from'} the expected one; latencies (s): "
-                     + ", ".join(f"{c['kind']} {c['latency_s']}" for c in p["changes"]))
+        lines.append(
+            f"{n}: {p['measured']} measured, {p['missed']} missed, final state "
+            f"{'matches' if p['final_state_matches'] else 'DIFFERS from'} the expected one; latencies (s): "
+            + ", ".join(f"{c['kind']} {c['latency_s']}" for c in p["changes"])
+        )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -572,33 +712,43 @@ def markdown(report: dict[str, Any]) -> str:
 def source_version() -> str:
     """The commit the operator runs from (this checkout), marked dirty when it has local changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "operator"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "operator"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + (" (operator/ modified)" if dirty else "")
 
 
-def run(scenario: Scenario, strategies: list[str], cfg: RunConfig, cp: Any, workdir: Path,
-        log: Any = print) -> dict[str, Any]:
+def run(
+    scenario: Scenario, strategies: list[str], cfg: RunConfig, cp: Any, workdir: Path, log: Any = print
+) -> dict[str, Any]:
     world = World(scenario, build_seed(scenario))
     report: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
         "source": source_version(),
         "command": " ".join(["python bench/scale_bench.py", *sys.argv[1:]]),
         "scenario": {**asdict(scenario), "stats": world.stats()},
-        "config": {**asdict(cfg), "window": cfg.window, "quiet_poll": cfg.quiet_poll,
-                   "quiet_sync_interval": cfg.quiet_sync_interval, "simulated_minutes": cfg.simulated_minutes},
+        "config": {
+            **asdict(cfg),
+            "window": cfg.window,
+            "quiet_poll": cfg.quiet_poll,
+            "quiet_sync_interval": cfg.quiet_sync_interval,
+            "simulated_minutes": cfg.simulated_minutes,
+        },
         "strategies": {},
     }
     for strategy in strategies:
         report["strategies"][strategy] = run_strategy(cp, scenario, strategy, cfg, workdir, log)
     report["figures"] = {n: figures(r) for n, r in report["strategies"].items()}
     if len(strategies) == 2:
-        report["ratios_naive_over_delta"] = {k: ratio(report["figures"]["naive"][k], report["figures"]["delta"][k])
-                                            for k in report["figures"]["delta"]}
+        report["ratios_naive_over_delta"] = {
+            k: ratio(report["figures"]["naive"][k], report["figures"]["delta"][k]) for k in report["figures"]["delta"]
+        }
     report["targets"] = targets(report)
     return report
 
@@ -607,15 +757,21 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", choices=list(SCENARIOS), required=True)
     p.add_argument("--strategy", choices=["delta", "naive", "both"], default="both")
-    p.add_argument("--quick", action="store_true",
-                   help="6 changes 1 s apart, quiet scale 1/30 (poll 1 s, syncInterval 30 s, 20 s window); "
-                        "prints, writes nothing")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="6 changes 1 s apart, quiet scale 1/30 (poll 1 s, syncInterval 30 s, 20 s window); prints, writes nothing",
+    )
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--quiet-scale", type=float, default=0.1)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="run the operator under cProfile; .prof files and their top functions (.txt) go to DIR "
-                        "(the profiler slows the operator: time and CPU figures of such a run are not comparable)")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the operator under cProfile; .prof files and their top functions (.txt) go to DIR "
+        "(the profiler slows the operator: time and CPU figures of such a run are not comparable)",
+    )
     args = p.parse_args()
     cfg = RunConfig(changes=args.changes, quiet_scale=args.quiet_scale)
     if args.quick:
@@ -624,8 +780,14 @@ def main() -> int:
     strategies = ["delta", "naive"] if args.strategy == "both" else [args.strategy]
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ControlPlane() as cp:
         try:
-            report = run(SCENARIOS[args.scenario], strategies, cfg, cp, Path(tmp),
-                         log=lambda msg: print(msg, file=sys.stderr, flush=True))
+            report = run(
+                SCENARIOS[args.scenario],
+                strategies,
+                cfg,
+                cp,
+                Path(tmp),
+                log=lambda msg: print(msg, file=sys.stderr, flush=True),
+            )
         except BaseException:
             for f in sorted(Path(tmp).glob("operator-*.log")):
                 sys.stderr.write(f"--- {f.name} (tail) ---\n" + "\n".join(f.read_text().splitlines()[-40:]) + "\n")

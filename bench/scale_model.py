@@ -28,8 +28,18 @@ APP_SECRET = "scale-bench-secret"
 # (share of bindings, scope kind or None for the workspace, roles to draw from): most bindings grant
 # workspace-wide roles, some operate one Spark pool, a few use one linked service or credential.
 ROLE_MIX: tuple[tuple[float, str | None, tuple[str, ...]], ...] = (
-    (0.60, None, ("Synapse User", "Synapse Contributor", "Synapse Artifact User", "Synapse Artifact Publisher",
-                  "Synapse Monitoring Operator", "Synapse Compute Operator")),
+    (
+        0.60,
+        None,
+        (
+            "Synapse User",
+            "Synapse Contributor",
+            "Synapse Artifact User",
+            "Synapse Artifact Publisher",
+            "Synapse Monitoring Operator",
+            "Synapse Compute Operator",
+        ),
+    ),
     (0.25, "bigDataPool", ("Synapse Compute Operator", "Synapse Contributor", "Synapse User")),
     (0.10, "linkedService", ("Synapse Credential User", "Synapse User")),
     (0.05, "credential", ("Synapse Credential User",)),
@@ -45,26 +55,62 @@ class Scenario:
     bindings: int
     workspaces: int = 1
     members_per_group: int = 20
-    nesting: float = 0.1           # share of groups nested into an earlier group
-    large_groups: int = 0          # the first groups get large_group_size members (several Graph pages)
+    nesting: float = 0.1  # share of groups nested into an earlier group
+    large_groups: int = 0  # the first groups get large_group_size members (several Graph pages)
     large_group_size: int = 1500
     service_principals: int = 10
-    shared: float = 0.15           # share of bindings that bind a group another binding binds already
-    nested_bound: float = 0.2      # share of bindings that bind a group with nested child groups
-    manual_adopted: float = 0.01   # manual assignments that equal a wanted grant (adopted, never written)
-    manual_other: int = 3          # manual assignments per workspace that nobody wants (left alone)
+    shared: float = 0.15  # share of bindings that bind a group another binding binds already
+    nested_bound: float = 0.2  # share of bindings that bind a group with nested child groups
+    manual_adopted: float = 0.01  # manual assignments that equal a wanted grant (adopted, never written)
+    manual_other: int = 3  # manual assignments per workspace that nobody wants (left alone)
     seed: int = 6
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "tiny": Scenario("tiny", users=60, groups=8, bindings=5, workspaces=2, members_per_group=8, nesting=0.4,
-                     service_principals=3, manual_adopted=0.05, manual_other=1),
-    "S": Scenario("S", users=1_000, groups=50, bindings=20, members_per_group=20, nesting=0.1,
-                  large_groups=1, large_group_size=1_200),
-    "M": Scenario("M", users=10_000, groups=500, bindings=100, members_per_group=20, nesting=0.15,
-                  large_groups=3, large_group_size=2_500),
-    "L": Scenario("L", users=50_000, groups=2_000, bindings=500, workspaces=5, members_per_group=25, nesting=0.2,
-                  large_groups=10, large_group_size=2_500, service_principals=100),
+    "tiny": Scenario(
+        "tiny",
+        users=60,
+        groups=8,
+        bindings=5,
+        workspaces=2,
+        members_per_group=8,
+        nesting=0.4,
+        service_principals=3,
+        manual_adopted=0.05,
+        manual_other=1,
+    ),
+    "S": Scenario(
+        "S",
+        users=1_000,
+        groups=50,
+        bindings=20,
+        members_per_group=20,
+        nesting=0.1,
+        large_groups=1,
+        large_group_size=1_200,
+    ),
+    "M": Scenario(
+        "M",
+        users=10_000,
+        groups=500,
+        bindings=100,
+        members_per_group=20,
+        nesting=0.15,
+        large_groups=3,
+        large_group_size=2_500,
+    ),
+    "L": Scenario(
+        "L",
+        users=50_000,
+        groups=2_000,
+        bindings=500,
+        workspaces=5,
+        members_per_group=25,
+        nesting=0.2,
+        large_groups=10,
+        large_group_size=2_500,
+        service_principals=100,
+    ),
 }
 
 Grant = tuple[str, str, str]  # (roleId, principalId, scope), lower-case ids
@@ -76,14 +122,25 @@ def workspace_names(s: Scenario) -> list[str]:
 
 def build_seed(s: Scenario) -> dict[str, Any]:
     """The sandbox seed: the synthetic organisation, the workspaces and the manual assignments."""
-    seed = synthetic_org(users=s.users, groups=s.groups, members_per_group=s.members_per_group, nesting=s.nesting,
-                         service_principals=s.service_principals, large_groups=s.large_groups,
-                         large_group_size=s.large_group_size, workspaces=workspace_names(s), pools=3, seed=s.seed,
-                         app_secret=APP_SECRET)
+    seed = synthetic_org(
+        users=s.users,
+        groups=s.groups,
+        members_per_group=s.members_per_group,
+        nesting=s.nesting,
+        service_principals=s.service_principals,
+        large_groups=s.large_groups,
+        large_group_size=s.large_group_size,
+        workspaces=workspace_names(s),
+        pools=3,
+        seed=s.seed,
+        app_secret=APP_SECRET,
+    )
     world = World(s, seed)
     for ws in seed["workspaces"]:
-        ws["assignments"] = [{"role": role, "principal": principal, "scope": scope, "id": aid}
-                             for aid, (role, principal, scope) in world.manual[ws["name"]].items()]
+        ws["assignments"] = [
+            {"role": role, "principal": principal, "scope": scope, "id": aid}
+            for aid, (role, principal, scope) in world.manual[ws["name"]].items()
+        ]
     return seed
 
 
@@ -93,17 +150,23 @@ class Binding:
     workspace: str
     roles: list[str]
     scope: dict[str, str] | None
-    groups: list[str]                       # group ids
-    by_id: list[bool]                       # name the group by id (else by displayName)
+    groups: list[str]  # group ids
+    by_id: list[bool]  # name the group by id (else by displayName)
 
     def manifest(self, group_names: dict[str, str]) -> dict[str, Any]:
-        subjects = [{"kind": "Group", "id": g} if by_id else {"kind": "Group", "name": group_names[g]}
-                    for g, by_id in zip(self.groups, self.by_id, strict=True)]
+        subjects = [
+            {"kind": "Group", "id": g} if by_id else {"kind": "Group", "name": group_names[g]}
+            for g, by_id in zip(self.groups, self.by_id, strict=True)
+        ]
         spec: dict[str, Any] = {"workspaceRef": {"name": self.workspace}, "roles": self.roles, "subjects": subjects}
         if self.scope:
             spec["scope"] = self.scope
-        return {"apiVersion": "synapse-scim.io/v1alpha1", "kind": "SynapseRoleBinding",
-                "metadata": {"name": self.name}, "spec": spec}
+        return {
+            "apiVersion": "synapse-scim.io/v1alpha1",
+            "kind": "SynapseRoleBinding",
+            "metadata": {"name": self.name},
+            "spec": spec,
+        }
 
     def scope_path(self) -> str:
         if not self.scope:
@@ -118,12 +181,12 @@ class World:
 
     scenario: Scenario
     seed: dict[str, Any]
-    members: dict[str, set[str]] = field(default_factory=dict)     # group id -> direct member ids
+    members: dict[str, set[str]] = field(default_factory=dict)  # group id -> direct member ids
     group_names: dict[str, str] = field(default_factory=dict)
-    enabled: set[str] = field(default_factory=set)                 # enabled users and service principals
+    enabled: set[str] = field(default_factory=set)  # enabled users and service principals
     users: list[str] = field(default_factory=list)
     bindings: list[Binding] = field(default_factory=list)
-    manual: dict[str, dict[str, Grant]] = field(default_factory=dict)   # ws -> assignment id -> grant
+    manual: dict[str, dict[str, Grant]] = field(default_factory=dict)  # ws -> assignment id -> grant
 
     def __post_init__(self) -> None:
         for u in self.seed["users"]:
@@ -201,8 +264,9 @@ class World:
                     break
             roles = rng.sample(roles_from, min(len(roles_from), 1 + (rng.random() < 0.35)))
             scope = None if kind is None else {kind: f"{SCOPE_COLLECTION[kind][:-1]}{rng.randrange(3)}"}
-            out.append(Binding(f"rb-{i:04d}", wss[i % len(wss)], roles, scope, chosen,
-                               [rng.random() < 0.3 for _ in chosen]))
+            out.append(
+                Binding(f"rb-{i:04d}", wss[i % len(wss)], roles, scope, chosen, [rng.random() < 0.3 for _ in chosen])
+            )
         return out
 
     def desired(self) -> dict[str, set[Grant]]:
@@ -227,8 +291,10 @@ class World:
         for ws in workspace_names(s):
             wanted = sorted(desired[ws])
             picks = rng.sample(wanted, min(len(wanted), max(1, round(s.manual_adopted * len(wanted)))))
-            admins = [(ROLE_IDS["Synapse Administrator"], rng.choice(self.users), f"workspaces/{ws}")
-                      for _ in range(s.manual_other)]
+            admins = [
+                (ROLE_IDS["Synapse Administrator"], rng.choice(self.users), f"workspaces/{ws}")
+                for _ in range(s.manual_other)
+            ]
             grants = list(dict.fromkeys([*picks, *admins]))  # one assignment per tuple, as Synapse allows
             out[ws] = {str(uuid.UUID(int=rng.getrandbits(128), version=4)): g for g in grants}
         return out
@@ -239,8 +305,9 @@ class World:
         return {ws: desired[ws] | set(self.manual[ws].values()) for ws in desired}
 
     # ------------------------------------------------------------------ the least work
-    def minimum(self, *, page_size: int, latency: dict[str, float], write_concurrency: int,
-                read_concurrency: int) -> dict[str, Any]:
+    def minimum(
+        self, *, page_size: int, latency: dict[str, float], write_concurrency: int, read_concurrency: int
+    ) -> dict[str, Any]:
         """The Azure calls a perfect operator makes to converge from empty, and how long they take at
         best. Reads: one resolve per distinct subject, ceil(transitive members / 999) transitiveMembers
         pages per distinct bound group, one role-definition list and ceil(assignments / page size)
@@ -267,38 +334,46 @@ class World:
         # pages follow each other); each workspace's role definitions and first assignment list run
         # meanwhile. Writes: write_concurrency at a time per workspace, workspaces in parallel, so the
         # workspace with the most writes decides.
-        graph_s = (math.ceil(len(subjects) / read_concurrency)
-                   + max(math.ceil(sum(pages.values()) / read_concurrency), max(pages.values(), default=0))) * g
+        graph_s = (
+            math.ceil(len(subjects) / read_concurrency)
+            + max(math.ceil(sum(pages.values()) / read_concurrency), max(pages.values(), default=0))
+        ) * g
         synapse_read_s = max(((1 + list_pages[ws]) * syn for ws in desired), default=0.0)
         reads_s = max(graph_s, synapse_read_s)
         writes_s = max((math.ceil(n / write_concurrency) * syn for n in writes.values()), default=0.0)
         return {
-            "calls": calls, "total": sum(calls.values()), "writes_per_workspace": writes,
-            "distinct_subjects": len(subjects), "distinct_bound_groups": len(bound),
+            "calls": calls,
+            "total": sum(calls.values()),
+            "writes_per_workspace": writes,
+            "distinct_subjects": len(subjects),
+            "distinct_bound_groups": len(bound),
             "graph_pages_per_group_max": max(pages.values(), default=0),
-            "reads_s": round(reads_s, 3), "writes_s": round(writes_s, 3),
+            "reads_s": round(reads_s, 3),
+            "writes_s": round(writes_s, 3),
             "lower_bound_s": round(reads_s + writes_s, 3),
             "formula": "lower bound = max(graph reads, Synapse reads) + max over workspaces of "
-                       "ceil(needed writes / write concurrency) x Synapse latency; graph reads = "
-                       "(ceil(subjects / read concurrency) + max(ceil(pages / read concurrency), most pages "
-                       "of one group)) x Graph latency; Synapse reads = (1 + assignment-list pages) x Synapse "
-                       "latency for the workspace with most pages; workspaces run in parallel; login latency 0",
+            "ceil(needed writes / write concurrency) x Synapse latency; graph reads = "
+            "(ceil(subjects / read concurrency) + max(ceil(pages / read concurrency), most pages "
+            "of one group)) x Graph latency; Synapse reads = (1 + assignment-list pages) x Synapse "
+            "latency for the workspace with most pages; workspaces run in parallel; login latency 0",
         }
 
     def stats(self) -> dict[str, Any]:
         desired = self.desired()
         return {
-            "users": len(self.users), "groups": len(self.members),
+            "users": len(self.users),
+            "groups": len(self.members),
             "service_principals": len(self.seed["servicePrincipals"]),
             "direct_memberships": sum(len(m) for m in self.members.values()),
             "nested_groups": sum(1 for ms in self.members.values() for m in ms if m in self.members),
-            "workspaces": self.scenario.workspaces, "bindings": len(self.bindings),
-            "bindings_on_nested_groups": sum(1 for b in self.bindings
-                                             if any(m in self.members for g in b.groups for m in self.members[g])),
+            "workspaces": self.scenario.workspaces,
+            "bindings": len(self.bindings),
+            "bindings_on_nested_groups": sum(
+                1 for b in self.bindings if any(m in self.members for g in b.groups for m in self.members[g])
+            ),
             "wanted_assignments": sum(len(d) for d in desired.values()),
             "manual_assignments": sum(len(m) for m in self.manual.values()),
-            "largest_bound_group": max((len(self.transitive(g)) for b in self.bindings for g in b.groups),
-                                       default=0),
+            "largest_bound_group": max((len(self.transitive(g)) for b in self.bindings for g in b.groups), default=0),
         }
 
     # ------------------------------------------------------------------ membership changes
@@ -364,7 +439,7 @@ class World:
 
 @dataclass
 class Change:
-    kind: str                               # add | remove | add-nested | remove-nested
+    kind: str  # add | remove | add-nested | remove-nested
     group: str
     group_name: str
     user: str

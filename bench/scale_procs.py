@@ -31,8 +31,14 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "
 # (it and the benchmark share the admin identity, and the benchmark writes nothing during the window).
 # An operator that wrote Leases would hide among the API server's renewals: the report lists them
 # (about one per 10 s is the API server's own).
-APISERVER_OWN = ("coordination.k8s.io/leases", "flowcontrol.apiserver.k8s.io/", "apiregistration.k8s.io/",
-                 "networking.k8s.io/", "rbac.authorization.k8s.io/", "scheduling.k8s.io/")
+APISERVER_OWN = (
+    "coordination.k8s.io/leases",
+    "flowcontrol.apiserver.k8s.io/",
+    "apiregistration.k8s.io/",
+    "networking.k8s.io/",
+    "rbac.authorization.k8s.io/",
+    "scheduling.k8s.io/",
+)
 
 
 # ------------------------------------------------------------------------------------------ CPUs
@@ -47,26 +53,43 @@ def _die_with_parent() -> None:
 
 
 # ------------------------------------------------------------------------------------------ sandbox
-def _sandbox_main(scenario: Scenario, latency: dict[str, float], page_size: int, log_size: int,
-                  cert_dir: str, cpu: int | None, conn: Any) -> None:
+def _sandbox_main(
+    scenario: Scenario,
+    latency: dict[str, float],
+    page_size: int,
+    log_size: int,
+    cert_dir: str,
+    cpu: int | None,
+    conn: Any,
+) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     from synapse_scim_sandbox import Sandbox
 
     async def main() -> None:
         t0 = time.perf_counter()
-        sandbox = Sandbox(build_seed(scenario), cert_dir=Path(cert_dir), latency=latency, page_size=page_size,
-                          log_size=log_size)
+        sandbox = Sandbox(
+            build_seed(scenario), cert_dir=Path(cert_dir), latency=latency, page_size=page_size, log_size=log_size
+        )
         load_s = time.perf_counter() - t0
         gc.collect()
         gc.freeze()  # as the CLI does: the loaded organisation is never scanned by the cyclic GC again
         async with sandbox:
             app = sandbox.client(APP)
-            conn.send({"pid": os.getpid(), "admin_url": sandbox.admin_url, "ca_path": str(sandbox.ca_path),
-                       "tenant_id": sandbox.tenant_id, "authority_host": sandbox.authority_host,
-                       "graph_url": sandbox.graph_url,
-                       "workspaces": {w: sandbox.workspace_endpoint(w) for w in sandbox.state.workspaces},
-                       "client_id": app.client_id, "secret": app.secret, "load_s": round(load_s, 2)})
+            conn.send(
+                {
+                    "pid": os.getpid(),
+                    "admin_url": sandbox.admin_url,
+                    "ca_path": str(sandbox.ca_path),
+                    "tenant_id": sandbox.tenant_id,
+                    "authority_host": sandbox.authority_host,
+                    "graph_url": sandbox.graph_url,
+                    "workspaces": {w: sandbox.workspace_endpoint(w) for w in sandbox.state.workspaces},
+                    "client_id": app.client_id,
+                    "secret": app.secret,
+                    "load_s": round(load_s, 2),
+                }
+            )
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until "stop"
 
     asyncio.run(main())
@@ -75,8 +98,16 @@ def _sandbox_main(scenario: Scenario, latency: dict[str, float], page_size: int,
 class SandboxProcess:
     """The sandbox seeded with a scenario, in a child process (spawned: no state shared with us)."""
 
-    def __init__(self, scenario: Scenario, *, latency: dict[str, float], cert_dir: Path, cpu: int | None,
-                 page_size: int = 100, log_size: int = 50_000) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        latency: dict[str, float],
+        cert_dir: Path,
+        cpu: int | None,
+        page_size: int = 100,
+        log_size: int = 50_000,
+    ) -> None:
         self.args = (scenario, latency, page_size, log_size, str(cert_dir), cpu)
         self.proc: Any = None
         self.conn: Any = None
@@ -114,13 +145,34 @@ def free_port() -> int:
 class OperatorProcess:
     """`synapse-scim run` for one namespace, with the environment the e2e harness gives it."""
 
-    def __init__(self, *, kubeconfig: Path, ca_path: str, namespace: str, log_path: Path, cpu: int | None,
-                 env: dict[str, str], profile: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path,
+        ca_path: str,
+        namespace: str,
+        log_path: Path,
+        cpu: int | None,
+        env: dict[str, str],
+        profile: Path | None = None,
+    ) -> None:
         self.metrics_port = free_port()
-        environment = {**os.environ, "KUBECONFIG": str(kubeconfig), "SYNAPSE_SCIM_AZURE_CA_BUNDLE": ca_path,
-                       "SYNAPSE_SCIM_FINALIZER_WAIT": "20s", **env}
-        for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_ID",
-                    "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_TOKEN_CREDENTIALS"):
+        environment = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "SYNAPSE_SCIM_AZURE_CA_BUNDLE": ca_path,
+            "SYNAPSE_SCIM_FINALIZER_WAIT": "20s",
+            **env,
+        }
+        for var in (
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_TOKEN_CREDENTIALS",
+        ):
             environment.pop(var, None)
 
         def setup() -> None:
@@ -134,9 +186,23 @@ class OperatorProcess:
         # cProfile writes its file when the operator exits, SIGTERM included (kopf exits normally on it).
         python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
         self.proc = subprocess.Popen(
-            [*python, "-m", "synapse_scim.cli", "run", "--namespace", namespace, "--liveness", "",
-             "--metrics-port", str(self.metrics_port)],
-            env=environment, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=setup)
+            [
+                *python,
+                "-m",
+                "synapse_scim.cli",
+                "run",
+                "--namespace",
+                namespace,
+                "--liveness",
+                "",
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
+            env=environment,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=setup,
+        )
 
     @property
     def pid(self) -> int:
@@ -222,13 +288,31 @@ def operator_writes(diff: Counter[str]) -> int:
 
 # ------------------------------------------------------------------------------------------ machine
 def machine() -> dict[str, Any]:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem = next((int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
-                if line.startswith("MemTotal")), 0)
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        (
+            int(line.split()[1]) // 1024
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
     try:
         os_name = platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
     except OSError:
         os_name = platform.system()
-    return {"cpu": model, "cpus": os.cpu_count(), "memory_mb": mem, "os": os_name,
-            "kernel": platform.release(), "python": platform.python_version()}
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_mb": mem,
+        "os": os_name,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }

@@ -87,8 +87,9 @@ class Directory:
 
     @classmethod
     def from_org(cls, org: dict[str, Any]) -> Directory:
-        return cls({g["displayName"]: {m["group"] if isinstance(m, dict) else m for m in g["members"]}
-                    for g in org["groups"]})
+        return cls(
+            {g["displayName"]: {m["group"] if isinstance(m, dict) else m for m in g["members"]} for g in org["groups"]}
+        )
 
     def users_of(self, group: str) -> set[str]:
         seen, todo, users = {group}, [group], set()
@@ -126,9 +127,20 @@ class Report:
 
 
 class Soak:
-    def __init__(self, h: Harness, *, duration: float, seed: int, fault_rate: float = 0.2,
-                 sync_interval: float = 30.0, race_window: float = 45.0, kill_every: float = 20.0,
-                 change_every: float = 2.0, expire_every: float = 15.0, log: Any = print) -> None:
+    def __init__(
+        self,
+        h: Harness,
+        *,
+        duration: float,
+        seed: int,
+        fault_rate: float = 0.2,
+        sync_interval: float = 30.0,
+        race_window: float = 45.0,
+        kill_every: float = 20.0,
+        change_every: float = 2.0,
+        expire_every: float = 15.0,
+        log: Any = print,
+    ) -> None:
         self.h, self.duration, self.rng, self.log = h, duration, random.Random(seed), log
         self.fault_rate, self.sync_interval, self.race_window = fault_rate, sync_interval, race_window
         self.kill_every, self.change_every, self.expire_every = kill_every, change_every, expire_every
@@ -144,8 +156,12 @@ class Soak:
     # -- the model ----------------------------------------------------------------------------------
 
     def wanted(self) -> frozenset[Key]:
-        return frozenset((ROLES[role], self.ids[u], SCOPE) for role, groups in BINDINGS.values()
-                         for g in groups for u in self.dir.users_of(g))
+        return frozenset(
+            (ROLES[role], self.ids[u], SCOPE)
+            for role, groups in BINDINGS.values()
+            for g in groups
+            for u in self.dir.users_of(g)
+        )
 
     def wanted_in_window(self, key: Key, start: float, end: float) -> list[bool]:
         """For every directory state that may have been current at some instant in [start, end],
@@ -179,16 +195,17 @@ class Soak:
         now = time.time()
         self.states.append((now, now, self.wanted()))
         h.start_operator()
-        h.workspace(syncInterval=f"{self.sync_interval:g}s",
-                    removalGuard={"maxRemovals": 1000, "maxPercent": 100})
+        h.workspace(syncInterval=f"{self.sync_interval:g}s", removalGuard={"maxRemovals": 1000, "maxPercent": 100})
         for name, (role, groups) in BINDINGS.items():
             h.binding(name, [role], [{"kind": "Group", "name": g} for g in groups])
         for name in BINDINGS:
             h.wait_condition(RB_PLURAL, name, timeout=120)
         self.seq = max((e["seq"] for e in h.sb.admin.request_log()), default=0)
         self.check_requests()
-        self.log(f"soak: seed {self.report.seed}, {len(self.wanted())} wanted grants, "
-                 f"{len(self.manual)} manual assignments, converged before the faults")
+        self.log(
+            f"soak: seed {self.report.seed}, {len(self.wanted())} wanted grants, "
+            f"{len(self.manual)} manual assignments, converged before the faults"
+        )
 
     # -- what happens -----------------------------------------------------------------------------
 
@@ -280,8 +297,7 @@ class Soak:
                 continue
             window = self.wanted_in_window(key, e["time"] - self.race_window, e["time"])
             if all(window):
-                self.violation(f"deleted {key} at {e['time']:.3f}, wanted throughout the {self.race_window:g}s "
-                               "before")
+                self.violation(f"deleted {key} at {e['time']:.3f}, wanted throughout the {self.race_window:g}s before")
             elif key in self.current_state(e["time"]):
                 # Wanted again by the time it was deleted: the operator acted on a read from before
                 # the change (allowed within the race window); it re-grants on its next sync.
@@ -321,9 +337,16 @@ class Soak:
     def run(self) -> Report:
         h, rng = self.h, self.rng
         self.setup()
-        rule = h.sb.admin.inject_fault({"service": "*", "rate": self.fault_rate, "seed": self.report.seed,
-                                        "kinds": ["429", "500", "503", "timeout", "reset"],
-                                        "retry_after": 1, "hold": 2})
+        rule = h.sb.admin.inject_fault(
+            {
+                "service": "*",
+                "rate": self.fault_rate,
+                "seed": self.report.seed,
+                "kinds": ["429", "500", "503", "timeout", "reset"],
+                "retry_after": 1,
+                "hold": 2,
+            }
+        )
         start = time.monotonic()
         end = start + self.duration
         next_change = start + rng.expovariate(1 / self.change_every)
@@ -359,17 +382,21 @@ class Soak:
         h.sb.admin.remove_fault(rule["id"])
         self.ensure_running()
         stopped = time.monotonic()
-        self.log(f"soak: faults stopped after {stopped - start:.0f}s; waiting for convergence "
-                 f"(at most two sync intervals, {2 * self.sync_interval:g}s)")
+        self.log(
+            f"soak: faults stopped after {stopped - start:.0f}s; waiting for convergence "
+            f"(at most two sync intervals, {2 * self.sync_interval:g}s)"
+        )
         while not self.converged():
             self.check_requests()
             self.check_assignments()
             if time.monotonic() - stopped > 2 * self.sync_interval:
                 listed = {(a["roleDefinitionId"], a["principalId"].lower(), a["scope"]) for a in h.assignments()}
                 want = set(self.wanted()) | set(self.manual.values())
-                self.violation(f"not converged {2 * self.sync_interval:g}s after the faults stopped: missing "
-                               f"{sorted(want - listed)}, unexpected {sorted(listed - want)}, conditions "
-                               + json.dumps({n: h.condition(RB_PLURAL, n) for n in BINDINGS}))
+                self.violation(
+                    f"not converged {2 * self.sync_interval:g}s after the faults stopped: missing "
+                    f"{sorted(want - listed)}, unexpected {sorted(listed - want)}, conditions "
+                    + json.dumps({n: h.condition(RB_PLURAL, n) for n in BINDINGS})
+                )
                 break
             time.sleep(0.5)
         else:
@@ -383,11 +410,13 @@ class Soak:
 
 def summary(report: Report) -> str:
     r = report
-    return (f"soak: seed {r.seed}, {r.duration_s:g}s: {r.faults_injected} faults injected {r.faults_by_kind} "
-            f"of {r.azure_requests} Azure requests, {r.token_expiries} token expiries, {r.kills} kills, "
-            f"{r.directory_changes} directory changes {r.changes_by_kind}, {r.creates} creates, {r.deletes} deletes "
-            f"({r.deletes_racing_a_change} racing a change), converged {r.convergence_s}s after the faults "
-            f"stopped, {len(r.violations)} violations")
+    return (
+        f"soak: seed {r.seed}, {r.duration_s:g}s: {r.faults_injected} faults injected {r.faults_by_kind} "
+        f"of {r.azure_requests} Azure requests, {r.token_expiries} token expiries, {r.kills} kills, "
+        f"{r.directory_changes} directory changes {r.changes_by_kind}, {r.creates} creates, {r.deletes} deletes "
+        f"({r.deletes_racing_a_change} racing a change), converged {r.convergence_s}s after the faults "
+        f"stopped, {len(r.violations)} violations"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,9 +442,15 @@ def main(argv: list[str] | None = None) -> int:
         with cluster.api_client() as api:
             client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         with running_harness(cluster, namespace, soak_org(), Path(tmp)) as h:
-            report = Soak(h, duration=args.duration, seed=seed, fault_rate=args.fault_rate,
-                          kill_every=args.kill_every, change_every=args.change_every,
-                          log=lambda m: print(m, flush=True)).run()
+            report = Soak(
+                h,
+                duration=args.duration,
+                seed=seed,
+                fault_rate=args.fault_rate,
+                kill_every=args.kill_every,
+                change_every=args.change_every,
+                log=lambda m: print(m, flush=True),
+            ).run()
     print(summary(report))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"soak-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}.json"

@@ -18,43 +18,93 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-RECONCILES = Counter("synapse_scim_reconciles_total", "Workspace syncs, by outcome.",
-                     ["namespace", "workspace", "result"], registry=REGISTRY)
-SYNCS = Counter("synapse_scim_syncs_total",
-                "Workspace syncs by kind: full (everything read fresh), assignments (Synapse re-listed, directory "
-                "from the delta-kept cache) or incremental (caches and the last listing).",
-                ["namespace", "workspace", "kind"], registry=REGISTRY)
-WRITE_LIMIT = Gauge("synapse_scim_write_concurrency",
-                    "Writes allowed in flight to a workspace now (halved by each 429, grows back on success).",
-                    ["namespace", "workspace"], registry=REGISTRY)
-RECONCILE_SECONDS = Histogram("synapse_scim_reconcile_duration_seconds", "Duration of one workspace sync.",
-                              ["namespace", "workspace"], registry=REGISTRY,
-                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
-ASSIGNMENTS_CREATED = Counter("synapse_scim_assignments_created_total",
-                              "Synapse role assignments created (409 adoptions excluded).",
-                              ["namespace", "workspace"], registry=REGISTRY)
-ASSIGNMENTS_ADOPTED = Counter("synapse_scim_assignments_adopted_total",
-                              "Grants that already existed (409 RoleAssignmentAlreadyExists).",
-                              ["namespace", "workspace"], registry=REGISTRY)
-ASSIGNMENTS_DELETED = Counter("synapse_scim_assignments_deleted_total", "Synapse role assignments deleted.",
-                              ["namespace", "workspace"], registry=REGISTRY)
-REMOVALS_HELD = Gauge("synapse_scim_removals_held", "Removals withheld by the removal guard or incomplete reads.",
-                      ["namespace", "workspace"], registry=REGISTRY)
-BINDING_DRIFT = Gauge("synapse_scim_binding_drift", "Assignments a binding is missing or has unexpectedly.",
-                      ["namespace", "binding", "direction"], registry=REGISTRY)
-BINDING_READY = Gauge("synapse_scim_binding_ready", "1 when the binding's Ready condition is True.",
-                      ["namespace", "binding"], registry=REGISTRY)
-LEADER = Gauge("synapse_scim_leader",
-               "1 while this process acts (it holds the leader-election Lease, or runs without election); "
-               "0 while it is a standby.", registry=REGISTRY)
-AZURE_REQUESTS = Counter("synapse_scim_azure_requests_total", "HTTP requests to Azure services.",
-                         ["service", "operation", "code"], registry=REGISTRY)
-AZURE_ERRORS = Counter("synapse_scim_azure_request_errors_total",
-                       "Azure requests that failed (HTTP status >= 400 or no response).",
-                       ["service", "operation", "code"], registry=REGISTRY)
-AZURE_SECONDS = Histogram("synapse_scim_azure_request_duration_seconds", "Duration of Azure HTTP requests.",
-                          ["service", "operation"], registry=REGISTRY,
-                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+RECONCILES = Counter(
+    "synapse_scim_reconciles_total",
+    "Workspace syncs, by outcome.",
+    ["namespace", "workspace", "result"],
+    registry=REGISTRY,
+)
+SYNCS = Counter(
+    "synapse_scim_syncs_total",
+    "Workspace syncs by kind: full (everything read fresh), assignments (Synapse re-listed, directory "
+    "from the delta-kept cache) or incremental (caches and the last listing).",
+    ["namespace", "workspace", "kind"],
+    registry=REGISTRY,
+)
+WRITE_LIMIT = Gauge(
+    "synapse_scim_write_concurrency",
+    "Writes allowed in flight to a workspace now (halved by each 429, grows back on success).",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Histogram(
+    "synapse_scim_reconcile_duration_seconds",
+    "Duration of one workspace sync.",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+ASSIGNMENTS_CREATED = Counter(
+    "synapse_scim_assignments_created_total",
+    "Synapse role assignments created (409 adoptions excluded).",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+ASSIGNMENTS_ADOPTED = Counter(
+    "synapse_scim_assignments_adopted_total",
+    "Grants that already existed (409 RoleAssignmentAlreadyExists).",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+ASSIGNMENTS_DELETED = Counter(
+    "synapse_scim_assignments_deleted_total",
+    "Synapse role assignments deleted.",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+REMOVALS_HELD = Gauge(
+    "synapse_scim_removals_held",
+    "Removals withheld by the removal guard or incomplete reads.",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+BINDING_DRIFT = Gauge(
+    "synapse_scim_binding_drift",
+    "Assignments a binding is missing or has unexpectedly.",
+    ["namespace", "binding", "direction"],
+    registry=REGISTRY,
+)
+BINDING_READY = Gauge(
+    "synapse_scim_binding_ready",
+    "1 when the binding's Ready condition is True.",
+    ["namespace", "binding"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "synapse_scim_leader",
+    "1 while this process acts (it holds the leader-election Lease, or runs without election); "
+    "0 while it is a standby.",
+    registry=REGISTRY,
+)
+AZURE_REQUESTS = Counter(
+    "synapse_scim_azure_requests_total",
+    "HTTP requests to Azure services.",
+    ["service", "operation", "code"],
+    registry=REGISTRY,
+)
+AZURE_ERRORS = Counter(
+    "synapse_scim_azure_request_errors_total",
+    "Azure requests that failed (HTTP status >= 400 or no response).",
+    ["service", "operation", "code"],
+    registry=REGISTRY,
+)
+AZURE_SECONDS = Histogram(
+    "synapse_scim_azure_request_duration_seconds",
+    "Duration of Azure HTTP requests.",
+    ["service", "operation"],
+    registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 _GRAPH_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/(\$|%24)batch$"), "batch"),

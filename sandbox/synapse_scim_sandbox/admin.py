@@ -86,6 +86,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
             if isinstance(result, web.StreamResponse):
                 return result
             return web.json_response(result)
+
         return handler
 
     async def body(request: web.Request) -> dict[str, Any]:
@@ -100,8 +101,12 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         return state_of().directory
 
     def user_json(u: Any) -> dict[str, Any]:
-        return {"id": u.id, "userPrincipalName": u.user_principal_name, "displayName": u.display_name,
-                "accountEnabled": u.account_enabled}
+        return {
+            "id": u.id,
+            "userPrincipalName": u.user_principal_name,
+            "displayName": u.display_name,
+            "accountEnabled": u.account_enabled,
+        }
 
     def group_json(g: Any) -> dict[str, Any]:
         return {"id": g.id, "displayName": g.display_name, "members": list(g.members)}
@@ -116,9 +121,12 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
     async def add_user(request: web.Request) -> Any:
         b = await body(request)
         upn = b["userPrincipalName"]
-        user = directory().add_user(b.get("id") or stable_id("user", upn), upn,
-                                    b.get("displayName") or upn.split("@")[0],
-                                    account_enabled=bool(b.get("accountEnabled", True)))
+        user = directory().add_user(
+            b.get("id") or stable_id("user", upn),
+            upn,
+            b.get("displayName") or upn.split("@")[0],
+            account_enabled=bool(b.get("accountEnabled", True)),
+        )
         return user_json(user)
 
     async def delete_user(request: web.Request) -> Any:
@@ -129,6 +137,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         async def fn(request: web.Request) -> Any:
             user = directory().resolve(request.match_info["ref"], (USER,))
             return user_json(directory().set_account_enabled(user.id, enabled))
+
         return fn
 
     async def add_group(request: web.Request) -> Any:
@@ -169,8 +178,9 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
     async def add_sp(request: web.Request) -> Any:
         b = await body(request)
         name = b["displayName"]
-        sp = directory().add_service_principal(b.get("id") or stable_id("servicePrincipal", name),
-                                               b.get("appId") or stable_id("app", name), name)
+        sp = directory().add_service_principal(
+            b.get("id") or stable_id("servicePrincipal", name), b.get("appId") or stable_id("app", name), name
+        )
         return {"id": sp.id, "appId": sp.app_id, "displayName": sp.display_name}
 
     def assignment_json(a: Any) -> dict[str, Any]:
@@ -182,8 +192,9 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
 
     async def add_assignment(request: web.Request) -> Any:
         b = await body(request)
-        a = state_of().grant(request.match_info["ws"], b["role"], b["principal"], b.get("scope"), b.get("id"),
-                             b.get("principalType"))
+        a = state_of().grant(
+            request.match_info["ws"], b["role"], b["principal"], b.get("scope"), b.get("id"), b.get("principalType")
+        )
         return assignment_json(a)
 
     async def delete_assignment(request: web.Request) -> Any:
@@ -214,8 +225,12 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         rule = dict(await body(request))
         match = dict(rule.get("match") or {})
         d = directory()
-        for key, kinds in (("group", (GROUP,)), ("user", (USER,)), ("servicePrincipal", (SERVICE_PRINCIPAL,)),
-                           ("principalId", (USER, GROUP, SERVICE_PRINCIPAL))):
+        for key, kinds in (
+            ("group", (GROUP,)),
+            ("user", (USER,)),
+            ("servicePrincipal", (SERVICE_PRINCIPAL,)),
+            ("principalId", (USER, GROUP, SERVICE_PRINCIPAL)),
+        ):
             if key in match and not is_guid(str(match[key])):
                 match[key] = d.resolve(str(match[key]), kinds).id
         if match:
@@ -241,8 +256,12 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
 
     async def requests(request: web.Request) -> Any:
         q = request.query
-        filters = {"service": q.get("service"), "operation": q.get("operation"), "status": q.get("status"),
-                   "since": int(q.get("since", 0))}
+        filters = {
+            "service": q.get("service"),
+            "operation": q.get("operation"),
+            "status": q.get("status"),
+            "since": int(q.get("since", 0)),
+        }
         if "count" in q:  # long poll: wait until at least `count` entries match
             return await sandbox.faults.wait_for(int(q["count"]), float(q.get("timeout", 30)), **filters)
         return sandbox.faults.requests(**filters)
@@ -281,11 +300,14 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
 
     p = PREFIX
     return [
-        web.get(f"{p}/info", wrap(info)), web.post(f"{p}/reset", wrap(reset)),
-        web.post(f"{p}/users", wrap(add_user)), web.delete(f"{p}/users/{{ref}}", wrap(delete_user)),
+        web.get(f"{p}/info", wrap(info)),
+        web.post(f"{p}/reset", wrap(reset)),
+        web.post(f"{p}/users", wrap(add_user)),
+        web.delete(f"{p}/users/{{ref}}", wrap(delete_user)),
         web.post(f"{p}/users/{{ref}}/disable", wrap(set_enabled(False))),
         web.post(f"{p}/users/{{ref}}/enable", wrap(set_enabled(True))),
-        web.post(f"{p}/groups", wrap(add_group)), web.patch(f"{p}/groups/{{ref}}", wrap(rename_group)),
+        web.post(f"{p}/groups", wrap(add_group)),
+        web.patch(f"{p}/groups/{{ref}}", wrap(rename_group)),
         web.delete(f"{p}/groups/{{ref}}", wrap(delete_group)),
         web.post(f"{p}/groups/{{ref}}/members", wrap(add_member)),
         web.delete(f"{p}/groups/{{ref}}/members/{{member}}", wrap(remove_member)),
@@ -294,12 +316,18 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         web.post(f"{p}/workspaces/{{ws}}/assignments", wrap(add_assignment)),
         web.delete(f"{p}/workspaces/{{ws}}/assignments/{{id}}", wrap(delete_assignment)),
         web.put(f"{p}/workspaces/{{ws}}/access", wrap(set_access)),
-        web.post(f"{p}/faults", wrap(add_fault)), web.get(f"{p}/faults", wrap(list_faults)),
-        web.delete(f"{p}/faults", wrap(clear_faults)), web.delete(f"{p}/faults/{{id}}", wrap(remove_fault)),
-        web.get(f"{p}/counters", wrap(counters)), web.delete(f"{p}/counters", wrap(reset_counters)),
-        web.get(f"{p}/requests", wrap(requests)), web.put(f"{p}/latency", wrap(set_latency)),
-        web.put(f"{p}/token-lifetime", wrap(set_token_lifetime)), web.post(f"{p}/tokens/expire", wrap(expire_tokens)),
-        web.post(f"{p}/clock/advance", wrap(advance_clock)), web.post(f"{p}/directory/compact", wrap(compact)),
+        web.post(f"{p}/faults", wrap(add_fault)),
+        web.get(f"{p}/faults", wrap(list_faults)),
+        web.delete(f"{p}/faults", wrap(clear_faults)),
+        web.delete(f"{p}/faults/{{id}}", wrap(remove_fault)),
+        web.get(f"{p}/counters", wrap(counters)),
+        web.delete(f"{p}/counters", wrap(reset_counters)),
+        web.get(f"{p}/requests", wrap(requests)),
+        web.put(f"{p}/latency", wrap(set_latency)),
+        web.put(f"{p}/token-lifetime", wrap(set_token_lifetime)),
+        web.post(f"{p}/tokens/expire", wrap(expire_tokens)),
+        web.post(f"{p}/clock/advance", wrap(advance_clock)),
+        web.post(f"{p}/directory/compact", wrap(compact)),
     ]
 
 
@@ -326,10 +354,24 @@ class _AdminCalls:
         """Restore the seeded directory and workspaces; clear faults, counters and the request log."""
         return self._call("POST", "/reset")
 
-    def add_user(self, user_principal_name: str, display_name: str | None = None, *, id: str | None = None,
-                 account_enabled: bool = True) -> Any:
-        return self._call("POST", "/users", {"userPrincipalName": user_principal_name, "displayName": display_name,
-                                             "id": id, "accountEnabled": account_enabled})
+    def add_user(
+        self,
+        user_principal_name: str,
+        display_name: str | None = None,
+        *,
+        id: str | None = None,
+        account_enabled: bool = True,
+    ) -> Any:
+        return self._call(
+            "POST",
+            "/users",
+            {
+                "userPrincipalName": user_principal_name,
+                "displayName": display_name,
+                "id": id,
+                "accountEnabled": account_enabled,
+            },
+        )
 
     def delete_user(self, user: str) -> Any:
         return self._call("DELETE", f"/users/{_q(user)}")
@@ -358,12 +400,27 @@ class _AdminCalls:
     def add_service_principal(self, display_name: str, *, app_id: str | None = None, id: str | None = None) -> Any:
         return self._call("POST", "/servicePrincipals", {"displayName": display_name, "appId": app_id, "id": id})
 
-    def add_assignment(self, workspace: str, role_name_or_id: str, principal_id: str, scope: str | None = None,
-                       id: str | None = None, principal_type: str | None = None) -> Any:
+    def add_assignment(
+        self,
+        workspace: str,
+        role_name_or_id: str,
+        principal_id: str,
+        scope: str | None = None,
+        id: str | None = None,
+        principal_type: str | None = None,
+    ) -> Any:
         """A manual grant (not made by the operator); scope defaults to the workspace."""
-        return self._call("POST", f"/workspaces/{_q(workspace)}/assignments", {
-            "role": role_name_or_id, "principal": principal_id, "scope": scope, "id": id,
-            "principalType": principal_type})
+        return self._call(
+            "POST",
+            f"/workspaces/{_q(workspace)}/assignments",
+            {
+                "role": role_name_or_id,
+                "principal": principal_id,
+                "scope": scope,
+                "id": id,
+                "principalType": principal_type,
+            },
+        )
 
     def delete_assignment(self, workspace: str, id: str) -> Any:
         return self._call("DELETE", f"/workspaces/{_q(workspace)}/assignments/{_q(id)}")
@@ -396,21 +453,46 @@ class _AdminCalls:
     def reset_counters(self) -> Any:
         return self._call("DELETE", "/counters")
 
-    def request_log(self, service: str | None = None, operation: str | None = None, since: int = 0,
-                    status: int | str | None = None) -> Any:
+    def request_log(
+        self, service: str | None = None, operation: str | None = None, since: int = 0, status: int | str | None = None
+    ) -> Any:
         """Logged requests (newest last): time, service, operation, method, path, status, client_id, params,
         fault, rule, duration_ms, headers (retry-attempt, x-ms-continuation, ...), seq."""
-        query = urlencode({k: v for k, v in (("service", service), ("operation", operation), ("since", since),
-                                             ("status", status)) if v})
+        query = urlencode(
+            {
+                k: v
+                for k, v in (("service", service), ("operation", operation), ("since", since), ("status", status))
+                if v
+            }
+        )
         return self._call("GET", "/requests" + (f"?{query}" if query else ""))
 
-    def wait_for_requests(self, service: str | None = None, operation: str | None = None, *,
-                          status: int | str | None = None, count: int = 1, since: int = 0,
-                          timeout: float = 30.0) -> Any:
+    def wait_for_requests(
+        self,
+        service: str | None = None,
+        operation: str | None = None,
+        *,
+        status: int | str | None = None,
+        count: int = 1,
+        since: int = 0,
+        timeout: float = 30.0,
+    ) -> Any:
         """Wait (server side, no polling) until at least `count` logged requests match; returns them
         (fewer if `timeout` ran out)."""
-        query = urlencode({k: v for k, v in (("service", service), ("operation", operation), ("since", since),
-                                             ("status", status), ("count", count), ("timeout", timeout)) if v})
+        query = urlencode(
+            {
+                k: v
+                for k, v in (
+                    ("service", service),
+                    ("operation", operation),
+                    ("since", since),
+                    ("status", status),
+                    ("count", count),
+                    ("timeout", timeout),
+                )
+                if v
+            }
+        )
         return self._call("GET", f"/requests?{query}")
 
     def set_latency(self, latency: Mapping[str, float] | None = None, **per_service: float) -> Any:
@@ -451,8 +533,10 @@ class AdminClient(_AdminCalls):
         self._ssl = client_context(ca_path)
 
     async def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        async with aiohttp.ClientSession() as session, session.request(
-                method, self.admin_url + path, json=body, ssl=self._ssl) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.admin_url + path, json=body, ssl=self._ssl) as response,
+        ):
             text = await response.text()
             if response.status >= 400:
                 _raise_for(response.status, text)

@@ -39,8 +39,13 @@ RESOURCES = {
     "https://dev.azuresynapse.net": SYNAPSE_AUDIENCE,
 }
 #: Graph application permissions a client may be given (`graph:` in the seed).
-GRAPH_PERMISSIONS = ("Directory.Read.All", "Group.Read.All", "GroupMember.Read.All", "User.Read.All",
-                     "Application.Read.All")
+GRAPH_PERMISSIONS = (
+    "Directory.Read.All",
+    "Group.Read.All",
+    "GroupMember.Read.All",
+    "User.Read.All",
+    "Application.Read.All",
+)
 
 
 def b64url(data: bytes) -> str:
@@ -75,19 +80,32 @@ class ClientCertificate:
         key = cert.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             raise ValueError("client certificates must have an RSA key (azure-identity signs with RS256/PS256)")
-        return cls(cert.public_bytes(serialization.Encoding.PEM), key_pem,
-                   b64url(hashlib.sha1(der).digest()), b64url(hashlib.sha256(der).digest()), key)
+        return cls(
+            cert.public_bytes(serialization.Encoding.PEM),
+            key_pem,
+            b64url(hashlib.sha1(der).digest()),
+            b64url(hashlib.sha256(der).digest()),
+            key,
+        )
 
     @classmethod
     def generate(cls, common_name: str) -> ClientCertificate:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = dt.datetime.now(dt.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-                .not_valid_after(now + dt.timedelta(days=365)).sign(key, hashes.SHA256()))
-        key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .sign(key, hashes.SHA256())
+        )
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         return cls.from_pem(cert.public_bytes(serialization.Encoding.PEM), key_pem)
 
     def verify(self, signing_input: bytes, signature: bytes, alg: str) -> None:
@@ -117,7 +135,10 @@ class AppRegistration:
 
     def summary(self) -> dict[str, object]:
         return {
-            "name": self.name, "client_id": self.client_id, "object_id": self.object_id, "secret": self.secret,
+            "name": self.name,
+            "client_id": self.client_id,
+            "object_id": self.object_id,
+            "secret": self.secret,
             "certificate_path": str(self.certificate_path) if self.certificate_path else None,
             "federated_token_file": str(self.federated_token_file) if self.federated_token_file else None,
             "graph_permissions": list(self.graph_permissions),
@@ -138,7 +159,8 @@ class AppRegistration:
     def check_assertion(self, assertion: str, now: float, token_endpoint_suffix: str) -> None:
         """Accept a federated token or a certificate-signed JWT; raise AssertionRejected otherwise."""
         if self.federated_token is not None and secrets.compare_digest(
-                assertion.strip().encode(), self.federated_token.strip().encode()):
+            assertion.strip().encode(), self.federated_token.strip().encode()
+        ):
             return
         parts = assertion.split(".")
         try:
@@ -153,25 +175,33 @@ class AppRegistration:
         x5t256 = header.get("x5t#S256") if header else None
         if self.federated_token is not None and (self.certificate is None or not (x5t or x5t256)):
             subject = claims.get("sub") if claims else None
-            raise AssertionRejected(700213, "No matching federated identity record found for presented assertion "
-                                            f"subject '{subject}'.")
+            raise AssertionRejected(
+                700213, f"No matching federated identity record found for presented assertion subject '{subject}'."
+            )
         if header is None or claims is None:
             raise AssertionRejected(50027, "JWT token is invalid or malformed.")
         if self.certificate is None:
             raise AssertionRejected(700027, "The client has no certificate registered.")
-        if not ((x5t and x5t.rstrip("=") == self.certificate.sha1)
-                or (x5t256 and x5t256.rstrip("=") == self.certificate.sha256)):
-            raise AssertionRejected(700027, f"Client assertion failed signature validation. Key was not found "
-                                          f"for thumbprint '{x5t or x5t256}'.")
+        if not (
+            (x5t and x5t.rstrip("=") == self.certificate.sha1)
+            or (x5t256 and x5t256.rstrip("=") == self.certificate.sha256)
+        ):
+            raise AssertionRejected(
+                700027,
+                f"Client assertion failed signature validation. Key was not found for thumbprint '{x5t or x5t256}'.",
+            )
         self.certificate.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature, str(header.get("alg")))
         if claims.get("iss") != self.client_id or claims.get("sub") != self.client_id:
-            raise AssertionRejected(700023, "Client assertion audience claim does not match Realm issuer; "
-                                          "iss and sub must be the client id.")
+            raise AssertionRejected(
+                700023,
+                "Client assertion audience claim does not match Realm issuer; iss and sub must be the client id.",
+            )
         if not isinstance(claims.get("exp"), int | float) or claims["exp"] < now:
             raise AssertionRejected(700024, "Client assertion is not within its valid time range.")
         if not str(claims.get("aud", "")).rstrip("/").endswith(token_endpoint_suffix):
-            raise AssertionRejected(700021, f"Client assertion audience claim does not match the token "
-                                          f"endpoint: {claims.get('aud')!r}.")
+            raise AssertionRejected(
+                700021, f"Client assertion audience claim does not match the token endpoint: {claims.get('aud')!r}."
+            )
 
 
 @dataclass(slots=True)
@@ -189,17 +219,30 @@ class TokenStore:
     tokens: dict[str, Token] = field(default_factory=dict)
     issued: int = 0
 
-    def issue(self, app: AppRegistration, audience: str, tenant_id: str, now: float,
-              lifetime: float) -> tuple[str, Token]:
+    def issue(
+        self, app: AppRegistration, audience: str, tenant_id: str, now: float, lifetime: float
+    ) -> tuple[str, Token]:
         roles = app.graph_permissions if audience == GRAPH_AUDIENCE else ()
         token = Token(app.client_id, app.object_id, audience, now, now + lifetime, roles)
         header = {"typ": "JWT", "alg": "RS256", "kid": "synapse-scim-sandbox"}
-        claims = {"aud": audience, "iss": f"https://sts.windows.net/{tenant_id}/", "iat": int(now),
-                  "nbf": int(now), "exp": int(now + lifetime), "appid": app.client_id, "azp": app.client_id,
-                  "oid": app.object_id, "sub": app.object_id, "tid": tenant_id, "idtyp": "app",
-                  "roles": list(roles), "ver": "1.0"}
-        text = ".".join((b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()),
-                         b64url(secrets.token_bytes(32))))
+        claims = {
+            "aud": audience,
+            "iss": f"https://sts.windows.net/{tenant_id}/",
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(now + lifetime),
+            "appid": app.client_id,
+            "azp": app.client_id,
+            "oid": app.object_id,
+            "sub": app.object_id,
+            "tid": tenant_id,
+            "idtyp": "app",
+            "roles": list(roles),
+            "ver": "1.0",
+        }
+        text = ".".join(
+            (b64url(json.dumps(header).encode()), b64url(json.dumps(claims).encode()), b64url(secrets.token_bytes(32)))
+        )
         self.tokens[text] = token
         self.issued += 1
         if self.issued % 1024 == 0:

@@ -22,23 +22,34 @@ from .server import Sandbox
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="synapse-scim sandbox", description="Run local emulators of the Entra token "
-                                "endpoint, Microsoft Graph and Synapse access control.")
+    p = argparse.ArgumentParser(
+        prog="synapse-scim sandbox",
+        description="Run local emulators of the Entra token endpoint, Microsoft Graph and Synapse access control.",
+    )
     p.add_argument("--seed", required=True, help="seed YAML file (see synapse_scim_sandbox.seed)")
-    p.add_argument("--cert-dir", type=Path, help="directory for ca.pem, server and client certificates "
-                                                 "(default: a temporary directory removed on exit)")
+    p.add_argument(
+        "--cert-dir",
+        type=Path,
+        help="directory for ca.pem, server and client certificates (default: a temporary directory removed on exit)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--ports", help="fixed ports, e.g. login=8443,graph=9443,synapse=10443 (default: free ports)")
     for service in SERVICES:
-        p.add_argument(f"--latency-{service}", type=float, default=0.0, metavar="MS",
-                       help=f"added latency per {service} request, in milliseconds")
+        p.add_argument(
+            f"--latency-{service}",
+            type=float,
+            default=0.0,
+            metavar="MS",
+            help=f"added latency per {service} request, in milliseconds",
+        )
     p.add_argument("--page-size", type=int, default=100, help="Synapse role assignments per list page")
     p.add_argument("--graph-page-size", type=int, default=100, help="Graph default page size")
     p.add_argument("--token-lifetime", type=float, default=3600.0, help="access token lifetime in seconds")
     p.add_argument("--json", action="store_true", help="print the endpoints as one JSON object")
     p.add_argument("--env-file", type=Path, help="also write KEY=VALUE environment settings to this file")
-    p.add_argument("--client", help="app registration (name or client id) whose credentials go into the env "
-                                    "(default: the first)")
+    p.add_argument(
+        "--client", help="app registration (name or client id) whose credentials go into the env (default: the first)"
+    )
     return p
 
 
@@ -69,17 +80,26 @@ def describe(sb: Sandbox) -> str:
         creds += [f"federated-token-file={app.federated_token_file}"] if app.federated_token_file else []
         lines.append(f"    {app.name}: client id {app.client_id} (object id {app.object_id}) {' '.join(creds)}")
     counts = sb.state.summary()
-    lines.append(f"  directory        {counts['users']} users, {counts['groups']} groups, "
-                 f"{counts['service_principals']} service principals")
+    lines.append(
+        f"  directory        {counts['users']} users, {counts['groups']} groups, "
+        f"{counts['service_principals']} service principals"
+    )
     lines.append("  stop with Ctrl-C")
     return "\n".join(lines)
 
 
 async def serve(args: argparse.Namespace) -> int:
     latency = {s: getattr(args, f"latency_{s}") / 1000.0 for s in SERVICES}
-    sandbox = Sandbox(args.seed, cert_dir=args.cert_dir, latency=latency, token_lifetime=args.token_lifetime,
-                      page_size=args.page_size, graph_page_size=args.graph_page_size, host=args.host,
-                      ports=parse_ports(args.ports))
+    sandbox = Sandbox(
+        args.seed,
+        cert_dir=args.cert_dir,
+        latency=latency,
+        token_lifetime=args.token_lifetime,
+        page_size=args.page_size,
+        graph_page_size=args.graph_page_size,
+        host=args.host,
+        ports=parse_ports(args.ports),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

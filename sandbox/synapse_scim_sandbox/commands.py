@@ -26,8 +26,9 @@ def devcluster(argv: list[str]) -> int:
     from .devcluster import ControlPlane
     from .devcluster.controlplane import sigterm_as_keyboard_interrupt
 
-    parser = argparse.ArgumentParser(prog="synapse-scim devcluster",
-                                     description="start a local etcd + kube-apiserver until Ctrl-C")
+    parser = argparse.ArgumentParser(
+        prog="synapse-scim devcluster", description="start a local etcd + kube-apiserver until Ctrl-C"
+    )
     parser.add_argument("--kubeconfig-out", help="also write the kubeconfig to this path")
     args = parser.parse_args(argv)
     with sigterm_as_keyboard_interrupt():

@@ -61,14 +61,17 @@ def _rows(custom: client.CustomObjectsApi, assignments: int) -> list[str]:
         status = b.get("status") or {}
         ready = next((c for c in status.get("conditions") or () if c["type"] == "Ready"), {})
         s = status.get("summary") or {}
-        lines.append(f"{b['metadata']['name']:<18} {ready.get('status', '-'):<6} {ready.get('reason', '-'):<16} "
-                     f"{s.get('desired', '-'):>7} {s.get('inSync', '-'):>7} {s.get('missing', '-'):>7}")
+        lines.append(
+            f"{b['metadata']['name']:<18} {ready.get('status', '-'):<6} {ready.get('reason', '-'):<16} "
+            f"{s.get('desired', '-'):>7} {s.get('inSync', '-'):>7} {s.get('missing', '-'):>7}"
+        )
     lines.append(f"role assignments in the sandbox workspace: {assignments}")
     return lines
 
 
-def _watch(custom: client.CustomObjectsApi, count: Callable[[], int], table: Table, until: Callable[[], bool],
-           timeout: float) -> bool:
+def _watch(
+    custom: client.CustomObjectsApi, count: Callable[[], int], table: Table, until: Callable[[], bool], timeout: float
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         table.show(_rows(custom, count()))
@@ -109,35 +112,54 @@ def _run(tmp: Path, timeout: float, sandbox_cls: Any) -> int:
     say("starting a local Kubernetes control plane (etcd + kube-apiserver)")
     with ControlPlane() as cp:
         print(f"    {cp.server}  KUBECONFIG={cp.kubeconfig}")
-        say("starting the Azure sandbox (Entra token endpoint, Microsoft Graph, Synapse) from "
-            "examples/sandbox/org.yaml")
+        say(
+            "starting the Azure sandbox (Entra token endpoint, Microsoft Graph, Synapse) from examples/sandbox/org.yaml"
+        )
         with sandbox_cls(seed=_repo_file("examples", "sandbox", "org.yaml"), cert_dir=tmp / "sandbox") as sb:
             print(f"    Graph {sb.graph_url}\n    Synapse {sb.workspace_endpoint('analytics')}")
             with cp.api_client() as api:
                 return _drive(cp, sb, api, tmp, timeout, say)
 
 
-def _drive(cp: ControlPlane, sb: Any, api: client.ApiClient, tmp: Path, timeout: float,
-           say: Callable[[str], None]) -> int:
+def _drive(
+    cp: ControlPlane, sb: Any, api: client.ApiClient, tmp: Path, timeout: float, say: Callable[[str], None]
+) -> int:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     core.create_namespace({"metadata": {"name": NAMESPACE}})
     app = sb.client("synapse-scim-operator")
-    core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "synapse-sp"}, "data": {
-        "clientSecret": base64.b64encode((app.secret or "").encode()).decode()}})
+    core.create_namespaced_secret(
+        NAMESPACE,
+        {
+            "metadata": {"name": "synapse-sp"},
+            "data": {"clientSecret": base64.b64encode((app.secret or "").encode()).decode()},
+        },
+    )
     say("starting the operator: synapse-scim run")
-    env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig), "SYNAPSE_SCIM_AZURE_CA_BUNDLE": str(sb.ca_path),
-           "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": "2s", "SYNAPSE_SCIM_METRICS_PORT": "0"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cp.kubeconfig),
+        "SYNAPSE_SCIM_AZURE_CA_BUNDLE": str(sb.ca_path),
+        "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": "2s",
+        "SYNAPSE_SCIM_METRICS_PORT": "0",
+    }
     log = open(tmp / "operator.log", "wb")
-    operator = subprocess.Popen([sys.executable, "-m", "synapse_scim.cli", "run", "-n", NAMESPACE,
-                                 "--liveness", ""], env=env, stdout=log, stderr=subprocess.STDOUT)
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "synapse_scim.cli", "run", "-n", NAMESPACE, "--liveness", ""],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         workspace = yaml.safe_load(_repo_file("examples", "workspace.yaml").read_text())
-        workspace["spec"].update({
-            "endpoint": sb.workspace_endpoint("analytics"), "workspaceName": "analytics",
-            "tenantId": sb.tenant_id,
-            "credential": {"clientSecret": {"clientId": app.client_id, "secretRef": {"name": "synapse-sp"}}},
-            "cloud": {"authorityHost": sb.authority_host, "graphEndpoint": sb.graph_url.removesuffix("/v1.0")},
-        })
+        workspace["spec"].update(
+            {
+                "endpoint": sb.workspace_endpoint("analytics"),
+                "workspaceName": "analytics",
+                "tenantId": sb.tenant_id,
+                "credential": {"clientSecret": {"clientId": app.client_id, "secretRef": {"name": "synapse-sp"}}},
+                "cloud": {"authorityHost": sb.authority_host, "graphEndpoint": sb.graph_url.removesuffix("/v1.0")},
+            }
+        )
         say("kubectl apply -f examples/ (the workspace, pointed at the sandbox, and five bindings)")
         custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, WORKSPACES, workspace)
         for path in sorted(_repo_file("examples", "bindings").glob("*.yaml")):
@@ -166,8 +188,7 @@ def _drive(cp: ControlPlane, sb: Any, api: client.ApiClient, tmp: Path, timeout:
             return heidi in holders and not bobs and _settled(custom)
 
         if not _watch(custom, count, table, followed, timeout):
-            print("the operator did not follow in time; operator log:\n"
-                  + (tmp / "operator.log").read_text()[-3000:])
+            print("the operator did not follow in time; operator log:\n" + (tmp / "operator.log").read_text()[-3000:])
             return 1
         print(f"    followed the directory in {time.monotonic() - changed_at:.1f}s")
         say("done: stopping the operator, the sandbox and the control plane")

@@ -254,11 +254,21 @@ class Directory:
         key = user_principal_name.casefold()
         key = user_principal_name if key == user_principal_name else key
         if key in self._upn:
-            raise DirectoryError(f"userPrincipalName {user_principal_name!r} already exists", status=409,
-                                 code="Conflict")
+            raise DirectoryError(
+                f"userPrincipalName {user_principal_name!r} already exists", status=409, code="Conflict"
+            )
         oid = self._check_new_id(object_id)
-        user = User(oid, user_principal_name, display_name, account_enabled, mail, given_name, surname,
-                    job_title, next(self._ordinal))
+        user = User(
+            oid,
+            user_principal_name,
+            display_name,
+            account_enabled,
+            mail,
+            given_name,
+            surname,
+            job_title,
+            next(self._ordinal),
+        )
         self.users[oid] = user
         self._upn[key] = oid
         self.user_order.add(user.ordinal, oid)
@@ -277,20 +287,19 @@ class Directory:
     ) -> Group:
         oid = self._check_new_id(object_id)
         nick = mail_nickname or "".join(c for c in display_name if c.isalnum()) or oid[:8]
-        group = Group(oid, display_name, description, nick, security_enabled, mail_enabled, {},
-                      next(self._ordinal))
+        group = Group(oid, display_name, description, nick, security_enabled, mail_enabled, {}, next(self._ordinal))
         self.groups[oid] = group
         self._group_names.setdefault(display_name.casefold(), []).append(oid)
         self.group_order.add(group.ordinal, oid)
         self.changes.record(oid, "create")
         return group
 
-    def add_service_principal(self, object_id: str, app_id: str, display_name: str,
-                              *, account_enabled: bool = True) -> ServicePrincipal:
+    def add_service_principal(
+        self, object_id: str, app_id: str, display_name: str, *, account_enabled: bool = True
+    ) -> ServicePrincipal:
         oid = self._check_new_id(object_id)
         if app_id.lower() in self._sp_app:
-            raise DirectoryError(f"appId {app_id} already has a service principal", status=409,
-                                 code="Conflict")
+            raise DirectoryError(f"appId {app_id} already has a service principal", status=409, code="Conflict")
         sp = ServicePrincipal(oid, lower(app_id), display_name, account_enabled, next(self._ordinal))
         self.service_principals[oid] = sp
         self._sp_app[sp.app_id] = oid

@@ -39,11 +39,31 @@ from typing import Any
 SERVICES = ("graph", "synapse", "login")
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "login": ("openidConfiguration", "token", "keys", "instanceDiscovery"),
-    "graph": ("getGroup", "listGroups", "members", "transitiveMembers", "getUser", "listUsers",
-              "getServicePrincipal", "listServicePrincipals", "groupsDelta", "usersDelta", "getDirectoryObject",
-              "getByIds", "batch"),
-    "synapse": ("listRoleAssignments", "createRoleAssignment", "getRoleAssignment", "deleteRoleAssignment",
-                "listRoleDefinitions", "getRoleDefinition", "listScopes", "checkAccess"),
+    "graph": (
+        "getGroup",
+        "listGroups",
+        "members",
+        "transitiveMembers",
+        "getUser",
+        "listUsers",
+        "getServicePrincipal",
+        "listServicePrincipals",
+        "groupsDelta",
+        "usersDelta",
+        "getDirectoryObject",
+        "getByIds",
+        "batch",
+    ),
+    "synapse": (
+        "listRoleAssignments",
+        "createRoleAssignment",
+        "getRoleAssignment",
+        "deleteRoleAssignment",
+        "listRoleDefinitions",
+        "getRoleDefinition",
+        "listScopes",
+        "checkAccess",
+    ),
 }
 SPECIAL_KINDS = ("timeout", "reset", "delay")
 
@@ -73,8 +93,24 @@ class FaultRule:
 
     @classmethod
     def parse(cls, rule_id: str, raw: Mapping[str, Any]) -> FaultRule:
-        known = {"service", "operation", "operations", "match", "status", "kind", "kinds", "rate", "count", "skip",
-                 "retry_after", "hold", "delay", "code", "message", "seed"}
+        known = {
+            "service",
+            "operation",
+            "operations",
+            "match",
+            "status",
+            "kind",
+            "kinds",
+            "rate",
+            "count",
+            "skip",
+            "retry_after",
+            "hold",
+            "delay",
+            "code",
+            "message",
+            "seed",
+        }
         unknown = set(raw) - known
         if unknown:
             raise FaultRuleError(f"unknown fault rule keys: {', '.join(sorted(unknown))}")
@@ -88,16 +124,19 @@ class FaultRule:
             valid = {o for s in SERVICES if service in (s, "*") for o in OPERATIONS[s]}
             bad = ops - valid
             if bad:
-                raise FaultRuleError(f"unknown operation(s) {', '.join(sorted(bad))} for service {service!r}; "
-                                     f"known: {', '.join(sorted(valid))}")
+                raise FaultRuleError(
+                    f"unknown operation(s) {', '.join(sorted(bad))} for service {service!r}; "
+                    f"known: {', '.join(sorted(valid))}"
+                )
         kinds_raw = raw.get("kinds", raw.get("kind", raw.get("status")))
         if kinds_raw is None:
             raise FaultRuleError("a fault rule needs 'status', 'kind' or 'kinds'")
         kinds = tuple(str(k) for k in ([kinds_raw] if isinstance(kinds_raw, str | int) else kinds_raw))
         for k in kinds:
             if k not in SPECIAL_KINDS and not (k.isdigit() and 400 <= int(k) <= 599):
-                raise FaultRuleError(f"unknown fault kind {k!r}: use an HTTP status 400-599, "
-                                     f"{', '.join(SPECIAL_KINDS)}")
+                raise FaultRuleError(
+                    f"unknown fault kind {k!r}: use an HTTP status 400-599, {', '.join(SPECIAL_KINDS)}"
+                )
         rate = float(raw.get("rate", 1.0))
         if not 0.0 < rate <= 1.0:
             raise FaultRuleError("'rate' must be in (0, 1]")
@@ -108,11 +147,24 @@ class FaultRule:
         if count is not None and int(count) < 1:
             raise FaultRuleError("'count' must be at least 1")
         seed = raw.get("seed")
-        return cls(rule_id, service, ops, {str(k): str(v).lower() for k, v in match.items()}, kinds, rate,
-                   None if count is None else int(count), int(raw.get("skip", 0)),
-                   None if raw.get("retry_after") is None else float(raw["retry_after"]),
-                   None if raw.get("hold") is None else float(raw["hold"]), float(raw.get("delay", 0.0)),
-                   raw.get("code"), raw.get("message"), seed, 0, random.Random(seed))
+        return cls(
+            rule_id,
+            service,
+            ops,
+            {str(k): str(v).lower() for k, v in match.items()},
+            kinds,
+            rate,
+            None if count is None else int(count),
+            int(raw.get("skip", 0)),
+            None if raw.get("retry_after") is None else float(raw["retry_after"]),
+            None if raw.get("hold") is None else float(raw["hold"]),
+            float(raw.get("delay", 0.0)),
+            raw.get("code"),
+            raw.get("message"),
+            seed,
+            0,
+            random.Random(seed),
+        )
 
     def applies(self, service: str, operation: str, params: Mapping[str, str]) -> bool:
         if self.service not in (service, "*"):
@@ -122,11 +174,23 @@ class FaultRule:
         return all(str(params.get(k, "")).lower() == v for k, v in self.match.items())
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "service": self.service,
-                "operations": sorted(self.operations) if self.operations is not None else "*",
-                "match": self.match, "kinds": list(self.kinds), "rate": self.rate, "count": self.count,
-                "skip": self.skip, "retry_after": self.retry_after, "hold": self.hold, "delay": self.delay,
-                "code": self.code, "message": self.message, "seed": self.seed, "hits": self.hits}
+        return {
+            "id": self.id,
+            "service": self.service,
+            "operations": sorted(self.operations) if self.operations is not None else "*",
+            "match": self.match,
+            "kinds": list(self.kinds),
+            "rate": self.rate,
+            "count": self.count,
+            "skip": self.skip,
+            "retry_after": self.retry_after,
+            "hold": self.hold,
+            "delay": self.delay,
+            "code": self.code,
+            "message": self.message,
+            "seed": self.seed,
+            "hits": self.hits,
+        }
 
 
 @dataclass
@@ -136,8 +200,9 @@ class Fault:
 
 
 class FaultInjector:
-    def __init__(self, *, latency: Mapping[str, float] | None = None, hold: float = 30.0,
-                 log_size: int = 10000) -> None:
+    def __init__(
+        self, *, latency: Mapping[str, float] | None = None, hold: float = 30.0, log_size: int = 10000
+    ) -> None:
         self.latency: dict[str, float] = dict.fromkeys(SERVICES, 0.0)
         self.latency.update(latency or {})
         self.hold = hold
@@ -201,11 +266,17 @@ class FaultInjector:
         self.counters.clear()
         self.log.clear()
 
-    def requests(self, *, service: str | None = None, operation: str | None = None, status: str | None = None,
-                 since: int = 0) -> list[dict[str, Any]]:
-        return [e for e in self.log if e["seq"] > since and (service is None or e["service"] == service)
-                and (operation is None or e["operation"] == operation)
-                and (status is None or str(e["status"]) == status)]
+    def requests(
+        self, *, service: str | None = None, operation: str | None = None, status: str | None = None, since: int = 0
+    ) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.log
+            if e["seq"] > since
+            and (service is None or e["service"] == service)
+            and (operation is None or e["operation"] == operation)
+            and (status is None or str(e["status"]) == status)
+        ]
 
     async def wait_for(self, count: int, within: float, **filters: Any) -> list[dict[str, Any]]:
         """The matching log entries once there are at least `count` of them (or after `within` seconds)."""

@@ -87,11 +87,11 @@ class GraphService(Service):
         q = request.query
         for option in ("$orderby", "$skip", "$search"):
             if option in q and not (option == "$search" and route.operation.startswith("list")):
-                raise ServiceError(400, "Request_UnsupportedQuery", f"{option} is not supported here by the "
-                                                                    "sandbox.")
+                raise ServiceError(400, "Request_UnsupportedQuery", f"{option} is not supported here by the sandbox.")
         if "$expand" in q and not (route.operation == "getGroup" and q["$expand"].strip().lower() == "members"):
-            raise ServiceError(400, "Request_UnsupportedQuery", "The sandbox supports only $expand=members on "
-                                                                "GET /groups/{id}.")
+            raise ServiceError(
+                400, "Request_UnsupportedQuery", "The sandbox supports only $expand=members on GET /groups/{id}."
+            )
         return route
 
     def _route(self, request: web.Request, segments: list[str]) -> Route:
@@ -140,14 +140,16 @@ class GraphService(Service):
             name, _, value = key.partition("=")
             if name.strip().lower() != "appid" or len(value) < 2 or value[0] != "'" or value[-1] != "'":
                 raise ServiceError(400, "BadRequest", f"Bad alternate key in segment '{s[0]}'.")
-            return self._get(method, Route("getServicePrincipal", self.get_service_principal,
-                                           {"appId": value[1:-1].lower()}))
+            return self._get(
+                method, Route("getServicePrincipal", self.get_service_principal, {"appId": value[1:-1].lower()})
+            )
         if head == "serviceprincipals":
             if len(s) == 1:
                 return self._get(method, Route("listServicePrincipals", self.list_service_principals))
             if len(s) == 2:
-                return self._get(method, Route("getServicePrincipal", self.get_service_principal,
-                                               {"servicePrincipal": s[1].lower()}))
+                return self._get(
+                    method, Route("getServicePrincipal", self.get_service_principal, {"servicePrincipal": s[1].lower()})
+                )
         if head == "directoryobjects" and len(s) == 2:
             if low[1] in ("getbyids", "microsoft.graph.getbyids"):
                 if method != "POST":
@@ -159,24 +161,41 @@ class GraphService(Service):
     @staticmethod
     def _get(method: str, route: Route) -> Route:
         if method != "GET":
-            raise ServiceError(405, "Request_BadRequest", f"The HTTP method '{method}' is not allowed on this "
-                                                          "resource in the sandbox (it is read-only).")
+            raise ServiceError(
+                405,
+                "Request_BadRequest",
+                f"The HTTP method '{method}' is not allowed on this resource in the sandbox (it is read-only).",
+            )
         return route
 
     # ------------------------------------------------------------------ errors
-    def error(self, request: web.Request, status: int, code: str, message: str,
-              headers: Mapping[str, str] | None = None) -> web.Response:
+    def error(
+        self, request: web.Request, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
         rid = request_id(request)
         crid = request.headers.get("client-request-id", rid)
         h = {"request-id": rid, "client-request-id": crid, **(headers or {})}
-        body = {"error": {"code": code, "message": message, "innerError": {
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"), "request-id": rid,
-            "client-request-id": crid}}}
+        body = {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "request-id": rid,
+                    "client-request-id": crid,
+                },
+            }
+        }
         return json_response(body, status=status, content_type=CONTENT_TYPE, headers=h)
 
     def default_error_code(self, status: int) -> str:
-        return {429: "TooManyRequests", 500: "generalException", 502: "badGateway", 503: "serviceNotAvailable",
-                504: "gatewayTimeout"}.get(status, "UnknownError")
+        return {
+            429: "TooManyRequests",
+            500: "generalException",
+            502: "badGateway",
+            503: "serviceNotAvailable",
+            504: "gatewayTimeout",
+        }.get(status, "UnknownError")
 
     def fault_message(self, status: int) -> str:
         if status == 429:
@@ -186,8 +205,11 @@ class GraphService(Service):
     def ok(self, call: Call, body: Any, value: bytes | None = None) -> web.Response:
         """A 200 answer; `value`, if given, is the already serialised "value" array appended to `body`."""
         rid = request_id(call.request)
-        headers = {"request-id": rid, "client-request-id": call.request.headers.get("client-request-id", rid),
-                   "OData-Version": "4.0"}
+        headers = {
+            "request-id": rid,
+            "client-request-id": call.request.headers.get("client-request-id", rid),
+            "OData-Version": "4.0",
+        }
         response = json_response(body, content_type=CONTENT_TYPE, headers=headers)
         if value is not None:
             head = dumps(body)
@@ -204,18 +226,26 @@ class GraphService(Service):
                 "expired": "Lifetime validation failed, the token is expired.",
                 "audience": "Access token validation failure. Invalid audience.",
             }[reason or "unknown"]
-            raise ServiceError(401, "InvalidAuthenticationToken", message, {
-                "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
-                                    'oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'})
+            raise ServiceError(
+                401,
+                "InvalidAuthenticationToken",
+                message,
+                {
+                    "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/'
+                    'oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"'
+                },
+            )
         call.token = token
         if not set(token.roles) & set(permissions):
-            raise ServiceError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the "
-                                                                   "operation.")
+            raise ServiceError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 
     @staticmethod
     def not_found(object_id: str) -> ServiceError:
-        return ServiceError(404, "Request_ResourceNotFound", f"Resource '{object_id}' does not exist or one of its "
-                                                             "queried reference-property objects are not present.")
+        return ServiceError(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{object_id}' does not exist or one of its queried reference-property objects are not present.",
+        )
 
     # ------------------------------------------------------------------ query options
     def select(self, call: Call, allowed: Iterable[str], extra: Iterable[str] = ()) -> list[str] | None:
@@ -229,9 +259,13 @@ class GraphService(Service):
                 continue
             canonical = allowed_map.get(name.casefold())
             if canonical is None:
-                raise ServiceError(400, "Request_BadRequest", f"Parsing OData Select and Expand failed: Could not "
-                                                              f"find a property named '{name}' on type "
-                                                              "'microsoft.graph.directoryObject'.")
+                raise ServiceError(
+                    400,
+                    "Request_BadRequest",
+                    f"Parsing OData Select and Expand failed: Could not "
+                    f"find a property named '{name}' on type "
+                    "'microsoft.graph.directoryObject'.",
+                )
             out.append(canonical)
         return out
 
@@ -244,8 +278,11 @@ class GraphService(Service):
             return self.state.settings.graph_page_size
         maximum = self.state.settings.graph_max_page_size
         if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-            raise ServiceError(400, "Request_UnsupportedQuery", f"Invalid page size specified: '{raw}'. Must be "
-                                                                f"between 1 and {maximum} inclusive.")
+            raise ServiceError(
+                400,
+                "Request_UnsupportedQuery",
+                f"Invalid page size specified: '{raw}'. Must be between 1 and {maximum} inclusive.",
+            )
         return int(raw)
 
     def filter(self, call: Call, allowed: Iterable[str], *, advanced: bool = False) -> Filter | None:
@@ -253,9 +290,13 @@ class GraphService(Service):
         if raw is None:
             return None
         if advanced and not self.eventual(call):
-            raise ServiceError(400, "Request_UnsupportedQuery", "The specified filter to the reference property "
-                                                                "query is currently not supported without "
-                                                                "ConsistencyLevel: eventual.")
+            raise ServiceError(
+                400,
+                "Request_UnsupportedQuery",
+                "The specified filter to the reference property "
+                "query is currently not supported without "
+                "ConsistencyLevel: eventual.",
+            )
         try:
             return parse_filter(raw, list(allowed))
         except FilterError as e:
@@ -270,8 +311,9 @@ class GraphService(Service):
         if raw is None or raw.lower() == "false":
             return False
         if not self.eventual(call):
-            raise ServiceError(400, "Request_BadRequest", "$count is not currently supported without "
-                                                          "ConsistencyLevel: eventual.")
+            raise ServiceError(
+                400, "Request_BadRequest", "$count is not currently supported without ConsistencyLevel: eventual."
+            )
         return True
 
     def link(self, call: Call, path: str, **replace: str) -> str:
@@ -295,8 +337,11 @@ class GraphService(Service):
         body |= project(group, plan(self.select(call, GETTERS[GROUP], extra=("members",)), (GROUP,)), False)
         if "$expand" in call.query:  # like Graph: at most 20 members, id and type only
             d = self.state.directory
-            body["members"] = [{"@odata.type": ODATA_TYPE[o.kind], "id": o.id}
-                               for m in d.direct_members(group.id)[:20] if (o := d.get(m)) is not None]
+            body["members"] = [
+                {"@odata.type": ODATA_TYPE[o.kind], "id": o.id}
+                for m in d.direct_members(group.id)[:20]
+                if (o := d.get(m)) is not None
+            ]
         return self.ok(call, body)
 
     async def get_user(self, call: Call) -> web.Response:
@@ -355,30 +400,58 @@ class GraphService(Service):
     async def list_groups(self, call: Call) -> web.Response:
         self.authorize(call, READ_GROUPS)
         d = self.state.directory
-        return self._list_kind(call, "groups", GROUP, d.group_order, d.groups, {
-            "displayName": lambda v: [g.id for g in d.groups_named(str(v))],
-            "id": lambda v: [str(v).lower()] if str(v).lower() in d.groups else [],
-        })
+        return self._list_kind(
+            call,
+            "groups",
+            GROUP,
+            d.group_order,
+            d.groups,
+            {
+                "displayName": lambda v: [g.id for g in d.groups_named(str(v))],
+                "id": lambda v: [str(v).lower()] if str(v).lower() in d.groups else [],
+            },
+        )
 
     async def list_users(self, call: Call) -> web.Response:
         self.authorize(call, READ_USERS)
         d = self.state.directory
-        return self._list_kind(call, "users", USER, d.user_order, d.users, {
-            "userPrincipalName": lambda v: [u.id] if (u := d.user_by_upn(str(v))) else [],
-            "id": lambda v: [str(v).lower()] if str(v).lower() in d.users else [],
-        })
+        return self._list_kind(
+            call,
+            "users",
+            USER,
+            d.user_order,
+            d.users,
+            {
+                "userPrincipalName": lambda v: [u.id] if (u := d.user_by_upn(str(v))) else [],
+                "id": lambda v: [str(v).lower()] if str(v).lower() in d.users else [],
+            },
+        )
 
     async def list_service_principals(self, call: Call) -> web.Response:
         self.authorize(call, READ_SPS)
         d = self.state.directory
-        return self._list_kind(call, "servicePrincipals", SERVICE_PRINCIPAL, d.sp_order, d.service_principals, {
-            "appId": lambda v: [s.id] if (s := d.sp_by_app_id(str(v))) else [],
-            "displayName": lambda v: [s.id for s in d.sps_named(str(v))],
-            "id": lambda v: [str(v).lower()] if str(v).lower() in d.service_principals else [],
-        })
+        return self._list_kind(
+            call,
+            "servicePrincipals",
+            SERVICE_PRINCIPAL,
+            d.sp_order,
+            d.service_principals,
+            {
+                "appId": lambda v: [s.id] if (s := d.sp_by_app_id(str(v))) else [],
+                "displayName": lambda v: [s.id for s in d.sps_named(str(v))],
+                "id": lambda v: [str(v).lower()] if str(v).lower() in d.service_principals else [],
+            },
+        )
 
-    def _list_kind(self, call: Call, path: str, kind: str, order: OrderedIds, objects: Mapping[str, Any],
-                   indexes: Mapping[str, Callable[[Any], list[str]]]) -> web.Response:
+    def _list_kind(
+        self,
+        call: Call,
+        path: str,
+        kind: str,
+        order: OrderedIds,
+        objects: Mapping[str, Any],
+        indexes: Mapping[str, Callable[[Any], list[str]]],
+    ) -> web.Response:
         select = self.select(call, GETTERS[kind])
         flt = self.filter(call, GETTERS[kind])
         top = self.top(call)
@@ -436,12 +509,18 @@ class GraphService(Service):
         if ids is None:
             ids = d.direct_members(gid) if call.operation == "members" else d.transitive_members(gid)
             if cast is not None or flt is not None:
-                ids = tuple(i for i in ids if (o := d.get(i)) is not None and (cast is None or o.kind == cast)
-                            and (flt is None or flt.predicate(all_values(o))))
+                ids = tuple(
+                    i
+                    for i in ids
+                    if (o := d.get(i)) is not None
+                    and (cast is None or o.kind == cast)
+                    and (flt is None or flt.predicate(all_values(o)))
+                )
         if call.params.get("count"):
             if not self.eventual(call):
-                raise ServiceError(400, "Request_BadRequest", "$count is not currently supported without "
-                                                              "ConsistencyLevel: eventual.")
+                raise ServiceError(
+                    400, "Request_BadRequest", "$count is not currently supported without ConsistencyLevel: eventual."
+                )
             response = self.ok(call, None)
             response.body = str(len(ids)).encode()
             response.headers["Content-Type"] = "text/plain; charset=utf-8"
@@ -453,11 +532,15 @@ class GraphService(Service):
         if want_count:
             body["@odata.count"] = len(ids)
         if offset + top < len(ids):
-            sid = int(token["s"]) if token and "s" in token and int(token["s"]) in self._snapshots \
+            sid = (
+                int(token["s"])
+                if token and "s" in token and int(token["s"]) in self._snapshots
                 else self._snapshot(ids)
+            )
             segs = "/".join(quote(x, safe="") for x in call.segments[1:])
-            body["@odata.nextLink"] = self.link(call, segs, **{"$skiptoken": encode_token({"s": sid,
-                                                                                          "o": offset + top})})
+            body["@odata.nextLink"] = self.link(
+                call, segs, **{"$skiptoken": encode_token({"s": sid, "o": offset + top})}
+            )
         return self.ok(call, body, self._rendered.render(objects, p, select, d.revision))
 
     # ------------------------------------------------------------------ JSON batching
@@ -473,15 +556,27 @@ class GraphService(Service):
         if not isinstance(requests, list) or not 1 <= len(requests) <= 20:
             raise ServiceError(400, "BadRequest", "'requests' must hold 1 to 20 requests.")
         for r in requests:
-            if not isinstance(r, dict) or not isinstance(r.get("url"), str) or not r["url"].startswith("/") \
-                    or str(r.get("method", "")).upper() != "GET" or "id" not in r:
-                raise ServiceError(400, "BadRequest", "each batched request needs an id, method GET and a url "
-                                                      "relative to the version (/groups/...).")
+            if (
+                not isinstance(r, dict)
+                or not isinstance(r.get("url"), str)
+                or not r["url"].startswith("/")
+                or str(r.get("method", "")).upper() != "GET"
+                or "id" not in r
+            ):
+                raise ServiceError(
+                    400,
+                    "BadRequest",
+                    "each batched request needs an id, method GET and a url relative to the version (/groups/...).",
+                )
 
         async def one(r: dict[str, Any]) -> dict[str, Any]:
             # A request object of its own (the batch's body is read, so it cannot be cloned).
-            inner = make_mocked_request("GET", f"/v1.0{r['url']}", app=call.request.app,
-                                        headers={**call.request.headers, BATCHED_HEADER: str(r["id"])})
+            inner = make_mocked_request(
+                "GET",
+                f"/v1.0{r['url']}",
+                app=call.request.app,
+                headers={**call.request.headers, BATCHED_HEADER: str(r["id"])},
+            )
             response = await self.handle(inner)
             assert isinstance(response, web.Response)
             text = response.text or ""
@@ -489,10 +584,12 @@ class GraphService(Service):
                 payload: Any = json.loads(text) if text else None
             except ValueError:
                 payload = text
-            return {"id": str(r["id"]), "status": response.status,
-                    "headers": {k: v for k, v in response.headers.items() if k.lower() in ("retry-after",
-                                                                                           "content-type")},
-                    "body": payload}
+            return {
+                "id": str(r["id"]),
+                "status": response.status,
+                "headers": {k: v for k, v in response.headers.items() if k.lower() in ("retry-after", "content-type")},
+                "body": payload,
+            }
 
         return self.ok(call, {"responses": list(await asyncio.gather(*(one(r) for r in requests)))})
 
@@ -507,8 +604,13 @@ class GraphService(Service):
         if "$skiptoken" in q:
             tok = decode_token(q["$skiptoken"])
         elif q.get("$deltatoken") == "latest":
-            tok = {"m": "inc", "s": d.user_changes.seq, "u": d.user_changes.seq,
-                   "sel": self.select(call, GETTERS[USER]), "o": 0}
+            tok = {
+                "m": "inc",
+                "s": d.user_changes.seq,
+                "u": d.user_changes.seq,
+                "sel": self.select(call, GETTERS[USER]),
+                "o": 0,
+            }
         elif "$deltatoken" in q:
             base = decode_token(q["$deltatoken"])
             tok = {"m": "inc", "s": int(base.get("u", 0)), "u": d.user_changes.seq, "sel": base.get("sel"), "o": 0}
@@ -523,8 +625,11 @@ class GraphService(Service):
             try:
                 changes = d.user_delta(int(tok["s"]), int(tok["u"]))
             except DirectoryError:
-                raise ServiceError(410, "SyncStateNotFound", "The delta token is no longer valid; start a new "
-                                                             "delta round without a token.") from None
+                raise ServiceError(
+                    410,
+                    "SyncStateNotFound",
+                    "The delta token is no longer valid; start a new delta round without a token.",
+                ) from None
         value: list[dict[str, Any]] = []
         for uid, deleted in changes[offset : offset + size]:
             user = d.users.get(uid)
@@ -534,8 +639,9 @@ class GraphService(Service):
                 value.append(project(user, p, False))
         body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#users"}
         if offset + size < len(changes):
-            body["@odata.nextLink"] = (f"{call.base_url}/v1.0/users/delta?$skiptoken="
-                                       f"{encode_token(tok | {'o': offset + size})}")
+            body["@odata.nextLink"] = (
+                f"{call.base_url}/v1.0/users/delta?$skiptoken={encode_token(tok | {'o': offset + size})}"
+            )
         else:
             final = encode_token({"u": tok["u"], "sel": tok.get("sel")})
             body["@odata.deltaLink"] = f"{call.base_url}/v1.0/users/delta?$deltatoken={final}"
@@ -549,39 +655,60 @@ class GraphService(Service):
         if "$skiptoken" in q:
             tok = decode_token(q["$skiptoken"])
         elif q.get("$deltatoken") == "latest":  # no initial round: just a link for changes from now on
-            link = encode_token({"u": d.changes.seq, "sel": self.select(call, GETTERS[GROUP], extra=("members",)),
-                                 "ids": None})
-            return self.ok(call, {"@odata.context": f"{call.base_url}/v1.0/$metadata#groups",
-                                  "@odata.deltaLink": f"{call.base_url}/v1.0/groups/delta?$deltatoken={link}",
-                                  "value": []})
+            link = encode_token(
+                {"u": d.changes.seq, "sel": self.select(call, GETTERS[GROUP], extra=("members",)), "ids": None}
+            )
+            return self.ok(
+                call,
+                {
+                    "@odata.context": f"{call.base_url}/v1.0/$metadata#groups",
+                    "@odata.deltaLink": f"{call.base_url}/v1.0/groups/delta?$deltatoken={link}",
+                    "value": [],
+                },
+            )
         elif "$deltatoken" in q:
             base = decode_token(q["$deltatoken"])
-            tok = {"m": "inc", "s": int(base.get("u", 0)), "u": d.changes.seq, "sel": base.get("sel"),
-                   "ids": base.get("ids"), "o": 0}
+            tok = {
+                "m": "inc",
+                "s": int(base.get("u", 0)),
+                "u": d.changes.seq,
+                "sel": base.get("sel"),
+                "ids": base.get("ids"),
+                "o": 0,
+            }
         else:
             select = self.select(call, GETTERS[GROUP], extra=("members",))
             flt = self.filter(call, ("id",))
             ids = None
             if flt is not None:
                 if flt.lookup is None or flt.lookup[0] != "id":
-                    raise ServiceError(400, "Request_UnsupportedQuery", "Delta supports only $filter=id eq '...' "
-                                                                        "(or 'or'-ed / 'in' lists of ids).")
+                    raise ServiceError(
+                        400,
+                        "Request_UnsupportedQuery",
+                        "Delta supports only $filter=id eq '...' (or 'or'-ed / 'in' lists of ids).",
+                    )
                 ids = sorted({str(v).lower() for v in flt.lookup[1]})
             tok = {"m": "full", "u": d.changes.seq, "sel": select, "ids": ids, "a": 0, "mo": 0}
         select = tok.get("sel")
         with_members = select is None or "members" in select
         p = plan([s for s in select if s != "members"] if select is not None else None, (GROUP,))
         only = set(tok["ids"]) if tok.get("ids") is not None else None
-        size = self.top(call) if "$top" in q or "odata.maxpagesize" in call.request.headers.get("Prefer", "") \
+        size = (
+            self.top(call)
+            if "$top" in q or "odata.maxpagesize" in call.request.headers.get("Prefer", "")
             else self.state.settings.graph_page_size
+        )
         if tok.get("m") == "full":
             value, nxt = full_page(d, self.state.settings.delta_member_chunk, tok, p, with_members, only, size)
         else:
             try:
                 value, nxt = incremental_page(d, tok, p, with_members, only, size)
             except DirectoryError:
-                raise ServiceError(410, "SyncStateNotFound", "The delta token is no longer valid; start a new "
-                                                             "delta round without a token.") from None
+                raise ServiceError(
+                    410,
+                    "SyncStateNotFound",
+                    "The delta token is no longer valid; start a new delta round without a token.",
+                ) from None
         body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#groups"}
         if nxt is not None:
             body["@odata.nextLink"] = f"{call.base_url}/v1.0/groups/delta?$skiptoken={encode_token(nxt)}"

@@ -13,8 +13,9 @@ from .directory import USER, Directory
 from .graph_objects import ODATA_TYPE, Plan, project
 
 
-def full_page(d: Directory, chunk: int, tok: dict[str, Any], p: Plan, with_members: bool,
-              only: set[str] | None, size: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def full_page(
+    d: Directory, chunk: int, tok: dict[str, Any], p: Plan, with_members: bool, only: set[str] | None, size: int
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     start, member_offset = int(tok.get("a", 0)), int(tok.get("mo", 0))  # resume at ordinal >= start
     value: list[dict[str, Any]] = []
     for ordinal, gid in d.group_order.after(start - 1):
@@ -30,8 +31,9 @@ def full_page(d: Directory, chunk: int, tok: dict[str, Any], p: Plan, with_membe
             members = d.direct_members(gid)
             part = members[member_offset : member_offset + chunk]
             if part:
-                item["members@delta"] = [{"@odata.type": ODATA_TYPE[o.kind], "id": o.id}
-                                         for m in part if (o := d.get(m)) is not None]
+                item["members@delta"] = [
+                    {"@odata.type": ODATA_TYPE[o.kind], "id": o.id} for m in part if (o := d.get(m)) is not None
+                ]
             if member_offset + chunk < len(members):
                 value.append(item)
                 return value, tok | {"a": ordinal, "mo": member_offset + chunk}
@@ -40,8 +42,9 @@ def full_page(d: Directory, chunk: int, tok: dict[str, Any], p: Plan, with_membe
     return value, None
 
 
-def incremental_page(d: Directory, tok: dict[str, Any], p: Plan, with_members: bool, only: set[str] | None,
-                     size: int) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def incremental_page(
+    d: Directory, tok: dict[str, Any], p: Plan, with_members: bool, only: set[str] | None, size: int
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     changes = [c for c in d.delta(int(tok["s"]), int(tok["u"])) if only is None or c.group_id in only]
     offset = int(tok.get("o", 0))
     value: list[dict[str, Any]] = []
@@ -55,7 +58,8 @@ def incremental_page(d: Directory, tok: dict[str, Any], p: Plan, with_members: b
             item["members@delta"] = [
                 {"@odata.type": ODATA_TYPE.get(kind or USER, ODATA_TYPE[USER]), "id": mid}
                 | ({} if present else {"@removed": {"reason": "deleted"}})
-                for mid, (present, kind) in change.members.items()]
+                for mid, (present, kind) in change.members.items()
+            ]
         value.append(item)
     if offset + size < len(changes):
         return value, tok | {"o": offset + size}

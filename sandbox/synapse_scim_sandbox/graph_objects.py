@@ -14,39 +14,75 @@ from .directory import GROUP, SERVICE_PRINCIPAL, USER, DirectoryObject
 from .service import ServiceError, dumps
 
 CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
-ODATA_TYPE = {USER: "#microsoft.graph.user", GROUP: "#microsoft.graph.group",
-              SERVICE_PRINCIPAL: "#microsoft.graph.servicePrincipal"}
-CASTS = {f"{ns}.{name}": kind for ns in ("microsoft.graph", "graph")
-         for name, kind in (("user", USER), ("group", GROUP), ("serviceprincipal", SERVICE_PRINCIPAL))}
+ODATA_TYPE = {
+    USER: "#microsoft.graph.user",
+    GROUP: "#microsoft.graph.group",
+    SERVICE_PRINCIPAL: "#microsoft.graph.servicePrincipal",
+}
+CASTS = {
+    f"{ns}.{name}": kind
+    for ns in ("microsoft.graph", "graph")
+    for name, kind in (("user", USER), ("group", GROUP), ("serviceprincipal", SERVICE_PRINCIPAL))
+}
 CREATED = "2024-01-01T00:00:00Z"
 
 Getter = Callable[[Any], Any]
 GETTERS: dict[str, dict[str, Getter]] = {
     USER: {
-        "id": lambda u: u.id, "businessPhones": lambda u: [], "displayName": lambda u: u.display_name,
-        "givenName": lambda u: u.given_name, "jobTitle": lambda u: u.job_title, "mail": lambda u: u.mail,
-        "mobilePhone": lambda u: None, "officeLocation": lambda u: None, "preferredLanguage": lambda u: None,
-        "surname": lambda u: u.surname, "userPrincipalName": lambda u: u.user_principal_name,
-        "accountEnabled": lambda u: u.account_enabled, "userType": lambda u: "Member",
-        "mailNickname": lambda u: u.user_principal_name.split("@")[0], "createdDateTime": lambda u: CREATED,
+        "id": lambda u: u.id,
+        "businessPhones": lambda u: [],
+        "displayName": lambda u: u.display_name,
+        "givenName": lambda u: u.given_name,
+        "jobTitle": lambda u: u.job_title,
+        "mail": lambda u: u.mail,
+        "mobilePhone": lambda u: None,
+        "officeLocation": lambda u: None,
+        "preferredLanguage": lambda u: None,
+        "surname": lambda u: u.surname,
+        "userPrincipalName": lambda u: u.user_principal_name,
+        "accountEnabled": lambda u: u.account_enabled,
+        "userType": lambda u: "Member",
+        "mailNickname": lambda u: u.user_principal_name.split("@")[0],
+        "createdDateTime": lambda u: CREATED,
     },
     GROUP: {
-        "id": lambda g: g.id, "createdDateTime": lambda g: CREATED, "deletedDateTime": lambda g: None,
-        "description": lambda g: g.description, "displayName": lambda g: g.display_name,
-        "groupTypes": lambda g: [], "mail": lambda g: None, "mailEnabled": lambda g: g.mail_enabled,
-        "mailNickname": lambda g: g.mail_nickname, "securityEnabled": lambda g: g.security_enabled,
+        "id": lambda g: g.id,
+        "createdDateTime": lambda g: CREATED,
+        "deletedDateTime": lambda g: None,
+        "description": lambda g: g.description,
+        "displayName": lambda g: g.display_name,
+        "groupTypes": lambda g: [],
+        "mail": lambda g: None,
+        "mailEnabled": lambda g: g.mail_enabled,
+        "mailNickname": lambda g: g.mail_nickname,
+        "securityEnabled": lambda g: g.security_enabled,
         "visibility": lambda g: None,
     },
     SERVICE_PRINCIPAL: {
-        "id": lambda s: s.id, "deletedDateTime": lambda s: None, "accountEnabled": lambda s: s.account_enabled,
-        "appDisplayName": lambda s: s.display_name, "appId": lambda s: s.app_id,
-        "displayName": lambda s: s.display_name, "servicePrincipalNames": lambda s: [s.app_id],
+        "id": lambda s: s.id,
+        "deletedDateTime": lambda s: None,
+        "accountEnabled": lambda s: s.account_enabled,
+        "appDisplayName": lambda s: s.display_name,
+        "appId": lambda s: s.app_id,
+        "displayName": lambda s: s.display_name,
+        "servicePrincipalNames": lambda s: [s.app_id],
         "servicePrincipalType": lambda s: "Application",
     },
 }
 DEFAULTS: dict[str, tuple[str, ...]] = {
-    USER: ("businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation",
-           "preferredLanguage", "surname", "userPrincipalName", "id"),
+    USER: (
+        "businessPhones",
+        "displayName",
+        "givenName",
+        "jobTitle",
+        "mail",
+        "mobilePhone",
+        "officeLocation",
+        "preferredLanguage",
+        "surname",
+        "userPrincipalName",
+        "id",
+    ),
     GROUP: tuple(GETTERS[GROUP]),
     SERVICE_PRINCIPAL: tuple(GETTERS[SERVICE_PRINCIPAL]),
 }
@@ -80,8 +116,7 @@ class RenderCache:
         self._items: dict[tuple[str, tuple[str, ...] | None], bytes] = {}
         self._revision = -1
 
-    def render(self, objects: Iterable[DirectoryObject], p: Plan, select: list[str] | None,
-               revision: int) -> bytes:
+    def render(self, objects: Iterable[DirectoryObject], p: Plan, select: list[str] | None, revision: int) -> bytes:
         if revision != self._revision or len(self._items) > self.LIMIT:
             self._items.clear()
             self._revision = revision

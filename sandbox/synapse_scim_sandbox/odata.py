@@ -184,6 +184,7 @@ def _compare(prop: str, op: str, value: Any) -> Predicate:
             return {"ge": actual >= value, "le": actual <= value, "gt": actual > value, "lt": actual < value}[op]
         except TypeError:
             return False
+
     return pred
 
 
@@ -204,11 +205,15 @@ def _simple_lookup(toks: list[tuple[str, Any]], allowed: Mapping[str, str]) -> t
         prop = allowed.get(str(toks[0][1]).casefold())
         values = [t[1] for t in toks[3:-1] if t[0] == "lit"]
         commas = [t for t in toks[3:-1] if t == ("punct", ",")]
-        if prop is not None and toks[-1] == ("punct", ")") and len(values) == len(commas) + 1 \
-                and len(values) + len(commas) == len(toks) - 4:
+        if (
+            prop is not None
+            and toks[-1] == ("punct", ")")
+            and len(values) == len(commas) + 1
+            and len(values) + len(commas) == len(toks) - 4
+        ):
             return prop, tuple(values)
     if len(toks) >= 7 and (len(toks) + 1) % 4 == 0:
-        clauses = [toks[i:i + 3] for i in range(0, len(toks), 4)]
+        clauses = [toks[i : i + 3] for i in range(0, len(toks), 4)]
         joins = [toks[i] for i in range(3, len(toks), 4)]
         if all(str(j[1]).lower() == "or" for j in joins):
             props = {str(c[0][1]).casefold() for c in clauses}

@@ -163,16 +163,20 @@ class _Checker:
                 return lines[key]
         return getattr(container, "line", None)
 
-    def mapping(self, value: Any, path: str, line: int | None, keys: tuple[str, ...],
-                required: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    def mapping(
+        self, value: Any, path: str, line: int | None, keys: tuple[str, ...], required: tuple[str, ...] = ()
+    ) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
             raise self.fail(path, line, f"expected a mapping with keys {', '.join(keys)}, got {_kind(value)}")
         for key in value:
             if key not in keys:
                 hint = difflib.get_close_matches(str(key), keys, n=1)
-                raise self.fail(_join(path, key), self.line_of(value, key),
-                                f"unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else
-                                                          f"; allowed: {', '.join(keys)}"))
+                raise self.fail(
+                    _join(path, key),
+                    self.line_of(value, key),
+                    f"unknown key {key!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else f"; allowed: {', '.join(keys)}"),
+                )
         for key in required:
             if value.get(key) in (None, ""):
                 raise self.fail(_join(path, key), self.line_of(value), f"required key {key!r} is missing")
@@ -212,15 +216,23 @@ class _Checker:
         out = []
         for i, item in enumerate(items):
             if not isinstance(item, str) or not item or "/" in item:
-                raise self.fail(f"{_join(path, key)}[{i}]", self.line_of(items, i),
-                                f"expected a name without '/', got {item!r}")
+                raise self.fail(
+                    f"{_join(path, key)}[{i}]", self.line_of(items, i), f"expected a name without '/', got {item!r}"
+                )
             out.append(item)
         return out
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", _Map: "a mapping", list: "a list", _Seq: "a list", str: "a string",
-            bool: "a boolean", type(None): "nothing"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        _Map: "a mapping",
+        list: "a list",
+        _Seq: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
 
 
 def _join(path: str, key: Any) -> str:
@@ -229,8 +241,7 @@ def _join(path: str, key: Any) -> str:
 
 _TOP = ("tenant", "apps", "users", "servicePrincipals", "groups", "workspaces")
 _APP = ("name", "clientId", "objectId", "secret", "certificate", "federatedToken", "graphPermissions")
-_USER = ("userPrincipalName", "upn", "displayName", "id", "accountEnabled", "mail", "givenName", "surname",
-         "jobTitle")
+_USER = ("userPrincipalName", "upn", "displayName", "id", "accountEnabled", "mail", "givenName", "surname", "jobTitle")
 _SP = ("displayName", "appId", "id", "accountEnabled")
 _GROUP = ("displayName", "id", "description", "mailNickname", "securityEnabled", "members")
 _WS = ("name", *SCOPE_KINDS, "access", "assignments")
@@ -238,8 +249,9 @@ _ASSIGNMENT = ("role", "principal", "scope", "id", "principalType")
 _MEMBER_KINDS = {"user": (USER,), "group": (GROUP,), "servicePrincipal": (SERVICE_PRINCIPAL,)}
 
 
-def load_seed(seed: str | Path | Mapping[str, Any] | None, *, settings: Settings | None = None,
-              base_dir: Path | None = None) -> State:
+def load_seed(
+    seed: str | Path | Mapping[str, Any] | None, *, settings: Settings | None = None, base_dir: Path | None = None
+) -> State:
     """Build a State from a seed file path, a YAML string (containing a newline) or a dict."""
     if seed is None:
         data: Any = {}
@@ -274,21 +286,30 @@ class _Builder:
         state = State(c.guid(tenant, "id", "tenant", stable_id("tenant", domain)), domain, self.settings)
         d = state.directory
         d.changes.enabled = False  # the seed is the starting point, not a change
-        self._each(top, "users", _USER, (), lambda v, p: self._user(state, v, p), required_any=(
-            "userPrincipalName", "upn"))
+        self._each(
+            top, "users", _USER, (), lambda v, p: self._user(state, v, p), required_any=("userPrincipalName", "upn")
+        )
         self._each(top, "servicePrincipals", _SP, ("displayName",), lambda v, p: self._sp(state, v, p))
         self._each(top, "apps", _APP, ("name",), lambda v, p: self._app(state, v, p))
         groups: list[tuple[Mapping[str, Any], str, str]] = []
-        self._each(top, "groups", _GROUP, ("displayName",), lambda v, p: groups.append((v, p, self._group(
-            state, v, p))))
+        self._each(
+            top, "groups", _GROUP, ("displayName",), lambda v, p: groups.append((v, p, self._group(state, v, p)))
+        )
         for value, path, gid in groups:
             self._members(state, value, path, gid)
         self._each(top, "workspaces", _WS, ("name",), lambda v, p: self._workspace(state, v, p))
         d.changes.enabled = True
         return state
 
-    def _each(self, top: Mapping[str, Any], key: str, keys: tuple[str, ...], required: tuple[str, ...],
-              fn: Callable[[Mapping[str, Any], str], Any], required_any: tuple[str, ...] = ()) -> None:
+    def _each(
+        self,
+        top: Mapping[str, Any],
+        key: str,
+        keys: tuple[str, ...],
+        required: tuple[str, ...],
+        fn: Callable[[Mapping[str, Any], str], Any],
+        required_any: tuple[str, ...] = (),
+    ) -> None:
         c = self.c
         items = c.sequence(top.get(key), key, c.line_of(top, key))
         for i, item in enumerate(items):
@@ -308,26 +329,35 @@ class _Builder:
         if "@" not in upn:
             raise c.fail(_join(path, key), c.line_of(v, key), f"{upn!r} is not a userPrincipalName (no '@')")
         state.directory.add_user(
-            c.guid(v, "id", path, stable_id("user", upn)), upn,
+            c.guid(v, "id", path, stable_id("user", upn)),
+            upn,
             c.string(v, "displayName", path, upn.split("@")[0]) or upn,
-            account_enabled=c.boolean(v, "accountEnabled", path, True), mail=c.string(v, "mail", path),
-            given_name=c.string(v, "givenName", path), surname=c.string(v, "surname", path),
-            job_title=c.string(v, "jobTitle", path))
+            account_enabled=c.boolean(v, "accountEnabled", path, True),
+            mail=c.string(v, "mail", path),
+            given_name=c.string(v, "givenName", path),
+            surname=c.string(v, "surname", path),
+            job_title=c.string(v, "jobTitle", path),
+        )
 
     def _sp(self, state: State, v: Mapping[str, Any], path: str) -> None:
         c = self.c
         name = c.string(v, "displayName", path) or ""
         state.directory.add_service_principal(
             c.guid(v, "id", path, stable_id("servicePrincipal", name)),
-            c.guid(v, "appId", path, stable_id("app", name)), name,
-            account_enabled=c.boolean(v, "accountEnabled", path, True))
+            c.guid(v, "appId", path, stable_id("app", name)),
+            name,
+            account_enabled=c.boolean(v, "accountEnabled", path, True),
+        )
 
     def _app(self, state: State, v: Mapping[str, Any], path: str) -> None:
         c = self.c
         name = c.string(v, "name", path) or ""
-        app = AppRegistration(name, c.guid(v, "clientId", path, stable_id("app", name)),
-                              c.guid(v, "objectId", path, stable_id("servicePrincipal", name)),
-                              secret=c.string(v, "secret", path))
+        app = AppRegistration(
+            name,
+            c.guid(v, "clientId", path, stable_id("app", name)),
+            c.guid(v, "objectId", path, stable_id("servicePrincipal", name)),
+            secret=c.string(v, "secret", path),
+        )
         cert = v.get("certificate")
         if cert is True:
             app.certificate = _generated_certificate(name)
@@ -337,26 +367,36 @@ class _Builder:
                 pem = pem_path.read_bytes()
                 app.certificate = ClientCertificate.from_pem(pem, _private_key_block(pem))
             except (OSError, ValueError) as e:
-                raise c.fail(_join(path, "certificate"), c.line_of(v, "certificate"),
-                             f"cannot use certificate {str(pem_path)!r}: {e}") from None
+                raise c.fail(
+                    _join(path, "certificate"),
+                    c.line_of(v, "certificate"),
+                    f"cannot use certificate {str(pem_path)!r}: {e}",
+                ) from None
         elif cert not in (None, False):
-            raise c.fail(_join(path, "certificate"), c.line_of(v, "certificate"),
-                         "expected true or the path of a PEM file with key and certificate")
+            raise c.fail(
+                _join(path, "certificate"),
+                c.line_of(v, "certificate"),
+                "expected true or the path of a PEM file with key and certificate",
+            )
         fed = v.get("federatedToken")
         if fed is True:
             app.federated_token = _federated_token(name, state.tenant_id, app.client_id)
         elif isinstance(fed, str) and fed:
             app.federated_token = fed
         elif fed not in (None, False):
-            raise c.fail(_join(path, "federatedToken"), c.line_of(v, "federatedToken"),
-                         "expected true or the token text")
+            raise c.fail(
+                _join(path, "federatedToken"), c.line_of(v, "federatedToken"), "expected true or the token text"
+            )
         if "graphPermissions" in v:
             perms = c.names(v, "graphPermissions", path)
             for i, p in enumerate(perms):
                 if p not in GRAPH_PERMISSIONS:
                     items = v["graphPermissions"]
-                    raise c.fail(f"{path}.graphPermissions[{i}]", c.line_of(items, i),
-                                 f"unknown permission {p!r}; known: {', '.join(GRAPH_PERMISSIONS)}")
+                    raise c.fail(
+                        f"{path}.graphPermissions[{i}]",
+                        c.line_of(items, i),
+                        f"unknown permission {p!r}; known: {', '.join(GRAPH_PERMISSIONS)}",
+                    )
             app.graph_permissions = tuple(perms)
         if not (app.secret or app.certificate or app.federated_token):
             raise c.fail(path, c.line_of(v), "an app needs at least one of secret, certificate, federatedToken")
@@ -366,9 +406,12 @@ class _Builder:
         c = self.c
         name = c.string(v, "displayName", path) or ""
         group = state.directory.add_group(
-            c.guid(v, "id", path, stable_id("group", name)), name, description=c.string(v, "description", path),
+            c.guid(v, "id", path, stable_id("group", name)),
+            name,
+            description=c.string(v, "description", path),
             mail_nickname=c.string(v, "mailNickname", path),
-            security_enabled=c.boolean(v, "securityEnabled", path, True))
+            security_enabled=c.boolean(v, "securityEnabled", path, True),
+        )
         return group.id
 
     def _members(self, state: State, v: Mapping[str, Any], path: str, gid: str) -> None:
@@ -380,8 +423,7 @@ class _Builder:
             ref = item
             if isinstance(item, Mapping):
                 if len(item) != 1 or next(iter(item)) not in _MEMBER_KINDS:
-                    raise c.fail(mpath, line, "a typed member is {user: ...}, {group: ...} or "
-                                              "{servicePrincipal: ...}")
+                    raise c.fail(mpath, line, "a typed member is {user: ...}, {group: ...} or {servicePrincipal: ...}")
                 key = next(iter(item))
                 kinds, ref = _MEMBER_KINDS[key], item[key]
             if not isinstance(ref, str) or not ref:
@@ -396,17 +438,25 @@ class _Builder:
         c = self.c
         name = c.string(v, "name", path) or ""
         if "/" in name or not name.replace("-", "").isalnum():
-            raise c.fail(_join(path, "name"), c.line_of(v, "name"),
-                         f"{name!r} is not a workspace name (letters, digits and '-')")
+            raise c.fail(
+                _join(path, "name"), c.line_of(v, "name"), f"{name!r} is not a workspace name (letters, digits and '-')"
+            )
         ws = state.add_workspace(name)
         for kind in SCOPE_KINDS:
             ws.items[kind].update(c.names(v, kind, path))
-        access = c.mapping(v.get("access") or {}, _join(path, "access"), c.line_of(v, "access"),
-                           ("default", *(a.name for a in state.apps.values()), *state.apps))
+        access = c.mapping(
+            v.get("access") or {},
+            _join(path, "access"),
+            c.line_of(v, "access"),
+            ("default", *(a.name for a in state.apps.values()), *state.apps),
+        )
         for key, level in access.items():
             if level not in ACCESS_LEVELS:
-                raise c.fail(f"{path}.access.{key}", c.line_of(access, key),
-                             f"unknown access level {level!r}; use one of {', '.join(ACCESS_LEVELS)}")
+                raise c.fail(
+                    f"{path}.access.{key}",
+                    c.line_of(access, key),
+                    f"unknown access level {level!r}; use one of {', '.join(ACCESS_LEVELS)}",
+                )
             if key == "default":
                 ws.default_access = level
             else:
@@ -420,11 +470,21 @@ class _Builder:
             if state.roles.resolve(role) is None:
                 names = [r.name for r in state.roles.all]
                 hint = difflib.get_close_matches(role, names, n=1)
-                raise c.fail(_join(apath, "role"), c.line_of(a, "role"), f"unknown Synapse role {role!r}"
-                             + (f" (did you mean {hint[0]!r}?)" if hint else f"; built-in roles: {', '.join(names)}"))
+                raise c.fail(
+                    _join(apath, "role"),
+                    c.line_of(a, "role"),
+                    f"unknown Synapse role {role!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else f"; built-in roles: {', '.join(names)}"),
+                )
             try:
-                state.grant(name, role, c.string(a, "principal", apath) or "", c.string(a, "scope", apath),
-                            c.string(a, "id", apath), c.string(a, "principalType", apath))
+                state.grant(
+                    name,
+                    role,
+                    c.string(a, "principal", apath) or "",
+                    c.string(a, "scope", apath),
+                    c.string(a, "id", apath),
+                    c.string(a, "principalType", apath),
+                )
             except (DirectoryError, AssignmentError) as e:
                 key = "principal" if isinstance(e, DirectoryError) else ("scope" if "cope" in str(e) else "role")
                 raise c.fail(_join(apath, key), c.line_of(a, key if key in a else None), str(e)) from None
@@ -453,20 +513,39 @@ def _private_key_block(pem: bytes) -> bytes:
 
 def _federated_token(name: str, tenant_id: str, client_id: str) -> str:
     """A JWT-shaped token like the one the kubelet projects for a workload identity service account."""
+
     def enc(obj: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
-    claims = {"aud": ["api://AzureADTokenExchange"], "iss": "https://sandbox.oidc.local/",
-              "sub": f"system:serviceaccount:synapse-scim:{name}", "client_id": client_id, "tid": tenant_id}
+    claims = {
+        "aud": ["api://AzureADTokenExchange"],
+        "iss": "https://sandbox.oidc.local/",
+        "sub": f"system:serviceaccount:synapse-scim:{name}",
+        "client_id": client_id,
+        "tid": tenant_id,
+    }
     return f"{enc({'alg': 'RS256', 'kid': 'sandbox'})}.{enc(claims)}.{uuid.uuid5(uuid.NAMESPACE_URL, name).hex}"
 
 
 # --------------------------------------------------------------------------- synthetic organisations
-def synthetic_org(*, users: int = 1000, groups: int = 100, members_per_group: int = 20, nesting: float = 0.2,
-                  cycles: int = 0, service_principals: int = 10, disabled: float = 0.02, assignments: int = 0,
-                  large_groups: int = 0, large_group_size: int = 1000, workspace: str = "synthetic",
-                  workspaces: Sequence[str] = (), pools: int = 3, seed: int = 0,
-                  app_secret: str = "sandbox-secret") -> dict[str, Any]:
+def synthetic_org(
+    *,
+    users: int = 1000,
+    groups: int = 100,
+    members_per_group: int = 20,
+    nesting: float = 0.2,
+    cycles: int = 0,
+    service_principals: int = 10,
+    disabled: float = 0.02,
+    assignments: int = 0,
+    large_groups: int = 0,
+    large_group_size: int = 1000,
+    workspace: str = "synthetic",
+    workspaces: Sequence[str] = (),
+    pools: int = 3,
+    seed: int = 0,
+    app_secret: str = "sandbox-secret",
+) -> dict[str, Any]:
     """A large seed (dict) with deterministic ids.
 
     - `members_per_group` users per group (each group gets a contiguous slice of users, so groups
@@ -482,12 +561,19 @@ def synthetic_org(*, users: int = 1000, groups: int = 100, members_per_group: in
     rng = random.Random(seed)
 
     user_ids = [stable_id("user", f"u{i}") for i in range(users)]
-    out_users = [{"id": uid, "userPrincipalName": f"user{i}@synthetic.example", "displayName": f"User {i}",
-                  **({"accountEnabled": False} if rng.random() < disabled else {})}
-                 for i, uid in enumerate(user_ids)]
+    out_users = [
+        {
+            "id": uid,
+            "userPrincipalName": f"user{i}@synthetic.example",
+            "displayName": f"User {i}",
+            **({"accountEnabled": False} if rng.random() < disabled else {}),
+        }
+        for i, uid in enumerate(user_ids)
+    ]
     sp_ids = [stable_id("servicePrincipal", f"sp{i}") for i in range(service_principals)]
-    out_sps = [{"id": sid, "appId": stable_id("app", f"sp{i}"), "displayName": f"service-{i}"}
-               for i, sid in enumerate(sp_ids)]
+    out_sps = [
+        {"id": sid, "appId": stable_id("app", f"sp{i}"), "displayName": f"service-{i}"} for i, sid in enumerate(sp_ids)
+    ]
     group_ids = [stable_id("group", f"g{i}") for i in range(groups)]
     out_groups: list[dict[str, Any]] = []
     for i, g in enumerate(group_ids):
@@ -512,18 +598,28 @@ def synthetic_org(*, users: int = 1000, groups: int = 100, members_per_group: in
     out_workspaces: list[dict[str, Any]] = [{"name": name, **items} for name in names]
     ws, workspace = out_workspaces[0], names[0]
     if assignments:
-        scopes = [f"workspaces/{workspace}"] + [f"workspaces/{workspace}/{k}/{n}" for k in SCOPE_KINDS
-                                                for n in items[k]]
+        scopes = [f"workspaces/{workspace}"] + [
+            f"workspaces/{workspace}/{k}/{n}" for k in SCOPE_KINDS for n in items[k]
+        ]
         templates = {s: TEMPLATE_BY_KIND[None if s.count("/") == 1 else s.split("/")[2]] for s in scopes}
         combos = [(r.id, s) for r in load_builtin_roles() for s in scopes if templates[s] in r.scopes]
         principals = user_ids + group_ids + sp_ids
         if assignments > len(principals) * len(combos):
             raise ValueError(f"at most {len(principals) * len(combos)} distinct assignments are possible")
         ws["assignments"] = [
-            {"role": combos[(i // len(principals)) % len(combos)][0], "principal": principals[i % len(principals)],
-             "scope": combos[(i // len(principals)) % len(combos)][1],
-             "id": str(uuid.UUID(int=rng.getrandbits(128), version=4))}
-            for i in range(assignments)]
-    return {"tenant": {"domain": "synthetic.example"},
-            "apps": [{"name": "synapse-scim-operator", "secret": app_secret}],
-            "users": out_users, "servicePrincipals": out_sps, "groups": out_groups, "workspaces": out_workspaces}
+            {
+                "role": combos[(i // len(principals)) % len(combos)][0],
+                "principal": principals[i % len(principals)],
+                "scope": combos[(i // len(principals)) % len(combos)][1],
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            }
+            for i in range(assignments)
+        ]
+    return {
+        "tenant": {"domain": "synthetic.example"},
+        "apps": [{"name": "synapse-scim-operator", "secret": app_secret}],
+        "users": out_users,
+        "servicePrincipals": out_sps,
+        "groups": out_groups,
+        "workspaces": out_workspaces,
+    }

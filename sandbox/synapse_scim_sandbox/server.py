@@ -38,16 +38,31 @@ SeedSource = str | Path | Mapping[str, Any] | None
 
 
 class Sandbox:
-    def __init__(self, seed: SeedSource = None, *, cert_dir: str | Path | None = None,
-                 latency: Mapping[str, float] | None = None, token_lifetime: float = 3600.0, page_size: int = 100,
-                 graph_page_size: int = 100, delta_member_chunk: int = 1000, host: str = "127.0.0.1",
-                 ports: Mapping[str, int] | None = None, fault_hold: float = 30.0, log_size: int = 10000) -> None:
+    def __init__(
+        self,
+        seed: SeedSource = None,
+        *,
+        cert_dir: str | Path | None = None,
+        latency: Mapping[str, float] | None = None,
+        token_lifetime: float = 3600.0,
+        page_size: int = 100,
+        graph_page_size: int = 100,
+        delta_member_chunk: int = 1000,
+        host: str = "127.0.0.1",
+        ports: Mapping[str, int] | None = None,
+        fault_hold: float = 30.0,
+        log_size: int = 10000,
+    ) -> None:
         """`seed`: path of a YAML seed, YAML text, a dict (see seed.py), or None for an empty tenant.
         `latency`: seconds per service ("login", "graph", "synapse"). `page_size`: Synapse role
         assignments per list page. `ports`: fixed ports per service (default: free ports).
         `fault_hold`: how long a "timeout" fault holds a request unless its rule says otherwise."""
-        self.settings = Settings(token_lifetime=token_lifetime, page_size=page_size, graph_page_size=graph_page_size,
-                                 delta_member_chunk=delta_member_chunk)
+        self.settings = Settings(
+            token_lifetime=token_lifetime,
+            page_size=page_size,
+            graph_page_size=graph_page_size,
+            delta_member_chunk=delta_member_chunk,
+        )
         self._seed = seed
         self.state: State = load_seed(seed, settings=self.settings)
         self.faults = FaultInjector(latency=latency, hold=fault_hold, log_size=log_size)
@@ -102,8 +117,9 @@ class Sandbox:
         return self
 
     @web.middleware
-    async def _track_connection(self, request: web.Request,
-                                handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _track_connection(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         if request.transport is not None:
             self._transports.add(request.transport)
         return await handler(request)
@@ -126,8 +142,9 @@ class Sandbox:
     async def __aenter__(self) -> Sandbox:
         return await self.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     def reset(self) -> None:
@@ -194,10 +211,15 @@ class Sandbox:
 
     def info(self) -> dict[str, Any]:
         return {
-            "authority_host": self.authority_host, "graph_url": self.graph_url, "synapse_url": self.synapse_url,
+            "authority_host": self.authority_host,
+            "graph_url": self.graph_url,
+            "synapse_url": self.synapse_url,
             "workspaces": {name: self.workspace_endpoint(name) for name in self.state.workspaces},
-            "admin_url": self.admin_url, "ca_path": str(self.ca_path), "cert_dir": str(self.cert_dir),
-            "tenant_id": self.tenant_id, "tenant_domain": self.state.tenant_domain,
+            "admin_url": self.admin_url,
+            "ca_path": str(self.ca_path),
+            "cert_dir": str(self.cert_dir),
+            "tenant_id": self.tenant_id,
+            "tenant_domain": self.state.tenant_domain,
             "clients": [a.summary() for a in self.state.apps.values()],
             "state": self.state.summary(),
         }
@@ -206,10 +228,14 @@ class Sandbox:
         """Environment variables that point the SDKs (and the operator) at this sandbox, for one client
         (default: the first app registration)."""
         env = {
-            "AZURE_AUTHORITY_HOST": self.authority_host, "AZURE_TENANT_ID": self.tenant_id,
-            "SSL_CERT_FILE": str(self.ca_path), "REQUESTS_CA_BUNDLE": str(self.ca_path),
-            "SYNAPSE_SCIM_GRAPH_URL": self.graph_url, "SYNAPSE_SCIM_SYNAPSE_URL": self.synapse_url,
-            "SYNAPSE_SCIM_SANDBOX_ADMIN_URL": self.admin_url, "SYNAPSE_SCIM_SANDBOX_CA": str(self.ca_path),
+            "AZURE_AUTHORITY_HOST": self.authority_host,
+            "AZURE_TENANT_ID": self.tenant_id,
+            "SSL_CERT_FILE": str(self.ca_path),
+            "REQUESTS_CA_BUNDLE": str(self.ca_path),
+            "SYNAPSE_SCIM_GRAPH_URL": self.graph_url,
+            "SYNAPSE_SCIM_SYNAPSE_URL": self.synapse_url,
+            "SYNAPSE_SCIM_SANDBOX_ADMIN_URL": self.admin_url,
+            "SYNAPSE_SCIM_SANDBOX_CA": str(self.ca_path),
         }
         for name in self.state.workspaces:
             key = "".join(c if c.isalnum() else "_" for c in name).upper()
@@ -309,6 +335,7 @@ class SandboxThread:
     def __enter__(self) -> SandboxThread:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

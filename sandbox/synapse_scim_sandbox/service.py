@@ -29,8 +29,14 @@ from .state import State
 log = logging.getLogger("synapse_scim.sandbox")
 
 #: Request headers copied into the request log when present.
-LOGGED_HEADERS = ("retry-attempt", "x-ms-continuation", "client-request-id", "x-ms-client-request-id",
-                  "consistencylevel", "prefer")
+LOGGED_HEADERS = (
+    "retry-attempt",
+    "x-ms-continuation",
+    "client-request-id",
+    "x-ms-client-request-id",
+    "consistencylevel",
+    "prefer",
+)
 
 
 class ServiceError(Exception):
@@ -103,13 +109,19 @@ class Service:
     async def route(self, request: web.Request, segments: list[str]) -> Route:
         raise NotImplementedError
 
-    def error(self, request: web.Request, status: int, code: str, message: str,
-              headers: Mapping[str, str] | None = None) -> web.Response:
+    def error(
+        self, request: web.Request, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
         raise NotImplementedError
 
     def default_error_code(self, status: int) -> str:
-        return {429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
-                503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(status, "Error")
+        return {
+            429: "TooManyRequests",
+            500: "InternalServerError",
+            502: "BadGateway",
+            503: "ServiceUnavailable",
+            504: "GatewayTimeout",
+        }.get(status, "Error")
 
     # ---- pipeline
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -136,16 +148,23 @@ class Service:
                 response, label = await self.apply_fault(request, route, call, fault)
             else:
                 response = await self.run(route, call, request)
-        self.faults.record({
-            "time": time.time(), "service": self.name, "operation": route.operation if route else "unknown",
-            "method": request.method, "path": request.raw_path, "status": label or response.status,
-            "client_id": call.token.client_id if call is not None and call.token is not None else None,
-            "params": call.params if call is not None else {},
-            "fault": fault.kind if fault is not None else None, "rule": fault.rule.id if fault is not None else None,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "headers": {h: request.headers[h] for h in LOGGED_HEADERS if h in request.headers},
-            "batched": request.headers.get(BATCHED_HEADER),
-        })
+        self.faults.record(
+            {
+                "time": time.time(),
+                "service": self.name,
+                "operation": route.operation if route else "unknown",
+                "method": request.method,
+                "path": request.raw_path,
+                "status": label or response.status,
+                "client_id": call.token.client_id if call is not None and call.token is not None else None,
+                "params": call.params if call is not None else {},
+                "fault": fault.kind if fault is not None else None,
+                "rule": fault.rule.id if fault is not None else None,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "headers": {h: request.headers[h] for h in LOGGED_HEADERS if h in request.headers},
+                "batched": request.headers.get(BATCHED_HEADER),
+            }
+        )
         return response
 
     async def run(self, route: Route, call: Call, request: web.Request) -> web.StreamResponse:
@@ -171,8 +190,9 @@ class Service:
             except TimeoutError:
                 pass
 
-    async def apply_fault(self, request: web.Request, route: Route, call: Call,
-                          fault: Fault) -> tuple[web.StreamResponse, str | None]:
+    async def apply_fault(
+        self, request: web.Request, route: Route, call: Call, fault: Fault
+    ) -> tuple[web.StreamResponse, str | None]:
         rule, kind = fault.rule, fault.kind
         if kind == "delay":  # served normally after the delay (still logged with the fault)
             await self.pause(rule.delay)
@@ -187,19 +207,26 @@ class Service:
             return web.Response(status=500), "reset"
         if kind == "timeout":
             await self.pause(rule.hold if rule.hold is not None else self.faults.hold, request)
-            return self.error(request, 504, rule.code or self.default_error_code(504),
-                              rule.message or "The operation timed out."), "timeout"
+            return self.error(
+                request, 504, rule.code or self.default_error_code(504), rule.message or "The operation timed out."
+            ), "timeout"
         status = int(kind)
         headers: dict[str, str] = {}
         retry_after = rule.retry_after if rule.retry_after is not None else (1 if status == 429 else None)
         if retry_after is not None and status in (429, 503):
             headers["Retry-After"] = str(math.ceil(retry_after))  # whole seconds: kiota parses only integers
-        return self.error(request, status, rule.code or self.default_error_code(status),
-                          rule.message or self.fault_message(status), headers), None
+        return self.error(
+            request,
+            status,
+            rule.code or self.default_error_code(status),
+            rule.message or self.fault_message(status),
+            headers,
+        ), None
 
     def fault_message(self, status: int) -> str:
-        return {429: "Too many requests. Please try again later.",
-                503: "The service is temporarily unavailable."}.get(status, "An internal error occurred.")
+        return {429: "Too many requests. Please try again later.", 503: "The service is temporarily unavailable."}.get(
+            status, "An internal error occurred."
+        )
 
     # ---- helpers for handlers
     def bearer(self, request: web.Request, audience: str) -> tuple[Token | None, str | None]:
@@ -232,8 +259,13 @@ def request_id(request: web.Request) -> str:
     return rid
 
 
-def json_response(data: Any, *, status: int = 200, content_type: str = "application/json; charset=utf-8",
-                  headers: Mapping[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any,
+    *,
+    status: int = 200,
+    content_type: str = "application/json; charset=utf-8",
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
     response = web.Response(status=status, body=dumps(data), headers=headers)
     response.headers["Content-Type"] = content_type
     return response

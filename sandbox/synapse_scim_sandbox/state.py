@@ -66,8 +66,9 @@ class AssignmentError(Exception):
 
 
 class State:
-    def __init__(self, tenant_id: str, tenant_domain: str, settings: Settings | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, tenant_id: str, tenant_domain: str, settings: Settings | None = None, clock: Clock | None = None
+    ) -> None:
         self.tenant_id = tenant_id.lower()
         self.tenant_domain = tenant_domain
         self.settings = settings or Settings()
@@ -134,43 +135,66 @@ class State:
             raise DirectoryError(f"workspace {name!r} does not exist", status=404, code="WorkspaceNotFound")
         return ws
 
-    def create_assignment(self, ws: Workspace, assignment_id: str, role_id: str, principal_id: str, scope: str,
-                          principal_type: str | None = None, created_by: str | None = None) -> Assignment:
+    def create_assignment(
+        self,
+        ws: Workspace,
+        assignment_id: str,
+        role_id: str,
+        principal_id: str,
+        scope: str,
+        principal_type: str | None = None,
+        created_by: str | None = None,
+    ) -> Assignment:
         """Validate and store a role assignment exactly as PUT /roleAssignments/{id} does."""
         if not assignment_id:
             raise AssignmentError(400, "InvalidRoleAssignmentId", "The role assignment id must not be empty.")
         if not is_guid(role_id):
             raise AssignmentError(400, "InvalidRoleDefinitionId", f"The role id '{role_id}' is not a valid GUID.")
         if not is_guid(principal_id):
-            raise AssignmentError(400, "InvalidPrincipalId",
-                                  f"The principal id '{principal_id}' is not a valid GUID.")
+            raise AssignmentError(400, "InvalidPrincipalId", f"The principal id '{principal_id}' is not a valid GUID.")
         role = self.roles.get(role_id)
         if role is None:
-            raise AssignmentError(400, "RoleDefinitionNotFound",
-                                  f"The role definition '{role_id}' does not exist.")
+            raise AssignmentError(400, "RoleDefinitionNotFound", f"The role definition '{role_id}' does not exist.")
         try:
             kind, _ = ws.check_scope(scope)
         except ScopeError as e:
             raise AssignmentError(400, "InvalidScope", str(e)) from None
         if TEMPLATE_BY_KIND[kind] not in role.scopes:
-            raise AssignmentError(400, "RoleNotApplicableAtScope",
-                                  f"The role '{role.name}' ({role.id}) cannot be assigned at scope '{scope}'; "
-                                  f"it is valid at: {', '.join(role.scopes)}.")
+            raise AssignmentError(
+                400,
+                "RoleNotApplicableAtScope",
+                f"The role '{role.name}' ({role.id}) cannot be assigned at scope '{scope}'; "
+                f"it is valid at: {', '.join(role.scopes)}.",
+            )
         existing = ws.assignments.find(role_id, principal_id, scope)
         if existing is not None:
-            raise AssignmentError(409, "RoleAssignmentAlreadyExists",
-                                  f"Role Assignment with roleId '{role_id}', principalId '{principal_id}' and "
-                                  f"scope '{scope}' within workspace '{ws.name}' already exists.")
+            raise AssignmentError(
+                409,
+                "RoleAssignmentAlreadyExists",
+                f"Role Assignment with roleId '{role_id}', principalId '{principal_id}' and "
+                f"scope '{scope}' within workspace '{ws.name}' already exists.",
+            )
         if ws.assignments.get(assignment_id) is not None:
-            raise AssignmentError(409, "RoleAssignmentIdConflict",
-                                  f"A role assignment with id '{assignment_id}' already exists in workspace "
-                                  f"'{ws.name}' for another role, principal or scope.")
+            raise AssignmentError(
+                409,
+                "RoleAssignmentIdConflict",
+                f"A role assignment with id '{assignment_id}' already exists in workspace "
+                f"'{ws.name}' for another role, principal or scope.",
+            )
         known = self.directory.get(principal_id)  # share the directory's id string (memory, 200k assignments)
-        return ws.assignments.add(assignment_id, role.id, known.id if known is not None else principal_id, scope,
-                                  principal_type, created_by)
+        return ws.assignments.add(
+            assignment_id, role.id, known.id if known is not None else principal_id, scope, principal_type, created_by
+        )
 
-    def grant(self, workspace: str, role: str, principal: str, scope: str | None = None,
-              assignment_id: str | None = None, principal_type: str | None = None) -> Assignment:
+    def grant(
+        self,
+        workspace: str,
+        role: str,
+        principal: str,
+        scope: str | None = None,
+        assignment_id: str | None = None,
+        principal_type: str | None = None,
+    ) -> Assignment:
         """A manual grant (seed or admin API): role by name or id, principal by id or name."""
         ws = self.workspace(workspace)
         role_def = self.roles.resolve(role)
@@ -190,9 +214,12 @@ class State:
         d = self.directory
         return {
             "tenant_id": self.tenant_id,
-            "users": len(d.users), "groups": len(d.groups), "service_principals": len(d.service_principals),
-            "workspaces": {n: {"assignments": len(w.assignments), "items": {k: sorted(v) for k, v in
-                                                                            w.items.items() if v}}
-                           for n, w in self.workspaces.items()},
+            "users": len(d.users),
+            "groups": len(d.groups),
+            "service_principals": len(d.service_principals),
+            "workspaces": {
+                n: {"assignments": len(w.assignments), "items": {k: sorted(v) for k, v in w.items.items() if v}}
+                for n, w in self.workspaces.items()
+            },
             "change_seq": d.changes.seq,
         }

@@ -103,8 +103,12 @@ class SynapseService(Service):
     @staticmethod
     def _method(method: str, allowed: str) -> None:
         if method not in allowed.split(", "):
-            raise ServiceError(405, "MethodNotAllowed", f"The requested resource does not support http method "
-                                                        f"'{method}'.", {"Allow": allowed})
+            raise ServiceError(
+                405,
+                "MethodNotAllowed",
+                f"The requested resource does not support http method '{method}'.",
+                {"Allow": allowed},
+            )
 
     @staticmethod
     async def _json(request: web.Request) -> Any:
@@ -113,8 +117,9 @@ class SynapseService(Service):
         except ValueError:
             return ValueError
 
-    def error(self, request: web.Request, status: int, code: str, message: str,
-              headers: Mapping[str, str] | None = None) -> web.Response:
+    def error(
+        self, request: web.Request, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
         h = {"x-ms-request-id": str(uuid.uuid4()), **(headers or {})}
         return json_response({"error": {"code": code, "message": message}}, status=status, headers=h)
 
@@ -126,26 +131,38 @@ class SynapseService(Service):
         """api-version, bearer token, workspace and the caller's permission, in that order."""
         version = call.query.get("api-version")
         if version is None:
-            raise ServiceError(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) "
-                                                                  "is required for all requests.")
+            raise ServiceError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
         if version != API_VERSION:
-            raise ServiceError(400, "UnsupportedApiVersion", f"The HTTP resource that matches the request URI does "
-                                                             f"not support the API version '{version}'. Supported: "
-                                                             f"{API_VERSION}.")
+            raise ServiceError(
+                400,
+                "UnsupportedApiVersion",
+                f"The HTTP resource that matches the request URI does "
+                f"not support the API version '{version}'. Supported: "
+                f"{API_VERSION}.",
+            )
         token, reason = self.bearer(call.request, SYNAPSE_AUDIENCE)
         if token is None:
             message = {
                 "missing": "Authentication failed: the request has no bearer token.",
                 "malformed": "Authentication failed: the Authorization header is not a bearer token.",
                 "unknown": "Token Authentication failed - the token is not valid.",
-                "expired": "Token Authentication failed - IDX10223: Lifetime validation failed. The token is "
-                           "expired.",
+                "expired": "Token Authentication failed - IDX10223: Lifetime validation failed. The token is expired.",
                 "audience": "Token Authentication failed - IDX10214: Audience validation failed. Audiences do not "
-                            f"match '{SYNAPSE_AUDIENCE}'.",
+                f"match '{SYNAPSE_AUDIENCE}'.",
             }[reason or "unknown"]
-            raise ServiceError(401, "AuthenticationFailed", message, {
-                "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/'
-                                    f'{self.state.tenant_id}", error="invalid_token"'})
+            raise ServiceError(
+                401,
+                "AuthenticationFailed",
+                message,
+                {
+                    "WWW-Authenticate": f'Bearer authorization_uri="https://login.microsoftonline.com/'
+                    f'{self.state.tenant_id}", error="invalid_token"'
+                },
+            )
         call.token = token
         ws = self.state.workspaces.get(call.params["workspace"])
         if ws is None:
@@ -156,9 +173,13 @@ class SynapseService(Service):
             principals = {token.object_id} | self.state.member_of(token.object_id)
             allowed = ws.role_allows(principals, action, scope or ws.scope) is not None
         if not allowed:
-            raise ServiceError(403, "Unauthorized", f"The principal '{token.object_id}' does not have the required "
-                                                    f"Synapse RBAC permission to perform this action. Required "
-                                                    f"permission: Action: {action}, Scope: {ws.scope}/*.")
+            raise ServiceError(
+                403,
+                "Unauthorized",
+                f"The principal '{token.object_id}' does not have the required "
+                f"Synapse RBAC permission to perform this action. Required "
+                f"permission: Action: {action}, Scope: {ws.scope}/*.",
+            )
         return ws
 
     # ------------------------------------------------------------------ role assignments
@@ -167,8 +188,13 @@ class SynapseService(Service):
         q = call.query
         header = call.request.headers.get("x-ms-continuation", "")
         after = decode_continuation(header) if header else 0
-        items, nxt = ws.assignments.page(role_id=q.get("roleId"), principal_id=q.get("principalId"),
-                                         scope=q.get("scope"), after=after, limit=self.state.settings.page_size)
+        items, nxt = ws.assignments.page(
+            role_id=q.get("roleId"),
+            principal_id=q.get("principalId"),
+            scope=q.get("scope"),
+            after=after,
+            limit=self.state.settings.page_size,
+        )
         response = self.ok({"count": len(items), "value": [a.to_json() for a in items]})
         response.headers["x-ms-continuation"] = encode_continuation(nxt) if nxt is not None else ""
         return response
@@ -178,16 +204,23 @@ class SynapseService(Service):
         scope = body.get("scope") if isinstance(body, dict) and isinstance(body.get("scope"), str) else None
         ws = self.begin(call, WRITE_ASSIGNMENT_ACTION, scope if scope and scope.startswith("workspaces/") else None)
         if not isinstance(body, dict):
-            raise ServiceError(400, "InvalidRequestBody", "The request body must be a JSON object with roleId, "
-                                                          "principalId and scope.")
+            raise ServiceError(
+                400, "InvalidRequestBody", "The request body must be a JSON object with roleId, principalId and scope."
+            )
         missing = [k for k in ("roleId", "principalId", "scope") if not isinstance(body.get(k), str) or not body[k]]
         if missing:
             raise ServiceError(400, "InvalidRequestBody", f"The request body is missing: {', '.join(missing)}.")
         ptype = body.get("principalType")
         try:
-            a = self.state.create_assignment(ws, call.params["roleAssignmentId"], body["roleId"], body["principalId"],
-                                             body["scope"], ptype if isinstance(ptype, str) else None,
-                                             call.token.client_id if call.token else None)
+            a = self.state.create_assignment(
+                ws,
+                call.params["roleAssignmentId"],
+                body["roleId"],
+                body["principalId"],
+                body["scope"],
+                ptype if isinstance(ptype, str) else None,
+                call.token.client_id if call.token else None,
+            )
         except AssignmentError as e:
             raise ServiceError(e.status, e.code, e.message) from None
         return self.ok(a.to_json())
@@ -214,8 +247,9 @@ class SynapseService(Service):
         built_in = call.query.get("isBuiltIn")
         if built_in is not None:
             if built_in.lower() not in ("true", "false"):
-                raise ServiceError(400, "InvalidQueryParameter", f"'isBuiltIn' must be true or false, not "
-                                                                 f"'{built_in}'.")
+                raise ServiceError(
+                    400, "InvalidQueryParameter", f"'isBuiltIn' must be true or false, not '{built_in}'."
+                )
             roles = roles if built_in.lower() == "true" else []
         scope = call.query.get("scope")
         if scope is not None:
@@ -230,8 +264,9 @@ class SynapseService(Service):
         ws = self.begin(call, READ_ACTION)
         role = ws.roles.get(call.params["roleId"])
         if role is None:
-            raise ServiceError(404, "RoleDefinitionNotFound", f"Role definition '{call.params['roleId']}' was not "
-                                                              "found.")
+            raise ServiceError(
+                404, "RoleDefinitionNotFound", f"Role definition '{call.params['roleId']}' was not found."
+            )
         return self.ok(role.to_json())
 
     async def list_scopes(self, call: Call) -> web.Response:
@@ -244,23 +279,32 @@ class SynapseService(Service):
         subject = body.get("subject") if isinstance(body, dict) else None
         actions = body.get("actions") if isinstance(body, dict) else None
         scope = body.get("scope") if isinstance(body, dict) else None
-        if (not isinstance(subject, dict) or not isinstance(subject.get("principalId"), str)
-                or not is_guid(subject["principalId"]) or not isinstance(actions, list) or not isinstance(scope, str)):
-            raise ServiceError(400, "InvalidRequestBody", "The request needs subject.principalId (a GUID), actions "
-                                                          "and scope.")
+        if (
+            not isinstance(subject, dict)
+            or not isinstance(subject.get("principalId"), str)
+            or not is_guid(subject["principalId"])
+            or not isinstance(actions, list)
+            or not isinstance(scope, str)
+        ):
+            raise ServiceError(
+                400, "InvalidRequestBody", "The request needs subject.principalId (a GUID), actions and scope."
+            )
         try:
             ws.check_scope(scope)
         except ScopeError as e:
             raise ServiceError(400, "InvalidScope", str(e)) from None
         principals = {subject["principalId"].lower()} | {
-            g.lower() for g in subject.get("groupIds") or () if isinstance(g, str)}
+            g.lower() for g in subject.get("groupIds") or () if isinstance(g, str)
+        }
         decisions = []
         for action in actions:
             if not isinstance(action, dict) or not isinstance(action.get("id"), str):
                 raise ServiceError(400, "InvalidRequestBody", "Each action needs an 'id' and 'isDataAction'.")
             grant = ws.role_allows(principals, action["id"], scope)
-            decision: dict[str, Any] = {"accessDecision": "Allowed" if grant else "NotAllowed",
-                                        "actionId": action["id"]}
+            decision: dict[str, Any] = {
+                "accessDecision": "Allowed" if grant else "NotAllowed",
+                "actionId": action["id"],
+            }
             if grant is not None:
                 decision["roleAssignment"] = grant.to_json()
             decisions.append(decision)

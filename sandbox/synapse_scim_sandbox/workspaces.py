@@ -18,8 +18,7 @@ from importlib import resources
 from .directory import lower
 
 #: Scope item kinds, in the order the service lists them in GET /rbacScopes.
-SCOPE_KINDS: tuple[str, ...] = (
-    "bigDataPools", "scopePools", "integrationRuntimes", "linkedServices", "credentials")
+SCOPE_KINDS: tuple[str, ...] = ("bigDataPools", "scopePools", "integrationRuntimes", "linkedServices", "credentials")
 _ITEM_PLACEHOLDER = {
     "bigDataPools": "bigDataPoolName",
     "scopePools": "scopePoolName",
@@ -30,9 +29,12 @@ _ITEM_PLACEHOLDER = {
 WORKSPACE_TEMPLATE = "workspaces/{workspaceName}"
 #: Scope templates as GET /rbacScopes returns them.
 SCOPE_TEMPLATES: tuple[str, ...] = (
-    WORKSPACE_TEMPLATE, *(f"{WORKSPACE_TEMPLATE}/{k}/{{{_ITEM_PLACEHOLDER[k]}}}" for k in SCOPE_KINDS))
+    WORKSPACE_TEMPLATE,
+    *(f"{WORKSPACE_TEMPLATE}/{k}/{{{_ITEM_PLACEHOLDER[k]}}}" for k in SCOPE_KINDS),
+)
 TEMPLATE_BY_KIND: dict[str | None, str] = {None: WORKSPACE_TEMPLATE} | dict(
-    zip(SCOPE_KINDS, SCOPE_TEMPLATES[1:], strict=True))
+    zip(SCOPE_KINDS, SCOPE_TEMPLATES[1:], strict=True)
+)
 
 SYNAPSE_ADMINISTRATOR = "6e4bf58a-b8e1-4cc3-bbf9-d73143322b78"
 READ_ACTION = "Microsoft.Synapse/workspaces/read"
@@ -61,8 +63,9 @@ class RoleDefinition:
             "name": self.name,
             "isBuiltIn": True,
             "description": self.description,
-            "permissions": [{"actions": [], "notActions": [], "dataActions": list(self.data_actions),
-                             "notDataActions": []}],
+            "permissions": [
+                {"actions": [], "notActions": [], "dataActions": list(self.data_actions), "notDataActions": []}
+            ],
             "scopes": list(self.scopes),
             "availabilityStatus": "Available",
         }
@@ -75,8 +78,15 @@ def load_builtin_roles() -> tuple[RoleDefinition, ...]:
     out = []
     for r in roles:
         p = perms.get(r["id"], {})
-        out.append(RoleDefinition(r["id"], r["name"], p.get("description", r["name"]), tuple(r["scopes"]),
-                                  tuple(p.get("dataActions", (READ_ACTION,)))))
+        out.append(
+            RoleDefinition(
+                r["id"],
+                r["name"],
+                p.get("description", r["name"]),
+                tuple(r["scopes"]),
+                tuple(p.get("dataActions", (READ_ACTION,))),
+            )
+        )
     return tuple(out)
 
 
@@ -102,13 +112,17 @@ def parse_scope(scope: str) -> tuple[str, str | None, str | None]:
     """`workspaces/{ws}[/{kind}/{item}]` -> (ws, kind, item); ScopeError if malformed."""
     parts = scope.split("/")
     if len(parts) not in (2, 4) or parts[0] != "workspaces" or not all(parts):
-        raise ScopeError(f"The scope '{scope}' is not valid. Expected 'workspaces/{{workspaceName}}' or "
-                         f"'workspaces/{{workspaceName}}/{{itemType}}/{{itemName}}'.")
+        raise ScopeError(
+            f"The scope '{scope}' is not valid. Expected 'workspaces/{{workspaceName}}' or "
+            f"'workspaces/{{workspaceName}}/{{itemType}}/{{itemName}}'."
+        )
     if len(parts) == 2:
         return parts[1], None, None
     if parts[2] not in SCOPE_KINDS:
-        raise ScopeError(f"The scope '{scope}' is not valid. Unknown item type '{parts[2]}'; expected one of "
-                         f"{', '.join(SCOPE_KINDS)}.")
+        raise ScopeError(
+            f"The scope '{scope}' is not valid. Unknown item type '{parts[2]}'; expected one of "
+            f"{', '.join(SCOPE_KINDS)}."
+        )
     return parts[1], parts[2], parts[3]
 
 
@@ -123,8 +137,7 @@ class Assignment:
     created_by: str | None = None  # client id of the caller, None for seeded / admin-made grants
 
     def to_json(self) -> dict[str, str]:
-        out = {"id": self.id, "roleDefinitionId": self.role_id, "principalId": self.principal_id,
-               "scope": self.scope}
+        out = {"id": self.id, "roleDefinitionId": self.role_id, "principalId": self.principal_id, "scope": self.scope}
         if self.principal_type is not None:
             out["principalType"] = self.principal_type
         return out
@@ -156,8 +169,15 @@ class AssignmentStore:
     def find(self, role_id: str, principal_id: str, scope: str) -> Assignment | None:
         return self._by_triple.get((role_id.lower(), principal_id.lower(), scope))
 
-    def add(self, assignment_id: str, role_id: str, principal_id: str, scope: str,
-            principal_type: str | None = None, created_by: str | None = None) -> Assignment:
+    def add(
+        self,
+        assignment_id: str,
+        role_id: str,
+        principal_id: str,
+        scope: str,
+        principal_type: str | None = None,
+        created_by: str | None = None,
+    ) -> Assignment:
         """Insert; the caller has checked id and (role, principal, scope) are free. Pass canonical (shared)
         strings for role, principal and scope where possible: 200k assignments share a few of each."""
         role, principal = lower(role_id), lower(principal_id)
@@ -201,8 +221,15 @@ class AssignmentStore:
         for pid in principal_ids:
             yield from self._by_principal.get(pid, ())
 
-    def page(self, *, role_id: str | None = None, principal_id: str | None = None, scope: str | None = None,
-             after: int = 0, limit: int = 100) -> tuple[list[Assignment], int | None]:
+    def page(
+        self,
+        *,
+        role_id: str | None = None,
+        principal_id: str | None = None,
+        scope: str | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[Assignment], int | None]:
         """Up to `limit` assignments matching every given filter exactly, with seq > `after`.
 
         Returns (items, next_after) where next_after is None when nothing matches beyond the page."""
@@ -219,8 +246,11 @@ class AssignmentStore:
         out: list[Assignment] = []
         for i in range(bisect.bisect_right(items, after, key=_seq), len(items)):
             a = items[i]
-            if ((role is not None and a.role_id != role) or (principal is not None and a.principal_id != principal)
-                    or (scope is not None and a.scope != scope)):
+            if (
+                (role is not None and a.role_id != role)
+                or (principal is not None and a.principal_id != principal)
+                or (scope is not None and a.scope != scope)
+            ):
                 continue
             if len(out) == limit:
                 return out, out[-1].seq
@@ -247,8 +277,7 @@ class Workspace:
         if ws != self.name:
             raise ScopeError(f"The scope '{scope}' does not belong to workspace '{self.name}'.")
         if kind is not None and item not in self.items[kind]:
-            raise ScopeError(f"The scope '{scope}' is not valid: workspace '{self.name}' has no {kind} "
-                             f"named '{item}'.")
+            raise ScopeError(f"The scope '{scope}' is not valid: workspace '{self.name}' has no {kind} named '{item}'.")
         return kind, item
 
     def covering_scopes(self, scope: str) -> tuple[str, ...]:

@@ -25,8 +25,9 @@ async def sb(tmp_path: Path) -> AsyncIterator[Sandbox]:
 @pytest.fixture
 async def directory(sb: Sandbox) -> AsyncIterator[Directory]:
     app = sb.client("synapse-scim-operator")
-    credential = ClientSecretCredential(sb.tenant_id, app.client_id, app.secret or "", authority=sb.authority_host,
-                                        connection_verify=str(sb.ca_path))
+    credential = ClientSecretCredential(
+        sb.tenant_id, app.client_id, app.secret or "", authority=sb.authority_host, connection_verify=str(sb.ca_path)
+    )
     cloud = Cloud.from_spec({"authorityHost": sb.authority_host, "graphEndpoint": sb.graph_url.rsplit("/v1.0", 1)[0]})
     found = Directory(graph_client(credential, cloud, verify=str(sb.ca_path)))
     yield found

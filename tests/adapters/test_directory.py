@@ -104,8 +104,7 @@ async def test_a_missing_group_is_definitive_and_a_throttled_read_is_not(sb: San
     with pytest.raises(DirectoryError) as missing:
         await directory.expand(Principal("00000000-0000-0000-0000-000000000001", "Group", "Gone"))
     assert missing.value.reason == "SubjectNotFound" and missing.value.definitive
-    await sb.admin.inject_fault({"service": "graph", "operation": "transitiveMembers", "status": 503,
-                                 "retry_after": 0})
+    await sb.admin.inject_fault({"service": "graph", "operation": "transitiveMembers", "status": 503, "retry_after": 0})
     with pytest.raises(DirectoryError) as busy:
         await directory.expand(await directory.resolve("Group", name="Analysts"))
     assert busy.value.reason == "DirectoryReadFailed" and not busy.value.definitive

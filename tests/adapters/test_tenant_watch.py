@@ -19,8 +19,7 @@ async def graph_calls(sb: Sandbox) -> dict[str, int]:
 async def watched(sb: Sandbox, directory: Directory) -> tuple[Tenants, list[str], dict[str, str]]:
     tenants = Tenants(interval=3600)  # polled by hand below
     poked: list[str] = []
-    gids = {name: sb.state.directory.groups_named(name)[0].id
-            for name in ("Data Engineers", "Spark Team", "Analysts")}
+    gids = {name: sb.state.directory.groups_named(name)[0].id for name in ("Data Engineers", "Spark Team", "Analysts")}
     for ws in ("engineering", "analytics"):
         await tenants.subscribe(TENANT, ("ns", ws), directory, lambda ws=ws: poked.append(ws))
     watch = tenants.watches[TENANT]
@@ -28,8 +27,11 @@ async def watched(sb: Sandbox, directory: Directory) -> tuple[Tenants, list[str]
     watch.subscribers[("ns", "analytics")].groups = frozenset({gids["Analysts"]})
     bob = sb.state.directory.user("bob@contoso.com").id
     watch.subscribers[("ns", "analytics")].users = frozenset({bob})
-    watch.cache.keep_expansion(gids["Data Engineers"], Expansion((), frozenset({gids["Data Engineers"],
-                                                                            gids["Spark Team"]})), watch.cache.epoch)
+    watch.cache.keep_expansion(
+        gids["Data Engineers"],
+        Expansion((), frozenset({gids["Data Engineers"], gids["Spark Team"]})),
+        watch.cache.epoch,
+    )
     watch.cache.keep_expansion(gids["Analysts"], Expansion((), frozenset({gids["Analysts"]})), watch.cache.epoch)
     return tenants, poked, gids
 
@@ -62,8 +64,7 @@ async def test_a_poll_pokes_only_the_workspaces_whose_groups_changed(sb: Sandbox
         await tenants.close()
 
 
-async def test_an_expired_link_empties_the_cache_and_the_next_poll_resyncs_everyone(sb: Sandbox,
-                                                                                   directory: Directory):
+async def test_an_expired_link_empties_the_cache_and_the_next_poll_resyncs_everyone(sb: Sandbox, directory: Directory):
     tenants, poked, _ = await watched(sb, directory)
     watch = tenants.watches[TENANT]
     try:

@@ -34,8 +34,11 @@ def bad_input_org(workspaces: list[str]) -> dict[str, Any]:
         {"displayName": TWIN_GROUP, "id": "7a1c0de0-0000-4000-8000-000000000002", "members": [upn("bob")]},
     ]
     org["workspaces"] = [
-        {"name": name, "bigDataPools": ["sparkpool"],
-         "assignments": [{"role": MANUAL_ROLE, "principal": MANUAL_PRINCIPAL}]}
+        {
+            "name": name,
+            "bigDataPools": ["sparkpool"],
+            "assignments": [{"role": MANUAL_ROLE, "principal": MANUAL_PRINCIPAL}],
+        }
         for name in workspaces
     ]
     return org
@@ -58,14 +61,17 @@ class NoDestruction:
         after = {a["id"] for a in self.h.assignments(self.workspace)}
         assert self.manual_id in after, "the manual grant was removed"
         assert set(self.before) <= after, f"assignments disappeared: {set(self.before) - after}"
-        deletes = [e for e in self.h.sb.admin.request_log(service="synapse", operation="deleteRoleAssignment",
-                                                          since=self.since)
-                   if f"/{self.workspace}/" in e["path"]]
+        deletes = [
+            e
+            for e in self.h.sb.admin.request_log(service="synapse", operation="deleteRoleAssignment", since=self.since)
+            if f"/{self.workspace}/" in e["path"]
+        ]
         assert deletes == [], f"the operator tried to revoke: {deletes}"
 
 
-def expect(h: Harness, name: str, reason: str, *says: str, stalled: bool = True, plural: str = RB_PLURAL,
-           timeout: float = 60.0) -> dict[str, Any]:
+def expect(
+    h: Harness, name: str, reason: str, *says: str, stalled: bool = True, plural: str = RB_PLURAL, timeout: float = 60.0
+) -> dict[str, Any]:
     """Wait until `name` is not Ready for `reason` (Stalled if a person must act, Reconciling if the
     operator retries on its own); the Ready message must contain every fragment of `says`."""
     type_ = "Stalled" if stalled else "Reconciling"
@@ -73,8 +79,9 @@ def expect(h: Harness, name: str, reason: str, *says: str, stalled: bool = True,
         h.wait_condition(plural, name, type_=type_, status="True", reason=reason, timeout=timeout)
     except AssertionError as exc:
         now = (h.get(plural, name) or {}).get("status", {}).get("conditions")
-        raise AssertionError(f"{plural}/{name} never got {type_}=True reason={reason}; its conditions: {now}\n"
-                             + str(exc)[:3000]) from None
+        raise AssertionError(
+            f"{plural}/{name} never got {type_}=True reason={reason}; its conditions: {now}\n" + str(exc)[:3000]
+        ) from None
     ready = h.condition(plural, name, "Ready")
     assert ready is not None and ready["status"] == "False" and ready["reason"] == reason, ready
     for fragment in says:
@@ -83,8 +90,15 @@ def expect(h: Harness, name: str, reason: str, *says: str, stalled: bool = True,
     return ready
 
 
-def start(h: Harness, name: str, roles: list[str], subjects: list[dict[str, Any]], *,
-          workspace: dict[str, Any] | None = None, **binding: Any) -> NoDestruction:
+def start(
+    h: Harness,
+    name: str,
+    roles: list[str],
+    subjects: list[dict[str, Any]],
+    *,
+    workspace: dict[str, Any] | None = None,
+    **binding: Any,
+) -> NoDestruction:
     """A SynapseWorkspace `name` on the sandbox workspace `name` (with its own Secret) and a binding
     `name` on it; returns the snapshot taken before either existed."""
     guard = NoDestruction(h, name)

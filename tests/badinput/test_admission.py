@@ -26,8 +26,12 @@ def ws(**changes: Any) -> dict[str, Any]:
 
 
 def rb(**changes: Any) -> dict[str, Any]:
-    return {"workspaceRef": {"name": "analytics"}, "roles": ["Synapse User"],
-            "subjects": [{"kind": "Group", "name": "Data Engineers"}], **changes}
+    return {
+        "workspaceRef": {"name": "analytics"},
+        "roles": ["Synapse User"],
+        "subjects": [{"kind": "Group", "name": "Data Engineers"}],
+        **changes,
+    }
 
 
 def secret_ref(**ref: str) -> dict[str, Any]:
@@ -44,27 +48,62 @@ class Rejected:
 
 
 CASES = [
-    Rejected("rb-thousands-of-subjects", B,
-             rb(subjects=[{"kind": "User", "name": f"user{i}@contoso.com"} for i in range(5000)]),
-             "spec.subjects", "must have at most 256 items"),
+    Rejected(
+        "rb-thousands-of-subjects",
+        B,
+        rb(subjects=[{"kind": "User", "name": f"user{i}@contoso.com"} for i in range(5000)]),
+        "spec.subjects",
+        "must have at most 256 items",
+    ),
     Rejected("rb-role-name-too-long", B, rb(roles=["R" * 129]), "spec.roles[0]", "Too long"),
-    Rejected("rb-workspace-ref-shell-string", B, rb(workspaceRef={"name": "analytics; $(id)"}),
-             "spec.workspaceRef.name", "should match"),
-    Rejected("rb-workspace-ref-too-long", B, rb(workspaceRef={"name": "a" * 254}),
-             "spec.workspaceRef.name", "Too long"),
+    Rejected(
+        "rb-workspace-ref-shell-string",
+        B,
+        rb(workspaceRef={"name": "analytics; $(id)"}),
+        "spec.workspaceRef.name",
+        "should match",
+    ),
+    Rejected(
+        "rb-workspace-ref-too-long", B, rb(workspaceRef={"name": "a" * 254}), "spec.workspaceRef.name", "Too long"
+    ),
     Rejected("rb-scope-unicode-name", B, rb(scope={"bigDataPool": "pööl"}), "spec.scope.bigDataPool", "should match"),
-    Rejected("rb-scope-newline-name", B, rb(scope={"linkedService": "datalake\nother"}),
-             "spec.scope.linkedService", "should match"),
-    Rejected("rb-subject-kind-lowercase", B, rb(subjects=[{"kind": "group", "name": "Data Engineers"}]),
-             "spec.subjects[0].kind", 'supported values: "Group", "User", "ServicePrincipal"'),
-    Rejected("ws-secret-ref-name-shell-string", W, ws(credential=secret_ref(name="synapse-sp; $(id)")),
-             "spec.credential.clientSecret.secretRef.name", "should match"),
-    Rejected("ws-secret-ref-key-path", W, ws(credential=secret_ref(name="synapse-sp", key="../../etc/passwd")),
-             "spec.credential.clientSecret.secretRef.key", "should match"),
+    Rejected(
+        "rb-scope-newline-name",
+        B,
+        rb(scope={"linkedService": "datalake\nother"}),
+        "spec.scope.linkedService",
+        "should match",
+    ),
+    Rejected(
+        "rb-subject-kind-lowercase",
+        B,
+        rb(subjects=[{"kind": "group", "name": "Data Engineers"}]),
+        "spec.subjects[0].kind",
+        'supported values: "Group", "User", "ServicePrincipal"',
+    ),
+    Rejected(
+        "ws-secret-ref-name-shell-string",
+        W,
+        ws(credential=secret_ref(name="synapse-sp; $(id)")),
+        "spec.credential.clientSecret.secretRef.name",
+        "should match",
+    ),
+    Rejected(
+        "ws-secret-ref-key-path",
+        W,
+        ws(credential=secret_ref(name="synapse-sp", key="../../etc/passwd")),
+        "spec.credential.clientSecret.secretRef.key",
+        "should match",
+    ),
     Rejected("ws-workspace-name-too-long", W, ws(workspaceName="a" * 51), "spec.workspaceName", "Too long"),
     Rejected("ws-tenant-odata-quote", W, ws(tenantId="contoso'.com"), "spec.tenantId", "should match"),
-    Rejected("ws-endpoint-javascript-url", W, ws(endpoint="javascript:alert(1)//https://x"), "spec.endpoint",
-             "must be an https:// URL"),
+    Rejected(
+        "ws-endpoint-javascript-url",
+        W,
+        ws(endpoint="javascript:alert(1)//https://x"),
+        "spec.endpoint",
+        "must be an https:// URL",
+    ),
 ]
 
 
@@ -78,8 +117,9 @@ def objects(cluster) -> Iterator[client.CustomObjectsApi]:
 def test_rejected_at_admission(objects, namespace, case: Rejected):
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": case.kind, "metadata": {"name": "x"}, "spec": case.spec}
     with pytest.raises(ApiException) as err:
-        objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL[case.kind], body,
-                                                field_validation="Strict")
+        objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL[case.kind], body, field_validation="Strict"
+        )
     answer = json.loads(err.value.body)
     assert err.value.status == 422 and answer["reason"] == "Invalid", answer
     causes = [(c.get("field"), c["message"]) for c in answer["details"]["causes"]]

@@ -11,12 +11,31 @@ from orgs import upn
 pytestmark = pytest.mark.cluster
 
 WORKSPACES = [
-    "role-unknown", "role-wrong-case", "role-hostile", "role-long", "roles-max-some-unknown",
-    "role-not-valid-at-scope", "scope-item-missing",
-    "group-unknown", "group-ambiguous", "group-id-unknown", "group-deleted", "group-404-mid-sync",
-    "user-unknown", "user-id-unknown", "sp-unknown", "sp-app-id-unknown",
-    "odata-injection", "quote-in-name", "unicode-name", "zero-width-lookalike", "newline-in-name",
-    "shell-markdown", "user-path-traversal", "user-query-injection", "group-name-max-length",
+    "role-unknown",
+    "role-wrong-case",
+    "role-hostile",
+    "role-long",
+    "roles-max-some-unknown",
+    "role-not-valid-at-scope",
+    "scope-item-missing",
+    "group-unknown",
+    "group-ambiguous",
+    "group-id-unknown",
+    "group-deleted",
+    "group-404-mid-sync",
+    "user-unknown",
+    "user-id-unknown",
+    "sp-unknown",
+    "sp-app-id-unknown",
+    "odata-injection",
+    "quote-in-name",
+    "unicode-name",
+    "zero-width-lookalike",
+    "newline-in-name",
+    "shell-markdown",
+    "user-path-traversal",
+    "user-query-injection",
+    "group-name-max-length",
     "subjects-max-all-unknown",
 ]
 UNKNOWN_GUID = "0badc0de-0000-4000-8000-00000000dead"
@@ -32,8 +51,9 @@ def granted(h, name: str) -> set[str]:
 
 def test_role_unknown(bad):
     guard = start(bad, "role-unknown", ["Synapse Contributer"], [{"kind": "Group", "name": "Analysts"}])
-    expect(bad, "role-unknown", "RoleNotFound", "'Synapse Contributer'", "roles are named exactly",
-           "Synapse Contributor")
+    expect(
+        bad, "role-unknown", "RoleNotFound", "'Synapse Contributer'", "roles are named exactly", "Synapse Contributor"
+    )
     guard.check()
     assert granted(bad, "role-unknown") == set()
 
@@ -69,16 +89,32 @@ def test_twenty_roles_some_unknown(bad):
 
 
 def test_role_not_valid_at_scope(bad):
-    guard = start(bad, "role-not-valid-at-scope", ["Apache Spark Administrator"],
-                  [{"kind": "User", "name": upn("alice")}], scope={"bigDataPool": "sparkpool"})
-    expect(bad, "role-not-valid-at-scope", "RoleNotValidAtScope", "'Apache Spark Administrator'",
-           "workspaces/role-not-valid-at-scope/bigDataPools/sparkpool", "it is valid at")
+    guard = start(
+        bad,
+        "role-not-valid-at-scope",
+        ["Apache Spark Administrator"],
+        [{"kind": "User", "name": upn("alice")}],
+        scope={"bigDataPool": "sparkpool"},
+    )
+    expect(
+        bad,
+        "role-not-valid-at-scope",
+        "RoleNotValidAtScope",
+        "'Apache Spark Administrator'",
+        "workspaces/role-not-valid-at-scope/bigDataPools/sparkpool",
+        "it is valid at",
+    )
     guard.check()
 
 
 def test_scope_item_missing(bad):
-    guard = start(bad, "scope-item-missing", ["Synapse Compute Operator"], [{"kind": "User", "name": upn("alice")}],
-                  scope={"bigDataPool": "nosuchpool"})
+    guard = start(
+        bad,
+        "scope-item-missing",
+        ["Synapse Compute Operator"],
+        [{"kind": "User", "name": upn("alice")}],
+        scope={"bigDataPool": "nosuchpool"},
+    )
     expect(bad, "scope-item-missing", "GrantRejected", "nosuchpool", "spec.scope")
     guard.check()
 
@@ -96,8 +132,9 @@ def test_group_unknown(bad):
 
 def test_group_ambiguous(bad):
     guard = start(bad, "group-ambiguous", ["Synapse User"], [{"kind": "Group", "name": TWIN_GROUP}])
-    expect(bad, "group-ambiguous", "SubjectAmbiguous", f"'{TWIN_GROUP}'", "more than one Group",
-           "name it by id instead")
+    expect(
+        bad, "group-ambiguous", "SubjectAmbiguous", f"'{TWIN_GROUP}'", "more than one Group", "name it by id instead"
+    )
     guard.check()
     assert granted(bad, "group-ambiguous") == set(), "neither twin's members get the role"
 
@@ -118,9 +155,15 @@ def test_group_deleted_after_grants(bad):
 def test_group_404_mid_sync(bad):
     """The group resolves by name, then its member list answers 404 (deleted between the two reads)."""
     guard = start_healthy(bad, "group-404-mid-sync", "Vanishing")
-    rule = bad.sb.admin.inject_fault({"service": "graph", "operation": "transitiveMembers",
-                                      "match": {"group": "Vanishing"}, "status": 404,
-                                      "code": "Request_ResourceNotFound"})
+    rule = bad.sb.admin.inject_fault(
+        {
+            "service": "graph",
+            "operation": "transitiveMembers",
+            "match": {"group": "Vanishing"},
+            "status": 404,
+            "code": "Request_ResourceNotFound",
+        }
+    )
     try:
         # The change watch sees the group change and the sync re-reads its members: 404.
         bad.sb.admin.add_member("Vanishing", upn("heidi"))

@@ -27,8 +27,11 @@ def test_expected_assignments_agree_with_the_sandboxs_own_directory() -> None:
     want: dict[str, set[tuple[str, str, str]]] = {ws: set() for ws in workspace_names(TINY)}
     for b in world.bindings:
         for g in b.groups:
-            members = {m for m in d.transitive_members(g)
-                       if (m in d.users and d.users[m].account_enabled) or m in d.service_principals}
+            members = {
+                m
+                for m in d.transitive_members(g)
+                if (m in d.users and d.users[m].account_enabled) or m in d.service_principals
+            }
             want[b.workspace] |= {(ROLE_IDS[r], m, b.scope_path()) for r in b.roles for m in members}
     assert world.desired() == want
     assert all(want.values()), "every workspace of the tiny scenario has something to grant"
@@ -57,8 +60,17 @@ def test_percentile_is_nearest_rank() -> None:
 
 @pytest.mark.cluster
 def test_tiny_scenario_end_to_end(cluster: Any, tmp_path: Path) -> None:
-    cfg = RunConfig(poll_interval=1.0, changes=4, change_gap=0.5, change_timeout=60, quiet_scale=1 / 30,
-                    quiet_sync=30.0, quiet_poll_interval=1.0, quiet_window=4.0, converge_timeout=180)
+    cfg = RunConfig(
+        poll_interval=1.0,
+        changes=4,
+        change_gap=0.5,
+        change_timeout=60,
+        quiet_scale=1 / 30,
+        quiet_sync=30.0,
+        quiet_poll_interval=1.0,
+        quiet_window=4.0,
+        converge_timeout=180,
+    )
     report = run(TINY, ["delta", "naive"], cfg, cluster, tmp_path, log=lambda msg: None)
     world = World(TINY, build_seed(TINY))
     minimum = world.minimum(page_size=cfg.page_size, latency=cfg.latency, write_concurrency=8, read_concurrency=8)

@@ -57,10 +57,12 @@ def fullname(release: str) -> str:
     return release if "synapse-scim" in release else f"{release}-synapse-scim"
 
 
-def render_text(*args: str, release: str = "scim", namespace: str = "synapse-scim",
-                check: bool = True) -> subprocess.CompletedProcess[str]:
-    return helm("template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION,
-                *args, check=check)
+def render_text(
+    *args: str, release: str = "scim", namespace: str = "synapse-scim", check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return helm(
+        "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION, *args, check=check
+    )
 
 
 def render(*args: str, release: str = "scim", namespace: str = "synapse-scim") -> list[dict[str, Any]]:
@@ -85,8 +87,15 @@ def install_chart(cluster: Any, namespace: str, release: str, *args: str) -> sub
     return cluster.helm("install", release, str(CHART), "--namespace", namespace, "--skip-crds", *args)
 
 
-def service_account_kubeconfig(cluster: Any, namespace: str, release: str, path: Path, *,
-                               service_account: str | None = None, expiration_seconds: int = 3600) -> Path:
+def service_account_kubeconfig(
+    cluster: Any,
+    namespace: str,
+    release: str,
+    path: Path,
+    *,
+    service_account: str | None = None,
+    expiration_seconds: int = 3600,
+) -> Path:
     """Write a kubeconfig at `path` that signs in as the release's ServiceAccount (TokenRequest)."""
     name = service_account or fullname(release)
     with cluster.api_client() as api:
@@ -96,8 +105,9 @@ def service_account_kubeconfig(cluster: Any, namespace: str, release: str, path:
         )
         token = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request).status.token
         # The client wrote the admin kubeconfig's embedded CA to this file; read it while it is there.
-        return write_kubeconfig(path, cluster.server, ca_cert, token=token,
-                                user=f"system:serviceaccount:{namespace}:{name}")
+        return write_kubeconfig(
+            path, cluster.server, ca_cert, token=token, user=f"system:serviceaccount:{namespace}:{name}"
+        )
 
 
 def crd_documents(directory: Path = CRDS) -> dict[str, str]:

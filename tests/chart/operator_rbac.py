@@ -38,8 +38,7 @@ def forbidden_lines(log: str) -> list[str]:
 class ChartHarness(Harness):
     """The e2e harness, plus an operator that watches every namespace (`run --all-namespaces`)."""
 
-    def start_operator(self, command: list[str] | None = None, *, all_namespaces: bool = False,
-                       **env: str) -> None:
+    def start_operator(self, command: list[str] | None = None, *, all_namespaces: bool = False, **env: str) -> None:
         if not all_namespaces:
             super().start_operator(command, **env)
             return
@@ -65,8 +64,7 @@ def chart_harness(cluster: Any, namespace: str, tmp_path: Path) -> Iterator[Char
         yield h
 
 
-def without_verb(rules: list[client.V1PolicyRule], resource: str, verb: str,
-                 group: str) -> list[client.V1PolicyRule]:
+def without_verb(rules: list[client.V1PolicyRule], resource: str, verb: str, group: str) -> list[client.V1PolicyRule]:
     """`rules` less one verb on one resource, the rest untouched: a rule that names the resource with
     others is split in two (the others keep every verb)."""
     out: list[client.V1PolicyRule] = []
@@ -95,13 +93,25 @@ def remove_verb_from_role(cluster: Any, namespace: str, name: str, resource: str
         rbac.replace_namespaced_role(name, namespace, role)
 
 
-def can(kubeconfig: Path, cluster: Any, verb: str, resource: str, namespace: str, *, group: str = "",
-        subresource: str | None = None) -> bool:
+def can(
+    kubeconfig: Path,
+    cluster: Any,
+    verb: str,
+    resource: str,
+    namespace: str,
+    *,
+    group: str = "",
+    subresource: str | None = None,
+) -> bool:
     """SelfSubjectAccessReview as the identity of `kubeconfig`."""
     with cluster.api_client(kubeconfig) as api:
-        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-            resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource,
-                                                            subresource=subresource, namespace=namespace)))
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=client.V1ResourceAttributes(
+                    verb=verb, group=group, resource=resource, subresource=subresource, namespace=namespace
+                )
+            )
+        )
         return client.AuthorizationV1Api(api).create_self_subject_access_review(review).status.allowed
 
 

@@ -44,11 +44,13 @@ CRD_NAMES = {f"synapseworkspaces.{GROUP}", f"synapserolebindings.{GROUP}"}
 NAMESPACED_RULES = [
     # kopf lists/watches both kinds and patches them (finalizer, annotations); the operator gets a
     # workspace by name and lists the bindings of its namespace.
-    {"apiGroups": [GROUP], "resources": ["synapseworkspaces", "synapserolebindings"],
-     "verbs": ["get", "list", "watch", "patch"]},
+    {
+        "apiGroups": [GROUP],
+        "resources": ["synapseworkspaces", "synapserolebindings"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
     # Status reports go to the status subresource.
-    {"apiGroups": [GROUP], "resources": ["synapseworkspaces/status", "synapserolebindings/status"],
-     "verbs": ["patch"]},
+    {"apiGroups": [GROUP], "resources": ["synapseworkspaces/status", "synapserolebindings/status"], "verbs": ["patch"]},
     # The credential Secret a workspace names: read by name, never listed or watched.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     # kopf posts core/v1 Events.
@@ -59,13 +61,18 @@ CLUSTER_RULES = [
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
 ]
 
+
 # Leader election, in the release namespace only (a Role of its own, whatever watchNamespaces says):
 # create the Lease (RBAC cannot limit create by name), then get and update only that Lease.
 def leader_election_rules(lease: str) -> list[dict[str, Any]]:
     return [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
-         "verbs": ["get", "update"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease],
+            "verbs": ["get", "update"],
+        },
     ]
 
 
@@ -90,14 +97,27 @@ SERVICE_MONITOR_CRD = {
     "spec": {
         "group": "monitoring.coreos.com",
         "scope": "Namespaced",
-        "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor",
-                  "listKind": "ServiceMonitorList"},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            }}},
-        }],
+        "names": {
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+            "kind": "ServiceMonitor",
+            "listKind": "ServiceMonitorList",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -135,6 +155,7 @@ def _gone(read) -> bool:
 
 # -- the CRDs are the repository's crds/, not a copy -----------------------------------------------
 
+
 def test_chart_crds_dir_is_a_relative_symlink_to_the_repository_crds():
     link = CHART / "crds"
     assert link.is_symlink(), "charts/synapse-scim/crds must be a symlink to ../../crds, not a copy"
@@ -144,8 +165,11 @@ def test_chart_crds_dir_is_a_relative_symlink_to_the_repository_crds():
 
 def test_template_include_crds_is_the_crd_files_byte_for_byte():
     blocks = _source_blocks(render_text("--include-crds").stdout)
-    shipped = {src.removeprefix("synapse-scim/crds/"): body for src, body in blocks.items()
-               if src.startswith("synapse-scim/crds/")}
+    shipped = {
+        src.removeprefix("synapse-scim/crds/"): body
+        for src, body in blocks.items()
+        if src.startswith("synapse-scim/crds/")
+    }
     files = crd_documents()
     assert sorted(shipped) == sorted(files)
     for name, text in files.items():
@@ -160,12 +184,16 @@ def test_helm_package_contains_the_crd_files(tmp_path):
     (tgz,) = tmp_path.glob("synapse-scim-*.tgz")
     with tarfile.open(tgz) as tar:
         names = tar.getnames()
-        packaged = {n.removeprefix("synapse-scim/crds/"): tar.extractfile(n).read()  # type: ignore[union-attr]
-                    for n in names if n.startswith("synapse-scim/crds/")}
+        packaged = {
+            n.removeprefix("synapse-scim/crds/"): tar.extractfile(n).read()  # type: ignore[union-attr]
+            for n in names
+            if n.startswith("synapse-scim/crds/")
+        }
     assert packaged == {p.name: p.read_bytes() for p in sorted(CRDS.glob("*.yaml"))}
     assert all(n.startswith("synapse-scim/") and ".." not in n for n in names)  # no resolved-path duplicates
-    assert {"synapse-scim/values.schema.json", "synapse-scim/README.md",
-            "synapse-scim/templates/NOTES.txt"} <= set(names)
+    assert {"synapse-scim/values.schema.json", "synapse-scim/README.md", "synapse-scim/templates/NOTES.txt"} <= set(
+        names
+    )
 
 
 def test_helm_install_creates_the_crds_and_they_are_established(cluster):
@@ -190,6 +218,7 @@ def test_helm_install_creates_the_crds_and_they_are_established(cluster):
 
 # -- lint and schema ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("values", VALUES_FILES)
 @pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
 def test_helm_lint_passes(values, strict):
@@ -197,22 +226,41 @@ def test_helm_lint_passes(values, strict):
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
 
 
-@pytest.mark.parametrize(("args", "field", "detail"), [
-    (["--set", "logFormat=xml"], "/logFormat", "'text', 'json'"),
-    (["--set", "replicaCount=two"], "/replicaCount", "want integer"),
-    (["--set", "replicaCount=6"], "/replicaCount", "maximum"),
-    (["--set", "leaderElection.leaseDuration=15 seconds"], "/leaderElection/leaseDuration", "does not match pattern"),
-    (["--set", "leaderElection.enabled=yes"], "/leaderElection/enabled", "want boolean"),
-    (["--set", "bogus=1"], "at ''", "'bogus' not allowed"),
-    (["--set", "image.tagg=v1"], "/image", "'tagg' not allowed"),
-    (["--set", "operator.finalizerWait=1 minute"], "/operator/finalizerWait", "does not match pattern"),
-    (["--set", "operator.writeConcurrency=0"], "/operator/writeConcurrency", "minimum"),
-    (["--set", "peering.enabled=true"], "/peering/enabled", "false"),
-    (["--set", "azureWorkloadIdentity.clientId=not-a-guid"], "/azureWorkloadIdentity/clientId", "pattern"),
-    (["--set-json", 'watchNamespaces=["Team_A"]'], "/watchNamespaces/0", "pattern"),
-], ids=["logFormat-enum", "replicaCount-type", "replicaCount-max", "lease-duration", "leader-election-bool",
-        "unknown-top-level", "unknown-nested",
-        "duration", "concurrency", "peering", "client-id", "namespace-name"])
+@pytest.mark.parametrize(
+    ("args", "field", "detail"),
+    [
+        (["--set", "logFormat=xml"], "/logFormat", "'text', 'json'"),
+        (["--set", "replicaCount=two"], "/replicaCount", "want integer"),
+        (["--set", "replicaCount=6"], "/replicaCount", "maximum"),
+        (
+            ["--set", "leaderElection.leaseDuration=15 seconds"],
+            "/leaderElection/leaseDuration",
+            "does not match pattern",
+        ),
+        (["--set", "leaderElection.enabled=yes"], "/leaderElection/enabled", "want boolean"),
+        (["--set", "bogus=1"], "at ''", "'bogus' not allowed"),
+        (["--set", "image.tagg=v1"], "/image", "'tagg' not allowed"),
+        (["--set", "operator.finalizerWait=1 minute"], "/operator/finalizerWait", "does not match pattern"),
+        (["--set", "operator.writeConcurrency=0"], "/operator/writeConcurrency", "minimum"),
+        (["--set", "peering.enabled=true"], "/peering/enabled", "false"),
+        (["--set", "azureWorkloadIdentity.clientId=not-a-guid"], "/azureWorkloadIdentity/clientId", "pattern"),
+        (["--set-json", 'watchNamespaces=["Team_A"]'], "/watchNamespaces/0", "pattern"),
+    ],
+    ids=[
+        "logFormat-enum",
+        "replicaCount-type",
+        "replicaCount-max",
+        "lease-duration",
+        "leader-election-bool",
+        "unknown-top-level",
+        "unknown-nested",
+        "duration",
+        "concurrency",
+        "peering",
+        "client-id",
+        "namespace-name",
+    ],
+)
 def test_schema_rejects_bad_values_naming_the_field(args, field, detail):
     out = render_text(*args, check=False)
     assert out.returncode != 0
@@ -226,12 +274,20 @@ def test_lint_reports_schema_errors_too():
     assert "/logFormat" in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--set", "azureCABundle.configMap=a", "--set", "azureCABundle.secret=b"], "set configMap or secret, not both"),
-    (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
-    (["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"],
-     "replicaCount > 1 needs leaderElection.enabled=true"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--set", "azureCABundle.configMap=a", "--set", "azureCABundle.secret=b"],
+            "set configMap or secret, not both",
+        ),
+        (["--set", "serviceAccount.create=false"], "serviceAccount.name is required"),
+        (
+            ["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"],
+            "replicaCount > 1 needs leaderElection.enabled=true",
+        ),
+    ],
+)
 def test_template_refuses_contradictory_values(args, message):
     out = render_text(*args, check=False)
     assert out.returncode != 0 and message in out.stderr, out.stderr
@@ -239,13 +295,17 @@ def test_template_refuses_contradictory_values(args, message):
 
 # -- rendering -----------------------------------------------------------------------------------
 
+
 def test_default_rbac_is_exactly_the_minimal_cluster_role():
     objects = render(release="scim", namespace="ops")
     role = one(objects, "ClusterRole")
     assert role["rules"] == NAMESPACED_RULES + CLUSTER_RULES
     binding = one(objects, "ClusterRoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                  "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scim-synapse-scim", "namespace": "ops"}]
     # Besides the ClusterRole, only leader election's Role in the release namespace.
     assert [r["metadata"]["name"] for r in by_kind(objects, "Role")] == ["scim-synapse-scim-leader-election"]
@@ -265,11 +325,19 @@ def test_namespaced_rbac_is_a_role_per_watched_namespace_and_nothing_cluster_sco
     for role in roles:
         assert role["rules"] == NAMESPACED_RULES
     for binding in bindings:
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                      "name": "scim-synapse-scim"}
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "scim-synapse-scim",
+        }
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "scim-synapse-scim", "namespace": "ops"}]
-    assert _container(objects)["args"] == ["run", "--namespace=team-a", "--namespace=team-b", "--log-format=text",
-                                           "--liveness=http://0.0.0.0:8080/healthz"]
+    assert _container(objects)["args"] == [
+        "run",
+        "--namespace=team-a",
+        "--namespace=team-b",
+        "--log-format=text",
+        "--liveness=http://0.0.0.0:8080/healthz",
+    ]
     # Every object is namespaced: a namespace admin can review the whole footprint.
     assert all(o["metadata"].get("namespace") for o in objects)
 
@@ -284,8 +352,10 @@ def test_deployment_is_hardened():
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     # Leader election: a new pod waits as a standby until the old one releases the Lease.
-    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
-                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
@@ -304,8 +374,10 @@ def test_deployment_is_hardened():
     assert "add" not in sc["capabilities"]
     assert container["image"] == "synapse-scim:0.1.0"
     assert container["imagePullPolicy"] == "IfNotPresent"
-    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"},
-                                      "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
     for probe in ("livenessProbe", "readinessProbe"):
@@ -331,14 +403,24 @@ def test_default_env_and_metrics_service():
         "POD_NAMESPACE": None,
     }
     downward = {e["name"]: e["valueFrom"] for e in _container(objects)["env"] if "valueFrom" in e}
-    assert downward == {"POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
-                        "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    assert downward == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "POD_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    }
     service = one(objects, "Service")
-    assert service["spec"]["ports"] == [{"name": "http-metrics", "port": 9090, "targetPort": "http-metrics",
-                                         "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 9090, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
     assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
-    assert {o["kind"] for o in objects} == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                                            "RoleBinding", "Service", "Deployment"}
+    assert {o["kind"] for o in objects} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+    }
 
 
 def test_two_replicas_with_leader_election_and_one_without():
@@ -373,27 +455,38 @@ def test_workload_identity_ca_bundle_network_policy_and_pdb():
     container = _container(objects)
     assert _env(container)["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] == "/etc/synapse-scim/azure-ca/ca.crt"
     assert {"name": "azure-ca", "mountPath": "/etc/synapse-scim/azure-ca", "readOnly": True} in container[
-        "volumeMounts"]
-    assert {"name": "azure-ca", "configMap": {"name": "corporate-proxy-ca",
-                                              "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in pod["spec"]["volumes"]
+        "volumeMounts"
+    ]
+    assert {
+        "name": "azure-ca",
+        "configMap": {"name": "corporate-proxy-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+    } in pod["spec"]["volumes"]
 
     policy = one(objects, "NetworkPolicy")["spec"]
     assert policy["podSelector"]["matchLabels"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["ingress"] == [{
-        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-                  "podSelector": {}}],
-        "ports": [{"port": "http-metrics", "protocol": "TCP"}],
-    }]
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {}}
+            ],
+            "ports": [{"port": "http-metrics", "protocol": "TCP"}],
+        }
+    ]
     dns, api_server, azure = policy["egress"]
     assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
-    assert api_server == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
-                          "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "192.168.10.0/24"}}]}
+    assert api_server == {
+        "ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "192.168.10.0/24"}}],
+    }
     assert azure == {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"port": 443, "protocol": "TCP"}]}
 
     pdb = one(objects, "PodDisruptionBudget")["spec"]
-    assert pdb == {"selector": {"matchLabels": one(objects, "Deployment")["spec"]["selector"]["matchLabels"]},
-                   "maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}
+    assert pdb == {
+        "selector": {"matchLabels": one(objects, "Deployment")["spec"]["selector"]["matchLabels"]},
+        "maxUnavailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
     assert not by_kind(objects, "ServiceMonitor")
 
 
@@ -416,9 +509,10 @@ def test_json_logs_settings_and_secret_ca_bundle():
     assert env["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] == "/etc/synapse-scim/azure-ca/bundle.pem"
     assert env["HTTPS_PROXY"] == "http://proxy.internal:3128"
     pod = one(objects, "Deployment")["spec"]["template"]
-    assert {"name": "azure-ca", "secret": {"secretName": "azure-ca",
-                                           "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}} in pod["spec"][
-        "volumes"]
+    assert {
+        "name": "azure-ca",
+        "secret": {"secretName": "azure-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]},
+    } in pod["spec"]["volumes"]
     assert pod["metadata"]["annotations"] == {"example.com/team": "platform"}
 
 
@@ -427,8 +521,9 @@ def test_service_monitor_on_another_port():
     monitor = one(objects, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert monitor["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics", "interval": "15s",
-                                             "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http-metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
     service = one(objects, "Service")
     assert all(service["metadata"]["labels"][k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
@@ -437,6 +532,7 @@ def test_service_monitor_on_another_port():
 
 
 # -- against the API server ------------------------------------------------------------------------
+
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("values", VALUES_FILES)
@@ -453,7 +549,8 @@ def test_rendered_objects_pass_server_side_dry_run(cluster, namespace, make_name
         finally:
             with cluster.api_client() as api:
                 client.ApiextensionsV1Api(api).delete_custom_resource_definition(
-                    SERVICE_MONITOR_CRD["metadata"]["name"])
+                    SERVICE_MONITOR_CRD["metadata"]["name"]
+                )
     else:
         out = cluster.kubectl("apply", "--dry-run=server", "-o", "name", "-f", "-", input=manifest)
     applied = out.stdout.split()
@@ -478,8 +575,19 @@ def test_install_upgrade_uninstall(cluster, namespace):
         assert [api.sanitize_for_serialization(r) for r in stored.rules] == NAMESPACED_RULES + CLUSTER_RULES
         rbac.read_cluster_role_binding(name)
 
-        cluster.helm("upgrade", release, str(CHART), "--namespace", namespace, "--skip-crds", "--reuse-values",
-                     "--set", "logFormat=json", "--set", "operator.writeConcurrency=3")
+        cluster.helm(
+            "upgrade",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--skip-crds",
+            "--reuse-values",
+            "--set",
+            "logFormat=json",
+            "--set",
+            "operator.writeConcurrency=3",
+        )
         deployment = apps.read_namespaced_deployment(name, namespace)
         container = deployment.spec.template.spec.containers[0]
         assert "--log-format=json" in container.args and "--log-format=text" not in container.args
@@ -498,18 +606,28 @@ def test_install_upgrade_uninstall(cluster, namespace):
         assert CRD_NAMES <= {c.metadata.name for c in ext.list_custom_resource_definition().items}
 
 
-def _can(api: client.ApiClient, verb: str, resource: str, namespace: str | None = None, *, group: str = "",
-         subresource: str | None = None, name: str | None = None) -> bool:
-    review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
-        resource_attributes=client.V1ResourceAttributes(verb=verb, group=group, resource=resource,
-                                                        subresource=subresource, namespace=namespace,
-                                                        name=name)))
+def _can(
+    api: client.ApiClient,
+    verb: str,
+    resource: str,
+    namespace: str | None = None,
+    *,
+    group: str = "",
+    subresource: str | None = None,
+    name: str | None = None,
+) -> bool:
+    review = client.V1SelfSubjectAccessReview(
+        spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(
+                verb=verb, group=group, resource=resource, subresource=subresource, namespace=namespace, name=name
+            )
+        )
+    )
     return client.AuthorizationV1Api(api).create_self_subject_access_review(review).status.allowed
 
 
 @pytest.mark.cluster
-def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster, namespace, make_namespace,
-                                                                         tmp_path):
+def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster, namespace, make_namespace, tmp_path):
     release = f"scim-{namespace[2:]}"
     install_chart(cluster, namespace, release)
     elsewhere = make_namespace()
@@ -607,9 +725,10 @@ def test_notes_render_for_both_modes(cluster):
     # NOTES.txt is only rendered by install/upgrade; --dry-run=server for the cluster's version (the
     # chart's kubeVersion refuses helm's offline default), which creates nothing.
     for args, where in (([], "<namespace>"), (_values_args("namespaced.yaml"), "team-a")):
-        out = cluster.helm("install", "scim", str(CHART), "--dry-run=server", "--skip-crds",
-                           "--namespace", "ops", *args).stdout
-        notes = out[out.index("NOTES:"):]
+        out = cluster.helm(
+            "install", "scim", str(CHART), "--dry-run=server", "--skip-crds", "--namespace", "ops", *args
+        ).stdout
+        notes = out[out.index("NOTES:") :]
         assert "kubectl -n ops rollout status deployment/scim-synapse-scim" in notes
         assert f"kubectl apply -n {where} -f - <<'EOF'" in notes
         assert "kubectl get synapseworkspaces,synapserolebindings -A -o wide" in notes

@@ -96,8 +96,14 @@ def _ready_true(h: ChartHarness, name: str) -> dict[str, Any] | None:
 def test_operator_reconciles_under_the_charts_rbac(h, namespace, release, sa_kubeconfig, request):
     clusterwide = request.node.callspec.params["release"] == "clusterwide"
     # As the chart runs it: leader election on, the Lease named after the release in its namespace.
-    h.start_operator(all_namespaces=clusterwide, KUBECONFIG=str(sa_kubeconfig), SYNAPSE_SCIM_LEADER_ELECTION="on",
-                     SYNAPSE_SCIM_LEASE_NAME=fullname(release), POD_NAMESPACE=namespace, POD_NAME="operator-0")
+    h.start_operator(
+        all_namespaces=clusterwide,
+        KUBECONFIG=str(sa_kubeconfig),
+        SYNAPSE_SCIM_LEADER_ELECTION="on",
+        SYNAPSE_SCIM_LEASE_NAME=fullname(release),
+        POD_NAMESPACE=namespace,
+        POD_NAME="operator-0",
+    )
     h.workspace()
     h.binding("analysts", ["Synapse Contributor"], [{"kind": "Group", "name": "Analysts"}])
 
@@ -110,9 +116,15 @@ def test_operator_reconciles_under_the_charts_rbac(h, namespace, release, sa_kub
     assert obj["metadata"].get("finalizers"), obj["metadata"]
     # kopf's Events were posted with the ServiceAccount's `create` on events (a refusal would be silent:
     # kopf does not log it at the operator's level, and Ready does not depend on it).
-    h.wait_for(lambda: [e for e in h.core.list_namespaced_event(h.namespace).items
-                        if e.involved_object.kind == "SynapseRoleBinding" and e.involved_object.name == "analysts"],
-               "an Event about the binding", timeout=30)
+    h.wait_for(
+        lambda: [
+            e
+            for e in h.core.list_namespaced_event(h.namespace).items
+            if e.involved_object.kind == "SynapseRoleBinding" and e.involved_object.name == "analysts"
+        ],
+        "an Event about the binding",
+        timeout=30,
+    )
     lease = client.CoordinationV1Api(h.api).read_namespaced_lease(fullname(release), namespace)
     assert lease.spec.holder_identity == "operator-0"
     log = h.operator_log()
@@ -152,12 +164,18 @@ def test_removing_one_verb_from_the_role_breaks_it(h, cluster, namespace, releas
         assert "403" in message and "get on secrets" in message, message
         assert h.assignments() == [], "nothing may reach Azure without the credential"
     else:
-        h.wait_for(lambda: [line for line in forbidden_lines(h.operator_log()) if plural in line],
-                   f"the operator's 403 on {resource}", timeout=90)
+        h.wait_for(
+            lambda: [line for line in forbidden_lines(h.operator_log()) if plural in line],
+            f"the operator's 403 on {resource}",
+            timeout=90,
+        )
     if case == "binding-status-patch":
         # ... the rest of the access still works (the grants are made, the workspace reports) ...
-        h.wait_for(lambda: _held(h, CONTRIBUTOR) == {h.user_id(upn("erin")), h.user_id(upn("frank"))},
-                   "the grants in the sandbox", timeout=90)
+        h.wait_for(
+            lambda: _held(h, CONTRIBUTOR) == {h.user_id(upn("erin")), h.user_id(upn("frank"))},
+            "the grants in the sandbox",
+            timeout=90,
+        )
         h.wait_condition(WS_PLURAL, "analytics", timeout=60)
     # ... and the binding never gets to Ready.
     h.never(lambda: _ready_true(h, "analysts"), "binding Ready without " + f"{verb} on {resource}", NEVER_READY_FOR)

@@ -28,8 +28,11 @@ class Cli:
         self.cwd = cwd
 
     def env(self, identity: bool = True) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("AZURE_") and k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "KUBECONFIG")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("AZURE_") and k not in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "KUBECONFIG")
+        }
         env["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] = str(self.sb.ca_path)
         if identity:  # the SDKs' default chain: EnvironmentCredential
             app = self.sb.client("synapse-scim-operator")
@@ -37,8 +40,15 @@ class Cli:
         return env
 
     def __call__(self, *args: str, identity: bool = True, **popen: Any) -> Result:
-        proc = subprocess.run([sys.executable, "-m", "synapse_scim.cli", *args], cwd=self.cwd,
-                              env=self.env(identity), capture_output=True, text=True, timeout=120, **popen)
+        proc = subprocess.run(
+            [sys.executable, "-m", "synapse_scim.cli", *args],
+            cwd=self.cwd,
+            env=self.env(identity),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **popen,
+        )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -55,5 +65,4 @@ def assert_golden(name: str, text: str, replace: dict[str, str] | None = None) -
 
 def writes(sb: SandboxThread) -> dict[str, int]:
     """Requests that would change a workspace (any status)."""
-    return {k: v for k, v in sb.admin.counters().items()
-            if "createRoleAssignment" in k or "deleteRoleAssignment" in k}
+    return {k: v for k, v in sb.admin.counters().items() if "createRoleAssignment" in k or "deleteRoleAssignment" in k}

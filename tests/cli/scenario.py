@@ -15,8 +15,12 @@ from synapse_scim.core.model import Grant, assignment_id
 
 DOMAIN = "contoso.com"
 NS = "data-platform"
-ROLES = {r["name"]: r["id"] for r in json.loads(
-    (Path(__file__).resolve().parents[2] / "sandbox/synapse_scim_sandbox/data/builtin-roles.json").read_text())}
+ROLES = {
+    r["name"]: r["id"]
+    for r in json.loads(
+        (Path(__file__).resolve().parents[2] / "sandbox/synapse_scim_sandbox/data/builtin-roles.json").read_text()
+    )
+}
 
 
 def upn(name: str) -> str:
@@ -29,8 +33,10 @@ def org() -> dict[str, Any]:
     return {
         "tenant": {"domain": DOMAIN},
         "apps": [{"name": "synapse-scim-operator", "secret": "operator-secret-1"}],
-        "users": [{"userPrincipalName": upn(u), "accountEnabled": u != "dave"}
-                  for u in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")],
+        "users": [
+            {"userPrincipalName": upn(u), "accountEnabled": u != "dave"}
+            for u in ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")
+        ],
         "servicePrincipals": [{"displayName": "etl-pipeline"}],
         "groups": [
             {"displayName": "Data Engineers", "members": [upn("alice"), {"group": "Spark Team"}]},
@@ -40,11 +46,15 @@ def org() -> dict[str, Any]:
             {"displayName": "Contractors", "members": [upn("grace")]},
         ],
         "workspaces": [
-            {"name": "analytics", "bigDataPools": ["sparkpool"], "linkedServices": ["datalake"],
-             "assignments": [
-                 {"role": "Synapse Administrator", "principal": upn("heidi")},
-                 {"role": "Synapse User", "principal": "Contractors"},
-             ]},
+            {
+                "name": "analytics",
+                "bigDataPools": ["sparkpool"],
+                "linkedServices": ["datalake"],
+                "assignments": [
+                    {"role": "Synapse Administrator", "principal": upn("heidi")},
+                    {"role": "Synapse User", "principal": "Contractors"},
+                ],
+            },
             {"name": "reporting"},
         ],
     }
@@ -71,24 +81,37 @@ def workspace(sb: Any, name: str, namespace: str | None = NS, **spec: Any) -> di
     if namespace:
         meta["namespace"] = namespace
     return {
-        "apiVersion": "synapse-scim.io/v1alpha1", "kind": "SynapseWorkspace", "metadata": meta,
+        "apiVersion": "synapse-scim.io/v1alpha1",
+        "kind": "SynapseWorkspace",
+        "metadata": meta,
         "spec": {
-            "endpoint": sb.workspace_endpoint(name), "workspaceName": name, "tenantId": sb.tenant_id,
-            "credential": {"clientSecret": {"clientId": sb.client("synapse-scim-operator").client_id,
-                                            "secretRef": {"name": "synapse-sp"}}},
+            "endpoint": sb.workspace_endpoint(name),
+            "workspaceName": name,
+            "tenantId": sb.tenant_id,
+            "credential": {
+                "clientSecret": {
+                    "clientId": sb.client("synapse-scim-operator").client_id,
+                    "secretRef": {"name": "synapse-sp"},
+                }
+            },
             "cloud": {"authorityHost": sb.authority_host, "graphEndpoint": sb.graph_url.removesuffix("/v1.0")},
             **spec,
         },
     }
 
 
-def binding(name: str, workspace: str, roles: list[str], subjects: list[dict[str, Any]],
-            namespace: str | None = NS, **spec: Any) -> dict[str, Any]:
+def binding(
+    name: str, workspace: str, roles: list[str], subjects: list[dict[str, Any]], namespace: str | None = NS, **spec: Any
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace:
         meta["namespace"] = namespace
-    return {"apiVersion": "synapse-scim.io/v1alpha1", "kind": "SynapseRoleBinding", "metadata": meta,
-            "spec": {"workspaceRef": {"name": workspace}, "roles": roles, "subjects": subjects, **spec}}
+    return {
+        "apiVersion": "synapse-scim.io/v1alpha1",
+        "kind": "SynapseRoleBinding",
+        "metadata": meta,
+        "spec": {"workspaceRef": {"name": workspace}, "roles": roles, "subjects": subjects, **spec},
+    }
 
 
 def write_repo(sb: Any, root: Path) -> Path:
@@ -96,22 +119,48 @@ def write_repo(sb: Any, root: Path) -> Path:
     (one without a namespace: -n gives it), and a README that is not a manifest."""
     repo = root / "repo"
     (repo / "bindings").mkdir(parents=True, exist_ok=True)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "synapse-sp", "namespace": NS},
-              "stringData": {"clientSecret": "not-read-by-plan"}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "synapse-sp", "namespace": NS},
+        "stringData": {"clientSecret": "not-read-by-plan"},
+    }
     docs = [secret, workspace(sb, "analytics", removalGuard={"maxRemovals": 1}), workspace(sb, "reporting")]
     (repo / "workspaces.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
     bindings = {
-        "data-engineers.yaml": [binding("data-engineers", "analytics", ["Synapse Contributor"],
-                                        [{"kind": "Group", "name": "Data Engineers"}])],
-        "analysts.yaml": [binding("analysts", "analytics", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}]),
-                          binding("reporting-readers", "reporting", ["Synapse User"],
-                                  [{"kind": "Group", "name": "Analysts"}], namespace=None)],
-        "etl.yaml": [binding("etl-pipeline", "analytics", ["Synapse Credential User"],
-                             [{"kind": "ServicePrincipal", "name": "etl-pipeline"}],
-                             scope={"linkedService": "datalake"})],
-        "contractors.yaml": [binding("contractors", "analytics", ["Synapse Artifact User"],
-                                     [{"kind": "Group", "name": "Contractors", "expand": False}],
-                                     managementPolicy="Observe")],
+        "data-engineers.yaml": [
+            binding(
+                "data-engineers", "analytics", ["Synapse Contributor"], [{"kind": "Group", "name": "Data Engineers"}]
+            )
+        ],
+        "analysts.yaml": [
+            binding("analysts", "analytics", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}]),
+            binding(
+                "reporting-readers",
+                "reporting",
+                ["Synapse User"],
+                [{"kind": "Group", "name": "Analysts"}],
+                namespace=None,
+            ),
+        ],
+        "etl.yaml": [
+            binding(
+                "etl-pipeline",
+                "analytics",
+                ["Synapse Credential User"],
+                [{"kind": "ServicePrincipal", "name": "etl-pipeline"}],
+                scope={"linkedService": "datalake"},
+            )
+        ],
+        "contractors.yaml": [
+            binding(
+                "contractors",
+                "analytics",
+                ["Synapse Artifact User"],
+                [{"kind": "Group", "name": "Contractors", "expand": False}],
+                managementPolicy="Observe",
+            )
+        ],
     }
     for file, items in bindings.items():
         (repo / "bindings" / file).write_text(yaml.safe_dump_all(items, sort_keys=False))

@@ -13,16 +13,19 @@ from cli_helpers import Cli, assert_golden, writes
 EXPLAIN = ("explain", "-f", "repo", "-n", scenario.NS)
 
 
-@pytest.mark.parametrize(("who", "golden"), [
-    # Data Engineers > Spark Team > Platform Core > carol, in a group cycle: the shortest chain, and it ends.
-    (scenario.upn("carol"), "explain-carol.txt"),
-    # A manual Synapse Administrator, and a managed Synapse User whose removal the guard holds.
-    (scenario.upn("heidi"), "explain-heidi.txt"),
-    # A role held through a group (manually granted to Contractors), and a managed grant about to be revoked.
-    (scenario.upn("grace"), "explain-grace.txt"),
-    # Disabled: the bindings give it nothing.
-    (scenario.upn("dave"), "explain-dave.txt"),
-])
+@pytest.mark.parametrize(
+    ("who", "golden"),
+    [
+        # Data Engineers > Spark Team > Platform Core > carol, in a group cycle: the shortest chain, and it ends.
+        (scenario.upn("carol"), "explain-carol.txt"),
+        # A manual Synapse Administrator, and a managed Synapse User whose removal the guard holds.
+        (scenario.upn("heidi"), "explain-heidi.txt"),
+        # A role held through a group (manually granted to Contractors), and a managed grant about to be revoked.
+        (scenario.upn("grace"), "explain-grace.txt"),
+        # Disabled: the bindings give it nothing.
+        (scenario.upn("dave"), "explain-dave.txt"),
+    ],
+)
 def test_explain_a_user(cli: Cli, repo: Path, who: str, golden: str) -> None:
     result = cli(*EXPLAIN, who)
     assert result.rc == 0, result.stdout + result.stderr
@@ -46,8 +49,10 @@ def test_a_group_as_json(cli: Cli, repo: Path) -> None:
     assert_golden("explain-contractors.json", result.stdout)
     doc = json.loads(result.stdout)
     statuses = {(a["role"]["name"], a["status"]) for a in doc["workspaces"][0]["assignments"]}
-    assert statuses == {("Synapse User", "held"),
-                        ("Synapse Artifact User", "missing (not created: Observe or suspended binding)")}
+    assert statuses == {
+        ("Synapse User", "held"),
+        ("Synapse Artifact User", "missing (not created: Observe or suspended binding)"),
+    }
 
 
 def test_every_holder_of_a_role_at_a_scope(cli: Cli, repo: Path) -> None:
@@ -62,9 +67,11 @@ def test_every_holder_of_a_role_at_a_scope(cli: Cli, repo: Path) -> None:
 def test_a_scope_that_is_not_one_is_an_error(cli: Cli, repo: Path) -> None:
     result = cli(*EXPLAIN, "--role", "Synapse User", "--scope", "pool/sparkpool")
     assert result.rc == 1
-    assert result.stderr == ("error: --scope: 'pool/sparkpool' is not a scope (workspace, bigDataPool/NAME, "
-                             "integrationRuntime/NAME, linkedService/NAME, credential/NAME, scopePool/NAME, or "
-                             "workspaces/...)\n")
+    assert result.stderr == (
+        "error: --scope: 'pool/sparkpool' is not a scope (workspace, bigDataPool/NAME, "
+        "integrationRuntime/NAME, linkedService/NAME, credential/NAME, scopePool/NAME, or "
+        "workspaces/...)\n"
+    )
 
 
 def test_unknown_principal_is_an_error(cli: Cli, repo: Path) -> None:

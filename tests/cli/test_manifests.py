@@ -11,35 +11,57 @@ import yaml
 from synapse_scim.review.manifests import ManifestError, load
 from synapse_scim.review.preview import targets
 
-WS = {"apiVersion": "synapse-scim.io/v1alpha1", "kind": "SynapseWorkspace", "metadata": {"name": "analytics"},
-      "spec": {"endpoint": "https://analytics.dev.azuresynapse.net",
-               "tenantId": "11111111-2222-3333-4444-555555555555"}}
-RB = {"apiVersion": "synapse-scim.io/v1alpha1", "kind": "SynapseRoleBinding", "metadata": {"name": "analysts"},
-      "spec": {"workspaceRef": {"name": "analytics"}, "roles": ["Synapse User"],
-               "subjects": [{"kind": "Group", "name": "Analysts"}]}}
+WS = {
+    "apiVersion": "synapse-scim.io/v1alpha1",
+    "kind": "SynapseWorkspace",
+    "metadata": {"name": "analytics"},
+    "spec": {"endpoint": "https://analytics.dev.azuresynapse.net", "tenantId": "11111111-2222-3333-4444-555555555555"},
+}
+RB = {
+    "apiVersion": "synapse-scim.io/v1alpha1",
+    "kind": "SynapseRoleBinding",
+    "metadata": {"name": "analysts"},
+    "spec": {
+        "workspaceRef": {"name": "analytics"},
+        "roles": ["Synapse User"],
+        "subjects": [{"kind": "Group", "name": "Analysts"}],
+    },
+}
 
 
 def test_documents_directories_and_lists(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "ws.yaml").write_text(yaml.safe_dump_all([{"apiVersion": "v1", "kind": "Secret",
-                                                                 "metadata": {"name": "s"}}, WS]))
+    (tmp_path / "a" / "ws.yaml").write_text(
+        yaml.safe_dump_all([{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}, WS])
+    )
     (tmp_path / "a" / "b" / "list.yml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [RB]}))
     (tmp_path / "a" / "notes.txt").write_text("ignored: not a manifest suffix")
     found = load([tmp_path / "a"])
     assert [(m.kind, m.name, Path(m.source).name) for m in found] == [
-        ("SynapseRoleBinding", "analysts", "list.yml#1"), ("SynapseWorkspace", "analytics", "ws.yaml#2")]
+        ("SynapseRoleBinding", "analysts", "list.yml#1"),
+        ("SynapseWorkspace", "analytics", "ws.yaml#2"),
+    ]
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda b: b["spec"].update(managmentPolicy="Observe"),
-     "spec.managmentPolicy: unknown field (allowed: deletionPolicy, managementPolicy, roles, scope, subjects, "
-     "suspend, workspaceRef)"),
-    (lambda b: b["spec"].pop("roles"), "spec.roles: required field is missing"),
-    (lambda b: b["spec"]["subjects"][0].update(kind="Team"),
-     "spec.subjects[0].kind: 'Team' is not one of ['Group', 'User', 'ServicePrincipal']"),
-    (lambda b: b["spec"].update(managementPolicy="enforce"),
-     "spec.managementPolicy: 'enforce' is not one of ['Enforce', 'Observe']"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda b: b["spec"].update(managmentPolicy="Observe"),
+            "spec.managmentPolicy: unknown field (allowed: deletionPolicy, managementPolicy, roles, scope, subjects, "
+            "suspend, workspaceRef)",
+        ),
+        (lambda b: b["spec"].pop("roles"), "spec.roles: required field is missing"),
+        (
+            lambda b: b["spec"]["subjects"][0].update(kind="Team"),
+            "spec.subjects[0].kind: 'Team' is not one of ['Group', 'User', 'ServicePrincipal']",
+        ),
+        (
+            lambda b: b["spec"].update(managementPolicy="enforce"),
+            "spec.managementPolicy: 'enforce' is not one of ['Enforce', 'Observe']",
+        ),
+    ],
+)
 def test_a_bad_binding_names_file_document_and_field(tmp_path: Path, mutate, message: str) -> None:
     bad = yaml.safe_load(yaml.safe_dump(RB))
     mutate(bad)
@@ -67,5 +89,6 @@ async def test_the_same_object_twice_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(RB))
     with pytest.raises(ManifestError) as err:
         await targets(load([tmp_path]), "default")
-    assert str(err.value) == (f"{tmp_path}/two.yaml#1: SynapseRoleBinding default/analysts is also defined in "
-                              f"{tmp_path}/one.yaml#2")
+    assert str(err.value) == (
+        f"{tmp_path}/two.yaml#1: SynapseRoleBinding default/analysts is also defined in {tmp_path}/one.yaml#2"
+    )

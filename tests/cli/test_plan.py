@@ -47,9 +47,14 @@ def test_doing_what_the_plan_says_leaves_nothing_to_plan(cli: Cli, repo: Path) -
     for ws in doc["workspaces"]:
         for change in ws["changes"]:
             if change["action"] == "grant":
-                cli.sb.admin.add_assignment(ws["workspaceName"], change["role"]["id"], change["principal"]["id"],
-                                            change["scope"], id=change["assignmentId"],
-                                            principal_type=change["principal"]["type"])
+                cli.sb.admin.add_assignment(
+                    ws["workspaceName"],
+                    change["role"]["id"],
+                    change["principal"]["id"],
+                    change["scope"],
+                    id=change["assignmentId"],
+                    principal_type=change["principal"]["type"],
+                )
             else:
                 cli.sb.admin.delete_assignment(ws["workspaceName"], change["assignmentId"])
     result = cli(*PLAN)
@@ -71,8 +76,9 @@ def test_bad_manifest_names_file_document_and_field(cli: Cli, repo: Path) -> Non
     (repo / "bindings" / "bad.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
     result = cli(*PLAN)
     assert result.rc == 1
-    assert result.stderr == ("error: repo/bindings/bad.yaml#1 (SynapseRoleBinding no-roles): spec.roles: [] should be "
-                             "non-empty\n")
+    assert result.stderr == (
+        "error: repo/bindings/bad.yaml#1 (SynapseRoleBinding no-roles): spec.roles: [] should be non-empty\n"
+    )
 
 
 def test_binding_to_a_workspace_nobody_defines_is_an_error(cli: Cli, repo: Path) -> None:
@@ -80,8 +86,10 @@ def test_binding_to_a_workspace_nobody_defines_is_an_error(cli: Cli, repo: Path)
     (repo / "bindings" / "stray.yaml").write_text(yaml.safe_dump(stray))
     result = cli(*PLAN)
     assert result.rc == 1
-    assert result.stderr == ("error: repo/bindings/stray.yaml#1: spec.workspaceRef.name: no SynapseWorkspace "
-                             "data-platform/nowhere in the manifests (--cluster also looks there)\n")
+    assert result.stderr == (
+        "error: repo/bindings/stray.yaml#1: spec.workspaceRef.name: no SynapseWorkspace "
+        "data-platform/nowhere in the manifests (--cluster also looks there)\n"
+    )
 
 
 def test_unresolvable_subject_fails_the_plan(cli: Cli, repo: Path) -> None:
@@ -89,12 +97,15 @@ def test_unresolvable_subject_fails_the_plan(cli: Cli, repo: Path) -> None:
     (repo / "bindings" / "ghosts.yaml").write_text(yaml.safe_dump(ghost))
     result = cli(*PLAN)
     assert result.rc == 1
-    assert ("  error: SynapseRoleBinding data-platform/ghosts: SubjectNotFound: Group 'Ghosts' does not exist in "
-            "the directory\n") in result.stdout
+    assert (
+        "  error: SynapseRoleBinding data-platform/ghosts: SubjectNotFound: Group 'Ghosts' does not exist in "
+        "the directory\n"
+    ) in result.stdout
     # The binding's wishes are unknown, so grace's Synapse User in reporting (its role and scope) is not
     # revoked any more: a failed read never turns into a revocation, in the plan as in the operator.
-    assert result.stdout.endswith("Plan: 7 to grant, 0 to revoke, 2 held by the removal guard. 1 error(s): the "
-                                  "operator would not be Ready.\n")
+    assert result.stdout.endswith(
+        "Plan: 7 to grant, 0 to revoke, 2 held by the removal guard. 1 error(s): the operator would not be Ready.\n"
+    )
 
 
 def test_failed_read_is_an_error_not_an_empty_plan(cli: Cli, repo: Path) -> None:
@@ -116,8 +127,15 @@ def test_no_identity_in_the_environment_is_an_authentication_error(cli: Cli, rep
 def test_progress_only_on_a_terminal(cli: Cli, repo: Path) -> None:
     primary, secondary = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "synapse_scim.cli", *PLAN], cwd=cli.cwd, env=cli.env(),
-                              stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "synapse_scim.cli", *PLAN],
+            cwd=cli.cwd,
+            env=cli.env(),
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            text=True,
+            timeout=120,
+        )
         os.close(secondary)
         secondary = -1
         seen = b""

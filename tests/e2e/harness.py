@@ -51,15 +51,24 @@ class Harness:
             **env,
         }
         # The operator must trust nothing but what it is told: no ambient CA overrides.
-        for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_ID",
-                    "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_TOKEN_CREDENTIALS"):
+        for var in (
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_TOKEN_CREDENTIALS",
+        ):
             if var not in env:
                 environment.pop(var, None)
         log = open(self.log_path, "ab")  # owned by the operator process
         command = command or [sys.executable, "-m", "synapse_scim.cli"]
         self.operator = subprocess.Popen(
             [*command, "run", "--namespace", self.namespace, "--liveness", ""],
-            env=environment, stdout=log, stderr=subprocess.STDOUT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def stop_operator(self) -> None:
@@ -97,8 +106,7 @@ class Harness:
     # -- objects --------------------------------------------------------------------------------
 
     def secret(self, name: str, data: dict[str, str]) -> None:
-        body = {"metadata": {"name": name},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        body = {"metadata": {"name": name}, "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
         try:
             self.core.create_namespaced_secret(self.namespace, body)
         except ApiException as exc:
@@ -106,25 +114,35 @@ class Harness:
                 raise
             self.core.replace_namespaced_secret(name, self.namespace, body)
 
-    def workspace(self, name: str = "analytics", *, client_id: str | None = None, secret_name: str = "synapse-sp",
-                  credential: dict[str, Any] | None = None, own_identity: bool = False,
-                  **spec: Any) -> dict[str, Any]:
+    def workspace(
+        self,
+        name: str = "analytics",
+        *,
+        client_id: str | None = None,
+        secret_name: str = "synapse-sp",
+        credential: dict[str, Any] | None = None,
+        own_identity: bool = False,
+        **spec: Any,
+    ) -> dict[str, Any]:
         """A SynapseWorkspace pointed at the sandbox: a client secret by default, `credential` to use
         another kind, `own_identity` for none at all (the operator's own identity)."""
         if client_id is None and not own_identity:
             client_id = self.app.client_id
             self.secret(secret_name, {"clientSecret": self.app.secret})
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "SynapseWorkspace",
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SynapseWorkspace",
             "metadata": {"name": name},
             "spec": {
                 "endpoint": self.sb.workspace_endpoint(spec.pop("workspaceName", name)),
                 "workspaceName": name,
                 "tenantId": self.sb.tenant_id,
-                "credential": credential or {"clientSecret": {"clientId": client_id,
-                                                              "secretRef": {"name": secret_name}}},
-                "cloud": {"authorityHost": self.sb.authority_host,
-                          "graphEndpoint": self.sb.graph_url.removesuffix("/v1.0")},
+                "credential": credential
+                or {"clientSecret": {"clientId": client_id, "secretRef": {"name": secret_name}}},
+                "cloud": {
+                    "authorityHost": self.sb.authority_host,
+                    "graphEndpoint": self.sb.graph_url.removesuffix("/v1.0"),
+                },
                 **spec,
             },
         }
@@ -132,10 +150,13 @@ class Harness:
             del body["spec"]["credential"]
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, WS_PLURAL, body)
 
-    def binding(self, name: str, roles: list[str], subjects: list[dict[str, Any]], workspace: str = "analytics",
-                **spec: Any) -> dict[str, Any]:
+    def binding(
+        self, name: str, roles: list[str], subjects: list[dict[str, Any]], workspace: str = "analytics", **spec: Any
+    ) -> dict[str, Any]:
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "SynapseRoleBinding", "metadata": {"name": name},
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SynapseRoleBinding",
+            "metadata": {"name": name},
             "spec": {"workspaceRef": {"name": workspace}, "roles": roles, "subjects": subjects, **spec},
         }
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, RB_PLURAL, body)
@@ -167,33 +188,48 @@ class Harness:
             if value:
                 return value
             if self.operator is not None and self.operator.poll() is not None:
-                raise AssertionError(f"operator exited ({self.operator.returncode}) while waiting for {what}:\n"
-                                     + self.operator_log()[-4000:])
+                raise AssertionError(
+                    f"operator exited ({self.operator.returncode}) while waiting for {what}:\n"
+                    + self.operator_log()[-4000:]
+                )
             time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}\n--- operator log ---\n"
-                             + self.operator_log()[-6000:])
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}\n--- operator log ---\n" + self.operator_log()[-6000:]
+        )
 
-    def wait_condition(self, plural: str, name: str, *, type_: str = "Ready", status: str = "True",
-                       reason: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
+    def wait_condition(
+        self,
+        plural: str,
+        name: str,
+        *,
+        type_: str = "Ready",
+        status: str = "True",
+        reason: str | None = None,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             obj = self.get(plural, name) or {}
             meta_gen = (obj.get("metadata") or {}).get("generation")
             for c in (obj.get("status") or {}).get("conditions") or ():
-                if c["type"] == type_ and c["status"] == status and (reason is None or c["reason"] == reason) \
-                        and c.get("observedGeneration") == meta_gen:
+                if (
+                    c["type"] == type_
+                    and c["status"] == status
+                    and (reason is None or c["reason"] == reason)
+                    and c.get("observedGeneration") == meta_gen
+                ):
                     return obj
             return None
+
         return self.wait_for(check, f"{plural}/{name} {type_}={status} reason={reason}", timeout)
 
     def assignments(self, workspace: str = "analytics") -> list[dict[str, Any]]:
         return self.sb.admin.list_assignments(workspace)
 
 
-
-
 @contextmanager
-def running_harness(cluster: Any, namespace: str, seed: Any, tmp_path: Path, request: Any = None,
-                    cls: type[Harness] = Harness) -> Iterator[Harness]:
+def running_harness(
+    cluster: Any, namespace: str, seed: Any, tmp_path: Path, request: Any = None, cls: type[Harness] = Harness
+) -> Iterator[Harness]:
     """A sandbox seeded with `seed` and a Harness on it; on the way out the operator is stopped and,
     if the test failed, the tail of its log is shown (the report hook is in tests/conftest.py)."""
     with SandboxThread(seed=seed, cert_dir=tmp_path / "sandbox") as sb:

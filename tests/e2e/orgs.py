@@ -18,12 +18,14 @@ def small_org() -> dict[str, Any]:
     return {
         "tenant": {"domain": DOMAIN},
         "apps": [
-            {"name": "synapse-scim-operator", "secret": "operator-secret-1", "certificate": True,
-             "federatedToken": True},
+            {
+                "name": "synapse-scim-operator",
+                "secret": "operator-secret-1",
+                "certificate": True,
+                "federatedToken": True,
+            },
         ],
-        "users": [
-            {"userPrincipalName": upn(u), "accountEnabled": u != "dave"} for u in users
-        ],
+        "users": [{"userPrincipalName": upn(u), "accountEnabled": u != "dave"} for u in users],
         "servicePrincipals": [{"displayName": "etl-pipeline"}],
         "groups": [
             {"displayName": "Data Engineers", "members": [upn("alice"), {"group": "Spark Team"}]},
@@ -33,14 +35,16 @@ def small_org() -> dict[str, Any]:
             {"displayName": "Pipelines", "members": [{"servicePrincipal": "etl-pipeline"}]},
             {"displayName": "Contractors", "members": [upn("grace")]},
         ],
-        "workspaces": [{
-            "name": "analytics",
-            "bigDataPools": ["sparkpool"],
-            "scopePools": ["sqlpool"],
-            "integrationRuntimes": ["AutoResolveIntegrationRuntime"],
-            "linkedServices": ["datalake"],
-            "credentials": ["WorkspaceSystemIdentity"],
-        }],
+        "workspaces": [
+            {
+                "name": "analytics",
+                "bigDataPools": ["sparkpool"],
+                "scopePools": ["sqlpool"],
+                "integrationRuntimes": ["AutoResolveIntegrationRuntime"],
+                "linkedServices": ["datalake"],
+                "credentials": ["WorkspaceSystemIdentity"],
+            }
+        ],
     }
 
 

@@ -10,12 +10,17 @@ import time
 import pytest
 
 
-@pytest.mark.skipif(bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")),
-                    reason="the demo starts its own local control plane")
+@pytest.mark.skipif(
+    bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")), reason="the demo starts its own local control plane"
+)
 def test_demo_converges_and_follows_the_directory():
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "synapse_scim.cli", "demo", "--timeout", "90"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synapse_scim.cli", "demo", "--timeout", "90"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout

@@ -25,8 +25,9 @@ def org() -> dict[str, Any]:
 
 
 def held(h, role_id: str = USER_ROLE, scope: str = WS_SCOPE, workspace: str = "analytics") -> set[str]:
-    return {a["principalId"] for a in h.assignments(workspace)
-            if a["roleDefinitionId"] == role_id and a["scope"] == scope}
+    return {
+        a["principalId"] for a in h.assignments(workspace) if a["roleDefinitionId"] == role_id and a["scope"] == scope
+    }
 
 
 def seq(h) -> int:
@@ -39,8 +40,7 @@ def requests_since(h, since: int, **filters: str) -> list[dict[str, Any]]:
 
 
 def polls_since(h, since: int, count: int) -> list[dict[str, Any]]:
-    found = h.sb.admin.wait_for_requests(service="graph", operation="groupsDelta", count=count, since=since,
-                                         timeout=60)
+    found = h.sb.admin.wait_for_requests(service="graph", operation="groupsDelta", count=count, since=since, timeout=60)
     assert len(found) >= count, f"only {len(found)} delta rounds"
     return found
 
@@ -78,8 +78,9 @@ def test_a_change_in_a_nested_group_reaches_the_parent_binding_reading_only_that
     h.sb.admin.add_member("Platform Core", upn("heidi"))  # Data Engineers > Spark Team > Platform Core
     h.wait_for(lambda: heidi in held(h), "heidi granted through two levels of nesting", timeout=30)
     reads = requests_since(h, since, service="graph", operation="transitiveMembers")
-    assert {e["params"]["group"] for e in reads} == {h.group_id("Data Engineers")}, \
+    assert {e["params"]["group"] for e in reads} == {h.group_id("Data Engineers")}, (
         "only the binding whose expansion changed is re-read"
+    )
     assert not requests_since(h, since, service="synapse", operation="listRoleAssignments")
     assert not requests_since(h, since, service="synapse", operation="listRoleDefinitions")
     creates = requests_since(h, since, service="synapse", operation="createRoleAssignment")
@@ -151,8 +152,16 @@ def test_a_restart_takes_fresh_delta_links_without_listing_every_group(harness):
 
 def test_a_storm_of_429s_slows_writes_down_and_the_sync_still_converges(harness):
     h = harness
-    h.sb.admin.inject_fault({"service": "synapse", "operation": "createRoleAssignment", "status": 429,
-                             "retry_after": 0.2, "rate": 0.6, "seed": 6})
+    h.sb.admin.inject_fault(
+        {
+            "service": "synapse",
+            "operation": "createRoleAssignment",
+            "status": 429,
+            "retry_after": 0.2,
+            "rate": 0.6,
+            "seed": 6,
+        }
+    )
     h.start_operator()
     h.workspace()
     h.binding("everyone", ["Synapse User"], [{"kind": "Group", "name": "Everyone"}])
@@ -174,8 +183,9 @@ def test_the_naive_baseline_rereads_every_group_for_every_binding_every_interval
     h.wait_condition(RB_PLURAL, "analysts-user")
     h.wait_condition(RB_PLURAL, "analysts-contrib")
     since = seq(h)
-    lists = h.sb.admin.wait_for_requests(service="synapse", operation="listRoleAssignments", count=3, since=since,
-                                         timeout=60)
+    lists = h.sb.admin.wait_for_requests(
+        service="synapse", operation="listRoleAssignments", count=3, since=since, timeout=60
+    )
     assert len(lists) >= 3, "a full listing every poll interval"
     window = [e for e in requests_since(h, since) if e["seq"] <= lists[-1]["seq"]]
     reads = [e for e in window if e["operation"] == "transitiveMembers"]
@@ -192,11 +202,17 @@ def test_the_safety_net_relists_synapse_every_sync_interval_and_the_directory_on
     since = seq(h)
     # Synapse has no change feed: a grant made behind the operator's back shows at the next full sync.
     h.sb.admin.add_assignment("analytics", "Synapse User", h.user_id(upn("grace")))
-    lists = h.sb.admin.wait_for_requests(service="synapse", operation="listRoleAssignments", count=1, since=since,
-                                         timeout=60)
+    lists = h.sb.admin.wait_for_requests(
+        service="synapse", operation="listRoleAssignments", count=1, since=since, timeout=60
+    )
     assert lists, "no re-listing within syncInterval"
-    h.wait_for(lambda: (h.get(RB_PLURAL, "analysts")["status"].get("summary") or {}).get("unmanaged") == 1,
-               "the manual grant reported")
-    reads = [e for e in requests_since(h, since, service="graph")
-             if e["operation"] not in ("groupsDelta", "usersDelta", "batch")]
+    h.wait_for(
+        lambda: (h.get(RB_PLURAL, "analysts")["status"].get("summary") or {}).get("unmanaged") == 1,
+        "the manual grant reported",
+    )
+    reads = [
+        e
+        for e in requests_since(h, since, service="graph")
+        if e["operation"] not in ("groupsDelta", "usersDelta", "batch")
+    ]
     assert reads == [], "the directory is trusted to its delta watch until its own resync interval"

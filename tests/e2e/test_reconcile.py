@@ -87,8 +87,10 @@ def test_orphan_deletion_policy_leaves_the_assignments(harness):
     assert len(before) == 2
     h.delete(RB_PLURAL, "keep")
     h.wait_for(lambda: h.get(RB_PLURAL, "keep") is None, "binding gone")
-    ws = h.wait_for(lambda: (h.get(WS_PLURAL, "analytics") or {}).get("status", {}).get("orphanedAssignments"),
-                    "orphaned ids recorded")
+    ws = h.wait_for(
+        lambda: (h.get(WS_PLURAL, "analytics") or {}).get("status", {}).get("orphanedAssignments"),
+        "orphaned ids recorded",
+    )
     assert len(ws) == 2
     # A later binding of the same role at the same scope does not prune what was orphaned.
     h.binding("other", ["Synapse User"], [{"kind": "User", "name": upn("alice")}])
@@ -121,8 +123,11 @@ def test_disabled_user_and_new_member_follow_the_directory(harness):
     started = time.monotonic()
     h.sb.admin.disable_user(upn("erin"))
     h.sb.admin.add_member("Analysts", upn("heidi"))
-    h.wait_for(lambda: erin not in held(h, USER_ROLE) and heidi in held(h, USER_ROLE),
-               "directory changes reach the workspace", timeout=30)
+    h.wait_for(
+        lambda: erin not in held(h, USER_ROLE) and heidi in held(h, USER_ROLE),
+        "directory changes reach the workspace",
+        timeout=30,
+    )
     print(f"directory change reached the workspace in {time.monotonic() - started:.1f}s")
 
 
@@ -130,8 +135,11 @@ def test_service_principal_member_gets_the_role(harness):
     h = harness
     h.start_operator()
     h.workspace()
-    h.binding("pipelines", ["Synapse Compute Operator"], [{"kind": "Group", "name": "Pipelines"},
-                                                          {"kind": "ServicePrincipal", "name": "etl-pipeline"}])
+    h.binding(
+        "pipelines",
+        ["Synapse Compute Operator"],
+        [{"kind": "Group", "name": "Pipelines"}, {"kind": "ServicePrincipal", "name": "etl-pipeline"}],
+    )
     ready(h, "pipelines")
     assert held(h, COMPUTE_OPERATOR) == {h.sp_id("etl-pipeline")}
     types = {a["principalType"] for a in h.assignments()}
@@ -147,18 +155,38 @@ def test_group_object_itself_with_expand_false(harness):
     assert held(h, USER_ROLE) == {h.group_id("Contractors")}
 
 
-@pytest.mark.parametrize(("scope", "path", "role", "role_id"), [
-    ({}, "workspaces/analytics", "Synapse User", USER_ROLE),
-    ({"bigDataPool": "sparkpool"}, "workspaces/analytics/bigDataPools/sparkpool", "Synapse Compute Operator",
-     COMPUTE_OPERATOR),
-    ({"scopePool": "sqlpool"}, "workspaces/analytics/scopePools/sqlpool", "Synapse Contributor", CONTRIBUTOR),
-    ({"integrationRuntime": "AutoResolveIntegrationRuntime"},
-     "workspaces/analytics/integrationRuntimes/AutoResolveIntegrationRuntime", "Synapse User", USER_ROLE),
-    ({"linkedService": "datalake"}, "workspaces/analytics/linkedServices/datalake", "Synapse Credential User",
-     CREDENTIAL_USER),
-    ({"credential": "WorkspaceSystemIdentity"}, "workspaces/analytics/credentials/WorkspaceSystemIdentity",
-     "Synapse Credential User", CREDENTIAL_USER),
-], ids=["workspace", "bigDataPool", "scopePool", "integrationRuntime", "linkedService", "credential"])
+@pytest.mark.parametrize(
+    ("scope", "path", "role", "role_id"),
+    [
+        ({}, "workspaces/analytics", "Synapse User", USER_ROLE),
+        (
+            {"bigDataPool": "sparkpool"},
+            "workspaces/analytics/bigDataPools/sparkpool",
+            "Synapse Compute Operator",
+            COMPUTE_OPERATOR,
+        ),
+        ({"scopePool": "sqlpool"}, "workspaces/analytics/scopePools/sqlpool", "Synapse Contributor", CONTRIBUTOR),
+        (
+            {"integrationRuntime": "AutoResolveIntegrationRuntime"},
+            "workspaces/analytics/integrationRuntimes/AutoResolveIntegrationRuntime",
+            "Synapse User",
+            USER_ROLE,
+        ),
+        (
+            {"linkedService": "datalake"},
+            "workspaces/analytics/linkedServices/datalake",
+            "Synapse Credential User",
+            CREDENTIAL_USER,
+        ),
+        (
+            {"credential": "WorkspaceSystemIdentity"},
+            "workspaces/analytics/credentials/WorkspaceSystemIdentity",
+            "Synapse Credential User",
+            CREDENTIAL_USER,
+        ),
+    ],
+    ids=["workspace", "bigDataPool", "scopePool", "integrationRuntime", "linkedService", "credential"],
+)
 def test_every_scope_kind(harness, scope, path, role, role_id):
     h = harness
     h.start_operator()
@@ -246,8 +274,12 @@ def test_role_not_valid_at_scope_is_reported(harness):
     h = harness
     h.start_operator()
     h.workspace()
-    h.binding("spark-admin", ["Apache Spark Administrator"], [{"kind": "User", "name": upn("alice")}],
-              scope={"bigDataPool": "sparkpool"})
+    h.binding(
+        "spark-admin",
+        ["Apache Spark Administrator"],
+        [{"kind": "User", "name": upn("alice")}],
+        scope={"bigDataPool": "sparkpool"},
+    )
     ready(h, "spark-admin", type_="Stalled", status="True", reason="RoleNotValidAtScope")
     assert h.assignments() == []
 
@@ -285,21 +317,27 @@ def test_large_group_pages_both_apis_and_emptying_it_trips_the_removal_guard(har
     # full and lists the 2,500 assignments again, page by page, and writes nothing.
     h.stop_operator()
     h.start_operator()
-    h.wait_for(lambda: h.sb.admin.counters().get("synapse.listRoleAssignments.200", 0) >= 3,
-               "a fresh listing of every assignment page after the restart", timeout=120)
+    h.wait_for(
+        lambda: h.sb.admin.counters().get("synapse.listRoleAssignments.200", 0) >= 3,
+        "a fresh listing of every assignment page after the restart",
+        timeout=120,
+    )
     ready(h, "everyone", timeout=60)
-    assert h.sb.admin.counters().get("synapse.createRoleAssignment.200", 0) == \
-        counters.get("synapse.createRoleAssignment.200", 0), "a restart re-grants nothing"
+    assert h.sb.admin.counters().get("synapse.createRoleAssignment.200", 0) == counters.get(
+        "synapse.createRoleAssignment.200", 0
+    ), "a restart re-grants nothing"
     # The directory loses everyone: the guard holds the mass removal until a person approves.
     h.sb.admin.delete_group("Everyone")
     h.sb.admin.add_group("Everyone", [])
-    ws = h.wait_for(lambda: (h.get(WS_PLURAL, "analytics") or {}).get("status", {}).get("heldPlan"),
-                    "removal guard trips", timeout=120)
+    ws = h.wait_for(
+        lambda: (h.get(WS_PLURAL, "analytics") or {}).get("status", {}).get("heldPlan"),
+        "removal guard trips",
+        timeout=120,
+    )
     assert ws["removals"] == 2500
     assert len(held(h, USER_ROLE)) == 2500, "nothing removed before approval"
     ready(h, "everyone", type_="Stalled", status="True", reason="RemovalsHeld")
-    h.patch(WS_PLURAL, "analytics",
-            {"metadata": {"annotations": {"synapse-scim.io/approve-removals": ws["id"]}}})
+    h.patch(WS_PLURAL, "analytics", {"metadata": {"annotations": {"synapse-scim.io/approve-removals": ws["id"]}}})
     h.wait_for(lambda: not held(h, USER_ROLE), "approved removals executed", timeout=180)
     ready(h, "everyone", timeout=60)
 
@@ -308,8 +346,10 @@ def test_client_certificate_credential(harness):
     h = harness
     h.secret("synapse-cert", {"tls.pem": h.app.certificate_path.read_text()})
     h.start_operator()
-    h.workspace(client_id=h.app.client_id, credential={
-        "certificate": {"clientId": h.app.client_id, "secretRef": {"name": "synapse-cert"}}})
+    h.workspace(
+        client_id=h.app.client_id,
+        credential={"certificate": {"clientId": h.app.client_id, "secretRef": {"name": "synapse-cert"}}},
+    )
     h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
     ready(h, "analysts")
     assert len(held(h, USER_ROLE)) == 2
@@ -327,8 +367,11 @@ def test_workload_identity_credential(harness):
 def test_operators_own_identity_by_default(harness):
     h = harness
     # The pod's workload identity, as AKS injects it (the chart's azureWorkloadIdentity.clientId).
-    h.start_operator(AZURE_FEDERATED_TOKEN_FILE=str(h.app.federated_token_file), AZURE_CLIENT_ID=h.app.client_id,
-                     AZURE_TENANT_ID=h.sb.tenant_id)
+    h.start_operator(
+        AZURE_FEDERATED_TOKEN_FILE=str(h.app.federated_token_file),
+        AZURE_CLIENT_ID=h.app.client_id,
+        AZURE_TENANT_ID=h.sb.tenant_id,
+    )
     ws = h.workspace(own_identity=True)
     assert "credential" not in ws["spec"]
     h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])

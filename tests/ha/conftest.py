@@ -34,8 +34,12 @@ class ReplicaHarness(Harness):
     def start_replica(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         self.log_path = self.logs[name] = self.tmp / f"operator-{name}.log"
         self.metrics_ports[name] = free_port()
-        self.start_operator(SYNAPSE_SCIM_LEADER_ELECTION="on", POD_NAME=name,
-                            SYNAPSE_SCIM_METRICS_PORT=str(self.metrics_ports[name]), **env)
+        self.start_operator(
+            SYNAPSE_SCIM_LEADER_ELECTION="on",
+            POD_NAME=name,
+            SYNAPSE_SCIM_METRICS_PORT=str(self.metrics_ports[name]),
+            **env,
+        )
         assert self.operator is not None
         self.replicas[name], self.operator = self.operator, None  # wait_for must not watch a single one
         return self.replicas[name]

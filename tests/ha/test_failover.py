@@ -80,14 +80,15 @@ def test_one_replica_acts_and_the_standby_takes_over_after_the_leader_is_killed(
     takeover = time.monotonic() - killed
     h.wait_for(lambda: heidi in contributors(h), "heidi granted by the new leader", timeout=60)
     converged = time.monotonic() - killed
-    print(f"\nHA: Lease taken over {takeover:.1f} s after SIGKILL of the leader; "
-          f"directory change converged {converged:.1f} s after it")
+    print(
+        f"\nHA: Lease taken over {takeover:.1f} s after SIGKILL of the leader; "
+        f"directory change converged {converged:.1f} s after it"
+    )
     assert contributors(h) == {erin, frank, heidi}
     assert scrape(h, standby).get("synapse_scim_leader") == 1.0
     assert "acquired Lease" in h.replica_log(standby)
 
-    creates = Counter(e["path"] for e in h.sb.admin.request_log(service="synapse",
-                                                                 operation="createRoleAssignment"))
+    creates = Counter(e["path"] for e in h.sb.admin.request_log(service="synapse", operation="createRoleAssignment"))
     assert len(creates) == 3
     assert all(n == 1 for n in creates.values()), f"an assignment was written more than once: {creates}"
     deletes = h.sb.admin.request_log(service="synapse", operation="deleteRoleAssignment")

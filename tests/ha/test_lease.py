@@ -21,9 +21,18 @@ def coordination(cluster):
 
 
 def elector(api, namespace: str, identity: str, duration: float = 3.0) -> LeaderElector:
-    return LeaderElector(api, LeaseConfig(name="synapse-scim", namespace=namespace, identity=identity,
-                                          duration=duration, renew_period=duration / 3,
-                                          renew_deadline=duration * 2 / 3, retry_period=0.2))
+    return LeaderElector(
+        api,
+        LeaseConfig(
+            name="synapse-scim",
+            namespace=namespace,
+            identity=identity,
+            duration=duration,
+            renew_period=duration / 3,
+            renew_deadline=duration * 2 / 3,
+            retry_period=0.2,
+        ),
+    )
 
 
 def holder(api, namespace: str) -> str | None:
@@ -106,8 +115,15 @@ async def test_hold_raises_lease_lost_when_renewals_fail_past_the_deadline(coord
     a = elector(coordination, namespace, "a")
     await a.acquire()
     coordination.delete_namespaced_lease("synapse-scim", namespace)
-    a.config = LeaseConfig(name="synapse-scim", namespace="no-such-namespace-for-leases", identity="a",
-                           duration=3.0, renew_period=1.0, renew_deadline=2.0, retry_period=0.2)
+    a.config = LeaseConfig(
+        name="synapse-scim",
+        namespace="no-such-namespace-for-leases",
+        identity="a",
+        duration=3.0,
+        renew_period=1.0,
+        renew_deadline=2.0,
+        retry_period=0.2,
+    )
     started = time.monotonic()
     with pytest.raises(LeaseLost, match="could not renew"):
         await asyncio.wait_for(a.hold(), timeout=10)
@@ -124,8 +140,12 @@ async def test_release_lets_a_standby_take_over_at_once(coordination, namespace)
 
 
 def test_settings_from_the_environment():
-    env = {"SYNAPSE_SCIM_LEASE_NAME": "ops", "SYNAPSE_SCIM_LEASE_DURATION": "30s", "POD_NAME": "op-1",
-           "POD_NAMESPACE": "synapse-system"}
+    env = {
+        "SYNAPSE_SCIM_LEASE_NAME": "ops",
+        "SYNAPSE_SCIM_LEASE_DURATION": "30s",
+        "POD_NAME": "op-1",
+        "POD_NAMESPACE": "synapse-system",
+    }
     c = LeaseConfig.from_env(["watched"], env)
     assert (c.name, c.namespace, c.identity, c.duration) == ("ops", "synapse-system", "op-1", 30.0)
     assert c.renew_period == 10.0 and c.renew_deadline == 20.0

@@ -43,10 +43,19 @@ def image() -> Image:
         pytest.fail(f"hack/build-image.sh failed ({proc.returncode}):\n{proc.stderr[-6000:]}", pytrace=False)
     info = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
     info = {k: v.strip("'") for k, v in info.items()}
-    print(f"\nimage {info['IMAGE']} id {info['IMAGE_ID'][:12]} size {info['SIZE']} ({info['SIZE_BYTES']} bytes), "
-          f"storage {info['STORAGE_DRIVER']}, base {info['BASE_SECONDS']}s + bud {info['BUILD_SECONDS']}s")
-    img = Image(name=info["IMAGE"], id=info["IMAGE_ID"], size=info["SIZE"], size_bytes=int(info["SIZE_BYTES"]),
-                storage_driver=info["STORAGE_DRIVER"], info=info, inspect={})
+    print(
+        f"\nimage {info['IMAGE']} id {info['IMAGE_ID'][:12]} size {info['SIZE']} ({info['SIZE_BYTES']} bytes), "
+        f"storage {info['STORAGE_DRIVER']}, base {info['BASE_SECONDS']}s + bud {info['BUILD_SECONDS']}s"
+    )
+    img = Image(
+        name=info["IMAGE"],
+        id=info["IMAGE_ID"],
+        size=info["SIZE"],
+        size_bytes=int(info["SIZE_BYTES"]),
+        storage_driver=info["STORAGE_DRIVER"],
+        info=info,
+        inspect={},
+    )
     img.inspect = json.loads(img.buildah("inspect", "--type", "image", img.name).stdout)
     return img
 

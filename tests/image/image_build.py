@@ -29,8 +29,7 @@ class Image:
 
     def buildah(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "STORAGE_DRIVER": self.storage_driver}
-        return subprocess.run(["buildah", *args], env=env, capture_output=True, text=True, check=check,
-                              timeout=timeout)
+        return subprocess.run(["buildah", *args], env=env, capture_output=True, text=True, check=check, timeout=timeout)
 
     def container(self) -> str:
         name = f"synapse-scim-test-{uuid.uuid4().hex[:8]}"

@@ -33,8 +33,9 @@ HOST_ONLY = {"SYNAPSE_SCIM_TOOLS", "SYNAPSE_SCIM_CACHE", "SYNAPSE_SCIM_EXISTING_
 PR_SET_PDEATHSIG = 1
 
 
-def buildah_command(container: str, entrypoint: list[str], args: list[str], environ: dict[str, str],
-                    staging: Path) -> list[str]:
+def buildah_command(
+    container: str, entrypoint: list[str], args: list[str], environ: dict[str, str], staging: Path
+) -> list[str]:
     volumes: list[str] = []
     env: dict[str, str] = {}
     for var, name in FILES.items():
@@ -50,8 +51,20 @@ def buildah_command(container: str, entrypoint: list[str], args: list[str], envi
     for var, value in sorted(environ.items()):
         if var.startswith("SYNAPSE_SCIM_") and var not in HOST_ONLY and var not in env:
             env[var] = value
-    return ["buildah", "run", "--isolation", "chroot", "--network", "host", *volumes,
-            *(f"--env={k}={v}" for k, v in env.items()), container, "--", *entrypoint, *args]
+    return [
+        "buildah",
+        "run",
+        "--isolation",
+        "chroot",
+        "--network",
+        "host",
+        *volumes,
+        *(f"--env={k}={v}" for k, v in env.items()),
+        container,
+        "--",
+        *entrypoint,
+        *args,
+    ]
 
 
 def descendants(pid: int) -> list[int]:
@@ -85,8 +98,9 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="synapse-scim-image-") as tmp:
         staging = Path(tmp)
         staging.chmod(0o755)
-        proc = subprocess.Popen(buildah_command(container, entrypoint, args, dict(os.environ), staging),
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            buildah_command(container, entrypoint, args, dict(os.environ), staging), preexec_fn=_die_with_parent
+        )
 
         def forward(signum: int, _frame: object) -> None:
             # The operator: whatever runs below buildah's own (re-executed) processes.

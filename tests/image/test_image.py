@@ -22,8 +22,23 @@ WRAPPER = Path(__file__).with_name("operator_in_image.py")
 BUILD_CA = Path(os.environ.get("SYNAPSE_SCIM_BUILD_CA", "/etc/ssl/certs/ca-certificates.crt"))
 PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
 # Anything that compiles, or the headers to compile against.
-BUILD_TOOLS = {"gcc", "gcc-12", "cpp", "cpp-12", "g++", "g++-12", "clang", "build-essential", "binutils",
-               "libc6-dev", "linux-libc-dev", "python3-dev", "python3.11-dev", "libpython3.11-dev", "make"}
+BUILD_TOOLS = {
+    "gcc",
+    "gcc-12",
+    "cpp",
+    "cpp-12",
+    "g++",
+    "g++-12",
+    "clang",
+    "build-essential",
+    "binutils",
+    "libc6-dev",
+    "linux-libc-dev",
+    "python3-dev",
+    "python3.11-dev",
+    "libpython3.11-dev",
+    "make",
+}
 
 
 def certs(data: bytes) -> set[bytes]:
@@ -103,7 +118,7 @@ def test_the_build_ca_is_in_no_layer_and_the_bundle_is_debians(image: Image, roo
     assert not extra & bundle
     if not extra:
         return
-    markers = {body[len(body) // 2: len(body) // 2 + 48] for body in extra}
+    markers = {body[len(body) // 2 : len(body) // 2 + 48] for body in extra}
     out = tmp_path / "oci"
     image.buildah("push", "--disable-compression", "--quiet", image.name, f"dir:{out}", timeout=600)
     pattern = re.compile(b"|".join(re.escape(m) for m in markers))
@@ -141,8 +156,13 @@ def test_help_and_imports_on_a_read_only_root(image: Image, rootfs: Path, tmp_pa
     )
 
     def run(*cmd: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd],
-                              capture_output=True, text=True, timeout=120, cwd="/")
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+        )
 
     probe = run("sh", "-c", "touch /opt/venv/probe")
     assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe
@@ -165,7 +185,8 @@ def test_only_the_product_is_in_the_image(image: Image, rootfs: Path):
     assert "controller/handlers.py" in shipped and "crds/__init__.py" in shipped
     assert not [f for f in shipped if f.split("/")[0] in ("sandbox", "devcluster") or f == "demo.py"], shipped
     assert sorted(p.name for p in (site / "synapse_scim/crds").glob("*.yaml")) == sorted(
-        p.name for p in (Path(__file__).resolve().parents[2] / "crds").glob("*.yaml"))
+        p.name for p in (Path(__file__).resolve().parents[2] / "crds").glob("*.yaml")
+    )
     assert not list(rootfs.glob("opt/venv/bin/*sandbox*"))
 
 

@@ -51,19 +51,44 @@ WIDE_ONLY = {"Endpoint", "Mode", "Reason"}
 # The field names the operator code reads and writes: a change here is an API change.
 SPEC_FIELDS = {
     "SynapseWorkspace": {
-        "endpoint", "workspaceName", "tenantId", "credential", "cloud", "syncInterval", "removalGuard", "suspend",
+        "endpoint",
+        "workspaceName",
+        "tenantId",
+        "credential",
+        "cloud",
+        "syncInterval",
+        "removalGuard",
+        "suspend",
     },
     "SynapseRoleBinding": {
-        "workspaceRef", "roles", "scope", "subjects", "managementPolicy", "deletionPolicy", "suspend",
+        "workspaceRef",
+        "roles",
+        "scope",
+        "subjects",
+        "managementPolicy",
+        "deletionPolicy",
+        "suspend",
     },
 }
 STATUS_FIELDS = {
     "SynapseWorkspace": {
-        "observedGeneration", "conditions", "reachable", "roleDefinitions", "assignments", "lastSyncTime",
-        "heldPlan", "orphanedAssignments",
+        "observedGeneration",
+        "conditions",
+        "reachable",
+        "roleDefinitions",
+        "assignments",
+        "lastSyncTime",
+        "heldPlan",
+        "orphanedAssignments",
     },
     "SynapseRoleBinding": {
-        "observedGeneration", "conditions", "summary", "drift", "unresolved", "claims", "lastSyncTime",
+        "observedGeneration",
+        "conditions",
+        "summary",
+        "drift",
+        "unresolved",
+        "claims",
+        "lastSyncTime",
         "workspace",
     },
 }
@@ -166,8 +191,11 @@ def test_printer_columns(kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cel_rules_have_fix_it_messages(kind):
-    rules = [(path, r) for path, node in [("", schema(kind)), *walk(schema(kind), "")]
-             for r in node.get("x-kubernetes-validations", [])]
+    rules = [
+        (path, r)
+        for path, node in [("", schema(kind)), *walk(schema(kind), "")]
+        for r in node.get("x-kubernetes-validations", [])
+    ]
     assert rules
     for path, rule in rules:
         # Without message/messageExpression the user reads "failed rule: <CEL>".
@@ -175,7 +203,11 @@ def test_cel_rules_have_fix_it_messages(kind):
         for text in (rule.get("message", ""), rule.get("messageExpression", "")):
             assert "\n" not in text, path
         assert rule.get("reason", "FieldValueInvalid") in {
-            "FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"}
+            "FieldValueInvalid",
+            "FieldValueForbidden",
+            "FieldValueRequired",
+            "FieldValueDuplicate",
+        }
         if "fieldPath" in rule:
             assert rule["fieldPath"].startswith("."), path
 
@@ -225,7 +257,13 @@ def test_conditions_are_a_map_keyed_by_type(kind):
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert set(conditions["items"]["properties"]) == {
-        "type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    }
 
 
 # -- docs/api.md: the field reference, rendered from the CRDs ------------------------------------------
@@ -244,8 +282,14 @@ def _rules(node: dict, required: bool) -> str:
     out = ["**required**"] if required else []
     if "enum" in node:
         out.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
-    for key, label in (("minLength", "min length"), ("maxLength", "max length"), ("minItems", "min items"),
-                       ("maxItems", "max items"), ("minimum", "min"), ("maximum", "max")):
+    for key, label in (
+        ("minLength", "min length"),
+        ("maxLength", "max length"),
+        ("minItems", "min items"),
+        ("maxItems", "max items"),
+        ("minimum", "min"),
+        ("maximum", "max"),
+    ):
         if key in node and not (key == "maxLength" and "enum" in node):
             out.append(f"{label} {node[key]}")
     if node.get("x-kubernetes-list-type") == "set":
@@ -263,8 +307,7 @@ def _rows(node: dict, path: str) -> Iterator[str]:
         field = f"{path}.{name}" if path else name
         default = f"`{json.dumps(prop['default'])}`" if "default" in prop else ""
         description = " ".join(prop.get("description", "").split()).replace("|", "\\|")
-        yield (f"| `{field}` | {_type(prop)} | {default} | {description} | "
-               f"{_rules(prop, name in required)} |")
+        yield (f"| `{field}` | {_type(prop)} | {default} | {description} | {_rules(prop, name in required)} |")
         child = prop["items"] if prop.get("type") == "array" else prop
         yield from _rows(child, f"{field}[]" if prop.get("type") == "array" else field)
 
@@ -285,15 +328,27 @@ def render_api_doc() -> str:
         names = crd["spec"]["names"]
         [version] = crd["spec"]["versions"]
         root = version["schema"]["openAPIV3Schema"]
-        lines += ["", f"## {kind}", "", " ".join(root["description"].split()), "",
-                  f"Namespaced; short name `{names['shortNames'][0]}`; category `{names['categories'][0]}`; "
-                  "status subresource.", "",
-                  "Columns of `kubectl get` (`-o wide` adds the starred ones): " + ", ".join(
-                      c["name"] + ("*" if c.get("priority") else "") for c in version["additionalPrinterColumns"]
-                  ) + "."]
+        lines += [
+            "",
+            f"## {kind}",
+            "",
+            " ".join(root["description"].split()),
+            "",
+            f"Namespaced; short name `{names['shortNames'][0]}`; category `{names['categories'][0]}`; "
+            "status subresource.",
+            "",
+            "Columns of `kubectl get` (`-o wide` adds the starred ones): "
+            + ", ".join(c["name"] + ("*" if c.get("priority") else "") for c in version["additionalPrinterColumns"])
+            + ".",
+        ]
         for part in ("spec", "status"):
-            lines += ["", f"### {part}", "", "| Field | Type | Default | Description | Validation |",
-                      "| --- | --- | --- | --- | --- |"]
+            lines += [
+                "",
+                f"### {part}",
+                "",
+                "| Field | Type | Default | Description | Validation |",
+                "| --- | --- | --- | --- | --- |",
+            ]
             lines += list(_rows(root["properties"][part], part))
     return "\n".join(lines) + "\n"
 

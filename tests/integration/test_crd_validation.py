@@ -57,10 +57,20 @@ def objects(cluster) -> Iterator[client.CustomObjectsApi]:
         yield client.CustomObjectsApi(api)
 
 
-def create(objects: client.CustomObjectsApi, namespace: str, kind: str, body_spec: dict[str, Any] | None,
-           name: str = "x", strict: bool = True) -> dict[str, Any]:
+def create(
+    objects: client.CustomObjectsApi,
+    namespace: str,
+    kind: str,
+    body_spec: dict[str, Any] | None,
+    name: str = "x",
+    strict: bool = True,
+) -> dict[str, Any]:
     return objects.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL[kind], manifest(kind, name, body_spec),
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL[kind],
+        manifest(kind, name, body_spec),
         field_validation="Strict" if strict else None,
     )
 
@@ -95,45 +105,105 @@ W, B = "SynapseWorkspace", "SynapseRoleBinding"
 
 INVALID = [
     # SynapseWorkspace
-    Invalid("ws-endpoint-http", W, ws(endpoint="http://contoso.dev.azuresynapse.net"),
-            "spec.endpoint", "must be an https:// URL"),
-    Invalid("ws-endpoint-no-scheme", W, ws(endpoint="contoso.dev.azuresynapse.net"),
-            "spec.endpoint", "must be an https:// URL"),
+    Invalid(
+        "ws-endpoint-http",
+        W,
+        ws(endpoint="http://contoso.dev.azuresynapse.net"),
+        "spec.endpoint",
+        "must be an https:// URL",
+    ),
+    Invalid(
+        "ws-endpoint-no-scheme",
+        W,
+        ws(endpoint="contoso.dev.azuresynapse.net"),
+        "spec.endpoint",
+        "must be an https:// URL",
+    ),
     Invalid("ws-endpoint-missing", W, ws(endpoint=DROP), "spec.endpoint", "Required value"),
     Invalid("ws-endpoint-too-long", W, ws(endpoint="https://" + "a" * 2048), "spec.endpoint", "Too long"),
     Invalid("ws-tenant-bad", W, ws(tenantId="not a tenant"), "spec.tenantId", "should match"),
     Invalid("ws-tenant-missing", W, ws(tenantId=DROP), "spec.tenantId", "Required value"),
     Invalid("ws-workspace-name-uppercase", W, ws(workspaceName="Contoso"), "spec.workspaceName", "should match"),
-    Invalid("ws-two-credentials", W, ws(credential={"workloadIdentity": {"clientId": GUID}, "clientSecret": SECRET}),
-            "spec.credential", "set exactly one of workloadIdentity, clientSecret or certificate"),
-    Invalid("ws-empty-credential", W, ws(credential={}),
-            "spec.credential", "omit credential to use the operator's own identity"),
-    Invalid("ws-client-id-not-guid", W, ws(credential={"workloadIdentity": {"clientId": "my-app"}}),
-            "spec.credential.workloadIdentity.clientId", "should match"),
-    Invalid("ws-secret-ref-without-name", W,
-            ws(credential={"clientSecret": {"clientId": GUID, "secretRef": {"key": "password"}}}),
-            "spec.credential.clientSecret.secretRef.name", "Required value"),
-    Invalid("ws-certificate-without-client-id", W,
-            ws(credential={"certificate": {"secretRef": {"name": "synapse-cert"}}}),
-            "spec.credential.certificate.clientId", "Required value"),
-    Invalid("ws-cloud-authority-http", W, ws(cloud={"authorityHost": "http://login.microsoftonline.us"}),
-            "spec.cloud.authorityHost", "must be an https:// URL"),
-    Invalid("ws-cloud-graph-http", W, ws(cloud={"graphEndpoint": "http://graph.microsoft.us"}),
-            "spec.cloud.graphEndpoint", "must be an https:// URL"),
-    Invalid("ws-cloud-audience-not-url", W, ws(cloud={"synapseAudience": "dev.azuresynapse.usgovcloudapi.net"}),
-            "spec.cloud.synapseAudience", "must be an https:// URL"),
-    Invalid("ws-sync-interval-words", W, ws(syncInterval="10 minutes"),
-            "spec.syncInterval", "is not a Go duration between 30s and 24h; write e.g. 10m"),
-    Invalid("ws-sync-interval-below-min", W, ws(syncInterval="1s"),
-            "spec.syncInterval", "between 30s and 24h"),
-    Invalid("ws-sync-interval-above-max", W, ws(syncInterval="25h"),
-            "spec.syncInterval", "between 30s and 24h"),
-    Invalid("ws-sync-interval-negative", W, ws(syncInterval="-10m"),
-            "spec.syncInterval", "between 30s and 24h"),
-    Invalid("ws-max-percent-150", W, ws(removalGuard={"maxPercent": 150}),
-            "spec.removalGuard.maxPercent", "less than or equal to 100"),
-    Invalid("ws-max-removals-negative", W, ws(removalGuard={"maxRemovals": -1}),
-            "spec.removalGuard.maxRemovals", "greater than or equal to 0"),
+    Invalid(
+        "ws-two-credentials",
+        W,
+        ws(credential={"workloadIdentity": {"clientId": GUID}, "clientSecret": SECRET}),
+        "spec.credential",
+        "set exactly one of workloadIdentity, clientSecret or certificate",
+    ),
+    Invalid(
+        "ws-empty-credential",
+        W,
+        ws(credential={}),
+        "spec.credential",
+        "omit credential to use the operator's own identity",
+    ),
+    Invalid(
+        "ws-client-id-not-guid",
+        W,
+        ws(credential={"workloadIdentity": {"clientId": "my-app"}}),
+        "spec.credential.workloadIdentity.clientId",
+        "should match",
+    ),
+    Invalid(
+        "ws-secret-ref-without-name",
+        W,
+        ws(credential={"clientSecret": {"clientId": GUID, "secretRef": {"key": "password"}}}),
+        "spec.credential.clientSecret.secretRef.name",
+        "Required value",
+    ),
+    Invalid(
+        "ws-certificate-without-client-id",
+        W,
+        ws(credential={"certificate": {"secretRef": {"name": "synapse-cert"}}}),
+        "spec.credential.certificate.clientId",
+        "Required value",
+    ),
+    Invalid(
+        "ws-cloud-authority-http",
+        W,
+        ws(cloud={"authorityHost": "http://login.microsoftonline.us"}),
+        "spec.cloud.authorityHost",
+        "must be an https:// URL",
+    ),
+    Invalid(
+        "ws-cloud-graph-http",
+        W,
+        ws(cloud={"graphEndpoint": "http://graph.microsoft.us"}),
+        "spec.cloud.graphEndpoint",
+        "must be an https:// URL",
+    ),
+    Invalid(
+        "ws-cloud-audience-not-url",
+        W,
+        ws(cloud={"synapseAudience": "dev.azuresynapse.usgovcloudapi.net"}),
+        "spec.cloud.synapseAudience",
+        "must be an https:// URL",
+    ),
+    Invalid(
+        "ws-sync-interval-words",
+        W,
+        ws(syncInterval="10 minutes"),
+        "spec.syncInterval",
+        "is not a Go duration between 30s and 24h; write e.g. 10m",
+    ),
+    Invalid("ws-sync-interval-below-min", W, ws(syncInterval="1s"), "spec.syncInterval", "between 30s and 24h"),
+    Invalid("ws-sync-interval-above-max", W, ws(syncInterval="25h"), "spec.syncInterval", "between 30s and 24h"),
+    Invalid("ws-sync-interval-negative", W, ws(syncInterval="-10m"), "spec.syncInterval", "between 30s and 24h"),
+    Invalid(
+        "ws-max-percent-150",
+        W,
+        ws(removalGuard={"maxPercent": 150}),
+        "spec.removalGuard.maxPercent",
+        "less than or equal to 100",
+    ),
+    Invalid(
+        "ws-max-removals-negative",
+        W,
+        ws(removalGuard={"maxRemovals": -1}),
+        "spec.removalGuard.maxRemovals",
+        "greater than or equal to 0",
+    ),
     Invalid("ws-suspend-not-bool", W, ws(suspend="yes"), "spec.suspend", "must be of type boolean"),
     Invalid("ws-unknown-spec-field", W, ws(tenant=TENANT), "spec.tenant", "unknown field", status=400),
     Invalid("ws-missing-spec", W, None, "spec", "Required value"),
@@ -142,59 +212,156 @@ INVALID = [
     Invalid("rb-workspace-ref-without-name", B, rb(workspaceRef={}), "spec.workspaceRef.name", "Required value"),
     Invalid("rb-missing-roles", B, rb(roles=DROP), "spec.roles", "Required value"),
     Invalid("rb-empty-roles", B, rb(roles=[]), "spec.roles", "should have at least 1 items"),
-    Invalid("rb-duplicate-roles", B, rb(roles=["Synapse Contributor", "Synapse Contributor"]),
-            "spec.roles[1]", "Duplicate value"),
-    Invalid("rb-empty-role-name", B, rb(roles=["Synapse Contributor", ""]),
-            "spec.roles[1]", "should be at least 1 chars long"),
-    Invalid("rb-role-id-not-name", B, rb(roles=["7af0c69a-a548-47d6-aea3-d00e69bd83aa"]),
-            "spec.roles[0]", "write the role name instead"),
-    Invalid("rb-too-many-roles", B, rb(roles=[f"Role {i}" for i in range(21)]),
-            "spec.roles", "must have at most 20 items"),
-    Invalid("rb-two-scope-kinds", B, rb(scope={"bigDataPool": "p1", "linkedService": "ls1"}),
-            "spec.scope", "set at most one of bigDataPool, integrationRuntime, linkedService, credential or "
-            "scopePool (leave scope empty for the whole workspace); found: bigDataPool linkedService"),
-    Invalid("rb-unknown-scope-key", B, rb(scope={"sqlPool": "dw1"}),
-            "spec.scope.sqlPool", "unknown field", status=400),
-    Invalid("rb-scope-name-with-slash", B, rb(scope={"bigDataPool": "p1/../../other"}),
-            "spec.scope.bigDataPool", "should match"),
+    Invalid(
+        "rb-duplicate-roles",
+        B,
+        rb(roles=["Synapse Contributor", "Synapse Contributor"]),
+        "spec.roles[1]",
+        "Duplicate value",
+    ),
+    Invalid(
+        "rb-empty-role-name",
+        B,
+        rb(roles=["Synapse Contributor", ""]),
+        "spec.roles[1]",
+        "should be at least 1 chars long",
+    ),
+    Invalid(
+        "rb-role-id-not-name",
+        B,
+        rb(roles=["7af0c69a-a548-47d6-aea3-d00e69bd83aa"]),
+        "spec.roles[0]",
+        "write the role name instead",
+    ),
+    Invalid(
+        "rb-too-many-roles", B, rb(roles=[f"Role {i}" for i in range(21)]), "spec.roles", "must have at most 20 items"
+    ),
+    Invalid(
+        "rb-two-scope-kinds",
+        B,
+        rb(scope={"bigDataPool": "p1", "linkedService": "ls1"}),
+        "spec.scope",
+        "set at most one of bigDataPool, integrationRuntime, linkedService, credential or "
+        "scopePool (leave scope empty for the whole workspace); found: bigDataPool linkedService",
+    ),
+    Invalid("rb-unknown-scope-key", B, rb(scope={"sqlPool": "dw1"}), "spec.scope.sqlPool", "unknown field", status=400),
+    Invalid(
+        "rb-scope-name-with-slash",
+        B,
+        rb(scope={"bigDataPool": "p1/../../other"}),
+        "spec.scope.bigDataPool",
+        "should match",
+    ),
     Invalid("rb-missing-subjects", B, rb(subjects=DROP), "spec.subjects", "Required value"),
     Invalid("rb-empty-subjects", B, rb(subjects=[]), "spec.subjects", "should have at least 1 items"),
-    Invalid("rb-subject-name-and-id", B,
-            rb(subjects=subjects({"kind": "User", "name": "alice@contoso.com", "id": GUID})),
-            "spec.subjects[0]", "set either name or id, not both"),
-    Invalid("rb-subject-neither-name-nor-id", B, rb(subjects=subjects({"kind": "Group"})),
-            "spec.subjects[0]", "set either name (the display name, user principal name or app id) or id"),
-    Invalid("rb-subject-without-kind", B, rb(subjects=subjects({"name": "Data Engineers"})),
-            "spec.subjects[0].kind", "Required value"),
-    Invalid("rb-subject-kind-robot", B, rb(subjects=subjects({"kind": "Robot", "name": "r2d2"})),
-            "spec.subjects[0].kind", 'supported values: "Group", "User", "ServicePrincipal"'),
-    Invalid("rb-expand-on-user", B,
-            rb(subjects=subjects({"kind": "Group", "name": "Data Engineers", "expand": False},
-                                 {"kind": "User", "name": "alice@contoso.com", "expand": True})),
-            "spec.subjects[1].expand", "expand applies to kind Group only; remove it from this User subject"),
-    Invalid("rb-subject-id-not-guid", B, rb(subjects=subjects({"kind": "Group", "id": "data-engineers"})),
-            "spec.subjects[0].id", "should match"),
-    Invalid("rb-subject-name-too-long", B, rb(subjects=subjects({"kind": "Group", "name": "g" * 257})),
-            "spec.subjects[0].name", "Too long"),
-    Invalid("rb-duplicate-subject-names", B,
-            rb(subjects=subjects({"kind": "Group", "name": "Data Engineers"},
-                                 {"kind": "User", "name": "Data Engineers"},  # another kind: fine
-                                 {"kind": "Group", "name": "data engineers"})),
-            "spec.subjects", "list each subject once"),
-    Invalid("rb-duplicate-subject-ids", B,
-            rb(subjects=subjects({"kind": "ServicePrincipal", "id": GUID},
-                                 {"kind": "ServicePrincipal", "id": GUID.upper()})),
-            "spec.subjects", "remove the repeated entry"),
-    Invalid("rb-too-many-subjects", B,
-            rb(subjects=[{"kind": "User", "name": f"user{i}@contoso.com"} for i in range(257)]),
-            "spec.subjects", "must have at most 256 items"),
-    Invalid("rb-management-policy-maybe", B, rb(managementPolicy="Maybe"),
-            "spec.managementPolicy", 'supported values: "Enforce", "Observe"'),
-    Invalid("rb-deletion-policy-keep", B, rb(deletionPolicy="Keep"),
-            "spec.deletionPolicy", 'supported values: "Delete", "Orphan"'),
+    Invalid(
+        "rb-subject-name-and-id",
+        B,
+        rb(subjects=subjects({"kind": "User", "name": "alice@contoso.com", "id": GUID})),
+        "spec.subjects[0]",
+        "set either name or id, not both",
+    ),
+    Invalid(
+        "rb-subject-neither-name-nor-id",
+        B,
+        rb(subjects=subjects({"kind": "Group"})),
+        "spec.subjects[0]",
+        "set either name (the display name, user principal name or app id) or id",
+    ),
+    Invalid(
+        "rb-subject-without-kind",
+        B,
+        rb(subjects=subjects({"name": "Data Engineers"})),
+        "spec.subjects[0].kind",
+        "Required value",
+    ),
+    Invalid(
+        "rb-subject-kind-robot",
+        B,
+        rb(subjects=subjects({"kind": "Robot", "name": "r2d2"})),
+        "spec.subjects[0].kind",
+        'supported values: "Group", "User", "ServicePrincipal"',
+    ),
+    Invalid(
+        "rb-expand-on-user",
+        B,
+        rb(
+            subjects=subjects(
+                {"kind": "Group", "name": "Data Engineers", "expand": False},
+                {"kind": "User", "name": "alice@contoso.com", "expand": True},
+            )
+        ),
+        "spec.subjects[1].expand",
+        "expand applies to kind Group only; remove it from this User subject",
+    ),
+    Invalid(
+        "rb-subject-id-not-guid",
+        B,
+        rb(subjects=subjects({"kind": "Group", "id": "data-engineers"})),
+        "spec.subjects[0].id",
+        "should match",
+    ),
+    Invalid(
+        "rb-subject-name-too-long",
+        B,
+        rb(subjects=subjects({"kind": "Group", "name": "g" * 257})),
+        "spec.subjects[0].name",
+        "Too long",
+    ),
+    Invalid(
+        "rb-duplicate-subject-names",
+        B,
+        rb(
+            subjects=subjects(
+                {"kind": "Group", "name": "Data Engineers"},
+                {"kind": "User", "name": "Data Engineers"},  # another kind: fine
+                {"kind": "Group", "name": "data engineers"},
+            )
+        ),
+        "spec.subjects",
+        "list each subject once",
+    ),
+    Invalid(
+        "rb-duplicate-subject-ids",
+        B,
+        rb(
+            subjects=subjects(
+                {"kind": "ServicePrincipal", "id": GUID}, {"kind": "ServicePrincipal", "id": GUID.upper()}
+            )
+        ),
+        "spec.subjects",
+        "remove the repeated entry",
+    ),
+    Invalid(
+        "rb-too-many-subjects",
+        B,
+        rb(subjects=[{"kind": "User", "name": f"user{i}@contoso.com"} for i in range(257)]),
+        "spec.subjects",
+        "must have at most 256 items",
+    ),
+    Invalid(
+        "rb-management-policy-maybe",
+        B,
+        rb(managementPolicy="Maybe"),
+        "spec.managementPolicy",
+        'supported values: "Enforce", "Observe"',
+    ),
+    Invalid(
+        "rb-deletion-policy-keep",
+        B,
+        rb(deletionPolicy="Keep"),
+        "spec.deletionPolicy",
+        'supported values: "Delete", "Orphan"',
+    ),
     Invalid("rb-unknown-spec-field", B, rb(workspace="analytics"), "spec.workspace", "unknown field", status=400),
-    Invalid("rb-unknown-subject-field", B, rb(subjects=subjects({"kind": "Group", "name": "x", "nested": True})),
-            "spec.subjects[0].nested", "unknown field", status=400),
+    Invalid(
+        "rb-unknown-subject-field",
+        B,
+        rb(subjects=subjects({"kind": "Group", "name": "x", "nested": True})),
+        "spec.subjects[0].nested",
+        "unknown field",
+        status=400,
+    ),
 ]
 
 
@@ -242,13 +409,23 @@ def test_minimal_workspace_gets_defaults(objects, namespace):
 
 
 def test_credential_and_cloud_defaults(objects, namespace):
-    stored = create(objects, namespace, W, ws(
-        credential={"certificate": {"clientId": GUID, "secretRef": {"name": "synapse-cert"}}},
-        cloud={"authorityHost": "https://login.microsoftonline.us"},
-        removalGuard={"maxPercent": 5},
-    ))
-    assert stored["spec"]["credential"] == {"certificate": {
-        "clientId": GUID, "secretRef": {"name": "synapse-cert", "key": "tls.pem"}, "sendCertificateChain": False}}
+    stored = create(
+        objects,
+        namespace,
+        W,
+        ws(
+            credential={"certificate": {"clientId": GUID, "secretRef": {"name": "synapse-cert"}}},
+            cloud={"authorityHost": "https://login.microsoftonline.us"},
+            removalGuard={"maxPercent": 5},
+        ),
+    )
+    assert stored["spec"]["credential"] == {
+        "certificate": {
+            "clientId": GUID,
+            "secretRef": {"name": "synapse-cert", "key": "tls.pem"},
+            "sendCertificateChain": False,
+        }
+    }
     assert stored["spec"]["cloud"] == {
         "authorityHost": "https://login.microsoftonline.us",
         "graphEndpoint": "https://graph.microsoft.com",
@@ -306,9 +483,15 @@ def test_design_example_binding_is_accepted(objects, namespace):
     assert create(objects, namespace, B, example)["spec"] == example
 
 
-@pytest.mark.parametrize("scope", [
-    {"integrationRuntime": "AutoResolveIntegrationRuntime"}, {"linkedService": "ls_blob_storage"},
-    {"credential": "WorkspaceSystemIdentity"}, {"scopePool": "sp-1"}])
+@pytest.mark.parametrize(
+    "scope",
+    [
+        {"integrationRuntime": "AutoResolveIntegrationRuntime"},
+        {"linkedService": "ls_blob_storage"},
+        {"credential": "WorkspaceSystemIdentity"},
+        {"scopePool": "sp-1"},
+    ],
+)
 def test_each_scope_kind_accepted(objects, namespace, scope):
     assert create(objects, namespace, B, rb(scope=scope))["spec"]["scope"] == scope
 
@@ -330,18 +513,33 @@ def test_largest_binding_stays_within_the_cel_runtime_budget(objects, namespace)
 
 
 def _condition(type_: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": reason, "message": message,
-            "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 1}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2025-01-01T00:00:00Z",
+        "observedGeneration": 1,
+    }
 
 
 def test_binding_status_is_a_subresource_with_an_explicit_schema(objects, namespace):
     create(objects, namespace, B, BINDING_SPEC, name="b")
-    item = {"principal": "alice@contoso.com", "principalId": GUID, "role": "Synapse Contributor",
-            "roleId": "7af0c69a-a548-47d6-aea3-d00e69bd83aa", "scope": "workspaces/contoso", "managed": True}
+    item = {
+        "principal": "alice@contoso.com",
+        "principalId": GUID,
+        "role": "Synapse Contributor",
+        "roleId": "7af0c69a-a548-47d6-aea3-d00e69bd83aa",
+        "scope": "workspaces/contoso",
+        "managed": True,
+    }
     status = {
         "observedGeneration": 1,
-        "conditions": [_condition("Ready", "False", "Drift", "2 missing"),
-                       _condition("Reconciling", "True", "Syncing"), _condition("Stalled", "False", "Healthy")],
+        "conditions": [
+            _condition("Ready", "False", "Drift", "2 missing"),
+            _condition("Reconciling", "True", "Syncing"),
+            _condition("Stalled", "False", "Healthy"),
+        ],
         "summary": {"desired": 118, "inSync": 116, "missing": 2, "pendingRemoval": 0, "unmanaged": 1},
         "drift": {"missing": [item], "unexpected": [{**item, "managed": False}], "truncated": False},
         "unresolved": [{"kind": "Group", "name": "Ghosts", "reason": "NotFound", "message": "no such group"}],
@@ -350,21 +548,29 @@ def test_binding_status_is_a_subresource_with_an_explicit_schema(objects, namesp
         "workspace": "contoso",
     }
     patched = objects.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL[B], "b", {"status": status})
+        GROUP, VERSION, namespace, PLURAL[B], "b", {"status": status}
+    )
     assert patched["status"] == status
     # The main resource ignores status; the status subresource ignores spec.
-    objects.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL[B], "b",
-                                           {"status": {"workspace": "other"}, "spec": {"suspend": True}})
-    objects.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL[B], "b",
-                                                  {"spec": {"suspend": False}})
+    objects.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL[B], "b", {"status": {"workspace": "other"}, "spec": {"suspend": True}}
+    )
+    objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL[B], "b", {"spec": {"suspend": False}}
+    )
     current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL[B], "b")
     assert current["status"]["workspace"] == "contoso"
     assert current["spec"]["suspend"] is True
     # The status schema is enforced too.
     with pytest.raises(ApiException) as err:
         objects.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL[B], "b",
-            {"status": {"conditions": [_condition("Ready", "Maybe", "Drift")]}})
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL[B],
+            "b",
+            {"status": {"conditions": [_condition("Ready", "Maybe", "Drift")]}},
+        )
     assert err.value.status == 422
     assert "status.conditions[0].status" in err.value.body
 
@@ -373,8 +579,10 @@ def test_workspace_status_accepts_what_the_operator_writes(objects, namespace):
     create(objects, namespace, W, WORKSPACE_SPEC, name="w")
     status = {
         "observedGeneration": 1,
-        "conditions": [_condition("Ready", "False", "RemovalsHeld", "60 removals held"),
-                       _condition("Stalled", "True", "RemovalsHeld", "approve with synapse-scim.io/approve-removals")],
+        "conditions": [
+            _condition("Ready", "False", "RemovalsHeld", "60 removals held"),
+            _condition("Stalled", "True", "RemovalsHeld", "approve with synapse-scim.io/approve-removals"),
+        ],
         "reachable": True,
         "roleDefinitions": 11,
         "assignments": {"managed": 118, "unmanaged": 3},
@@ -383,7 +591,8 @@ def test_workspace_status_accepts_what_the_operator_writes(objects, namespace):
         "orphanedAssignments": [GUID],
     }
     patched = objects.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL[W], "w", {"status": status})
+        GROUP, VERSION, namespace, PLURAL[W], "w", {"status": status}
+    )
     assert patched["status"] == status
 
 
@@ -392,8 +601,16 @@ def test_workspace_status_accepts_what_the_operator_writes(objects, namespace):
 
 def test_kubectl_explain_teaches_the_subjects(cluster):
     out = cluster.kubectl("explain", "synapserolebinding.spec.subjects").stdout
-    for text in ("Who gets the roles", "kind", "name", "id", "expand", "userPrincipalName",
-                 "transitive member", "Group, User or ServicePrincipal"):
+    for text in (
+        "Who gets the roles",
+        "kind",
+        "name",
+        "id",
+        "expand",
+        "userPrincipalName",
+        "transitive member",
+        "Group, User or ServicePrincipal",
+    ):
         assert text in out, out
     deep = cluster.kubectl("explain", "synapseworkspace.spec.removalGuard.maxPercent").stdout
     assert "Defaults to 20" in deep
@@ -403,9 +620,18 @@ def test_kubectl_printer_columns_short_names_and_category(cluster, objects, name
     create(objects, namespace, W, WORKSPACE_SPEC, name="analytics")
     create(objects, namespace, B, BINDING_SPEC, name="data-engineers")
     objects.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL[B], "data-engineers",
-        {"status": {"conditions": [_condition("Ready", "False", "Drift")],
-                    "summary": {"desired": 118, "inSync": 116, "missing": 2}}})
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL[B],
+        "data-engineers",
+        {
+            "status": {
+                "conditions": [_condition("Ready", "False", "Drift")],
+                "summary": {"desired": 118, "inSync": 116, "missing": 2},
+            }
+        },
+    )
 
     rb_out = cluster.kubectl("get", "synrb", "-n", namespace).stdout.splitlines()
     assert rb_out[0].split() == ["NAME", "READY", "WORKSPACE", "DESIRED", "MISSING", "AGE"]
@@ -420,7 +646,9 @@ def test_kubectl_printer_columns_short_names_and_category(cluster, objects, name
 
     category = cluster.kubectl("get", "synapse-scim", "-n", namespace, "-o", "name").stdout.split()
     assert sorted(category) == [
-        "synapserolebinding.synapse-scim.io/data-engineers", "synapseworkspace.synapse-scim.io/analytics"]
+        "synapserolebinding.synapse-scim.io/data-engineers",
+        "synapseworkspace.synapse-scim.io/analytics",
+    ]
     # Not in the "all" category.
     everything = cluster.kubectl("get", "all", "-n", namespace, "-o", "name").stdout
     assert "synapse-scim.io" not in everything

@@ -28,16 +28,25 @@ WIDGET_CRD = {
         "group": "devcluster.synapse-scim.io",
         "scope": "Namespaced",
         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {
-                    "type": "object", "required": ["size"],
-                    "properties": {"size": {"type": "integer", "minimum": 1}},
-                }},
-            }},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "required": ["size"],
+                                "properties": {"size": {"type": "integer", "minimum": 1}},
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -58,8 +67,12 @@ def test_crd_becomes_established_and_schema_violation_names_the_field(cluster, n
         assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
 
         objects = client.CustomObjectsApi(api)
-        good = {"apiVersion": "devcluster.synapse-scim.io/v1", "kind": "Widget",
-                "metadata": {"name": "ok"}, "spec": {"size": 3}}
+        good = {
+            "apiVersion": "devcluster.synapse-scim.io/v1",
+            "kind": "Widget",
+            "metadata": {"name": "ok"},
+            "spec": {"size": 3},
+        }
         objects.create_namespaced_custom_object("devcluster.synapse-scim.io", "v1", namespace, "widgets", good)
 
         bad = {**good, "metadata": {"name": "bad"}, "spec": {"size": 0}}
@@ -75,15 +88,21 @@ def _token_client(cluster, namespace: str, tmp_path: Path) -> client.ApiClient:
         core = client.CoreV1Api(api)
         rbac = client.RbacAuthorizationV1Api(api)
         core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
-        rbac.create_namespaced_role(namespace, {
-            "metadata": {"name": "configmap-reader"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
-        })
-        rbac.create_namespaced_role_binding(namespace, {
-            "metadata": {"name": "reader"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-reader"},
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-        })
+        rbac.create_namespaced_role(
+            namespace,
+            {
+                "metadata": {"name": "configmap-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+            },
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": "reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+            },
+        )
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "visible"}, "data": {"k": "v"}})
         token = core.create_namespaced_service_account_token(
             "reader", namespace, {"spec": {"expirationSeconds": 600}}
@@ -113,8 +132,8 @@ def test_service_account_token_is_limited_to_its_role(cluster, namespace, tmp_pa
 
 def test_cached_kubectl_and_apiserver_report_the_pinned_release(cluster):
     pins = dict(
-        line.split("=", 1) for line in
-        (Path(__file__).resolve().parents[2] / "hack" / "versions.env").read_text().splitlines()
+        line.split("=", 1)
+        for line in (Path(__file__).resolve().parents[2] / "hack" / "versions.env").read_text().splitlines()
         if line and not line.startswith("#")
     )
     versions = json.loads(cluster.kubectl("version", "-o", "json").stdout)
@@ -128,17 +147,17 @@ def test_cached_kubectl_and_apiserver_report_the_pinned_release(cluster):
 def test_helm_installs_and_uninstalls_a_chart(cluster, namespace, tmp_path):
     chart = tmp_path / "tiny"
     (chart / "templates").mkdir(parents=True)
-    (chart / "Chart.yaml").write_text(
-        "apiVersion: v2\nname: tiny\nversion: 0.1.0\nkubeVersion: '>=1.33.0-0'\n"
-    )
-    (chart / "templates" / "cm.yaml").write_text(textwrap.dedent("""\
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: tiny\nversion: 0.1.0\nkubeVersion: '>=1.33.0-0'\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        textwrap.dedent("""\
         apiVersion: v1
         kind: ConfigMap
         metadata:
           name: {{ .Release.Name }}-cm
         data:
           kube: {{ .Capabilities.KubeVersion.Version | quote }}
-        """))
+        """)
+    )
     cluster.helm("install", "tiny", str(chart), "--namespace", namespace, "--wait", "--timeout", "60s")
     data = json.loads(cluster.kubectl("get", "configmap", "tiny-cm", "-n", namespace, "-o", "json").stdout)["data"]
     assert data["kube"].startswith("v1.")
@@ -171,8 +190,7 @@ def _alive(pid: int) -> bool:
 
 
 def _start_child() -> tuple[subprocess.Popen[str], dict]:
-    proc = subprocess.Popen([sys.executable, "-c", _STARTER], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ})
+    proc = subprocess.Popen([sys.executable, "-c", _STARTER], stdout=subprocess.PIPE, text=True, env={**os.environ})
     line = proc.stdout.readline()
     assert line, "the child control plane did not start"
     info = json.loads(line)
@@ -180,8 +198,10 @@ def _start_child() -> tuple[subprocess.Popen[str], dict]:
     return proc, info
 
 
-@pytest.mark.skipif(bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")),
-                    reason="starts its own control plane; meaningless against an existing cluster")
+@pytest.mark.skipif(
+    bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")),
+    reason="starts its own control plane; meaningless against an existing cluster",
+)
 def test_ctrl_c_stops_etcd_and_apiserver_and_removes_the_workdir():
     proc, info = _start_child()
     proc.send_signal(signal.SIGINT)
@@ -190,8 +210,10 @@ def test_ctrl_c_stops_etcd_and_apiserver_and_removes_the_workdir():
     assert not Path(info["workdir"]).exists()
 
 
-@pytest.mark.skipif(bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")),
-                    reason="starts its own control plane; meaningless against an existing cluster")
+@pytest.mark.skipif(
+    bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")),
+    reason="starts its own control plane; meaningless against an existing cluster",
+)
 def test_sigkilled_parent_takes_its_control_plane_with_it():
     proc, info = _start_child()
     proc.kill()
@@ -201,4 +223,5 @@ def test_sigkilled_parent_takes_its_control_plane_with_it():
     finally:
         # A SIGKILLed parent cannot clean its directory; the processes are what must not leak.
         import shutil
+
         shutil.rmtree(info["workdir"], ignore_errors=True)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted(p for p in (Path(__file__).resolve().parents[2] / "examples").rglob("*.yaml")
-                  if "sandbox" not in p.parts)
+EXAMPLES = sorted(
+    p for p in (Path(__file__).resolve().parents[2] / "examples").rglob("*.yaml") if "sandbox" not in p.parts
+)
 
 pytestmark = pytest.mark.cluster
 

@@ -15,8 +15,11 @@ from synapse_scim.core.status import conditions, ready_conditions
 
 
 def _obj(kind: str, generation: int = 1, observed: int | None = 1, **ready: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = {"apiVersion": "synapse-scim.io/v1alpha1", "kind": kind,
-                           "metadata": {"name": "x", "namespace": "ns", "generation": generation}}
+    obj: dict[str, Any] = {
+        "apiVersion": "synapse-scim.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "x", "namespace": "ns", "generation": generation},
+    }
     if observed is not None:
         conds = conditions(ready_conditions(**ready), None, observed, "2026-01-01T00:00:00Z")
         obj["status"] = {"observedGeneration": observed, "conditions": conds}
@@ -26,20 +29,48 @@ def _obj(kind: str, generation: int = 1, observed: int | None = 1, **ready: Any)
 CASES = [
     # (id, object arguments, expected status, a piece of the expected message)
     ("no-status", {"observed": None}, "Progressing", "waiting for the operator"),
-    ("ready", {"ready": True, "reason": "InSync", "message": "all 2 desired assignment(s) present"},
-     "Healthy", "all 2 desired"),
-    ("generation-behind", {"generation": 3, "observed": 2, "ready": True, "reason": "InSync", "message": "ok"},
-     "Progressing", "waiting for the operator to observe generation 3"),
-    ("stalled-but-behind", {"generation": 2, "ready": False, "reason": "RoleNotFound", "message": "typo",
-                            "stalled": True}, "Progressing", "observe generation 2"),
-    ("stalled", {"ready": False, "reason": "RoleNotFound", "message": "role 'Synapse Contributer' not found",
-                 "stalled": True}, "Degraded", "RoleNotFound: role 'Synapse Contributer' not found"),
-    ("reconciling", {"ready": False, "reason": "Applying", "message": "2 to grant, 0 to revoke",
-                     "reconciling": True}, "Progressing", "Applying: 2 to grant"),
-    ("suspended", {"ready": False, "reason": "Suspended", "message": "spec.suspend is true"},
-     "Suspended", "spec.suspend"),
-    ("observe-drift", {"ready": False, "reason": "DriftDetected", "message": "Observe mode: 2 missing"},
-     "Suspended", "Observe mode: 2 missing"),
+    (
+        "ready",
+        {"ready": True, "reason": "InSync", "message": "all 2 desired assignment(s) present"},
+        "Healthy",
+        "all 2 desired",
+    ),
+    (
+        "generation-behind",
+        {"generation": 3, "observed": 2, "ready": True, "reason": "InSync", "message": "ok"},
+        "Progressing",
+        "waiting for the operator to observe generation 3",
+    ),
+    (
+        "stalled-but-behind",
+        {"generation": 2, "ready": False, "reason": "RoleNotFound", "message": "typo", "stalled": True},
+        "Progressing",
+        "observe generation 2",
+    ),
+    (
+        "stalled",
+        {"ready": False, "reason": "RoleNotFound", "message": "role 'Synapse Contributer' not found", "stalled": True},
+        "Degraded",
+        "RoleNotFound: role 'Synapse Contributer' not found",
+    ),
+    (
+        "reconciling",
+        {"ready": False, "reason": "Applying", "message": "2 to grant, 0 to revoke", "reconciling": True},
+        "Progressing",
+        "Applying: 2 to grant",
+    ),
+    (
+        "suspended",
+        {"ready": False, "reason": "Suspended", "message": "spec.suspend is true"},
+        "Suspended",
+        "spec.suspend",
+    ),
+    (
+        "observe-drift",
+        {"ready": False, "reason": "DriftDetected", "message": "Observe mode: 2 missing"},
+        "Suspended",
+        "Observe mode: 2 missing",
+    ),
     ("not-ready-other", {"ready": False, "reason": "Throttled", "message": "429"}, "Progressing", "429"),
 ]
 

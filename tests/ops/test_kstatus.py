@@ -10,8 +10,15 @@ pytestmark = pytest.mark.cluster
 
 
 def _wait(h, name: str, condition: str) -> None:
-    proc = h.cluster.kubectl("wait", f"--for=condition={condition}", f"synapserolebinding/{name}",
-                             "-n", h.namespace, "--timeout=60s", check=False)
+    proc = h.cluster.kubectl(
+        "wait",
+        f"--for=condition={condition}",
+        f"synapserolebinding/{name}",
+        "-n",
+        h.namespace,
+        "--timeout=60s",
+        check=False,
+    )
     assert proc.returncode == 0, f"kubectl wait --for=condition={condition} {name}: {proc.stdout}{proc.stderr}"
 
 
@@ -42,6 +49,7 @@ def test_kubectl_wait_reads_ready_and_stalled(harness):
     assert stalled["reason"] == "RoleNotFound"
     assert _current(h, "typo", "Ready")["status"] == "False"
     # Ready=True never comes for the broken one: kubectl wait gives up (short timeout on purpose).
-    proc = h.cluster.kubectl("wait", "--for=condition=Ready", "synapserolebinding/typo", "-n", h.namespace,
-                             "--timeout=2s", check=False)
+    proc = h.cluster.kubectl(
+        "wait", "--for=condition=Ready", "synapserolebinding/typo", "-n", h.namespace, "--timeout=2s", check=False
+    )
     assert proc.returncode != 0

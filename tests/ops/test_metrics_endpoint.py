@@ -23,8 +23,7 @@ def scrape(port: int) -> list:
 
 
 def total(samples: list, name: str, **labels: str) -> float:
-    return sum(s.value for s in samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def test_metrics_after_one_binding(harness):
@@ -44,17 +43,29 @@ def test_metrics_after_one_binding(harness):
             samples = scrape(port)
         except OSError:
             return None
-        ok = (total(samples, "synapse_scim_reconciles_total", result="success", **ns) >= 1
-              and total(samples, "synapse_scim_assignments_created_total", **ns) >= grants)
+        ok = (
+            total(samples, "synapse_scim_reconciles_total", result="success", **ns) >= 1
+            and total(samples, "synapse_scim_assignments_created_total", **ns) >= grants
+        )
         return samples if ok else None
 
     samples = h.wait_for(settled, "metrics after the first sync", timeout=30)
     assert total(samples, "synapse_scim_assignments_created_total", **ns) == grants
     assert total(samples, "synapse_scim_assignments_created_total", workspace="analytics", **ns) == grants
-    assert total(samples, "synapse_scim_azure_requests_total", service="synapse",
-                 operation="createRoleAssignment", code="200") >= grants
-    assert total(samples, "synapse_scim_azure_requests_total", service="graph",
-                 operation="transitiveMembers", code="200") >= 1
+    assert (
+        total(
+            samples,
+            "synapse_scim_azure_requests_total",
+            service="synapse",
+            operation="createRoleAssignment",
+            code="200",
+        )
+        >= grants
+    )
+    assert (
+        total(samples, "synapse_scim_azure_requests_total", service="graph", operation="transitiveMembers", code="200")
+        >= 1
+    )
     assert total(samples, "synapse_scim_reconcile_duration_seconds_count", **ns) >= 1
 
     operations = {s.labels["operation"] for s in samples if s.name == "synapse_scim_azure_requests_total"}

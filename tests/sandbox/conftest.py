@@ -58,12 +58,18 @@ def admin(sb: Sandbox) -> AdminClient:
 
 def secret_credential(sb: Sandbox, client: str = OPERATOR, secret: str | None = None) -> ClientSecretCredential:
     app = sb.client(client)
-    return ClientSecretCredential(sb.tenant_id, app.client_id, secret or app.secret or "", authority=sb.authority_host,
-                                  connection_verify=str(sb.ca_path))
+    return ClientSecretCredential(
+        sb.tenant_id,
+        app.client_id,
+        secret or app.secret or "",
+        authority=sb.authority_host,
+        connection_verify=str(sb.ca_path),
+    )
 
 
-def graph_client(sb: Sandbox, credential: Any, scopes: list[str] | None = None,
-                 base_url: str | None = None) -> GraphServiceClient:
+def graph_client(
+    sb: Sandbox, credential: Any, scopes: list[str] | None = None, base_url: str | None = None
+) -> GraphServiceClient:
     """msgraph client with an httpx client that trusts exactly the sandbox CA."""
     client = httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(sb.ca_path)), timeout=30)
     _HTTP_CLIENTS.append(client)
@@ -75,8 +81,9 @@ def graph_client(sb: Sandbox, credential: Any, scopes: list[str] | None = None,
 
 
 def synapse_client(sb: Sandbox, credential: Any, workspace: str = "analytics", **kwargs: Any) -> AccessControlClient:
-    return AccessControlClient(credential, sb.workspace_endpoint(workspace), connection_verify=str(sb.ca_path),
-                               **kwargs)
+    return AccessControlClient(
+        credential, sb.workspace_endpoint(workspace), connection_verify=str(sb.ca_path), **kwargs
+    )
 
 
 def raw(pipeline_response: Any, deserialized: Any, headers: Any) -> Any:

@@ -56,21 +56,27 @@ async def test_errors_name_the_problem(admin: AdminClient) -> None:
 async def test_manual_assignments(sb: Sandbox, admin: AdminClient) -> None:
     seeded = await admin.list_assignments("analytics")
     assert len(seeded) == 2 and all(a["createdBy"] is None for a in seeded)
-    grant = await admin.add_assignment("analytics", "Synapse User", "Analysts",
-                                       "workspaces/analytics/bigDataPools/sparkpool")
+    grant = await admin.add_assignment(
+        "analytics", "Synapse User", "Analysts", "workspaces/analytics/bigDataPools/sparkpool"
+    )
     assert grant["principalType"] == "Group" and grant["roleDefinitionId"] == "2a385764-43e8-416c-9825-7b18d05a2c4b"
     with pytest.raises(AdminError) as info:
-        await admin.add_assignment("analytics", "Synapse User", "Analysts",
-                                   "workspaces/analytics/bigDataPools/sparkpool")
+        await admin.add_assignment(
+            "analytics", "Synapse User", "Analysts", "workspaces/analytics/bigDataPools/sparkpool"
+        )
     assert info.value.status == 409 and info.value.code == "RoleAssignmentAlreadyExists"
     with pytest.raises(AdminError) as info:
-        await admin.add_assignment("analytics", "Synapse Artifact User", "Analysts",
-                                   "workspaces/analytics/bigDataPools/sparkpool")
+        await admin.add_assignment(
+            "analytics", "Synapse Artifact User", "Analysts", "workspaces/analytics/bigDataPools/sparkpool"
+        )
     assert info.value.status == 400
     async with secret_credential(sb) as cred, synapse_client(sb, cred) as ac:
-        await ac.role_assignments.create_role_assignment("by-sdk", "2a385764-43e8-416c-9825-7b18d05a2c4b",
-                                                         sb.state.directory.user("bob@contoso.com").id,
-                                                         "workspaces/analytics")
+        await ac.role_assignments.create_role_assignment(
+            "by-sdk",
+            "2a385764-43e8-416c-9825-7b18d05a2c4b",
+            sb.state.directory.user("bob@contoso.com").id,
+            "workspaces/analytics",
+        )
     listed = {a["id"]: a for a in await admin.list_assignments("analytics")}
     assert listed["by-sdk"]["createdBy"] == sb.client(OPERATOR).client_id
     await admin.delete_assignment("analytics", grant["id"])
@@ -119,18 +125,25 @@ def test_admin_client_with_asyncio_run_and_sync_client(tmp_path: Path) -> None:
 def test_sandbox_thread_with_sync_sdks(tmp_path: Path) -> None:
     with SandboxThread(seed=ORG, cert_dir=tmp_path, page_size=1) as sb:
         app = sb.client(OPERATOR)
-        cert = CertificateCredential(sb.tenant_id, app.client_id, str(app.certificate_path),
-                                     authority=sb.authority_host, connection_verify=str(sb.ca_path),
-                                     disable_instance_discovery=True)
-        with cert, AccessControlClient(cert, sb.workspace_endpoint("analytics"),
-                                       connection_verify=str(sb.ca_path)) as client:
+        cert = CertificateCredential(
+            sb.tenant_id,
+            app.client_id,
+            str(app.certificate_path),
+            authority=sb.authority_host,
+            connection_verify=str(sb.ca_path),
+            disable_instance_discovery=True,
+        )
+        with (
+            cert,
+            AccessControlClient(cert, sb.workspace_endpoint("analytics"), connection_verify=str(sb.ca_path)) as client,
+        ):
+
             def cls(pipeline_response, deserialized, headers):  # type: ignore[no-untyped-def]
                 return deserialized, headers
 
             tok, ids = None, []
             while True:
-                page, headers = client.role_assignments.list_role_assignments(continuation_token_parameter=tok,
-                                                                               cls=cls)
+                page, headers = client.role_assignments.list_role_assignments(continuation_token_parameter=tok, cls=cls)
                 ids += [a.id for a in page.value]
                 tok = headers["x-ms-continuation"]
                 if not tok:
@@ -139,18 +152,36 @@ def test_sandbox_thread_with_sync_sdks(tmp_path: Path) -> None:
             sb.admin.expire_tokens()
             with pytest.raises(ClientAuthenticationError):
                 client.role_definitions.list_scopes()
-        wrong = ClientSecretCredential(sb.tenant_id, app.client_id, "nope", authority=sb.authority_host,
-                                       connection_verify=str(sb.ca_path), disable_instance_discovery=True)
-        with wrong, AccessControlClient(wrong, sb.workspace_endpoint("analytics"),
-                                        connection_verify=str(sb.ca_path)) as client, pytest.raises(
-                ClientAuthenticationError, match="AADSTS7000215"):
+        wrong = ClientSecretCredential(
+            sb.tenant_id,
+            app.client_id,
+            "nope",
+            authority=sb.authority_host,
+            connection_verify=str(sb.ca_path),
+            disable_instance_discovery=True,
+        )
+        with (
+            wrong,
+            AccessControlClient(wrong, sb.workspace_endpoint("analytics"), connection_verify=str(sb.ca_path)) as client,
+            pytest.raises(ClientAuthenticationError, match="AADSTS7000215"),
+        ):
             client.role_definitions.list_scopes()
         sb.admin.set_access("analytics", OPERATOR, "none")
-        secret = ClientSecretCredential(sb.tenant_id, app.client_id, app.secret, authority=sb.authority_host,
-                                        connection_verify=str(sb.ca_path), disable_instance_discovery=True)
-        with secret, AccessControlClient(secret, sb.workspace_endpoint("analytics"),
-                                         connection_verify=str(sb.ca_path)) as client, \
-                pytest.raises(HttpResponseError) as e:
+        secret = ClientSecretCredential(
+            sb.tenant_id,
+            app.client_id,
+            app.secret,
+            authority=sb.authority_host,
+            connection_verify=str(sb.ca_path),
+            disable_instance_discovery=True,
+        )
+        with (
+            secret,
+            AccessControlClient(
+                secret, sb.workspace_endpoint("analytics"), connection_verify=str(sb.ca_path)
+            ) as client,
+            pytest.raises(HttpResponseError) as e,
+        ):
             client.role_definitions.list_scopes()
         assert e.value.status_code == 403
     with pytest.raises(RuntimeError):

@@ -23,8 +23,12 @@ from .conftest import ORG
 
 class Process:
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "synapse_scim_sandbox.cli", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "synapse_scim_sandbox.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -71,19 +75,39 @@ def run() -> Iterator[type[Process]]:
 
 def test_cli_text_output_env_file_and_sigint(run: type[Process], tmp_path: Path) -> None:
     env_file = tmp_path / "sandbox.env"
-    p = run("sandbox", "--seed", str(ORG), "--cert-dir", str(tmp_path / "certs"), "--env-file", str(env_file),
-            "--page-size", "1", "--latency-graph", "5")
+    p = run(
+        "sandbox",
+        "--seed",
+        str(ORG),
+        "--cert-dir",
+        str(tmp_path / "certs"),
+        "--env-file",
+        str(env_file),
+        "--page-size",
+        "1",
+        "--latency-graph",
+        "5",
+    )
     lines = p.read_until(lambda line: line == "sandbox ready")
     text = "\n".join(lines)
     assert "authority host   https://127.0.0.1:" in text and "workspace        analytics: https://" in text
     assert "secret=sandbox-operator-secret" in text
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     assert Path(env["SSL_CERT_FILE"]) == tmp_path / "certs" / "ca.pem" == Path(env["REQUESTS_CA_BUNDLE"])
-    cred = ClientSecretCredential(env["AZURE_TENANT_ID"], env["AZURE_CLIENT_ID"], env["AZURE_CLIENT_SECRET"],
-                                  authority=env["AZURE_AUTHORITY_HOST"], connection_verify=env["SSL_CERT_FILE"],
-                                  disable_instance_discovery=True)
-    with cred, AccessControlClient(cred, env["SYNAPSE_SCIM_WORKSPACE_ANALYTICS"],
-                                   connection_verify=env["SSL_CERT_FILE"]) as client:
+    cred = ClientSecretCredential(
+        env["AZURE_TENANT_ID"],
+        env["AZURE_CLIENT_ID"],
+        env["AZURE_CLIENT_SECRET"],
+        authority=env["AZURE_AUTHORITY_HOST"],
+        connection_verify=env["SSL_CERT_FILE"],
+        disable_instance_discovery=True,
+    )
+    with (
+        cred,
+        AccessControlClient(
+            cred, env["SYNAPSE_SCIM_WORKSPACE_ANALYTICS"], connection_verify=env["SSL_CERT_FILE"]
+        ) as client,
+    ):
         page = client.role_assignments.list_role_assignments()
         assert page.count == 1  # --page-size 1
     admin = SyncAdminClient(env["SYNAPSE_SCIM_SANDBOX_ADMIN_URL"], env["SSL_CERT_FILE"])
@@ -105,7 +129,11 @@ def test_cli_json_and_sigterm(run: type[Process], tmp_path: Path) -> None:
 def test_cli_bad_seed_names_the_line(tmp_path: Path) -> None:
     seed = tmp_path / "bad.yaml"
     seed.write_text("users:\n  - upn: a@x.com\n    acountEnabled: false\n")
-    result = subprocess.run([sys.executable, "-m", "synapse_scim_sandbox.cli", "--seed", str(seed)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "synapse_scim_sandbox.cli", "--seed", str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert f"{seed}:3: users[0].acountEnabled: unknown key" in result.stderr

@@ -37,8 +37,14 @@ async def test_async_client_secret(sb: Sandbox, admin: AdminClient) -> None:
 
 async def test_sync_client_secret_discovers_openid_configuration(sb: Sandbox, admin: AdminClient) -> None:
     app = sb.client(OPERATOR)
-    with SyncClientSecretCredential(sb.tenant_id, app.client_id, app.secret, authority=sb.authority_host,
-                                    connection_verify=str(sb.ca_path), disable_instance_discovery=True) as cred:
+    with SyncClientSecretCredential(
+        sb.tenant_id,
+        app.client_id,
+        app.secret,
+        authority=sb.authority_host,
+        connection_verify=str(sb.ca_path),
+        disable_instance_discovery=True,
+    ) as cred:
         token = await asyncio.to_thread(cred.get_token, GRAPH_SCOPE)
     assert sb.state.tokens.tokens[token.token].audience == "https://graph.microsoft.com"
     counters = await admin.counters()
@@ -51,8 +57,14 @@ async def test_sync_client_secret_discovers_openid_configuration(sb: Sandbox, ad
 async def test_wrong_secret_is_an_aadsts_401(sb: Sandbox, admin: AdminClient, sync: bool) -> None:
     app = sb.client(OPERATOR)
     if sync:
-        with SyncClientSecretCredential(sb.tenant_id, app.client_id, "wrong", authority=sb.authority_host,
-                                        connection_verify=str(sb.ca_path), disable_instance_discovery=True) as cred:
+        with SyncClientSecretCredential(
+            sb.tenant_id,
+            app.client_id,
+            "wrong",
+            authority=sb.authority_host,
+            connection_verify=str(sb.ca_path),
+            disable_instance_discovery=True,
+        ) as cred:
             with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
                 await asyncio.to_thread(cred.get_token, SYNAPSE_SCOPE)
     else:
@@ -83,18 +95,30 @@ async def test_unknown_client_tenant_and_resource(sb: Sandbox) -> None:
 async def test_certificate_credential_async_and_sync(sb: Sandbox) -> None:
     app = sb.client(OPERATOR)
     assert app.certificate_path is not None and app.certificate_path.exists()
-    async with CertificateCredential(sb.tenant_id, app.client_id, str(app.certificate_path),
-                                     authority=sb.authority_host, connection_verify=str(sb.ca_path)) as cred:
+    async with CertificateCredential(
+        sb.tenant_id,
+        app.client_id,
+        str(app.certificate_path),
+        authority=sb.authority_host,
+        connection_verify=str(sb.ca_path),
+    ) as cred:
         token = await cred.get_token(GRAPH_SCOPE)
         client = graph_client(sb, cred)
         group = await client.groups.by_group_id(sb.state.directory.groups_named("Analysts")[0].id).get()
         assert group.display_name == "Analysts"
-    with SyncCertificateCredential(sb.tenant_id, app.client_id, str(app.certificate_path),
-                                   authority=sb.authority_host, connection_verify=str(sb.ca_path),
-                                   disable_instance_discovery=True) as sync:
+    with SyncCertificateCredential(
+        sb.tenant_id,
+        app.client_id,
+        str(app.certificate_path),
+        authority=sb.authority_host,
+        connection_verify=str(sb.ca_path),
+        disable_instance_discovery=True,
+    ) as sync:
         sync_token = await asyncio.to_thread(sync.get_token, SYNAPSE_SCOPE)
     assert {sb.state.tokens.tokens[t].audience for t in (token.token, sync_token.token)} == {
-        "https://graph.microsoft.com", "https://dev.azuresynapse.net"}
+        "https://graph.microsoft.com",
+        "https://dev.azuresynapse.net",
+    }
 
 
 async def test_certificate_that_is_not_registered_is_rejected(sb: Sandbox, tmp_path: Path) -> None:
@@ -102,8 +126,9 @@ async def test_certificate_that_is_not_registered_is_rejected(sb: Sandbox, tmp_p
     pem = tmp_path / "intruder.pem"
     pem.write_bytes(other.key_pem + other.pem)
     app = sb.client(OPERATOR)
-    async with CertificateCredential(sb.tenant_id, app.client_id, str(pem), authority=sb.authority_host,
-                                     connection_verify=str(sb.ca_path)) as cred:
+    async with CertificateCredential(
+        sb.tenant_id, app.client_id, str(pem), authority=sb.authority_host, connection_verify=str(sb.ca_path)
+    ) as cred:
         with pytest.raises(ClientAuthenticationError, match="AADSTS700027"):
             await cred.get_token(GRAPH_SCOPE)
 
@@ -112,16 +137,19 @@ async def test_workload_identity_token_file(sb: Sandbox, tmp_path: Path) -> None
     app = sb.client(OPERATOR)
     assert app.federated_token_file is not None
     kw = {"authority": sb.authority_host, "connection_verify": str(sb.ca_path)}
-    async with WorkloadIdentityCredential(tenant_id=sb.tenant_id, client_id=app.client_id,
-                                          token_file_path=str(app.federated_token_file), **kw) as cred:
+    async with WorkloadIdentityCredential(
+        tenant_id=sb.tenant_id, client_id=app.client_id, token_file_path=str(app.federated_token_file), **kw
+    ) as cred:
         token = await cred.get_token(SYNAPSE_SCOPE)
-    with SyncWorkloadIdentityCredential(tenant_id=sb.tenant_id, client_id=app.client_id,
-                                        token_file_path=str(app.federated_token_file), **kw) as sync:
+    with SyncWorkloadIdentityCredential(
+        tenant_id=sb.tenant_id, client_id=app.client_id, token_file_path=str(app.federated_token_file), **kw
+    ) as sync:
         assert (await asyncio.to_thread(sync.get_token, GRAPH_SCOPE)).token != token.token
     forged = tmp_path / "forged-token"
     forged.write_text("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.x")
-    async with WorkloadIdentityCredential(tenant_id=sb.tenant_id, client_id=app.client_id,
-                                          token_file_path=str(forged), **kw) as cred:
+    async with WorkloadIdentityCredential(
+        tenant_id=sb.tenant_id, client_id=app.client_id, token_file_path=str(forged), **kw
+    ) as cred:
         with pytest.raises(ClientAuthenticationError, match="AADSTS700213"):
             await cred.get_token(SYNAPSE_SCOPE)
 
@@ -145,8 +173,9 @@ async def test_tokens_carry_audience_graph_and_synapse_reject_the_other(sb: Sand
         assert info.value.response_status_code == 401
         assert info.value.error.code == "InvalidAuthenticationToken"
         assert "audience" in info.value.error.message
-        async with AccessControlClient(cred, sb.workspace_endpoint("analytics"), connection_verify=str(sb.ca_path),
-                                       credential_scopes=[GRAPH_SCOPE]) as ac:
+        async with AccessControlClient(
+            cred, sb.workspace_endpoint("analytics"), connection_verify=str(sb.ca_path), credential_scopes=[GRAPH_SCOPE]
+        ) as ac:
             with pytest.raises(ClientAuthenticationError) as err:
                 await ac.role_definitions.list_scopes()
             assert err.value.status_code == 401 and err.value.error.code == "AuthenticationFailed"

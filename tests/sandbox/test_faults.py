@@ -23,9 +23,11 @@ async def http(sb: Sandbox) -> AsyncIterator[Any]:
         token = (await cred.get_token(GRAPH_SCOPE)).token
     ssl = client_context(sb.ca_path)
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
+
         async def get(path: str) -> tuple[int, Any, Any]:
             async with session.get(sb.graph_url + path, ssl=ssl) as r:
                 return r.status, await r.json(), r.headers
+
         yield get
 
 
@@ -34,8 +36,16 @@ def gid(sb: Sandbox, name: str) -> str:
 
 
 async def test_next_n_calls_of_one_operation_for_one_group(sb: Sandbox, admin: AdminClient, http: Any) -> None:
-    await admin.inject_fault({"service": "graph", "operation": "transitiveMembers", "match": {"group": "Analysts"},
-                              "status": 429, "retry_after": 7, "count": 3})
+    await admin.inject_fault(
+        {
+            "service": "graph",
+            "operation": "transitiveMembers",
+            "match": {"group": "Analysts"},
+            "status": 429,
+            "retry_after": 7,
+            "count": 3,
+        }
+    )
     other = f"/groups/{gid(sb, 'Spark Team')}/transitiveMembers"
     target = f"/groups/{gid(sb, 'Analysts')}/transitiveMembers"
     assert (await http(other))[0] == 200
@@ -51,8 +61,9 @@ async def test_next_n_calls_of_one_operation_for_one_group(sb: Sandbox, admin: A
 
 
 async def test_skip_and_unlimited_rules_and_removal(sb: Sandbox, admin: AdminClient, http: Any) -> None:
-    rule = await admin.inject_fault({"service": "graph", "operation": ["getGroup", "listGroups"], "status": 503,
-                                     "skip": 2})
+    rule = await admin.inject_fault(
+        {"service": "graph", "operation": ["getGroup", "listGroups"], "status": 503, "skip": 2}
+    )
     path = f"/groups/{gid(sb, 'Analysts')}"
     assert [(await http(path))[0] for _ in range(4)] == [200, 200, 503, 503]
     status, body, headers = await http("/groups")
@@ -74,8 +85,7 @@ async def test_rate_faults_are_reproducible_with_a_seed(sb: Sandbox, admin: Admi
 
 
 async def test_timeout_fault_holds_then_answers_504(sb: Sandbox, admin: AdminClient, http: Any) -> None:
-    await admin.inject_fault({"service": "graph", "operation": "getGroup", "kind": "timeout", "hold": 0.2,
-                              "count": 1})
+    await admin.inject_fault({"service": "graph", "operation": "getGroup", "kind": "timeout", "hold": 0.2, "count": 1})
     status, body, _ = await http(f"/groups/{gid(sb, 'Analysts')}")
     assert status == 504 and body["error"]["code"] == "gatewayTimeout"
     log = await admin.request_log(service="graph", status="timeout")
@@ -91,8 +101,9 @@ async def test_reset_fault_drops_the_connection(sb: Sandbox, admin: AdminClient,
 
 
 async def test_delay_fault_and_latency(sb: Sandbox, admin: AdminClient, http: Any) -> None:
-    await admin.inject_fault({"service": "graph", "operation": "listGroups", "kind": "delay", "delay": 0.15,
-                              "count": 1})
+    await admin.inject_fault(
+        {"service": "graph", "operation": "listGroups", "kind": "delay", "delay": 0.15, "count": 1}
+    )
     assert (await http("/groups"))[0] == 200
     await admin.set_latency(graph=0.1)
     assert (await http("/groups"))[0] == 200
@@ -111,8 +122,9 @@ async def test_login_and_synapse_faults_use_their_own_shapes(sb: Sandbox, admin:
             body = await r.json()
             assert r.status == 503 and body["error"] == "temporarily_unavailable" and body["error_codes"]
         async with session.get(f"{sb.workspace_endpoint('analytics')}/rbacScopes", ssl=ssl) as r:
-            assert r.status == 429 and (await r.json()) == {"error": {"code": "TooManyRequests", "message": (
-                "Too many requests. Please try again later.")}}
+            assert r.status == 429 and (await r.json()) == {
+                "error": {"code": "TooManyRequests", "message": ("Too many requests. Please try again later.")}
+            }
 
 
 async def test_request_log_counters_reset_and_wait(sb: Sandbox, admin: AdminClient, http: Any) -> None:
@@ -120,7 +132,9 @@ async def test_request_log_counters_reset_and_wait(sb: Sandbox, admin: AdminClie
     await http("/nonsense")
     log = await admin.request_log()
     assert [(e["service"], e["operation"], e["status"]) for e in log][-2:] == [
-        ("graph", "listGroups", 200), ("graph", "unknown", 400)]
+        ("graph", "listGroups", 200),
+        ("graph", "unknown", 400),
+    ]
     assert log[-2]["client_id"] == sb.client("synapse-scim-operator").client_id
     since = log[-1]["seq"]
     await http("/groups")

@@ -68,7 +68,8 @@ async def test_get_group_and_404(sb: Sandbox, gc: Any) -> None:
 
 async def test_list_groups_filter_select_top(sb: Sandbox, gc: Any) -> None:
     q = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
-        filter="displayName eq 'spark team'", select=["id", "displayName"])
+        filter="displayName eq 'spark team'", select=["id", "displayName"]
+    )
     res = await gc.groups.get(request_configuration=RequestConfiguration(query_parameters=q))
     assert [(g.id, g.display_name) for g in res.value] == [(gid(sb, "Spark Team"), "Spark Team")]
     assert res.value[0].description is None and res.value[0].security_enabled is None  # not selected
@@ -83,7 +84,8 @@ async def test_list_groups_filter_select_top(sb: Sandbox, gc: Any) -> None:
 
 async def test_members_are_polymorphic(sb: Sandbox, gc: Any) -> None:
     res = await gc.groups.by_group_id(gid(sb, "Data Engineers")).members.get(
-        request_configuration=members_config(select=["id", "displayName", "userPrincipalName", "accountEnabled"]))
+        request_configuration=members_config(select=["id", "displayName", "userPrincipalName", "accountEnabled"])
+    )
     kinds = {m.display_name: type(m) for m in res.value}
     assert kinds == {"Alice Andersen": User, "Bob Baker": User, "Spark Team": Group, "etl-pipeline": ServicePrincipal}
     alice = next(m for m in res.value if m.display_name == "Alice Andersen")
@@ -100,11 +102,18 @@ async def test_default_user_properties_leave_out_account_enabled(sb: Sandbox, gc
 
 async def test_transitive_members_nesting_and_cycle(sb: Sandbox, gc: Any) -> None:
     res = await gc.groups.by_group_id(gid(sb, "Data Engineers")).transitive_members.get()
-    assert {m.display_name for m in res.value} == {"Alice Andersen", "Bob Baker", "Spark Team", "etl-pipeline",
-                                                   "Carol Chen", "Dave Diaz"}
+    assert {m.display_name for m in res.value} == {
+        "Alice Andersen",
+        "Bob Baker",
+        "Spark Team",
+        "etl-pipeline",
+        "Carol Chen",
+        "Dave Diaz",
+    }
     q = TransitiveMembersRequestBuilder.TransitiveMembersRequestBuilderGetQueryParameters(select=["displayName"])
     res = await gc.groups.by_group_id(gid(sb, "Platform Ops")).transitive_members.get(
-        request_configuration=RequestConfiguration(query_parameters=q))
+        request_configuration=RequestConfiguration(query_parameters=q)
+    )
     assert sorted(m.display_name for m in res.value) == ["Heidi Hansen", "Ivan Ivanov", "Platform On-Call"]
 
 
@@ -123,11 +132,16 @@ async def test_member_pages_default_100_top_999_and_next_links(big: Sandbox) -> 
         full = await gc.groups.by_group_id(group.id).transitive_members.get(
             request_configuration=RequestConfiguration(
                 query_parameters=TransitiveMembersRequestBuilder.TransitiveMembersRequestBuilderGetQueryParameters(
-                    top=999)))
+                    top=999
+                )
+            )
+        )
         assert len(full.value) == len(group.members) and full.odata_next_link is None
         collected: list[str] = []
-        it = PageIterator(await gc.groups.by_group_id(group.id).members.get(
-            request_configuration=members_config(top=40)), gc.request_adapter)
+        it = PageIterator(
+            await gc.groups.by_group_id(group.id).members.get(request_configuration=members_config(top=40)),
+            gc.request_adapter,
+        )
         await it.iterate(lambda m: collected.append(m.id) or True)
         assert collected == list(group.members)
         with pytest.raises(ODataError) as info:
@@ -159,14 +173,14 @@ async def test_count_needs_consistency_level(sb: Sandbox, gc: Any) -> None:
     assert res.odata_count == 4
     count_config = RequestConfiguration()
     count_config.headers.add("ConsistencyLevel", "eventual")
-    assert await gc.groups.by_group_id(gid(sb, "Analysts")).members.count.get(
-        request_configuration=count_config) == 4
+    assert await gc.groups.by_group_id(gid(sb, "Analysts")).members.count.get(request_configuration=count_config) == 4
 
 
 async def test_users_by_id_and_percent_encoded_upn(sb: Sandbox, gc: Any) -> None:
     q = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=["id", "displayName", "accountEnabled"])
     judy = await gc.users.by_user_id("judy@contoso.com").get(
-        request_configuration=RequestConfiguration(query_parameters=q))
+        request_configuration=RequestConfiguration(query_parameters=q)
+    )
     assert judy.display_name == "Judy Jones" and judy.account_enabled is False
     again = await gc.users.by_user_id(judy.id).get()
     assert again.user_principal_name == "judy@contoso.com"
@@ -203,8 +217,9 @@ async def test_missing_token_is_401_and_unsupported_options_400(sb: Sandbox) -> 
     from msgraph_core import GraphClientFactory
 
     client = httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(sb.ca_path)))
-    adapter = GraphRequestAdapter(AnonymousAuthenticationProvider(),
-                                  client=GraphClientFactory.create_with_default_middleware(client=client))
+    adapter = GraphRequestAdapter(
+        AnonymousAuthenticationProvider(), client=GraphClientFactory.create_with_default_middleware(client=client)
+    )
     adapter.base_url = sb.graph_url
     try:
         with pytest.raises(ODataError) as info:
@@ -225,7 +240,8 @@ async def test_expand_members_and_delta_latest(sb: Sandbox, gc: Any, admin: Admi
 
     q = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(expand=["members"])
     group = await gc.groups.by_group_id(gid(sb, "Spark Team")).get(
-        request_configuration=RequestConfiguration(query_parameters=q))
+        request_configuration=RequestConfiguration(query_parameters=q)
+    )
     assert {type(m) for m in group.members} == {User} and len(group.members) == 2
     latest = await gc.groups.delta.with_url(f"{sb.graph_url}/groups/delta?$deltatoken=latest").get()
     assert latest.value == [] and latest.odata_delta_link
@@ -266,8 +282,9 @@ async def _round(gc: Any, first: Any) -> tuple[list[Any], str]:
 
 async def test_delta_initial_round_then_only_changes(sb: Sandbox, gc: Any, admin: AdminClient) -> None:
     q = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=["displayName", "members"], top=2)
-    values, link = await _round(gc, await gc.groups.delta.get(request_configuration=RequestConfiguration(
-        query_parameters=q)))
+    values, link = await _round(
+        gc, await gc.groups.delta.get(request_configuration=RequestConfiguration(query_parameters=q))
+    )
     initial = _delta_state(values)
     assert len(initial) == 6 and len(values) == 6  # 3 pages of 2
     engineers = gid(sb, "Data Engineers")
@@ -293,8 +310,13 @@ async def test_delta_initial_round_then_only_changes(sb: Sandbox, gc: Any, admin
     assert len(on_call) == 1 and on_call[0] not in sb.state.directory.groups
     # Platform Ops lost its member Platform On-Call when that group was deleted
     assert changes[gid(sb, "Platform Ops")]["removed"] == {on_call[0]}
-    assert set(changes) == {engineers, gid(sb, "Spark Team"), gid(sb, "Business Analysts"), gid(sb, "Platform Ops"),
-                            on_call[0]}
+    assert set(changes) == {
+        engineers,
+        gid(sb, "Spark Team"),
+        gid(sb, "Business Analysts"),
+        gid(sb, "Platform Ops"),
+        on_call[0],
+    }
     # the older link still answers everything since it was issued
     values, _ = await _round(gc, await gc.groups.delta.with_url(link).get())
     assert set(_delta_state(values)) == set(changes)
@@ -330,8 +352,9 @@ async def test_delta_splits_large_groups_across_pages(tmp_path: Path) -> None:
 
 async def test_delta_filter_by_id_and_410_after_compaction(sb: Sandbox, gc: Any, admin: AdminClient) -> None:
     q = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(filter=f"id eq '{gid(sb, 'Analysts')}'")
-    values, link = await _round(gc, await gc.groups.delta.get(request_configuration=RequestConfiguration(
-        query_parameters=q)))
+    values, link = await _round(
+        gc, await gc.groups.delta.get(request_configuration=RequestConfiguration(query_parameters=q))
+    )
     assert [v.display_name for v in values] == ["Analysts"]
     await admin.add_member("Spark Team", "erin@contoso.com")
     values, link = await _round(gc, await gc.groups.delta.with_url(link).get())
@@ -353,9 +376,16 @@ async def test_expired_token_is_401(sb: Sandbox, gc: Any, admin: AdminClient) ->
 
 
 async def test_retry_after_429(sb: Sandbox, gc: Any, admin: AdminClient) -> None:
-    rule = await admin.inject_fault({"service": "graph", "operation": "transitiveMembers",
-                                     "match": {"group": "Data Engineers"}, "status": 429, "retry_after": 1,
-                                     "count": 1})
+    rule = await admin.inject_fault(
+        {
+            "service": "graph",
+            "operation": "transitiveMembers",
+            "match": {"group": "Data Engineers"},
+            "status": 429,
+            "retry_after": 1,
+            "count": 1,
+        }
+    )
     assert rule["match"]["group"] == gid(sb, "Data Engineers")
     await gc.groups.by_group_id(gid(sb, "Analysts")).transitive_members.get()  # another group: no fault
     res = await gc.groups.by_group_id(gid(sb, "Data Engineers")).transitive_members.get()
@@ -379,8 +409,9 @@ async def test_429_when_retries_run_out_surfaces_in_graph_shape(sb: Sandbox, gc:
     assert info.value.response_status_code == 429 and info.value.error.code == "TooManyRequests"
 
 
-async def test_users_delta_initial_round_pages_then_reports_account_changes(sb: Sandbox, gc: Any,
-                                                                            admin: AdminClient) -> None:
+async def test_users_delta_initial_round_pages_then_reports_account_changes(
+    sb: Sandbox, gc: Any, admin: AdminClient
+) -> None:
     from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder as UsersDelta
 
     q = UsersDelta.DeltaRequestBuilderGetQueryParameters(select=["id", "accountEnabled"], top=2)
@@ -394,8 +425,9 @@ async def test_users_delta_initial_round_pages_then_reports_account_changes(sb: 
     link = page.odata_delta_link
     await admin.disable_user("bob@contoso.com")
     changed = await gc.users.delta.with_url(link).get()
-    assert [(str(u.id), u.account_enabled) for u in changed.value] == \
-        [(sb.state.directory.user("bob@contoso.com").id, False)]
+    assert [(str(u.id), u.account_enabled) for u in changed.value] == [
+        (sb.state.directory.user("bob@contoso.com").id, False)
+    ]
     latest = await gc.users.delta.with_url(f"{sb.graph_url}/users/delta?$deltatoken=latest").get()
     assert latest.value == [] and latest.odata_delta_link
     await admin.delete_user("erin@contoso.com")

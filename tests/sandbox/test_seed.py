@@ -23,8 +23,11 @@ def test_example_org_loads() -> None:
     names = {d.get(m).display_name for m in d.transitive_members(engineers.id)}
     assert names == {"Alice Andersen", "Bob Baker", "Spark Team", "etl-pipeline", "Carol Chen", "Dave Diaz"}
     ops = d.groups_named("Platform Ops")[0]
-    assert {d.get(m).display_name for m in d.transitive_members(ops.id)} == {"Heidi Hansen", "Platform On-Call",
-                                                                            "Ivan Ivanov"}
+    assert {d.get(m).display_name for m in d.transitive_members(ops.id)} == {
+        "Heidi Hansen",
+        "Platform On-Call",
+        "Ivan Ivanov",
+    }
     ws = state.workspaces["analytics"]
     assert ws.items["bigDataPools"] == {"sparkpool"} and len(ws.assignments) == 2
     app = next(iter(state.apps.values()))
@@ -41,12 +44,14 @@ def test_ids_are_stable_and_derived_from_names() -> None:
 
 
 def test_explicit_ids_and_typed_members() -> None:
-    state = load_seed({
-        "tenant": {"id": "11111111-2222-3333-4444-555555555555"},
-        "users": [{"upn": "a@x.com", "id": "AAAAAAAA-0000-0000-0000-000000000001"}],
-        "servicePrincipals": [{"displayName": "Twin"}],
-        "groups": [{"displayName": "Twin", "members": [{"user": "a@x.com"}, {"servicePrincipal": "Twin"}]}],
-    })
+    state = load_seed(
+        {
+            "tenant": {"id": "11111111-2222-3333-4444-555555555555"},
+            "users": [{"upn": "a@x.com", "id": "AAAAAAAA-0000-0000-0000-000000000001"}],
+            "servicePrincipals": [{"displayName": "Twin"}],
+            "groups": [{"displayName": "Twin", "members": [{"user": "a@x.com"}, {"servicePrincipal": "Twin"}]}],
+        }
+    )
     assert state.tenant_id == "11111111-2222-3333-4444-555555555555"
     assert "aaaaaaaa-0000-0000-0000-000000000001" in state.directory.users
     group = state.directory.groups_named("Twin")[0]
@@ -82,43 +87,73 @@ def _err(text: str, tmp_path: Path) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("users: [a, b\n", ["org.yaml:2:", "YAML syntax error"]),
-    ("user:\n  - upn: a@x.com\n", ["org.yaml:1:", "unknown key 'user'", "did you mean 'users'"]),
-    ("users:\n  - displayName: A\n", ["org.yaml:2:", "users[0]", "required key 'userPrincipalName'"]),
-    ("users:\n  - {upn: a@x.com}\n  - {upn: nobody}\n", ["org.yaml:3:", "users[1].upn", "not a userPrincipalName"]),
-    ("users:\n  - upn: a@x.com\n    id: 1234\n", ["org.yaml:3:", "users[0].id", "not a GUID"]),
-    ("users:\n  - upn: a@x.com\n    acountEnabled: false\n", ["org.yaml:3:", "users[0].acountEnabled",
-                                                              "did you mean 'accountEnabled'"]),
-    ("users:\n  - upn: a@x.com\n    accountEnabled: nope\n", ["org.yaml:3:", "accountEnabled", "true or false"]),
-    ("users:\n  - {upn: a@x.com}\n  - {upn: A@x.com}\n", ["org.yaml:3:", "users[1]", "already exists"]),
-    ("users:\n  - {upn: a@x.com}\ngroups:\n  - displayName: G\n    members:\n      - a@x.com\n      - bob@x.com\n",
-     ["org.yaml:7:", "groups[0].members[1]", "unknown member 'bob@x.com'"]),
-    ("groups:\n  - displayName: G\n    members: a@x.com\n", ["org.yaml:3:", "groups[0].members", "expected a list"]),
-    ("servicePrincipals:\n  - displayName: Twin\ngroups:\n  - displayName: Twin\n  - displayName: H\n"
-     "    members: [Twin]\n", ["org.yaml:6:", "groups[1].members[0]", "ambiguous"]),
-    ("groups:\n  - displayName: G\n    members: [{robot: x}]\n", ["org.yaml:3:", "typed member"]),
-    ("users:\n  - upn: a@x.com\n  - upn: b@x.com\n    upn: c@x.com\n", ["org.yaml:4:", "duplicate key 'upn'"]),
-    ("workspaces:\n  - name: ws\n    assignments:\n      - role: Synapse Admin\n        principal: x\n",
-     ["org.yaml:4:", "workspaces[0].assignments[0].role", "unknown Synapse role", "Synapse Administrator"]),
-    ("users: [{upn: a@x.com}]\nworkspaces:\n  - name: ws\n    assignments:\n      - role: Synapse User\n"
-     "        principal: a@x.com\n        scope: workspace/ws\n", ["org.yaml:7:", "assignments[0].scope", "not valid"]),
-    ("users: [{upn: a@x.com}]\nworkspaces:\n  - name: ws\n    assignments:\n      - role: Synapse User\n"
-     "        principal: a@x.com\n        scope: workspaces/ws/bigDataPools/nope\n",
-     ["org.yaml:7:", "assignments[0].scope", "no bigDataPools named 'nope'"]),
-    ("users: [{upn: a@x.com}]\nworkspaces:\n  - name: ws\n    bigDataPools: [p]\n    assignments:\n"
-     "      - role: Synapse Artifact User\n        principal: a@x.com\n        scope: workspaces/ws/bigDataPools/p\n",
-     ["org.yaml:8:", "cannot be assigned at scope"]),
-    ("workspaces:\n  - name: ws\n    assignments:\n      - role: Synapse User\n        principal: ghost@x.com\n",
-     ["org.yaml:5:", "assignments[0].principal", "ghost@x.com"]),
-    ("workspaces:\n  - name: ws\n    access: {default: superuser}\n", ["org.yaml:3:", "access.default",
-                                                                       "unknown access level"]),
-    ("workspaces:\n  - name: ws\n    access: {someone: admin}\n", ["org.yaml:3:", "access.someone", "unknown key"]),
-    ("apps:\n  - name: op\n", ["org.yaml:2:", "apps[0]", "at least one of secret"]),
-    ("apps:\n  - name: op\n    secret: s\n    graphPermissions: [Mail.Read]\n",
-     ["org.yaml:4:", "graphPermissions[0]", "unknown permission 'Mail.Read'"]),
-    ("- just\n- a list\n", ["org.yaml:1:", "expected a mapping"]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("users: [a, b\n", ["org.yaml:2:", "YAML syntax error"]),
+        ("user:\n  - upn: a@x.com\n", ["org.yaml:1:", "unknown key 'user'", "did you mean 'users'"]),
+        ("users:\n  - displayName: A\n", ["org.yaml:2:", "users[0]", "required key 'userPrincipalName'"]),
+        ("users:\n  - {upn: a@x.com}\n  - {upn: nobody}\n", ["org.yaml:3:", "users[1].upn", "not a userPrincipalName"]),
+        ("users:\n  - upn: a@x.com\n    id: 1234\n", ["org.yaml:3:", "users[0].id", "not a GUID"]),
+        (
+            "users:\n  - upn: a@x.com\n    acountEnabled: false\n",
+            ["org.yaml:3:", "users[0].acountEnabled", "did you mean 'accountEnabled'"],
+        ),
+        ("users:\n  - upn: a@x.com\n    accountEnabled: nope\n", ["org.yaml:3:", "accountEnabled", "true or false"]),
+        ("users:\n  - {upn: a@x.com}\n  - {upn: A@x.com}\n", ["org.yaml:3:", "users[1]", "already exists"]),
+        (
+            "users:\n  - {upn: a@x.com}\ngroups:\n  - displayName: G\n"
+            "    members:\n      - a@x.com\n      - bob@x.com\n",
+            ["org.yaml:7:", "groups[0].members[1]", "unknown member 'bob@x.com'"],
+        ),
+        (
+            "groups:\n  - displayName: G\n    members: a@x.com\n",
+            ["org.yaml:3:", "groups[0].members", "expected a list"],
+        ),
+        (
+            "servicePrincipals:\n  - displayName: Twin\ngroups:\n  - displayName: Twin\n  - displayName: H\n"
+            "    members: [Twin]\n",
+            ["org.yaml:6:", "groups[1].members[0]", "ambiguous"],
+        ),
+        ("groups:\n  - displayName: G\n    members: [{robot: x}]\n", ["org.yaml:3:", "typed member"]),
+        ("users:\n  - upn: a@x.com\n  - upn: b@x.com\n    upn: c@x.com\n", ["org.yaml:4:", "duplicate key 'upn'"]),
+        (
+            "workspaces:\n  - name: ws\n    assignments:\n      - role: Synapse Admin\n        principal: x\n",
+            ["org.yaml:4:", "workspaces[0].assignments[0].role", "unknown Synapse role", "Synapse Administrator"],
+        ),
+        (
+            "users: [{upn: a@x.com}]\nworkspaces:\n  - name: ws\n    assignments:\n      - role: Synapse User\n"
+            "        principal: a@x.com\n        scope: workspace/ws\n",
+            ["org.yaml:7:", "assignments[0].scope", "not valid"],
+        ),
+        (
+            "users: [{upn: a@x.com}]\nworkspaces:\n  - name: ws\n    assignments:\n      - role: Synapse User\n"
+            "        principal: a@x.com\n        scope: workspaces/ws/bigDataPools/nope\n",
+            ["org.yaml:7:", "assignments[0].scope", "no bigDataPools named 'nope'"],
+        ),
+        (
+            "users: [{upn: a@x.com}]\nworkspaces:\n  - name: ws\n    bigDataPools: [p]\n    assignments:\n"
+            "      - role: Synapse Artifact User\n        principal: a@x.com\n"
+            "        scope: workspaces/ws/bigDataPools/p\n",
+            ["org.yaml:8:", "cannot be assigned at scope"],
+        ),
+        (
+            "workspaces:\n  - name: ws\n    assignments:\n      - role: Synapse User\n        principal: ghost@x.com\n",
+            ["org.yaml:5:", "assignments[0].principal", "ghost@x.com"],
+        ),
+        (
+            "workspaces:\n  - name: ws\n    access: {default: superuser}\n",
+            ["org.yaml:3:", "access.default", "unknown access level"],
+        ),
+        ("workspaces:\n  - name: ws\n    access: {someone: admin}\n", ["org.yaml:3:", "access.someone", "unknown key"]),
+        ("apps:\n  - name: op\n", ["org.yaml:2:", "apps[0]", "at least one of secret"]),
+        (
+            "apps:\n  - name: op\n    secret: s\n    graphPermissions: [Mail.Read]\n",
+            ["org.yaml:4:", "graphPermissions[0]", "unknown permission 'Mail.Read'"],
+        ),
+        ("- just\n- a list\n", ["org.yaml:1:", "expected a mapping"]),
+    ],
+)
 def test_malformed_seed_names_line_and_key(text: str, expected: list[str], tmp_path: Path) -> None:
     message = _err(text, tmp_path)
     for part in expected:

@@ -98,14 +98,19 @@ SCOPES = ["workspaces/w", "workspaces/w/bigDataPools/p"]
 
 
 @settings(max_examples=60, deadline=None)
-@given(ops=st.lists(st.tuples(st.booleans(), st.sampled_from(ROLES), st.sampled_from(PRINCIPALS),
-                              st.sampled_from(SCOPES)), max_size=60),
-       filters=st.tuples(st.none() | st.sampled_from(ROLES), st.none() | st.sampled_from(PRINCIPALS),
-                         st.none() | st.sampled_from(SCOPES)),
-       limit=st.integers(1, 7))
-def test_assignment_paging_matches_brute_force(ops: list[tuple[bool, str, str, str]],
-                                               filters: tuple[str | None, str | None, str | None],
-                                               limit: int) -> None:
+@given(
+    ops=st.lists(
+        st.tuples(st.booleans(), st.sampled_from(ROLES), st.sampled_from(PRINCIPALS), st.sampled_from(SCOPES)),
+        max_size=60,
+    ),
+    filters=st.tuples(
+        st.none() | st.sampled_from(ROLES), st.none() | st.sampled_from(PRINCIPALS), st.none() | st.sampled_from(SCOPES)
+    ),
+    limit=st.integers(1, 7),
+)
+def test_assignment_paging_matches_brute_force(
+    ops: list[tuple[bool, str, str, str]], filters: tuple[str | None, str | None, str | None], limit: int
+) -> None:
     store = AssignmentStore()
     for n, (add, role, principal, scope) in enumerate(ops):
         existing = store.find(role, principal, scope)
@@ -114,8 +119,13 @@ def test_assignment_paging_matches_brute_force(ops: list[tuple[bool, str, str, s
         elif not add and existing is not None:
             store.remove(existing.id)
     role, principal, scope = filters
-    expected = [a.id for a in store if (role is None or a.role_id == role)
-                and (principal is None or a.principal_id == principal) and (scope is None or a.scope == scope)]
+    expected = [
+        a.id
+        for a in store
+        if (role is None or a.role_id == role)
+        and (principal is None or a.principal_id == principal)
+        and (scope is None or a.scope == scope)
+    ]
     got: list[str] = []
     after = 0
     for _ in range(100):
@@ -145,13 +155,20 @@ def test_paging_is_stable_across_deletes_between_pages() -> None:
     assert rest == ["a4", "a6", "a7", "a8", "a9", "late"]
 
 
-@pytest.mark.parametrize(("text", "obj", "result"), [
-    ("displayName eq 'Data Engineers'", {"displayName": "data engineers"}, True),
-    ("displayName eq 'O''Brien'", {"displayName": "O'Brien"}, True),
-    ("startswith(displayName,'dat') and not (mailNickname eq 'x')", {"displayName": "Data", "mailNickname": "y"}, True),
-    ("accountEnabled eq false or userType eq 'Guest'", {"accountEnabled": True, "userType": "Member"}, False),
-    ("id in ('a', 'b')", {"id": "B"}, True),
-])
+@pytest.mark.parametrize(
+    ("text", "obj", "result"),
+    [
+        ("displayName eq 'Data Engineers'", {"displayName": "data engineers"}, True),
+        ("displayName eq 'O''Brien'", {"displayName": "O'Brien"}, True),
+        (
+            "startswith(displayName,'dat') and not (mailNickname eq 'x')",
+            {"displayName": "Data", "mailNickname": "y"},
+            True,
+        ),
+        ("accountEnabled eq false or userType eq 'Guest'", {"accountEnabled": True, "userType": "Member"}, False),
+        ("id in ('a', 'b')", {"id": "B"}, True),
+    ],
+)
 def test_filter_parser(text: str, obj: dict[str, object], result: bool) -> None:
     allowed = ["displayName", "mailNickname", "accountEnabled", "userType", "id"]
     assert parse_filter(text, allowed).predicate(obj) is result

@@ -86,8 +86,7 @@ async def test_every_operation_and_error_validates_against_the_swagger(sb: Sandb
 
     async def ok(operation_id: str, coro: Any) -> Any:
         result, response, headers = await coro
-        seen.append((operation_id, response.status_code, validate(operation_id, response.status_code,
-                                                                  response.text())))
+        seen.append((operation_id, response.status_code, validate(operation_id, response.status_code, response.text())))
         return result, headers
 
     async def fails(operation_id: str, coro: Any, status: int) -> None:
@@ -100,15 +99,27 @@ async def test_every_operation_and_error_validates_against_the_swagger(sb: Sandb
     alice = sb.state.directory.user("alice@contoso.com").id
     async with secret_credential(sb) as cred, synapse_client(sb, cred, retry_total=0) as ac:
         ra, rd = ac.role_assignments, ac.role_definitions
-        await ok("RoleAssignments_CreateRoleAssignment",
-                 ra.create_role_assignment("sw-1", CONTRIBUTOR, alice, "workspaces/analytics", cls=raw))
-        await ok("RoleAssignments_CreateRoleAssignment",
-                 ra.create_role_assignment("sw-2", CONTRIBUTOR, alice, "workspaces/analytics/bigDataPools/sparkpool",
-                                           principal_type="User", cls=raw))
+        await ok(
+            "RoleAssignments_CreateRoleAssignment",
+            ra.create_role_assignment("sw-1", CONTRIBUTOR, alice, "workspaces/analytics", cls=raw),
+        )
+        await ok(
+            "RoleAssignments_CreateRoleAssignment",
+            ra.create_role_assignment(
+                "sw-2",
+                CONTRIBUTOR,
+                alice,
+                "workspaces/analytics/bigDataPools/sparkpool",
+                principal_type="User",
+                cls=raw,
+            ),
+        )
         tok = None
         while True:  # page size 3 in the fixture: several pages
-            _, headers = await ok("RoleAssignments_ListRoleAssignments",
-                                  ra.list_role_assignments(continuation_token_parameter=tok, cls=raw))
+            _, headers = await ok(
+                "RoleAssignments_ListRoleAssignments",
+                ra.list_role_assignments(continuation_token_parameter=tok, cls=raw),
+            )
             assert isinstance(headers["x-ms-continuation"], str)
             tok = headers["x-ms-continuation"]
             if not tok:
@@ -116,25 +127,37 @@ async def test_every_operation_and_error_validates_against_the_swagger(sb: Sandb
         await ok("RoleAssignments_ListRoleAssignments", ra.list_role_assignments(principal_id=alice, cls=raw))
         await ok("RoleAssignments_GetRoleAssignmentById", ra.get_role_assignment_by_id("sw-1", cls=raw))
         await ok("RoleAssignments_DeleteRoleAssignmentById", ra.delete_role_assignment_by_id("sw-1", cls=raw))
-        await ok("RoleAssignments_CheckPrincipalAccess", ra.check_principal_access(
-            SubjectInfo(principal_id=alice, group_ids=[sb.state.directory.groups_named("Analysts")[0].id]),
-            [RequiredAction(id="Microsoft.Synapse/workspaces/read", is_data_action=True)], "workspaces/analytics",
-            cls=raw))
+        await ok(
+            "RoleAssignments_CheckPrincipalAccess",
+            ra.check_principal_access(
+                SubjectInfo(principal_id=alice, group_ids=[sb.state.directory.groups_named("Analysts")[0].id]),
+                [RequiredAction(id="Microsoft.Synapse/workspaces/read", is_data_action=True)],
+                "workspaces/analytics",
+                cls=raw,
+            ),
+        )
         await ok("RoleDefinitions_ListRoleDefinitions", rd.list_role_definitions(cls=raw))
-        await ok("RoleDefinitions_ListRoleDefinitions", rd.list_role_definitions(is_built_in=True,
-                                                                                 scope="workspaces/analytics", cls=raw))
+        await ok(
+            "RoleDefinitions_ListRoleDefinitions",
+            rd.list_role_definitions(is_built_in=True, scope="workspaces/analytics", cls=raw),
+        )
         await ok("RoleDefinitions_GetRoleDefinitionById", rd.get_role_definition_by_id(CONTRIBUTOR, cls=raw))
         await ok("RoleDefinitions_ListScopes", rd.list_scopes(cls=raw))
 
         await fails("RoleAssignments_GetRoleAssignmentById", ra.get_role_assignment_by_id("sw-1"), 404)
         pool = "workspaces/analytics/bigDataPools/sparkpool"
-        await fails("RoleAssignments_CreateRoleAssignment", ra.create_role_assignment("sw-3", CONTRIBUTOR, alice, pool),
-                    409)
-        await fails("RoleAssignments_CreateRoleAssignment",
-                    ra.create_role_assignment("sw-4", CONTRIBUTOR, alice, "workspaces/nope"), 400)
+        await fails(
+            "RoleAssignments_CreateRoleAssignment", ra.create_role_assignment("sw-3", CONTRIBUTOR, alice, pool), 409
+        )
+        await fails(
+            "RoleAssignments_CreateRoleAssignment",
+            ra.create_role_assignment("sw-4", CONTRIBUTOR, alice, "workspaces/nope"),
+            400,
+        )
         await fails("RoleDefinitions_GetRoleDefinitionById", rd.get_role_definition_by_id(str(uuid.uuid4())), 404)
-        await fails("RoleAssignments_ListRoleAssignments",
-                    ra.list_role_assignments(continuation_token_parameter="bogus"), 400)
+        await fails(
+            "RoleAssignments_ListRoleAssignments", ra.list_role_assignments(continuation_token_parameter="bogus"), 400
+        )
         await admin.inject_fault({"service": "synapse", "operation": "listScopes", "status": 429, "count": 1})
         await fails("RoleDefinitions_ListScopes", rd.list_scopes(), 429)
         await admin.inject_fault({"service": "synapse", "operation": "getRoleDefinition", "status": 500, "count": 1})
@@ -142,8 +165,11 @@ async def test_every_operation_and_error_validates_against_the_swagger(sb: Sandb
         await admin.set_access("analytics", OPERATOR, "reader")
         await fails("RoleAssignments_DeleteRoleAssignmentById", ra.delete_role_assignment_by_id("sw-2"), 403)
         await admin.expire_tokens()
-        await fails("RoleAssignments_CheckPrincipalAccess", ra.check_principal_access(
-            SubjectInfo(principal_id=alice), [], "workspaces/analytics"), 401)
+        await fails(
+            "RoleAssignments_CheckPrincipalAccess",
+            ra.check_principal_access(SubjectInfo(principal_id=alice), [], "workspaces/analytics"),
+            401,
+        )
 
     covered = {op for op, status, key in seen if key != "default"}
     assert covered == set(OPERATIONS), set(OPERATIONS) - covered

@@ -50,7 +50,8 @@ async def list_all(ac: Any, **filters: Any) -> tuple[list[Any], list[str]]:
     items, tokens, tok = [], [], None
     for _ in range(1000):
         page, _, headers = await ac.role_assignments.list_role_assignments(
-            continuation_token_parameter=tok, cls=raw, **filters)
+            continuation_token_parameter=tok, cls=raw, **filters
+        )
         assert page.count == len(page.value)
         items += page.value
         tok = headers["x-ms-continuation"]
@@ -64,12 +65,18 @@ async def test_role_definitions_and_scopes(ac: Any) -> None:
     roles = await ac.role_definitions.list_role_definitions()
     assert len(roles) == 11 and all(r.is_built_in and r.availability_status == "Available" for r in roles)
     admin = next(r for r in roles if r.name == "Synapse Administrator")
-    assert admin.id == ADMIN_ROLE and "Microsoft.Synapse/workspaces/roleAssignments/write" in \
-        admin.permissions[0].data_actions
+    assert (
+        admin.id == ADMIN_ROLE
+        and "Microsoft.Synapse/workspaces/roleAssignments/write" in admin.permissions[0].data_actions
+    )
     assert await ac.role_definitions.list_role_definitions(is_built_in=False) == []
     pool_roles = await ac.role_definitions.list_role_definitions(scope=f"{WS}/bigDataPools/sparkpool")
-    assert {r.name for r in pool_roles} == {"Synapse Administrator", "Synapse Contributor", "Synapse Compute Operator",
-                                            "Synapse User"}
+    assert {r.name for r in pool_roles} == {
+        "Synapse Administrator",
+        "Synapse Contributor",
+        "Synapse Compute Operator",
+        "Synapse User",
+    }
     one = await ac.role_definitions.get_role_definition_by_id(CONTRIBUTOR)
     assert one.name == "Synapse Contributor"
     with pytest.raises(ResourceNotFoundError):
@@ -80,12 +87,17 @@ async def test_role_definitions_and_scopes(ac: Any) -> None:
 
 async def test_create_get_delete(sb: Sandbox, ac: Any) -> None:
     alice = uid(sb, "alice@contoso.com")
-    created = await ac.role_assignments.create_role_assignment("my-id-1", CONTRIBUTOR, alice, WS,
-                                                               principal_type="User")
+    created = await ac.role_assignments.create_role_assignment("my-id-1", CONTRIBUTOR, alice, WS, principal_type="User")
     assert (created.id, created.role_definition_id, created.principal_id, created.scope, created.principal_type) == (
-        "my-id-1", CONTRIBUTOR, alice, WS, "User")
-    bare = await ac.role_assignments.create_role_assignment(str(uuid.uuid4()), CONTRIBUTOR, alice,
-                                                            f"{WS}/bigDataPools/sparkpool")
+        "my-id-1",
+        CONTRIBUTOR,
+        alice,
+        WS,
+        "User",
+    )
+    bare = await ac.role_assignments.create_role_assignment(
+        str(uuid.uuid4()), CONTRIBUTOR, alice, f"{WS}/bigDataPools/sparkpool"
+    )
     assert bare.principal_type is None  # not sent, not echoed
     got = await ac.role_assignments.get_role_assignment_by_id("my-id-1")
     assert got.principal_id == alice
@@ -109,16 +121,19 @@ async def test_duplicate_is_409(sb: Sandbox, ac: Any) -> None:
         await ac.role_assignments.create_role_assignment(str(uuid.uuid4()), ADMIN_ROLE, heidi, WS)
 
 
-@pytest.mark.parametrize(("role", "scope", "code"), [
-    (str(uuid.UUID(int=7)), WS, "RoleDefinitionNotFound"),
-    (CONTRIBUTOR, "workspace/analytics", "InvalidScope"),
-    (CONTRIBUTOR, "workspaces/analytics/bigDataPools", "InvalidScope"),
-    (CONTRIBUTOR, "workspaces/analytics/sqlPools/x", "InvalidScope"),
-    (CONTRIBUTOR, "workspaces/other", "InvalidScope"),
-    (CONTRIBUTOR, f"{WS}/bigDataPools/missing", "InvalidScope"),
-    (ARTIFACT_USER, f"{WS}/bigDataPools/sparkpool", "RoleNotApplicableAtScope"),
-    ("Synapse User", WS, "InvalidRoleDefinitionId"),
-])
+@pytest.mark.parametrize(
+    ("role", "scope", "code"),
+    [
+        (str(uuid.UUID(int=7)), WS, "RoleDefinitionNotFound"),
+        (CONTRIBUTOR, "workspace/analytics", "InvalidScope"),
+        (CONTRIBUTOR, "workspaces/analytics/bigDataPools", "InvalidScope"),
+        (CONTRIBUTOR, "workspaces/analytics/sqlPools/x", "InvalidScope"),
+        (CONTRIBUTOR, "workspaces/other", "InvalidScope"),
+        (CONTRIBUTOR, f"{WS}/bigDataPools/missing", "InvalidScope"),
+        (ARTIFACT_USER, f"{WS}/bigDataPools/sparkpool", "RoleNotApplicableAtScope"),
+        ("Synapse User", WS, "InvalidRoleDefinitionId"),
+    ],
+)
 async def test_bad_requests_are_400(sb: Sandbox, ac: Any, role: str, scope: str, code: str) -> None:
     with pytest.raises(HttpResponseError) as info:
         await ac.role_assignments.create_role_assignment(str(uuid.uuid4()), role, uid(sb, "bob@contoso.com"), scope)
@@ -153,8 +168,7 @@ async def test_paging_past_several_pages(tmp_path: Path) -> None:
             assert filtered and {a.role_definition_id for a in filtered} == {role}
             assert len(filtered) == sum(1 for a in store if a.role_id == role)
             # an empty x-ms-continuation header (as the Azure CLI sends) means "from the start"
-            page, _, headers = await ac.role_assignments.list_role_assignments(continuation_token_parameter="",
-                                                                                cls=raw)
+            page, _, headers = await ac.role_assignments.list_role_assignments(continuation_token_parameter="", cls=raw)
             assert [a.id for a in page.value] == [a.id for a in items[:25]] and headers["x-ms-continuation"]
             log = await sb.admin.request_log(service="synapse", operation="listRoleAssignments")
             assert log[1]["headers"]["x-ms-continuation"] == tokens[0]
@@ -167,13 +181,15 @@ async def test_check_access(sb: Sandbox, ac: Any) -> None:
     heidi, erin = uid(sb, "heidi@contoso.com"), uid(sb, "erin@contoso.com")
     actions = [RequiredAction(id="Microsoft.Synapse/workspaces/roleAssignments/write", is_data_action=True)]
     result, response, _ = await ac.role_assignments.check_principal_access(
-        SubjectInfo(principal_id=heidi), actions, f"{WS}/bigDataPools/sparkpool", cls=raw)
+        SubjectInfo(principal_id=heidi), actions, f"{WS}/bigDataPools/sparkpool", cls=raw
+    )
     assert result.access_decisions is None  # the SDK model expects lowercase; the service answers AccessDecisions
     body = json.loads(response.text())
     assert body["AccessDecisions"][0]["accessDecision"] == "Allowed"
     assert body["AccessDecisions"][0]["roleAssignment"]["principalId"] == heidi
-    _, response, _ = await ac.role_assignments.check_principal_access(SubjectInfo(principal_id=erin), actions, WS,
-                                                                      cls=raw)
+    _, response, _ = await ac.role_assignments.check_principal_access(
+        SubjectInfo(principal_id=erin), actions, WS, cls=raw
+    )
     assert json.loads(response.text())["AccessDecisions"][0]["accessDecision"] == "NotAllowed"
 
 
@@ -196,7 +212,8 @@ async def test_authorization_levels(sb: Sandbox, ac: Any, admin: AdminClient) ->
     assert info.value.error.message == (
         f"The principal '{operator}' does not have the required Synapse RBAC permission to perform this action. "
         "Required permission: Action: Microsoft.Synapse/workspaces/roleAssignments/write, "
-        "Scope: workspaces/analytics/*.")
+        "Scope: workspaces/analytics/*."
+    )
     await admin.set_access("analytics", OPERATOR, "rbac")  # decided by the operator's own role assignments
     with pytest.raises(HttpResponseError):
         await ac.role_definitions.list_scopes()
@@ -209,10 +226,12 @@ async def test_authorization_levels(sb: Sandbox, ac: Any, admin: AdminClient) ->
 
 
 async def test_retry_after_429_on_create(sb: Sandbox, ac: Any, admin: AdminClient) -> None:
-    await admin.inject_fault({"service": "synapse", "operation": "createRoleAssignment", "status": 429,
-                              "retry_after": 1, "count": 1})
-    created = await ac.role_assignments.create_role_assignment("after-429", CONTRIBUTOR,
-                                                               uid(sb, "erin@contoso.com"), WS)
+    await admin.inject_fault(
+        {"service": "synapse", "operation": "createRoleAssignment", "status": 429, "retry_after": 1, "count": 1}
+    )
+    created = await ac.role_assignments.create_role_assignment(
+        "after-429", CONTRIBUTOR, uid(sb, "erin@contoso.com"), WS
+    )
     assert created.id == "after-429"
     log = await admin.request_log(service="synapse", operation="createRoleAssignment")
     assert [e["status"] for e in log] == [429, 200]
@@ -221,8 +240,9 @@ async def test_retry_after_429_on_create(sb: Sandbox, ac: Any, admin: AdminClien
 
 async def test_5xx_retried_and_surfaced(sb: Sandbox, ac: Any, admin: AdminClient) -> None:
     await admin.inject_fault({"service": "synapse", "operation": "listRoleAssignments", "kinds": ["500"], "count": 1})
-    await admin.inject_fault({"service": "synapse", "operation": "listRoleAssignments", "status": 503,
-                              "retry_after": 0, "count": 1})
+    await admin.inject_fault(
+        {"service": "synapse", "operation": "listRoleAssignments", "status": 503, "retry_after": 0, "count": 1}
+    )
     async with secret_credential(sb) as cred, synapse_client(sb, cred, retry_backoff_factor=0.01) as quick:
         page = await quick.role_assignments.list_role_assignments()
     assert page.count == 2
@@ -236,8 +256,9 @@ async def test_5xx_retried_and_surfaced(sb: Sandbox, ac: Any, admin: AdminClient
 
 
 async def test_timeout_and_reset(sb: Sandbox, admin: AdminClient) -> None:
-    await admin.inject_fault({"service": "synapse", "operation": "listScopes", "kind": "timeout", "hold": 30,
-                              "count": 1})
+    await admin.inject_fault(
+        {"service": "synapse", "operation": "listScopes", "kind": "timeout", "hold": 30, "count": 1}
+    )
     # aiohttp itself resends once when a kept-alive connection is reset, so reset twice to surface it
     await admin.inject_fault({"service": "synapse", "operation": "getRoleAssignment", "kind": "reset", "count": 2})
     async with secret_credential(sb) as cred:
@@ -246,8 +267,7 @@ async def test_timeout_and_reset(sb: Sandbox, admin: AdminClient) -> None:
                 await ac.role_definitions.list_scopes()
             with pytest.raises((ServiceResponseError, ServiceRequestError)):
                 await ac.role_assignments.get_role_assignment_by_id("x")
-        await admin.inject_fault({"service": "synapse", "operation": "getRoleAssignment", "kind": "reset",
-                                  "count": 1})
+        await admin.inject_fault({"service": "synapse", "operation": "getRoleAssignment", "kind": "reset", "count": 1})
         async with synapse_client(sb, cred) as ac:  # with retries the SDK gets through
             with pytest.raises(ResourceNotFoundError):
                 await ac.role_assignments.get_role_assignment_by_id("x")
@@ -266,14 +286,16 @@ async def test_missing_api_version_and_bearer_token(sb: Sandbox) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(url, headers={"Authorization": f"Bearer {token}"}, ssl=ssl_ctx) as r:
             assert r.status == 400 and (await r.json())["error"]["code"] == "MissingApiVersionParameter"
-        async with http.get(url + "?api-version=2019-06-01-preview", headers={"Authorization": f"Bearer {token}"},
-                            ssl=ssl_ctx) as r:
+        async with http.get(
+            url + "?api-version=2019-06-01-preview", headers={"Authorization": f"Bearer {token}"}, ssl=ssl_ctx
+        ) as r:
             assert r.status == 400 and (await r.json())["error"]["code"] == "UnsupportedApiVersion"
         async with http.get(url + "?api-version=2020-12-01", ssl=ssl_ctx) as r:
             assert r.status == 401 and (await r.json())["error"]["code"] == "AuthenticationFailed"
             assert r.headers["WWW-Authenticate"].startswith("Bearer ")
-        async with http.get(url + "?api-version=2020-12-01", headers={"Authorization": f"Bearer {token}"},
-                            ssl=ssl_ctx) as r:
+        async with http.get(
+            url + "?api-version=2020-12-01", headers={"Authorization": f"Bearer {token}"}, ssl=ssl_ctx
+        ) as r:
             assert r.status == 200 and r.headers["Content-Type"] == "application/json; charset=utf-8"
 
 
@@ -281,10 +303,20 @@ async def test_sync_client(sb: Sandbox) -> None:
     app = sb.client(OPERATOR)
 
     def run() -> list[str]:
-        cred = SyncClientSecretCredential(sb.tenant_id, app.client_id, app.secret, authority=sb.authority_host,
-                                          connection_verify=str(sb.ca_path), disable_instance_discovery=True)
-        with cred, SyncAccessControlClient(cred, sb.workspace_endpoint("analytics"),
-                                           connection_verify=str(sb.ca_path)) as client:
+        cred = SyncClientSecretCredential(
+            sb.tenant_id,
+            app.client_id,
+            app.secret,
+            authority=sb.authority_host,
+            connection_verify=str(sb.ca_path),
+            disable_instance_discovery=True,
+        )
+        with (
+            cred,
+            SyncAccessControlClient(
+                cred, sb.workspace_endpoint("analytics"), connection_verify=str(sb.ca_path)
+            ) as client,
+        ):
             alice = sb.state.directory.user("alice@contoso.com").id
             client.role_assignments.create_role_assignment("sync-1", CONTRIBUTOR, alice, WS)
             assert client.role_assignments.get_role_assignment_by_id("sync-1").principal_id == alice

@@ -65,8 +65,11 @@ def test_no_known_secret_in_logs_events_status_or_metrics(harness):
     h.workspace()
     h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
     h.secret("synapse-cert", {"tls.pem": pem})
-    h.workspace("reporting", client_id=h.app.client_id,
-                credential={"certificate": {"clientId": h.app.client_id, "secretRef": {"name": "synapse-cert"}}})
+    h.workspace(
+        "reporting",
+        client_id=h.app.client_id,
+        credential={"certificate": {"clientId": h.app.client_id, "secretRef": {"name": "synapse-cert"}}},
+    )
     h.binding("engineers", ["Synapse User"], [{"kind": "Group", "name": "Data Engineers"}], workspace="reporting")
     h.wait_condition(RB_PLURAL, "analysts")
     h.wait_condition(RB_PLURAL, "engineers")
@@ -79,8 +82,10 @@ def test_no_known_secret_in_logs_events_status_or_metrics(harness):
     h.sb.admin.expire_tokens()
     h.start_operator(SYNAPSE_SCIM_METRICS_PORT=str(port), SYNAPSE_SCIM_LOG_FORMAT="json")
     h.sb.admin.add_member("Data Engineers", upn("heidi"))
-    h.wait_for(lambda: h.user_id(upn("heidi")) in {a["principalId"] for a in h.assignments("reporting")},
-               "heidi granted in reporting")
+    h.wait_for(
+        lambda: h.user_id(upn("heidi")) in {a["principalId"] for a in h.assignments("reporting")},
+        "heidi granted in reporting",
+    )
     wrong_secret_then_rotation(h, wrong[1], 3)
     metrics.append(scrape(port))
     h.stop_operator()
@@ -88,8 +93,12 @@ def test_no_known_secret_in_logs_events_status_or_metrics(harness):
     # What must never appear.
     tokens = h.sb.call(lambda state: list(state.tokens.tokens))
     assert len(tokens) >= 4, "the sandbox issued Graph and Synapse tokens in both runs"
-    known = {"client secret": [h.app.secret], "wrong secret": wrong, "private key": private_key_body(pem),
-             "access token": tokens + [t.rsplit(".", 1)[1] for t in tokens]}
+    known = {
+        "client secret": [h.app.secret],
+        "wrong secret": wrong,
+        "private key": private_key_body(pem),
+        "access token": tokens + [t.rsplit(".", 1)[1] for t in tokens],
+    }
     assert all(len(v) >= 16 for values in known.values() for v in values), "each value is long enough to be unique"
 
     # Everything the operator wrote.
@@ -99,13 +108,21 @@ def test_no_known_secret_in_logs_events_status_or_metrics(harness):
     assert json_lines and any(r["logger"] == "synapse_scim.audit" for r in json_lines), "the JSON run logged"
     events = [h.api.sanitize_for_serialization(e) for e in h.core.list_namespaced_event(h.namespace).items]
     assert any(e["reason"] == "Granted" for e in events)
-    objects = [o for plural in (WS_PLURAL, RB_PLURAL) for o in h.custom.list_namespaced_custom_object(
-        "synapse-scim.io", "v1alpha1", h.namespace, plural)["items"]]
+    objects = [
+        o
+        for plural in (WS_PLURAL, RB_PLURAL)
+        for o in h.custom.list_namespaced_custom_object("synapse-scim.io", "v1alpha1", h.namespace, plural)["items"]
+    ]
     assert len(objects) == 4 and all(o.get("status") for o in objects)
-    places = {"operator log": log, "events": json.dumps(events), "custom resources": json.dumps(objects),
-              "metrics": "\n".join(metrics)}
+    places = {
+        "operator log": log,
+        "events": json.dumps(events),
+        "custom resources": json.dumps(objects),
+        "metrics": "\n".join(metrics),
+    }
     assert "synapse_scim_azure_requests_total" in places["metrics"]
 
-    leaks = [(what, where) for what, values in known.items() for v in values
-             for where, text in places.items() if v in text]
+    leaks = [
+        (what, where) for what, values in known.items() for v in values for where, text in places.items() if v in text
+    ]
     assert leaks == [], f"secret values found: {sorted(set(leaks))}"

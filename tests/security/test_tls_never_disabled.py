@@ -39,12 +39,21 @@ def findings(text: str) -> list[str]:
     return [name for name, pattern in FORBIDDEN.items() if re.search(pattern, text, re.IGNORECASE)]
 
 
-@pytest.mark.parametrize("snippet", [
-    "httpx.AsyncClient(verify=False)", "AccessControlClient(c, e, connection_verify = False)",
-    "configuration.verify_ssl = False", "aiohttp.TCPConnector(ssl=False)", "ctx.verify_mode = ssl.CERT_NONE",
-    "ctx.check_hostname=False", "ssl._create_unverified_context()", "ENV PYTHONHTTPSVERIFY=0",
-    "urllib3.disable_warnings()", "insecure-skip-tls-verify: true",
-])
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "httpx.AsyncClient(verify=False)",
+        "AccessControlClient(c, e, connection_verify = False)",
+        "configuration.verify_ssl = False",
+        "aiohttp.TCPConnector(ssl=False)",
+        "ctx.verify_mode = ssl.CERT_NONE",
+        "ctx.check_hostname=False",
+        "ssl._create_unverified_context()",
+        "ENV PYTHONHTTPSVERIFY=0",
+        "urllib3.disable_warnings()",
+        "insecure-skip-tls-verify: true",
+    ],
+)
 def test_the_scan_catches_each_way_of_disabling_tls(snippet):
     assert findings(snippet), snippet
 

@@ -16,8 +16,7 @@ def test_untrusted_certificate_is_refused_with_a_clear_reason(harness):
     h.start_operator(SYNAPSE_SCIM_AZURE_CA_BUNDLE="")
     h.workspace()
     h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
-    h.wait_condition(RB_PLURAL, "analysts", type_="Stalled", status="True", reason="CertificateUntrusted",
-                     timeout=120)
+    h.wait_condition(RB_PLURAL, "analysts", type_="Stalled", status="True", reason="CertificateUntrusted", timeout=120)
     ready = h.condition(RB_PLURAL, "analysts")
     assert ready["status"] == "False" and "certificate" in ready["message"].lower()
     assert "SYNAPSE_SCIM_AZURE_CA_BUNDLE" in ready["message"], ready["message"]

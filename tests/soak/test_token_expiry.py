@@ -30,8 +30,10 @@ def test_tokens_expired_early_are_replaced_and_the_operator_converges(cluster, n
         assert h.sb.admin.expire_tokens()["expired"] >= 1
         h.sb.admin.add_member("Analysts", upn("heidi"))
         heidi = h.user_id(upn("heidi"))
-        h.wait_for(lambda: heidi in {a["principalId"] for a in h.assignments()
-                                     if a["roleDefinitionId"] == CONTRIBUTOR},
-                   "heidi granted with a fresh token", timeout=90)
+        h.wait_for(
+            lambda: heidi in {a["principalId"] for a in h.assignments() if a["roleDefinitionId"] == CONTRIBUTOR},
+            "heidi granted with a fresh token",
+            timeout=90,
+        )
         h.wait_condition(RB_PLURAL, "analysts")
         assert len(h.sb.admin.request_log(service="login", operation="token")) > tokens, "a new token was issued"

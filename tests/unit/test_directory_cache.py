@@ -13,8 +13,9 @@ def user(uid: str) -> Principal:
 
 
 def expansion(*groups: str, members: tuple[str, ...] = (), disabled: tuple[str, ...] = ()) -> Expansion:
-    return Expansion(principals=tuple(user(m) for m in members), groups=frozenset(groups),
-                     disabled_ids=frozenset(disabled))
+    return Expansion(
+        principals=tuple(user(m) for m in members), groups=frozenset(groups), disabled_ids=frozenset(disabled)
+    )
 
 
 def filled() -> DirectoryCache:

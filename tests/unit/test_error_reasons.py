@@ -21,8 +21,11 @@ def conds(outcome: BindingOutcome) -> dict[str, tuple[str, str]]:
 
 
 def test_a_refused_write_stalls_the_binding_and_names_every_problem():
-    outcome = BindingOutcome(report=report(), problems=(Problem("DirectoryReadFailed", "429"),),
-                             write_errors=(Problem("AccessDenied", "403: give it Synapse Administrator"),))
+    outcome = BindingOutcome(
+        report=report(),
+        problems=(Problem("DirectoryReadFailed", "429"),),
+        write_errors=(Problem("AccessDenied", "403: give it Synapse Administrator"),),
+    )
     c = conds(outcome)
     assert c["Stalled"] == ("True", "AccessDenied") and c["Ready"] == ("False", "AccessDenied")
     message = next(x.message for x in binding_conditions(outcome, "ws") if x.type == "Ready")

@@ -8,22 +8,25 @@ from prometheus_client import generate_latest
 from synapse_scim import metrics
 
 
-@pytest.mark.parametrize(("service", "method", "url", "op"), [
-    ("graph", "GET", "https://g/v1.0/groups/abc/transitiveMembers?$top=999", "transitiveMembers"),
-    ("graph", "GET", "https://g/v1.0/groups/delta()?$select=id", "groupsDelta"),
-    ("graph", "GET", "https://g/v1.0/groups/delta?$deltatoken=x", "groupsDelta"),
-    ("graph", "GET", "https://g/v1.0/users/delta?$deltatoken=x", "usersDelta"),
-    ("graph", "POST", "https://g/v1.0/$batch", "batch"),
-    ("graph", "GET", "https://g/v1.0/groups?$filter=displayName%20eq%20'x'", "listGroups"),
-    ("graph", "GET", "https://g/v1.0/groups/abc", "getGroup"),
-    ("graph", "GET", "https://g/v1.0/users/alice%40contoso.com", "getUser"),
-    ("graph", "GET", "https://g/v1.0/servicePrincipals?$filter=appId%20eq%20'x'", "listServicePrincipals"),
-    ("synapse", "GET", "https://s/ws/roleAssignments?api-version=2020-12-01", "listRoleAssignments"),
-    ("synapse", "PUT", "https://s/ws/roleAssignments/1234?api-version=2020-12-01", "createRoleAssignment"),
-    ("synapse", "DELETE", "https://s/ws/roleAssignments/1234?api-version=2020-12-01", "deleteRoleAssignment"),
-    ("synapse", "GET", "https://s/ws/roleDefinitions?api-version=2020-12-01", "listRoleDefinitions"),
-    ("synapse", "PATCH", "https://s/ws/roleAssignments/1", "other"),
-])
+@pytest.mark.parametrize(
+    ("service", "method", "url", "op"),
+    [
+        ("graph", "GET", "https://g/v1.0/groups/abc/transitiveMembers?$top=999", "transitiveMembers"),
+        ("graph", "GET", "https://g/v1.0/groups/delta()?$select=id", "groupsDelta"),
+        ("graph", "GET", "https://g/v1.0/groups/delta?$deltatoken=x", "groupsDelta"),
+        ("graph", "GET", "https://g/v1.0/users/delta?$deltatoken=x", "usersDelta"),
+        ("graph", "POST", "https://g/v1.0/$batch", "batch"),
+        ("graph", "GET", "https://g/v1.0/groups?$filter=displayName%20eq%20'x'", "listGroups"),
+        ("graph", "GET", "https://g/v1.0/groups/abc", "getGroup"),
+        ("graph", "GET", "https://g/v1.0/users/alice%40contoso.com", "getUser"),
+        ("graph", "GET", "https://g/v1.0/servicePrincipals?$filter=appId%20eq%20'x'", "listServicePrincipals"),
+        ("synapse", "GET", "https://s/ws/roleAssignments?api-version=2020-12-01", "listRoleAssignments"),
+        ("synapse", "PUT", "https://s/ws/roleAssignments/1234?api-version=2020-12-01", "createRoleAssignment"),
+        ("synapse", "DELETE", "https://s/ws/roleAssignments/1234?api-version=2020-12-01", "deleteRoleAssignment"),
+        ("synapse", "GET", "https://s/ws/roleDefinitions?api-version=2020-12-01", "listRoleDefinitions"),
+        ("synapse", "PATCH", "https://s/ws/roleAssignments/1", "other"),
+    ],
+)
 def test_operation_names(service, method, url, op):
     assert metrics.operation(service, method, url) == op
 
@@ -32,7 +35,8 @@ def test_errors_are_counted_by_status_code():
     metrics.observe("synapse", "PUT", "https://s/ws/roleAssignments/1", 429, 0.01)
     metrics.observe("synapse", "PUT", "https://s/ws/roleAssignments/1", 200, 0.01)
     text = generate_latest(metrics.REGISTRY).decode()
-    assert 'synapse_scim_azure_request_errors_total{code="429",operation="createRoleAssignment",service="synapse"}' \
-        in text
+    assert (
+        'synapse_scim_azure_request_errors_total{code="429",operation="createRoleAssignment",service="synapse"}' in text
+    )
     assert 'synapse_scim_azure_request_errors_total{code="200"' not in text
     assert 'synapse_scim_azure_requests_total{code="200",operation="createRoleAssignment",service="synapse"}' in text

@@ -557,12 +557,13 @@ def test_binding_key_of_wish_does_not_borrow_another_bindings_mode() -> None:
     assert isinstance(next(iter(plan.reports)), BindingKey)
 
 
-
 def test_a_plan_without_reports_has_the_same_writes():
     from planner_builders import CONTRIBUTOR, binding, inputs, owned, user
 
-    state = inputs(binding("a", [(CONTRIBUTOR, user(1)), (CONTRIBUTOR, user(2))]),
-                   actual=[owned(CONTRIBUTOR, user(3)), owned(CONTRIBUTOR, user(1))])
+    state = inputs(
+        binding("a", [(CONTRIBUTOR, user(1)), (CONTRIBUTOR, user(2))]),
+        actual=[owned(CONTRIBUTOR, user(3)), owned(CONTRIBUTOR, user(1))],
+    )
     full, lean = plan_workspace(state), plan_workspace(state, reports=False)
     writes = ("creates", "deletes", "held", "plan_id")
     assert [getattr(lean, w) for w in writes] == [getattr(full, w) for w in writes]

@@ -26,7 +26,10 @@ def conds(outcome: BindingOutcome) -> dict[str, tuple[str, str]]:
 
 def test_in_sync_binding_is_ready():
     assert conds(BindingOutcome(report=report())) == {
-        "Ready": ("True", "InSync"), "Reconciling": ("False", "Idle"), "Stalled": ("False", "Progressing")}
+        "Ready": ("True", "InSync"),
+        "Reconciling": ("False", "Idle"),
+        "Stalled": ("False", "Progressing"),
+    }
 
 
 def test_missing_grants_are_reconciling_not_ready():
@@ -69,17 +72,26 @@ def test_suspended_binding_says_so():
 
 def test_drift_lists_are_truncated_to_fifty_with_a_flag():
     many = tuple(item(f"u{i}") for i in range(120))
-    status = binding_status(BindingOutcome(report=report(missing=many)), generation=1, old=None,
-                            workspace_ref="ws", when=T0)
+    status = binding_status(
+        BindingOutcome(report=report(missing=many)), generation=1, old=None, workspace_ref="ws", when=T0
+    )
     assert len(status["drift"]["missing"]) == 50 and status["drift"]["truncated"] is True
     assert status["summary"]["missing"] == 120
 
 
 def test_failed_read_keeps_what_the_status_knew():
-    old = {"summary": {"desired": 5}, "drift": {"missing": [], "unexpected": [], "truncated": False},
-           "claims": [{"roleId": "r", "scope": "s"}]}
-    status = binding_status(BindingOutcome(report=None, workspace_problem=Problem("WorkspaceUnreachable", "x")),
-                            generation=1, old=old, workspace_ref="ws", when=T0)
+    old = {
+        "summary": {"desired": 5},
+        "drift": {"missing": [], "unexpected": [], "truncated": False},
+        "claims": [{"roleId": "r", "scope": "s"}],
+    }
+    status = binding_status(
+        BindingOutcome(report=None, workspace_problem=Problem("WorkspaceUnreachable", "x")),
+        generation=1,
+        old=old,
+        workspace_ref="ws",
+        when=T0,
+    )
     assert status["summary"] == old["summary"] and status["claims"] == old["claims"]
 
 
@@ -96,6 +108,15 @@ def test_quiet_sync_changes_nothing_and_keeps_the_sync_time():
     first = stamp(binding_status(o, generation=1, old=None, workspace_ref="ws", when=T0), None, T0)
     again = stamp(binding_status(o, generation=1, old=first, workspace_ref="ws", when=T1), first, T1)
     assert again == first and not changed(first, again)
-    drifted = stamp(binding_status(BindingOutcome(report=report(in_sync=1, missing=(item(),))), generation=1,
-                                   old=first, workspace_ref="ws", when=T1), first, T1)
+    drifted = stamp(
+        binding_status(
+            BindingOutcome(report=report(in_sync=1, missing=(item(),))),
+            generation=1,
+            old=first,
+            workspace_ref="ws",
+            when=T1,
+        ),
+        first,
+        T1,
+    )
     assert drifted["lastSyncTime"] == T1

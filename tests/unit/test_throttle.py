@@ -60,10 +60,17 @@ async def test_a_throttle_holds_new_writes_until_retry_after_has_passed():
     assert waited >= 0.19
 
 
-@pytest.mark.parametrize(("headers", "seconds"), [
-    ({"Retry-After": "3"}, 3.0), ({"retry-after": "0.5"}, 0.5), ({}, 1.0), ({"Retry-After": "soon"}, 1.0),
-    ({"Retry-After": "-4"}, 0.0), (None, 1.0),
-])
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "3"}, 3.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({}, 1.0),
+        ({"Retry-After": "soon"}, 1.0),
+        ({"Retry-After": "-4"}, 0.0),
+        (None, 1.0),
+    ],
+)
 def test_retry_after_seconds(headers, seconds):
     assert retry_after_seconds(headers) == seconds
 

@@ -53,8 +53,9 @@ class Connections:
         clients = Clients(
             credential=credential,
             directory=Directory(graph_client(credential, cloud, verify=azure_ca_bundle())),
-            workspace=Workspace(access_control_client(credential, spec["endpoint"], cloud, limit=limit), ws_name,
-                                limit=limit),
+            workspace=Workspace(
+                access_control_client(credential, spec["endpoint"], cloud, limit=limit), ws_name, limit=limit
+            ),
             tenant=(spec["tenantId"].lower(), cloud.graph_endpoint),
         )
         self._clients[key] = (id(credential), target, clients)

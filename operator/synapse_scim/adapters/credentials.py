@@ -80,19 +80,22 @@ class CredentialCache:
         self._read_secret = read_secret
         self._cache: dict[str, tuple[str, AsyncTokenCredential]] = {}
 
-    async def get(self, key: str, namespace: str, tenant_id: str, spec: Mapping[str, Any] | None,
-                  cloud: Cloud) -> AsyncTokenCredential:
+    async def get(
+        self, key: str, namespace: str, tenant_id: str, spec: Mapping[str, Any] | None, cloud: Cloud
+    ) -> AsyncTokenCredential:
         material, build = await self._material(namespace, tenant_id, spec or {}, cloud)
-        fingerprint = hashlib.sha256(repr((tenant_id, sorted((spec or {}).items()), cloud)).encode()
-                                     + material).hexdigest()
+        fingerprint = hashlib.sha256(
+            repr((tenant_id, sorted((spec or {}).items()), cloud)).encode() + material
+        ).hexdigest()
         cached = self._cache.get(key)
         if cached and cached[0] == fingerprint:
             return cached[1]
         try:
             credential = build()
         except ValueError as exc:  # azure-identity refuses the material itself, e.g. an EC key for RS256
-            raise CredentialError("CredentialInvalid", f"spec.credential: {exc}: fix the key material in the "
-                                  "Secret it names") from exc
+            raise CredentialError(
+                "CredentialInvalid", f"spec.credential: {exc}: fix the key material in the Secret it names"
+            ) from exc
         self._cache[key] = (fingerprint, credential)
         if cached:
             await cached[1].close()
@@ -107,17 +110,21 @@ class CredentialCache:
         for key in list(self._cache):
             await self.drop(key)
 
-    async def _material(self, namespace: str, tenant_id: str, spec: Mapping[str, Any],
-                        cloud: Cloud) -> tuple[bytes, Callable[[], AsyncTokenCredential]]:
+    async def _material(
+        self, namespace: str, tenant_id: str, spec: Mapping[str, Any], cloud: Cloud
+    ) -> tuple[bytes, Callable[[], AsyncTokenCredential]]:
         common = {"authority": cloud.authority_host, **transport_kwargs()}
         if "clientSecret" in spec:
             cs = spec["clientSecret"]
             ref = cs.get("secretRef") or {}
-            secret = (await self._read_secret(namespace, ref.get("name", ""), ref.get("key") or "clientSecret"))
+            secret = await self._read_secret(namespace, ref.get("name", ""), ref.get("key") or "clientSecret")
             value = secret.decode().strip()
             if not value:
-                raise CredentialError("SecretKeyEmpty", f"Secret {ref.get('name')!r} key "
-                                      f"{ref.get('key') or 'clientSecret'!r} is empty: put the client secret there")
+                raise CredentialError(
+                    "SecretKeyEmpty",
+                    f"Secret {ref.get('name')!r} key "
+                    f"{ref.get('key') or 'clientSecret'!r} is empty: put the client secret there",
+                )
             return secret, lambda: ClientSecretCredential(tenant_id, cs["clientId"], value, **common)
         if "certificate" in spec:
             cert = spec["certificate"]
@@ -130,8 +137,11 @@ class CredentialCache:
                     "and certificate",
                 )
             return pem, lambda: CertificateCredential(
-                tenant_id, cert["clientId"], certificate_data=pem,
-                send_certificate_chain=bool(cert.get("sendCertificateChain")), **common,
+                tenant_id,
+                cert["clientId"],
+                certificate_data=pem,
+                send_certificate_chain=bool(cert.get("sendCertificateChain")),
+                **common,
             )
         if "workloadIdentity" in spec:
             wi = spec["workloadIdentity"]
@@ -143,7 +153,10 @@ class CredentialCache:
                     "(AZURE_FEDERATED_TOKEN_FILE is not set): label the pod azure.workload.identity/use=true",
                 )
             return wi["clientId"].encode(), lambda: WorkloadIdentityCredential(
-                tenant_id=tenant_id, client_id=wi["clientId"], token_file_path=token_file, **common,
+                tenant_id=tenant_id,
+                client_id=wi["clientId"],
+                token_file_path=token_file,
+                **common,
             )
         # The operator's own identity. On AKS with workload identity the pod has a federated token and a
         # client id: use them directly, with this workspace's tenant and authority (the async
@@ -152,11 +165,17 @@ class CredentialCache:
         token_file, client_id = os.environ.get("AZURE_FEDERATED_TOKEN_FILE"), os.environ.get("AZURE_CLIENT_ID")
         if token_file and client_id:
             return f"workload:{client_id}".encode(), lambda: WorkloadIdentityCredential(
-                tenant_id=tenant_id, client_id=client_id, token_file_path=token_file, **common,
+                tenant_id=tenant_id,
+                client_id=client_id,
+                token_file_path=token_file,
+                **common,
             )
         return b"default", lambda: DefaultAzureCredential(
             authority=cloud.authority_host,
-            exclude_visual_studio_code_credential=True, exclude_shared_token_cache_credential=True,
-            exclude_cli_credential=True, exclude_powershell_credential=True,
-            exclude_developer_cli_credential=True, **transport_kwargs(),
+            exclude_visual_studio_code_credential=True,
+            exclude_shared_token_cache_credential=True,
+            exclude_cli_credential=True,
+            exclude_powershell_credential=True,
+            exclude_developer_cli_credential=True,
+            **transport_kwargs(),
         )

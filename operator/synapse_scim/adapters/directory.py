@@ -82,13 +82,15 @@ class DeltaResult:
     link: str | None = None
 
 
-def graph_client(credential: AsyncTokenCredential, cloud: Cloud, verify: str | None = None,
-                 timeout: float = 60.0) -> GraphServiceClient:
+def graph_client(
+    credential: AsyncTokenCredential, cloud: Cloud, verify: str | None = None, timeout: float = 60.0
+) -> GraphServiceClient:
     """A GraphServiceClient for the cloud's Graph endpoint; the token goes to that host only."""
     context = ssl.create_default_context(cafile=verify) if verify else ssl.create_default_context()
     http = GraphClientFactory.create_with_default_middleware(
         client=httpx.AsyncClient(
-            verify=context, timeout=timeout,
+            verify=context,
+            timeout=timeout,
             event_hooks={"request": [graph_request_hook], "response": [graph_response_hook]},
         )
     )
@@ -142,31 +144,40 @@ def _error(exc: Exception, what: str) -> DirectoryError:
                 "GroupMember.Read.All, User.Read.All and Application.Read.All application permissions",
                 definitive=False,
             )
-        return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}",
-                              definitive=False)
+        return DirectoryError(
+            "DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}", definitive=False
+        )
     if isinstance(exc, ClientAuthenticationError):
         first = first_line(str(exc)) or type(exc).__name__
         if "AADSTS500011" in first:  # no such resource: the token was asked for a wrong Graph endpoint
             first += ": check spec.cloud.graphEndpoint"
-        return DirectoryError("AuthenticationFailed", f"reading {what}: cannot get a Graph token: {first}",
-                              definitive=False)
+        return DirectoryError(
+            "AuthenticationFailed", f"reading {what}: cannot get a Graph token: {first}", definitive=False
+        )
     if isinstance(exc, httpx.TransportError):
-        return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: "
-                              f"{first_line(str(exc))}: check spec.cloud.graphEndpoint and that the operator can "
-                              "reach it", definitive=False)
-    return DirectoryError("DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}",
-                          definitive=False)
+        return DirectoryError(
+            "DirectoryReadFailed",
+            f"reading {what} failed: {type(exc).__name__}: "
+            f"{first_line(str(exc))}: check spec.cloud.graphEndpoint and that the operator can "
+            "reach it",
+            definitive=False,
+        )
+    return DirectoryError(
+        "DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}", definitive=False
+    )
 
 
 def _principal_json(obj: dict[str, Any]) -> Principal | None:
     """A member object (raw Graph JSON) as a Principal; None for kinds that cannot hold Synapse roles."""
     kind = obj.get("@odata.type", "")
     if kind == "#microsoft.graph.user":
-        return Principal(id=str(obj["id"]), type="User",
-                         display=obj.get("userPrincipalName") or obj.get("displayName") or "")
+        return Principal(
+            id=str(obj["id"]), type="User", display=obj.get("userPrincipalName") or obj.get("displayName") or ""
+        )
     if kind == "#microsoft.graph.servicePrincipal":
-        return Principal(id=str(obj["id"]), type="ServicePrincipal",
-                         display=obj.get("displayName") or obj.get("appId") or "")
+        return Principal(
+            id=str(obj["id"]), type="ServicePrincipal", display=obj.get("displayName") or obj.get("appId") or ""
+        )
     if kind == "#microsoft.graph.group":
         return Principal(id=str(obj["id"]), type="Group", display=obj.get("displayName") or "")
     return None
@@ -212,14 +223,20 @@ class Directory:
     async def _resolve_group(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
             query = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
-            group = await self._json(self.client.groups.by_group_id(id).to_get_request_information(
-                request_configuration=RequestConfiguration(query_parameters=query)))
+            group = await self._json(
+                self.client.groups.by_group_id(id).to_get_request_information(
+                    request_configuration=RequestConfiguration(query_parameters=query)
+                )
+            )
             return Principal(id=str(group["id"]), type="Group", display=group.get("displayName") or "")
         query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
             filter=f"displayName eq {_odata_quote(name or '')}", select=["id", "displayName"], top=2
         )
-        page = await self._json(self.client.groups.to_get_request_information(
-            request_configuration=RequestConfiguration(query_parameters=query)))
+        page = await self._json(
+            self.client.groups.to_get_request_information(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+        )
         found = self._exactly_one(page.get("value") or [], what, "Group")
         return Principal(id=str(found["id"]), type="Group", display=found.get("displayName") or "")
 
@@ -228,29 +245,41 @@ class Directory:
         query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
             select=["id", "displayName", "userPrincipalName", "accountEnabled"]
         )
-        user = await self._json(self.client.users.by_user_id(key).to_get_request_information(
-            request_configuration=RequestConfiguration(query_parameters=query)))
+        user = await self._json(
+            self.client.users.by_user_id(key).to_get_request_information(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
+        )
         if user.get("accountEnabled") is False:
-            raise DirectoryError("SubjectDisabled", f"{what} is disabled in the directory: it gets no role",
-                                 definitive=True)
+            raise DirectoryError(
+                "SubjectDisabled", f"{what} is disabled in the directory: it gets no role", definitive=True
+            )
         return Principal(id=str(user["id"]), type="User", display=user.get("userPrincipalName") or key)
 
     async def _resolve_service_principal(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
             query = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
-                select=["id", "displayName", "appId"])
-            sp = await self._json(self.client.service_principals.by_service_principal_id(id).to_get_request_information(
-                request_configuration=RequestConfiguration(query_parameters=query)))
+                select=["id", "displayName", "appId"]
+            )
+            sp = await self._json(
+                self.client.service_principals.by_service_principal_id(id).to_get_request_information(
+                    request_configuration=RequestConfiguration(query_parameters=query)
+                )
+            )
         else:
             field_name = "appId" if _GUID.match(name or "") else "displayName"
             query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
                 filter=f"{field_name} eq {_odata_quote(name or '')}", select=["id", "displayName", "appId"], top=2
             )
-            page = await self._json(self.client.service_principals.to_get_request_information(
-                request_configuration=RequestConfiguration(query_parameters=query)))
+            page = await self._json(
+                self.client.service_principals.to_get_request_information(
+                    request_configuration=RequestConfiguration(query_parameters=query)
+                )
+            )
             sp = self._exactly_one(page.get("value") or [], what, "ServicePrincipal")
-        return Principal(id=str(sp["id"]), type="ServicePrincipal",
-                         display=sp.get("displayName") or sp.get("appId") or "")
+        return Principal(
+            id=str(sp["id"]), type="ServicePrincipal", display=sp.get("displayName") or sp.get("appId") or ""
+        )
 
     @staticmethod
     def _exactly_one(found: list[dict[str, Any]], what: str, kind: str) -> dict[str, Any]:
@@ -259,7 +288,8 @@ class Directory:
         if len(found) > 1:
             raise DirectoryError(
                 "SubjectAmbiguous",
-                f"{what} matches more than one {kind}: name it by id instead", definitive=True,
+                f"{what} matches more than one {kind}: name it by id instead",
+                definitive=True,
             )
         return found[0]
 
@@ -283,8 +313,9 @@ class Directory:
                     principals[principal.id] = principal
         except Exception as exc:
             raise _error(exc, f"members of group {group.display!r}") from exc
-        return Expansion(principals=tuple(principals.values()), groups=frozenset(groups),
-                         disabled_ids=frozenset(disabled))
+        return Expansion(
+            principals=tuple(principals.values()), groups=frozenset(groups), disabled_ids=frozenset(disabled)
+        )
 
     async def _pages(self, info: RequestInformation) -> AsyncIterator[dict[str, Any]]:
         """Raw JSON pages, following @odata.nextLink.
@@ -335,8 +366,12 @@ class Directory:
         a big change are read one by one, as `delta` would."""
         asks = {"groups": group_link, "users": user_link}
         base = str(self.client.request_adapter.base_url)
-        body = {"requests": [{"id": resource, "method": "GET", "url": self._relative(base, resource, link)}
-                             for resource, link in asks.items()]}
+        body = {
+            "requests": [
+                {"id": resource, "method": "GET", "url": self._relative(base, resource, link)}
+                for resource, link in asks.items()
+            ]
+        }
         info = RequestInformation(Method.POST)
         info.url = f"{base}/$batch"
         info.headers.try_add("Content-Type", "application/json")
@@ -352,13 +387,13 @@ class Directory:
             what = f"{resource} changes ({resource}/delta)"
             r = by_id.get(resource)
             if r is None:
-                raise DirectoryError("DirectoryReadFailed", f"{what}: missing from the $batch answer",
-                                     definitive=False)
+                raise DirectoryError("DirectoryReadFailed", f"{what}: missing from the $batch answer", definitive=False)
             status = int(r.get("status") or 0)
             page = r.get("body") if isinstance(r.get("body"), dict) else {}
             if status == 410:
-                raise DirectoryError("DeltaExpired", f"{what}: Graph no longer knows the delta link: resync",
-                                     definitive=False)
+                raise DirectoryError(
+                    "DeltaExpired", f"{what}: Graph no longer knows the delta link: resync", definitive=False
+                )
             if status >= 400:
                 raise _status_error(status, (page.get("error") or {}) if isinstance(page, dict) else {}, what)
             result = self._collect(DeltaResult(), page)
@@ -403,8 +438,9 @@ class Directory:
                 self._collect(result, page)
         except ODataError as exc:
             if exc.response_status_code == 410:
-                raise DirectoryError("DeltaExpired", f"{what}: Graph no longer knows the delta link: resync",
-                                     definitive=False) from exc
+                raise DirectoryError(
+                    "DeltaExpired", f"{what}: Graph no longer knows the delta link: resync", definitive=False
+                ) from exc
             raise _error(exc, what) from exc
         except Exception as exc:
             raise _error(exc, what) from exc

@@ -38,9 +38,11 @@ class Kube:
                     "SecretNotFound", f"Secret {namespace}/{name} does not exist: create it with the key {key!r}"
                 ) from None
             if exc.status == 403:
-                raise CredentialError("SecretNotFound",
-                                      f"the operator may not read Secret {namespace}/{name} (403): grant it get on "
-                                      "secrets in this namespace") from None
+                raise CredentialError(
+                    "SecretNotFound",
+                    f"the operator may not read Secret {namespace}/{name} (403): grant it get on "
+                    "secrets in this namespace",
+                ) from None
             raise
         data = secret.data or {}
         if key not in data:
@@ -53,26 +55,28 @@ class Kube:
     async def list_bindings(self, namespace: str, workspace: str) -> list[dict[str, Any]]:
         found = await asyncio.to_thread(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, BINDINGS)
         return [
-            b for b in found.get("items", [])
-            if (b.get("spec") or {}).get("workspaceRef", {}).get("name") == workspace
+            b for b in found.get("items", []) if (b.get("spec") or {}).get("workspaceRef", {}).get("name") == workspace
         ]
 
     async def get_workspace(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await asyncio.to_thread(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
-                                           WORKSPACES, name)
+            return await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, WORKSPACES, name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
-    async def patch_status(self, plural: str, namespace: str, name: str, old: Mapping[str, Any] | None,
-                           new: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+    ) -> None:
         """Merge-patch the status subresource; keys that disappeared are deleted explicitly."""
         body = {"status": {**{k: None for k in (old or {}) if k not in new}, **new}}
         try:
-            await asyncio.to_thread(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
-                                    plural, name, body)
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body
+            )
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
                 raise

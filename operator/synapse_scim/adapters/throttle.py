@@ -62,8 +62,9 @@ class AdaptiveLimit:
             await asyncio.sleep(wait)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._release()
 
     def _release(self) -> None:

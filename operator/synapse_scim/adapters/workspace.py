@@ -71,19 +71,31 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
             return WorkspaceError("WorkspaceNotFound", f"{what}: 404 {code}: check spec.endpoint")
         return WorkspaceError("WorkspaceReadFailed", f"{what}: HTTP {status} {code}".strip())
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, OSError, asyncio.TimeoutError)):
-        return WorkspaceError("WorkspaceUnreachable", f"{what}: {type(exc).__name__}: {first_line(str(exc))}: "
-                              "check that spec.endpoint and spec.cloud.authorityHost are right and reachable")
+        return WorkspaceError(
+            "WorkspaceUnreachable",
+            f"{what}: {type(exc).__name__}: {first_line(str(exc))}: "
+            "check that spec.endpoint and spec.cloud.authorityHost are right and reachable",
+        )
     return WorkspaceError("WorkspaceReadFailed", f"{what}: {type(exc).__name__}: {first_line(str(exc))}")
 
 
-def access_control_client(credential: AsyncTokenCredential, endpoint: str, cloud: Cloud,
-                          retry_total: int = 4, limit: AdaptiveLimit | None = None) -> AccessControlClient:
+def access_control_client(
+    credential: AsyncTokenCredential,
+    endpoint: str,
+    cloud: Cloud,
+    retry_total: int = 4,
+    limit: AdaptiveLimit | None = None,
+) -> AccessControlClient:
     policies: list[Any] = [SynapseMetricsPolicy()]
     if limit is not None:
         policies.append(ThrottlePolicy(limit))
     return AccessControlClient(
-        credential, endpoint, credential_scopes=[cloud.synapse_scope], retry_total=retry_total,
-        per_retry_policies=policies, **_transport(),
+        credential,
+        endpoint,
+        credential_scopes=[cloud.synapse_scope],
+        retry_total=retry_total,
+        per_retry_policies=policies,
+        **_transport(),
     )
 
 
@@ -108,8 +120,9 @@ def _keep_headers(pipeline_response: Any, deserialized: Any, headers: dict[str, 
 class Workspace:
     """One Synapse workspace's role definitions and role assignments."""
 
-    def __init__(self, client: AccessControlClient, name: str, role_cache_ttl: float = 3600.0,
-                 limit: AdaptiveLimit | None = None) -> None:
+    def __init__(
+        self, client: AccessControlClient, name: str, role_cache_ttl: float = 3600.0, limit: AdaptiveLimit | None = None
+    ) -> None:
         self.client = client
         self.name = name
         self.limit = limit or AdaptiveLimit(8)
@@ -130,8 +143,7 @@ class Workspace:
         except Exception as exc:
             raise workspace_error(exc, "listing role definitions") from exc
         roles = tuple(
-            RoleDefinition(id=str(r.id).lower(), name=r.name or "", scopes=tuple(r.scopes or ()))
-            for r in found or ()
+            RoleDefinition(id=str(r.id).lower(), name=r.name or "", scopes=tuple(r.scopes or ())) for r in found or ()
         )
         self._roles = (time.monotonic(), roles)
         return roles
@@ -147,8 +159,10 @@ class Workspace:
                 )
                 out.extend(
                     Assignment(
-                        id=str(a.id), role_id=str(a.role_definition_id).lower(),
-                        principal_id=str(a.principal_id).lower(), scope=a.scope or "",
+                        id=str(a.id),
+                        role_id=str(a.role_definition_id).lower(),
+                        principal_id=str(a.principal_id).lower(),
+                        scope=a.scope or "",
                         principal_type=a.principal_type,
                     )
                     for a in (page.value or ())
@@ -162,10 +176,14 @@ class Workspace:
 
     async def create(self, grant: Grant, principal_type: str | None) -> bool:
         """Grant; True if created now, False if it already existed (409 is success: idempotent)."""
+
         async def put() -> bool:
             try:
                 await self.client.role_assignments.create_role_assignment(
-                    assignment_id(grant), grant.role_id, grant.principal_id, grant.scope,
+                    assignment_id(grant),
+                    grant.role_id,
+                    grant.principal_id,
+                    grant.scope,
                     principal_type=principal_type,
                 )
                 return True
@@ -176,18 +194,21 @@ class Workspace:
                     raise
                 # The service refused what the binding asks for: a person must fix it.
                 said = exc.error.message if getattr(exc, "error", None) is not None and exc.error.message else ""
-                raise WorkspaceError("GrantRejected", f"granting role {grant.role_id} to {grant.principal_id} at "
-                                     f"{grant.scope}: 400: {first_line(said)}: check the binding's spec.scope (the "
-                                     "item must exist in the workspace) and spec.roles") from exc
+                raise WorkspaceError(
+                    "GrantRejected",
+                    f"granting role {grant.role_id} to {grant.principal_id} at "
+                    f"{grant.scope}: 400: {first_line(said)}: check the binding's spec.scope (the "
+                    "item must exist in the workspace) and spec.roles",
+                ) from exc
 
         return await self._write(put, f"granting role {grant.role_id} to {grant.principal_id}")
 
     async def delete(self, assignment: Assignment) -> bool:
         """Revoke; True if deleted now, False if it was already gone."""
+
         async def remove() -> bool:
             try:
-                await self.client.role_assignments.delete_role_assignment_by_id(assignment.id,
-                                                                                scope=assignment.scope)
+                await self.client.role_assignments.delete_role_assignment_by_id(assignment.id, scope=assignment.scope)
                 return True
             except ResourceNotFoundError:
                 return False
@@ -209,8 +230,11 @@ class Workspace:
                     raise workspace_error(exc, what) from exc
                 self.limit.succeeded()
                 return done
-        raise WorkspaceError("Throttled", f"{what}: Synapse kept answering 429 (throttled) after "
-                                          f"{THROTTLED_ATTEMPTS} rounds of retries; tried again next sync")
+        raise WorkspaceError(
+            "Throttled",
+            f"{what}: Synapse kept answering 429 (throttled) after "
+            f"{THROTTLED_ATTEMPTS} rounds of retries; tried again next sync",
+        )
 
     async def close(self) -> None:
         await self.client.close()

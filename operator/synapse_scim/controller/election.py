@@ -136,8 +136,12 @@ class LeaderElector:
 
     async def read(self) -> client.V1Lease | None:
         try:
-            return await asyncio.to_thread(self.api.read_namespaced_lease, self.config.name, self.config.namespace,
-                                           _request_timeout=self._request_timeout)
+            return await asyncio.to_thread(
+                self.api.read_namespaced_lease,
+                self.config.name,
+                self.config.namespace,
+                _request_timeout=self._request_timeout,
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -167,8 +171,9 @@ class LeaderElector:
                 return False
             return await self.claim(lease)
         except ApiException as exc:
-            log.warning("leader election: Lease %s/%s: %s %s", self.config.namespace, self.config.name,
-                        exc.status, exc.reason)
+            log.warning(
+                "leader election: Lease %s/%s: %s %s", self.config.namespace, self.config.name, exc.status, exc.reason
+            )
         except Exception as exc:  # the API server unreachable, a timeout: try again next round
             log.warning("leader election: Lease %s/%s: %s", self.config.namespace, self.config.name, exc)
         return False
@@ -177,12 +182,18 @@ class LeaderElector:
         now = _now()
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(name=self.config.name, namespace=self.config.namespace),
-            spec=client.V1LeaseSpec(holder_identity=self.config.identity,
-                                    lease_duration_seconds=round(self.config.duration),
-                                    acquire_time=now, renew_time=now, lease_transitions=0))
+            spec=client.V1LeaseSpec(
+                holder_identity=self.config.identity,
+                lease_duration_seconds=round(self.config.duration),
+                acquire_time=now,
+                renew_time=now,
+                lease_transitions=0,
+            ),
+        )
         try:
-            await asyncio.to_thread(self.api.create_namespaced_lease, self.config.namespace, body,
-                                    _request_timeout=self._request_timeout)
+            await asyncio.to_thread(
+                self.api.create_namespaced_lease, self.config.namespace, body, _request_timeout=self._request_timeout
+            )
         except ApiException as exc:
             if exc.status == 409:  # another candidate created it first
                 return False
@@ -204,8 +215,13 @@ class LeaderElector:
             lease_transitions=(old.lease_transitions or 0) + (0 if mine else 1),
         )
         try:
-            await asyncio.to_thread(self.api.replace_namespaced_lease, self.config.name, self.config.namespace,
-                                    lease, _request_timeout=self._request_timeout)
+            await asyncio.to_thread(
+                self.api.replace_namespaced_lease,
+                self.config.name,
+                self.config.namespace,
+                lease,
+                _request_timeout=self._request_timeout,
+            )
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -217,15 +233,23 @@ class LeaderElector:
 
     async def acquire(self) -> None:
         """Wait until this candidate holds the Lease."""
-        log.info("leader election: %s is a standby for Lease %s/%s", self.config.identity, self.config.namespace,
-                 self.config.name)
+        log.info(
+            "leader election: %s is a standby for Lease %s/%s",
+            self.config.identity,
+            self.config.namespace,
+            self.config.name,
+        )
         while True:  # polling is the protocol: the Lease is re-read every retry period
             if await self.try_acquire_or_renew():
                 break
             await asyncio.sleep(self.config.retry_period)
         self.is_leader = True
-        log.info("leader election: %s acquired Lease %s/%s: acting as the leader", self.config.identity,
-                 self.config.namespace, self.config.name)
+        log.info(
+            "leader election: %s acquired Lease %s/%s: acting as the leader",
+            self.config.identity,
+            self.config.namespace,
+            self.config.name,
+        )
 
     async def hold(self) -> None:
         """Renew the Lease until it cannot be renewed within the deadline; then raise LeaseLost."""
@@ -237,8 +261,10 @@ class LeaderElector:
                 left = last + self.config.renew_deadline - sent
                 if left <= 0:
                     self.is_leader = False
-                    raise LeaseLost(f"could not renew Lease {self.config.namespace}/{self.config.name} within "
-                                    f"{self.config.renew_deadline:g}s")
+                    raise LeaseLost(
+                        f"could not renew Lease {self.config.namespace}/{self.config.name} within "
+                        f"{self.config.renew_deadline:g}s"
+                    )
                 try:
                     renewed = await asyncio.wait_for(self.try_acquire_or_renew(), timeout=left)
                 except TimeoutError:
@@ -249,8 +275,9 @@ class LeaderElector:
                 if self.holder not in (None, self.config.identity):
                     self.is_leader = False
                     raise LeaseLost(f"Lease {self.config.namespace}/{self.config.name} is held by {self.holder}")
-                await asyncio.sleep(min(self.config.retry_period, max(0.0, last + self.config.renew_deadline
-                                                                      - time.monotonic())))
+                await asyncio.sleep(
+                    min(self.config.retry_period, max(0.0, last + self.config.renew_deadline - time.monotonic()))
+                )
 
     async def release(self) -> None:
         """Give the Lease up on a clean shutdown, so a standby takes over without waiting for expiry."""
@@ -264,13 +291,23 @@ class LeaderElector:
             lease.spec.holder_identity = None
             lease.spec.lease_duration_seconds = 1
             lease.spec.renew_time = _now()
-            await asyncio.to_thread(self.api.replace_namespaced_lease, self.config.name, self.config.namespace,
-                                    lease, _request_timeout=self._request_timeout)
-            log.info("leader election: %s released Lease %s/%s", self.config.identity, self.config.namespace,
-                     self.config.name)
+            await asyncio.to_thread(
+                self.api.replace_namespaced_lease,
+                self.config.name,
+                self.config.namespace,
+                lease,
+                _request_timeout=self._request_timeout,
+            )
+            log.info(
+                "leader election: %s released Lease %s/%s",
+                self.config.identity,
+                self.config.namespace,
+                self.config.name,
+            )
         except Exception as exc:  # it expires on its own
-            log.warning("leader election: could not release Lease %s/%s: %s", self.config.namespace,
-                        self.config.name, exc)
+            log.warning(
+                "leader election: could not release Lease %s/%s: %s", self.config.namespace, self.config.name, exc
+            )
 
 
 LEASE_LOST_EXIT = 3
@@ -305,7 +342,6 @@ def _lost(exc: BaseException) -> None:
 async def elected(namespaces: Sequence[str], liveness: str | None) -> int:
     import kopf
 
-
     config = LeaseConfig.from_env(namespaces)
     elector = LeaderElector(client.CoordinationV1Api(api_client()), config)
     metrics.LEADER.set(0)
@@ -333,8 +369,11 @@ async def elected(namespaces: Sequence[str], liveness: str | None) -> int:
 
     metrics.LEADER.set(1)
     holding = asyncio.create_task(elector.hold())
-    operating = asyncio.create_task(kopf.operator(
-        clusterwide=not namespaces, namespaces=list(namespaces), standalone=True, liveness_endpoint=liveness))
+    operating = asyncio.create_task(
+        kopf.operator(
+            clusterwide=not namespaces, namespaces=list(namespaces), standalone=True, liveness_endpoint=liveness
+        )
+    )
     await asyncio.wait({holding, operating}, return_when=asyncio.FIRST_COMPLETED)
     if holding.done():
         _lost(holding.exception() or RuntimeError("the renewal loop ended"))

@@ -35,8 +35,6 @@ from synapse_scim.core.status import conditions as make_conditions
 log = logging.getLogger("synapse_scim.handlers")
 
 
-
-
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = "synapse-scim.io/finalizer"
@@ -73,19 +71,24 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(GROUP, VERSION, BINDINGS)
 @kopf.on.update(GROUP, VERSION, BINDINGS)
 @kopf.on.resume(GROUP, VERSION, BINDINGS)
-async def binding_changed(namespace: str, name: str, spec: Any, status: Any, meta: Any, memo: kopf.Memo,
-                          patch: kopf.Patch, **_: Any) -> None:
+async def binding_changed(
+    namespace: str, name: str, spec: Any, status: Any, meta: Any, memo: kopf.Memo, patch: kopf.Patch, **_: Any
+) -> None:
     ws = spec["workspaceRef"]["name"]
     if (namespace, ws) in memo.registry.running or await memo.kube.get_workspace(namespace, ws):
         memo.registry.poke((namespace, ws))
         return
-    message = (f"SynapseWorkspace {namespace}/{ws} does not exist: create it, or fix spec.workspaceRef.name "
-               "(nothing is granted or revoked until it exists)")
+    message = (
+        f"SynapseWorkspace {namespace}/{ws} does not exist: create it, or fix spec.workspaceRef.name "
+        "(nothing is granted or revoked until it exists)"
+    )
     generation = int(meta.get("generation") or 0)
     patch.status["observedGeneration"] = generation
     patch.status["conditions"] = make_conditions(
         ready_conditions(ready=False, reason="WorkspaceNotFound", message=message, stalled=True),
-        (status or {}).get("conditions"), generation, now_iso(),
+        (status or {}).get("conditions"),
+        generation,
+        now_iso(),
     )
 
 
@@ -113,8 +116,15 @@ async def workspace_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any
 
 
 @kopf.daemon(GROUP, VERSION, WORKSPACES, cancellation_timeout=30)
-async def workspace_loop(stopped: kopf.DaemonStopped, namespace: str, name: str, body: kopf.Body,
-                         memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def workspace_loop(
+    stopped: kopf.DaemonStopped,
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    **_: Any,
+) -> None:
     """Syncs on start, when poked (a binding changed, or the tenant's change watch saw one of its
     groups change: incremental), and every spec.syncInterval (the safety net: Synapse re-listed, and
     the directory re-read when its own resync interval has passed)."""
@@ -139,8 +149,9 @@ async def workspace_loop(stopped: kopf.DaemonStopped, namespace: str, name: str,
             trigger.clear()
             now = time.monotonic()
             full = now >= last_full + interval
-            directory = full and (settings.strategy == "naive"
-                                  or now >= last_directory + settings.directory_resync_interval)
+            directory = full and (
+                settings.strategy == "naive" or now >= last_directory + settings.directory_resync_interval
+            )
             await run_sync(key, memo, logger, full=full, fresh_directory=directory)
             if full:
                 last_full = now
@@ -162,8 +173,14 @@ def _sync_interval(spec: Any) -> float:
 _TOKEN_REFUSED = frozenset({"AuthenticationFailed", "DirectoryAccessDenied"})
 
 
-async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger, *,
-                   full: bool = True, fresh_directory: bool | None = None) -> SyncResult | None:
+async def run_sync(
+    key: tuple[str, str],
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    *,
+    full: bool = True,
+    fresh_directory: bool | None = None,
+) -> SyncResult | None:
     namespace, name = key
     started = time.monotonic()
     kube: Kube = memo.kube
@@ -183,17 +200,25 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
             async def connect() -> Directory:
                 return (await memo.connections.get(namespace, name, spec)).directory
 
-            watch = await memo.tenants.subscribe(clients.tenant, key, clients.directory,
-                                                 lambda: memo.registry.poke(key), connect)
+            watch = await memo.tenants.subscribe(
+                clients.tenant, key, clients.directory, lambda: memo.registry.poke(key), connect
+            )
         trusted = watch is not None and watch.trusted
         directory = not trusted or (full if fresh_directory is None else fresh_directory)
         kind = "full" if directory else "assignments" if full else "incremental"
         metrics.SYNCS.labels(namespace, name, kind).inc()
-        result = await sync_workspace(ws, bindings, clients.directory, clients.workspace, when=when,
-                                      read_concurrency=settings.read_concurrency,
-                                      cache=watch.cache if watch else None, fresh=full or not trusted,
-                                      fresh_directory=directory,
-                                      shared_reads=settings.strategy != "naive")
+        result = await sync_workspace(
+            ws,
+            bindings,
+            clients.directory,
+            clients.workspace,
+            when=when,
+            read_concurrency=settings.read_concurrency,
+            cache=watch.cache if watch else None,
+            fresh=full or not trusted,
+            fresh_directory=directory,
+            shared_reads=settings.strategy != "naive",
+        )
         metrics.WRITE_LIMIT.labels(namespace, name).set(int(clients.workspace.limit.limit))
     except CredentialError as exc:
         result = workspace_failure(ws, bindings, Problem(exc.reason, exc.message), when)
@@ -214,8 +239,11 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
     by_key = {b.key: b for b in bindings}
     for bkey, outcome in result.outcomes.items():
         b = by_key[bkey]
-        new = stamp(binding_status(outcome, generation=b.generation, old=b.status, workspace_ref=name, when=when),
-                    b.status, when)
+        new = stamp(
+            binding_status(outcome, generation=b.generation, old=b.status, workspace_ref=name, when=when),
+            b.status,
+            when,
+        )
         if new != dict(b.status):
             await kube.patch_status(BINDINGS, bkey.namespace, bkey.name, b.status, new)
     _post_events(ws_body, bindings, result)
@@ -223,10 +251,14 @@ async def run_sync(key: tuple[str, str], memo: kopf.Memo, logger: logging.Logger
     for bkey in result.finalizable:
         memo.registry.release(bkey)
     if result.plan is not None and (result.plan.creates or result.plan.deletes or result.plan.held):
-        logger.info("sync of %s/%s: %d granted, %d revoked, %d held", namespace, name,
-                    sum(1 for a in result.audit if a.action == "grant" and a.outcome == "done"),
-                    sum(1 for a in result.audit if a.action == "revoke" and a.outcome == "done"),
-                    len(result.plan.held))
+        logger.info(
+            "sync of %s/%s: %d granted, %d revoked, %d held",
+            namespace,
+            name,
+            sum(1 for a in result.audit if a.action == "grant" and a.outcome == "done"),
+            sum(1 for a in result.audit if a.action == "revoke" and a.outcome == "done"),
+            len(result.plan.held),
+        )
     return result
 
 
@@ -236,7 +268,8 @@ def record_metrics(namespace: str, name: str, result: SyncResult, seconds: float
     for record in result.audit:
         if record.outcome == "done":
             (metrics.ASSIGNMENTS_CREATED if record.action == "grant" else metrics.ASSIGNMENTS_DELETED).labels(
-                namespace, name).inc()
+                namespace, name
+            ).inc()
         elif record.action == "adopt":
             metrics.ASSIGNMENTS_ADOPTED.labels(namespace, name).inc()
     if result.plan is not None:
@@ -263,23 +296,34 @@ def _post_events(ws_body: dict[str, Any], bindings: list[BindingObject], result:
         counts = per_binding.get(str(b.key))
         if not counts:
             continue
-        body = kopf.Body({"apiVersion": f"{GROUP}/{VERSION}", "kind": "SynapseRoleBinding",
-                          "metadata": {"namespace": b.key.namespace, "name": b.key.name,
-                                       "uid": b.uid}})
+        body = kopf.Body(
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "SynapseRoleBinding",
+                "metadata": {"namespace": b.key.namespace, "name": b.key.name, "uid": b.uid},
+            }
+        )
         if counts[0]:
-            kopf.event(body, type="Normal", reason="Granted",
-                       message=f"{counts[0]} role assignment(s) granted or adopted")
+            kopf.event(
+                body, type="Normal", reason="Granted", message=f"{counts[0]} role assignment(s) granted or adopted"
+            )
         if counts[1]:
-            kopf.event(body, type="Warning", reason="GrantFailed",
-                       message=f"{counts[1]} role assignment(s) could not be granted")
+            kopf.event(
+                body,
+                type="Warning",
+                reason="GrantFailed",
+                message=f"{counts[1]} role assignment(s) could not be granted",
+            )
     revoked = sum(1 for r in result.audit if r.action == "revoke" and r.outcome == "done")
     failed = sum(1 for r in result.audit if r.action == "revoke" and r.outcome.startswith("failed"))
     ws = kopf.Body(ws_body)
     if revoked:
-        kopf.event(ws, type="Normal", reason="Revoked",
-                   message=f"{revoked} role assignment(s) no binding wants were revoked")
+        kopf.event(
+            ws, type="Normal", reason="Revoked", message=f"{revoked} role assignment(s) no binding wants were revoked"
+        )
     if failed:
-        kopf.event(ws, type="Warning", reason="RevokeFailed",
-                   message=f"{failed} revocation(s) failed; retried next sync")
+        kopf.event(
+            ws, type="Warning", reason="RevokeFailed", message=f"{failed} revocation(s) failed; retried next sync"
+        )
     if result.problem:
         kopf.event(ws, type="Warning", reason=result.problem.reason, message=result.problem.message)

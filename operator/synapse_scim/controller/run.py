@@ -45,18 +45,30 @@ def configure_logging(fmt: str, verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="synapse-scim run", description="Run the operator.")
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=[],
-                       help="watch only this namespace (repeatable); default: all namespaces")
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
-    parser.add_argument("--log-format", choices=["text", "json"],
-                        default=os.environ.get("SYNAPSE_SCIM_LOG_FORMAT", "text"),
-                        help="text (default) or json: one object per line (env SYNAPSE_SCIM_LOG_FORMAT)")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("SYNAPSE_SCIM_LOG_FORMAT", "text"),
+        help="text (default) or json: one object per line (env SYNAPSE_SCIM_LOG_FORMAT)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="port of the Prometheus /metrics endpoint (default 9090, 0 disables; "
-                             "env SYNAPSE_SCIM_METRICS_PORT)")
-    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
-                        help="kopf liveness endpoint (empty to disable)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of the Prometheus /metrics endpoint (default 9090, 0 disables; env SYNAPSE_SCIM_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint (empty to disable)"
+    )
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.verbose)
     if args.namespace:

@@ -79,8 +79,11 @@ class WorkspaceObject:
     def from_body(cls, body: Mapping[str, Any]) -> WorkspaceObject:
         meta = body.get("metadata", {})
         return cls(
-            namespace=meta["namespace"], name=meta["name"], spec=body.get("spec") or {},
-            status=body.get("status") or {}, annotations=meta.get("annotations") or {},
+            namespace=meta["namespace"],
+            name=meta["name"],
+            spec=body.get("spec") or {},
+            status=body.get("status") or {},
+            annotations=meta.get("annotations") or {},
             generation=int(meta.get("generation") or 0),
         )
 
@@ -119,8 +122,14 @@ class _DirectoryReads:
     With a tenant cache, group lookups and expansions come from it when `use_cache` (an incremental
     sync: Graph delta has invalidated whatever changed) and fresh reads are stored back into it."""
 
-    def __init__(self, directory: Directory, concurrency: int, cache: DirectoryCache | None = None,
-                 use_cache: bool = False, semaphore: asyncio.Semaphore | None = None) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        concurrency: int,
+        cache: DirectoryCache | None = None,
+        use_cache: bool = False,
+        semaphore: asyncio.Semaphore | None = None,
+    ) -> None:
         self.directory = directory
         self.cache = cache
         self.use_cache = use_cache and cache is not None
@@ -178,45 +187,58 @@ def _claims_from_status(status: Mapping[str, Any]) -> frozenset[tuple[str, str]]
     return frozenset((c["roleId"], c["scope"]) for c in status.get("claims") or () if "roleId" in c and "scope" in c)
 
 
-def _resolve_roles(b: BindingObject, roles: Mapping[str, RoleDefinition], scope: str,
-                   ws_name: str) -> tuple[dict[str, str], list[Problem]]:
+def _resolve_roles(
+    b: BindingObject, roles: Mapping[str, RoleDefinition], scope: str, ws_name: str
+) -> tuple[dict[str, str], list[Problem]]:
     role_ids: dict[str, str] = {}
     problems: list[Problem] = []
     for name in b.spec.get("roles") or ():
         role = roles.get(name)
         if role is None:
             known = ", ".join(sorted(roles)) or "none"
-            problems.append(Problem("RoleNotFound",
-                                    f"role {name!r} does not exist in workspace {ws_name} (roles are named exactly; "
-                                    f"known: {known})"))
+            problems.append(
+                Problem(
+                    "RoleNotFound",
+                    f"role {name!r} does not exist in workspace {ws_name} (roles are named exactly; known: {known})",
+                )
+            )
         elif not role_valid_at(role.scopes, scope):
-            problems.append(Problem("RoleNotValidAtScope",
-                                    f"role {name!r} cannot be assigned at scope {scope}; it is valid at: "
-                                    f"{', '.join(role.scopes)}"))
+            problems.append(
+                Problem(
+                    "RoleNotValidAtScope",
+                    f"role {name!r} cannot be assigned at scope {scope}; it is valid at: {', '.join(role.scopes)}",
+                )
+            )
         else:
             role_ids[name] = role.id
     return role_ids, problems
 
 
-async def resolve_binding(b: BindingObject, ws_name: str, roles: Mapping[str, RoleDefinition],
-                          reads: _DirectoryReads) -> tuple[BindingState, frozenset[str]]:
+async def resolve_binding(
+    b: BindingObject, ws_name: str, roles: Mapping[str, RoleDefinition], reads: _DirectoryReads
+) -> tuple[BindingState, frozenset[str]]:
     """A binding's desired grants from the directory, or the problems that kept them unknown."""
     common = dict(
-        key=b.key, mode=b.spec.get("managementPolicy", "Enforce"), suspended=bool(b.spec.get("suspend")),
-        deleting=b.deleting, deletion_policy=b.spec.get("deletionPolicy", "Delete"),
+        key=b.key,
+        mode=b.spec.get("managementPolicy", "Enforce"),
+        suspended=bool(b.spec.get("suspend")),
+        deleting=b.deleting,
+        deletion_policy=b.spec.get("deletionPolicy", "Delete"),
         previous_claims=_claims_from_status(b.status),
     )
     try:
         scope = scope_path(ws_name, b.spec.get("scope"))
     except ValueError as exc:
-        return BindingState(complete=False, errors=(Problem("ScopeInvalid", f"spec.scope: {exc}"),), **common), \
-            frozenset()
+        return BindingState(
+            complete=False, errors=(Problem("ScopeInvalid", f"spec.scope: {exc}"),), **common
+        ), frozenset()
     role_ids, problems = _resolve_roles(b, roles, scope, ws_name)
     claims = frozenset((rid, scope) for rid in role_ids.values())
     if b.deleting or common["suspended"]:
         # Nothing of theirs is wanted any more / may be touched now: no directory reads needed.
-        return BindingState(complete=not problems and not common["suspended"], claims=claims,
-                            errors=tuple(problems), **common), frozenset()
+        return BindingState(
+            complete=not problems and not common["suspended"], claims=claims, errors=tuple(problems), **common
+        ), frozenset()
 
     principals: list[tuple[Principal, tuple[str, ...]]] = []
     groups: set[str] = set()
@@ -250,8 +272,9 @@ async def resolve_binding(b: BindingObject, ws_name: str, roles: Mapping[str, Ro
         groups |= expansion.groups
         principals.extend((p, (group.display,)) for p in expansion.principals)
     desired = desired_grants(b.key, role_ids, principals, scope)
-    return BindingState(complete=not problems, claims=claims, desired=desired, errors=tuple(problems),
-                        **common), frozenset(groups)
+    return BindingState(
+        complete=not problems, claims=claims, desired=desired, errors=tuple(problems), **common
+    ), frozenset(groups)
 
 
 def _guard(spec: Mapping[str, Any]) -> RemovalGuard:
@@ -259,8 +282,9 @@ def _guard(spec: Mapping[str, Any]) -> RemovalGuard:
     return RemovalGuard(max_removals=int(g.get("maxRemovals", 50)), max_percent=int(g.get("maxPercent", 20)))
 
 
-def workspace_failure(ws: WorkspaceObject, bindings: Iterable[BindingObject], problem: Problem,
-                      when: str) -> SyncResult:
+def workspace_failure(
+    ws: WorkspaceObject, bindings: Iterable[BindingObject], problem: Problem, when: str
+) -> SyncResult:
     """Nothing could be read: every binding shows why; nothing is written to Azure."""
     stalled = problem.reason not in ("WorkspaceUnreachable", "WorkspaceReadFailed", "DirectoryReadFailed")
     status = {
@@ -269,12 +293,15 @@ def workspace_failure(ws: WorkspaceObject, bindings: Iterable[BindingObject], pr
         "reachable": problem.reason not in ("WorkspaceUnreachable", "WorkspaceNotFound"),
         "conditions": conditions(
             ready_conditions(ready=False, reason=problem.reason, message=problem.message, stalled=stalled),
-            ws.status.get("conditions"), ws.generation, when,
+            ws.status.get("conditions"),
+            ws.generation,
+            when,
         ),
     }
     outcomes = {
         b.key: BindingOutcome(report=None, workspace_problem=problem, suspended=bool(b.spec.get("suspend")))
-        for b in bindings if not b.deleting
+        for b in bindings
+        if not b.deleting
     }
     return SyncResult(workspace_status=status, outcomes=outcomes, problem=problem)
 
@@ -283,10 +310,19 @@ def _role_names(roles: Iterable[RoleDefinition]) -> dict[str, str]:
     return {r.id: r.name for r in roles}
 
 
-async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], directory: Directory,
-                         workspace: Workspace, *, when: str, read_concurrency: int = 8,
-                         cache: DirectoryCache | None = None, fresh: bool = True,
-                         fresh_directory: bool | None = None, shared_reads: bool = True) -> SyncResult:
+async def sync_workspace(
+    ws: WorkspaceObject,
+    bindings: list[BindingObject],
+    directory: Directory,
+    workspace: Workspace,
+    *,
+    when: str,
+    read_concurrency: int = 8,
+    cache: DirectoryCache | None = None,
+    fresh: bool = True,
+    fresh_directory: bool | None = None,
+    shared_reads: bool = True,
+) -> SyncResult:
     """Read, plan, write. Returns statuses to write; raises nothing for Azure failures (they are status).
 
     `fresh` lists the workspace's assignments again (the full sync every syncInterval: Synapse has no
@@ -311,8 +347,9 @@ async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], dir
     shared = new_reads()
     every = [shared] if shared_reads else [new_reads() for _ in bindings]
     try:
-        resolved = await asyncio.gather(*(resolve_binding(b, ws_name, roles, shared if shared_reads else every[i])
-                                          for i, b in enumerate(bindings)))
+        resolved = await asyncio.gather(
+            *(resolve_binding(b, ws_name, roles, shared if shared_reads else every[i]) for i, b in enumerate(bindings))
+        )
     finally:
         for reads in every:
             reads.cancel()
@@ -321,8 +358,12 @@ async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], dir
     users_seen = frozenset(d.principal.id.lower() for s in states for d in s.desired if not d.via)
     orphaned = frozenset(ws.status.get("orphanedAssignments") or ())
     inputs = WorkspaceInputs(
-        bindings=tuple(states), actual=actual, actual_complete=True, guard=_guard(ws.spec),
-        approved_plan_id=ws.annotations.get(APPROVE_ANNOTATION), orphaned_ids=orphaned,
+        bindings=tuple(states),
+        actual=actual,
+        actual_complete=True,
+        guard=_guard(ws.spec),
+        approved_plan_id=ws.annotations.get(APPROVE_ANNOTATION),
+        orphaned_ids=orphaned,
         role_names=_role_names(roles.values()),
     )
     plan = plan_workspace(inputs, reports=False)  # the reports come from the plan after the writes
@@ -333,19 +374,24 @@ async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], dir
     after = apply(actual, dataclasses.replace(plan, creates=tuple(done_creates), deletes=tuple(done_deletes)))
     workspace.remember(after)
     orphaned_after = orphaned | plan.newly_orphaned
-    final = plan_workspace(dataclasses.replace(inputs, actual=after, orphaned_ids=orphaned_after,
-                                               approved_plan_id=inputs.approved_plan_id))
+    final = plan_workspace(
+        dataclasses.replace(inputs, actual=after, orphaned_ids=orphaned_after, approved_plan_id=inputs.approved_plan_id)
+    )
 
     outcomes: dict[BindingKey, BindingOutcome] = {}
     for state in states:
         if state.deleting:
             continue
         outcomes[state.key] = BindingOutcome(
-            report=final.reports.get(state.key), problems=state.errors,
-            write_errors=tuple(write_errors.get(state.key, ())), hold_reason=final.hold_reason,
-            plan_id=final.plan_id, workspace_name=ws_name,
+            report=final.reports.get(state.key),
+            problems=state.errors,
+            write_errors=tuple(write_errors.get(state.key, ())),
+            hold_reason=final.hold_reason,
+            plan_id=final.plan_id,
+            workspace_name=ws_name,
             claims=tuple(sorted(state.claims)) if state.complete or state.claims else (),
-            observe=state.mode == "Observe", suspended=state.suspended,
+            observe=state.mode == "Observe",
+            suspended=state.suspended,
         )
     failed_any = any(write_errors.values())
     finalizable = frozenset() if failed_any else plan.finalizable
@@ -360,29 +406,46 @@ async def sync_workspace(ws: WorkspaceObject, bindings: list[BindingObject], dir
     }
     if final.hold_reason == "RemovalsHeld" and final.held:
         previous = ws.status.get("heldPlan") or {}
-        status["heldPlan"] = {"id": final.plan_id, "removals": len(final.held),
-                              "since": previous.get("since") if previous.get("id") == final.plan_id else when}
-        msg = (f"{len(final.held)} removal(s) held by the removal guard (maxRemovals "
-               f"{inputs.guard.max_removals}, maxPercent {inputs.guard.max_percent}): approve with "
-               f"`kubectl annotate synapseworkspace {ws.name} {APPROVE_ANNOTATION}={final.plan_id} --overwrite`")
+        status["heldPlan"] = {
+            "id": final.plan_id,
+            "removals": len(final.held),
+            "since": previous.get("since") if previous.get("id") == final.plan_id else when,
+        }
+        msg = (
+            f"{len(final.held)} removal(s) held by the removal guard (maxRemovals "
+            f"{inputs.guard.max_removals}, maxPercent {inputs.guard.max_percent}): approve with "
+            f"`kubectl annotate synapseworkspace {ws.name} {APPROVE_ANNOTATION}={final.plan_id} --overwrite`"
+        )
         conds = ready_conditions(ready=False, reason="RemovalsHeld", message=msg, stalled=True)
     elif ws.spec.get("suspend"):
-        conds = ready_conditions(ready=False, reason="Suspended",
-                                 message="spec.suspend is true: nothing is written to this workspace")
+        conds = ready_conditions(
+            ready=False, reason="Suspended", message="spec.suspend is true: nothing is written to this workspace"
+        )
     elif failed_any:
         first = next(p for ps in write_errors.values() for p in ps)
         conds = ready_conditions(ready=False, reason=first.reason, message=first.message, reconciling=True)
     else:
-        conds = ready_conditions(ready=True, reason="Synced",
-                                 message=f"{len(roles)} role definitions, {managed} managed and "
-                                         f"{len(after) - managed} unmanaged assignment(s)")
+        conds = ready_conditions(
+            ready=True,
+            reason="Synced",
+            message=f"{len(roles)} role definitions, {managed} managed and "
+            f"{len(after) - managed} unmanaged assignment(s)",
+        )
     status["conditions"] = conditions(conds, ws.status.get("conditions"), ws.generation, when)
-    return SyncResult(workspace_status=status, outcomes=outcomes, finalizable=finalizable, audit=audit,
-                      groups_seen=groups_seen, users_seen=users_seen, plan=plan)
+    return SyncResult(
+        workspace_status=status,
+        outcomes=outcomes,
+        finalizable=finalizable,
+        audit=audit,
+        groups_seen=groups_seen,
+        users_seen=users_seen,
+        plan=plan,
+    )
 
 
-async def _execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, str]
-                   ) -> tuple[list[AuditRecord], list[Create], list[Assignment], dict[BindingKey, list[Problem]]]:
+async def _execute(
+    plan: Plan, workspace: Workspace, role_names: Mapping[str, str]
+) -> tuple[list[AuditRecord], list[Create], list[Assignment], dict[BindingKey, list[Problem]]]:
     """Every write of the plan, in parallel within the workspace's adaptive write limit."""
     audit: list[AuditRecord] = []
     done_creates: list[Create] = []
@@ -390,11 +453,16 @@ async def _execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, st
     errors: dict[BindingKey, list[Problem]] = {}
 
     async def create(c: Create) -> None:
-        record = dict(principal=c.principal.display or c.principal.id, principal_id=c.principal.id,
-                      role=c.role_name, role_id=c.grant.role_id, scope=c.grant.scope,
-                      bindings=tuple(str(b) for b in c.bindings),
-                      reason=f"wanted by {', '.join(str(b) for b in c.bindings)}"
-                             + (f" via group {' > '.join(c.via)}" if c.via else ""))
+        record = dict(
+            principal=c.principal.display or c.principal.id,
+            principal_id=c.principal.id,
+            role=c.role_name,
+            role_id=c.grant.role_id,
+            scope=c.grant.scope,
+            bindings=tuple(str(b) for b in c.bindings),
+            reason=f"wanted by {', '.join(str(b) for b in c.bindings)}"
+            + (f" via group {' > '.join(c.via)}" if c.via else ""),
+        )
         try:
             created = await workspace.create(c.grant, str(c.principal_type))
         except WorkspaceError as exc:
@@ -406,9 +474,15 @@ async def _execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, st
         audit.append(AuditRecord("grant" if created else "adopt", outcome="done" if created else "already", **record))
 
     async def delete(a: Assignment) -> None:
-        record = dict(principal=a.principal_id, principal_id=a.principal_id,
-                      role=role_names.get(a.role_id.lower(), a.role_id), role_id=a.role_id, scope=a.scope,
-                      bindings=(), reason="no binding wants it any more")
+        record = dict(
+            principal=a.principal_id,
+            principal_id=a.principal_id,
+            role=role_names.get(a.role_id.lower(), a.role_id),
+            role_id=a.role_id,
+            scope=a.scope,
+            bindings=(),
+            reason="no binding wants it any more",
+        )
         try:
             deleted = await workspace.delete(a)
         except WorkspaceError as exc:
@@ -430,6 +504,14 @@ async def _execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, st
 
     await asyncio.gather(*(worker() for _ in range(min(len(pending), workspace.limit.maximum))))
     for r in audit:
-        audit_log.info("%s %s role=%r principal=%s scope=%s outcome=%s", r.action, r.principal, r.role,
-                       r.principal_id, r.scope, r.outcome, extra={"audit": r.as_dict()})
+        audit_log.info(
+            "%s %s role=%r principal=%s scope=%s outcome=%s",
+            r.action,
+            r.principal,
+            r.role,
+            r.principal_id,
+            r.scope,
+            r.outcome,
+            extra={"audit": r.as_dict()},
+        )
     return audit, done_creates, done_deletes, errors

@@ -111,10 +111,10 @@ class TenantWatch:
         if not affected and not users.changed_groups:
             return set()
         changed_users = {u.lower() for u in users.changed_groups}
-        hit = {k for k, s in self.subscribers.items()
-               if s.groups & affected or not changed_users.isdisjoint(s.users)}
-        return self._poke(hit, f"{len(groups.changed_groups)} group(s) and {len(users.changed_groups)} "
-                               "account(s) changed")
+        hit = {k for k, s in self.subscribers.items() if s.groups & affected or not changed_users.isdisjoint(s.users)}
+        return self._poke(
+            hit, f"{len(groups.changed_groups)} group(s) and {len(users.changed_groups)} account(s) changed"
+        )
 
     async def _reconnect(self) -> None:
         """A rotated or broken credential Secret shows at once: its workspace syncs now."""
@@ -153,9 +153,14 @@ class Tenants:
         self.interval = interval
         self.watches: dict[TenantKey, TenantWatch] = {}
 
-    async def subscribe(self, tenant: TenantKey, workspace: WorkspaceKey, directory: Directory,
-                        poke: Callable[[], None],
-                        connect: Callable[[], Awaitable[Directory]] | None = None) -> TenantWatch:
+    async def subscribe(
+        self,
+        tenant: TenantKey,
+        workspace: WorkspaceKey,
+        directory: Directory,
+        poke: Callable[[], None],
+        connect: Callable[[], Awaitable[Directory]] | None = None,
+    ) -> TenantWatch:
         """Register (or refresh) a workspace's interest in its tenant; primes the watch on first use."""
         for key, watch in list(self.watches.items()):
             if key != tenant and workspace in watch.subscribers:

@@ -18,13 +18,30 @@ from synapse_scim.core.model import BindingReport, DriftItem, Problem, truncated
 DRIFT_LIMIT = 50
 
 # Problems a person must fix; everything else is retried by the operator on its own.
-STALLING_REASONS = frozenset({
-    "SubjectNotFound", "SubjectAmbiguous", "SubjectKindUnknown", "RoleNotFound", "RoleNotValidAtScope",
-    "ScopeInvalid", "WorkspaceNotFound", "WorkspaceNameUnknown", "AuthenticationFailed", "AccessDenied",
-    "SecretNotFound", "SecretKeyMissing", "SecretKeyEmpty", "CertificateInvalid", "WorkloadIdentityUnavailable",
-    "DirectoryAccessDenied", "RemovalsHeld", "CredentialInvalid", "GrantRejected",
-    "CertificateUntrusted",
-})
+STALLING_REASONS = frozenset(
+    {
+        "SubjectNotFound",
+        "SubjectAmbiguous",
+        "SubjectKindUnknown",
+        "RoleNotFound",
+        "RoleNotValidAtScope",
+        "ScopeInvalid",
+        "WorkspaceNotFound",
+        "WorkspaceNameUnknown",
+        "AuthenticationFailed",
+        "AccessDenied",
+        "SecretNotFound",
+        "SecretKeyMissing",
+        "SecretKeyEmpty",
+        "CertificateInvalid",
+        "WorkloadIdentityUnavailable",
+        "DirectoryAccessDenied",
+        "RemovalsHeld",
+        "CredentialInvalid",
+        "GrantRejected",
+        "CertificateUntrusted",
+    }
+)
 
 
 def now_iso() -> str:
@@ -39,8 +56,9 @@ class Condition:
     message: str
 
 
-def conditions(new: Iterable[Condition], old: Iterable[Mapping[str, Any]] | None, generation: int,
-               when: str) -> list[dict[str, Any]]:
+def conditions(
+    new: Iterable[Condition], old: Iterable[Mapping[str, Any]] | None, generation: int, when: str
+) -> list[dict[str, Any]]:
     """metav1.Condition dicts; lastTransitionTime moves only when a condition's status flips."""
     previous = {c.get("type"): c for c in old or ()}
     out = []
@@ -48,29 +66,45 @@ def conditions(new: Iterable[Condition], old: Iterable[Mapping[str, Any]] | None
         status = "True" if c.status else "False"
         before = previous.get(c.type)
         since = before.get("lastTransitionTime") if before and before.get("status") == status else None
-        out.append({
-            "type": c.type, "status": status, "reason": c.reason, "message": c.message[:32000],
-            "observedGeneration": generation, "lastTransitionTime": since or when,
-        })
+        out.append(
+            {
+                "type": c.type,
+                "status": status,
+                "reason": c.reason,
+                "message": c.message[:32000],
+                "observedGeneration": generation,
+                "lastTransitionTime": since or when,
+            }
+        )
     return out
 
 
 def _drift(items: Iterable[DriftItem]) -> list[dict[str, Any]]:
     return [
-        {"principal": d.principal, "principalId": d.principal_id, "role": d.role, "roleId": d.role_id,
-         "scope": d.scope, "managed": d.managed}
+        {
+            "principal": d.principal,
+            "principalId": d.principal_id,
+            "role": d.role,
+            "roleId": d.role_id,
+            "scope": d.scope,
+            "managed": d.managed,
+        }
         for d in items
     ]
 
 
-def ready_conditions(*, ready: bool, reason: str, message: str, reconciling: bool = False,
-                     stalled: bool = False) -> list[Condition]:
+def ready_conditions(
+    *, ready: bool, reason: str, message: str, reconciling: bool = False, stalled: bool = False
+) -> list[Condition]:
     return [
         Condition("Ready", ready, reason, message),
-        Condition("Reconciling", reconciling, reason if reconciling else "Idle",
-                  message if reconciling else "nothing in progress"),
-        Condition("Stalled", stalled, reason if stalled else "Progressing",
-                  message if stalled else "not stalled"),
+        Condition(
+            "Reconciling",
+            reconciling,
+            reason if reconciling else "Idle",
+            message if reconciling else "nothing in progress",
+        ),
+        Condition("Stalled", stalled, reason if stalled else "Progressing", message if stalled else "not stalled"),
     ]
 
 
@@ -96,53 +130,77 @@ def _problem_message(problems: Iterable[Problem]) -> str:
 
 def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]:
     if o.suspended:
-        return ready_conditions(ready=False, reason="Suspended",
-                                message="spec.suspend is true: nothing is granted or revoked for this binding")
+        return ready_conditions(
+            ready=False,
+            reason="Suspended",
+            message="spec.suspend is true: nothing is granted or revoked for this binding",
+        )
     if o.workspace_problem:
         p = o.workspace_problem
         stalled = p.reason in STALLING_REASONS
-        return ready_conditions(ready=False, reason=p.reason, message=p.message, stalled=stalled,
-                                reconciling=not stalled)
+        return ready_conditions(
+            ready=False, reason=p.reason, message=p.message, stalled=stalled, reconciling=not stalled
+        )
     problems = tuple(o.problems)
     # A write the service refused for good (403, 400) needs a person as much as a bad spec does.
     stalling = [p for p in (*problems, *o.write_errors) if p.reason in STALLING_REASONS]
     if stalling:
-        return ready_conditions(ready=False, reason=stalling[0].reason,
-                                message=_problem_message(problems + tuple(o.write_errors)), stalled=True)
+        return ready_conditions(
+            ready=False,
+            reason=stalling[0].reason,
+            message=_problem_message(problems + tuple(o.write_errors)),
+            stalled=True,
+        )
     if problems or o.write_errors:
         first = (problems or o.write_errors)[0]
-        return ready_conditions(ready=False, reason=first.reason,
-                                message=_problem_message(problems + tuple(o.write_errors)), reconciling=True)
+        return ready_conditions(
+            ready=False,
+            reason=first.reason,
+            message=_problem_message(problems + tuple(o.write_errors)),
+            reconciling=True,
+        )
     r = o.report
     assert r is not None
     if r.held and o.hold_reason == "RemovalsHeld":
-        msg = (f"{r.held} removal(s) held by the removal guard of workspace {workspace_ref} (plan {o.plan_id}): "
-               f"review them, then approve with `kubectl annotate synapseworkspace {workspace_ref} "
-               f"synapse-scim.io/approve-removals={o.plan_id} --overwrite`")
+        msg = (
+            f"{r.held} removal(s) held by the removal guard of workspace {workspace_ref} (plan {o.plan_id}): "
+            f"review them, then approve with `kubectl annotate synapseworkspace {workspace_ref} "
+            f"synapse-scim.io/approve-removals={o.plan_id} --overwrite`"
+        )
         return ready_conditions(ready=False, reason="RemovalsHeld", message=msg, stalled=True)
     if r.held:
-        return ready_conditions(ready=False, reason="ReadsIncomplete", reconciling=True,
-                                message=f"{r.held} removal(s) wait until every read of a sync succeeds")
+        return ready_conditions(
+            ready=False,
+            reason="ReadsIncomplete",
+            reconciling=True,
+            message=f"{r.held} removal(s) wait until every read of a sync succeeds",
+        )
     drift = len(r.missing) + r.pending_removal
     if o.observe:
         if drift:
             return ready_conditions(
-                ready=False, reason="DriftDetected",
+                ready=False,
+                reason="DriftDetected",
                 message=f"Observe mode: {len(r.missing)} missing and {r.pending_removal} unexpected "
-                        "assignment(s); nothing is written (set managementPolicy: Enforce to apply)",
+                "assignment(s); nothing is written (set managementPolicy: Enforce to apply)",
             )
-        return ready_conditions(ready=True, reason="InSync",
-                                message=f"Observe mode: all {r.desired} desired assignment(s) present")
+        return ready_conditions(
+            ready=True, reason="InSync", message=f"Observe mode: all {r.desired} desired assignment(s) present"
+        )
     if drift:
-        return ready_conditions(ready=False, reason="Applying", reconciling=True,
-                                message=f"{len(r.missing)} to grant, {r.pending_removal} to revoke")
+        return ready_conditions(
+            ready=False,
+            reason="Applying",
+            reconciling=True,
+            message=f"{len(r.missing)} to grant, {r.pending_removal} to revoke",
+        )
     note = f"; {r.unmanaged} manual assignment(s) left alone" if r.unmanaged else ""
-    return ready_conditions(ready=True, reason="InSync",
-                            message=f"all {r.desired} desired assignment(s) present{note}")
+    return ready_conditions(ready=True, reason="InSync", message=f"all {r.desired} desired assignment(s) present{note}")
 
 
-def binding_status(o: BindingOutcome, *, generation: int, old: Mapping[str, Any] | None,
-                   workspace_ref: str, when: str) -> dict[str, Any]:
+def binding_status(
+    o: BindingOutcome, *, generation: int, old: Mapping[str, Any] | None, workspace_ref: str, when: str
+) -> dict[str, Any]:
     """The whole status of a binding. Fields the sync could not learn keep their old values, so a
     failed read never makes the status claim less than it knew."""
     old = dict(old or {})
@@ -153,15 +211,19 @@ def binding_status(o: BindingOutcome, *, generation: int, old: Mapping[str, Any]
         missing, cut_missing = truncated(r.missing, DRIFT_LIMIT)
         unexpected, cut_unexpected = truncated(r.unexpected, DRIFT_LIMIT)
         status["summary"] = r.summary()
-        status["drift"] = {"missing": _drift(missing), "unexpected": _drift(unexpected),
-                           "truncated": cut_missing or cut_unexpected}
+        status["drift"] = {
+            "missing": _drift(missing),
+            "unexpected": _drift(unexpected),
+            "truncated": cut_missing or cut_unexpected,
+        }
     else:
         for keep in ("summary", "drift"):
             if keep in old:
                 status[keep] = old[keep]
     status["unresolved"] = [
         {"reason": p.reason, "message": p.message, **({"name": p.subject} if p.subject else {})}
-        for p in o.problems if p.subject
+        for p in o.problems
+        if p.subject
     ][:256]
     if o.claims:
         status["claims"] = [{"roleId": r, "scope": s} for r, s in sorted(o.claims)][:1000]
@@ -175,8 +237,10 @@ def binding_status(o: BindingOutcome, *, generation: int, old: Mapping[str, Any]
 
 def changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     """Whether writing `new` would change anything but the sync time (no churn on quiet syncs)."""
+
     def strip(s: Mapping[str, Any] | None) -> dict[str, Any]:
         return {k: v for k, v in (s or {}).items() if k != "lastSyncTime"}
+
     return strip(old) != strip(new)
 
 

@@ -44,7 +44,8 @@ class GroupWalker:
     async def _read_members(self, group_id: str) -> tuple[Member, ...]:
         query = MembersRequestBuilder.MembersRequestBuilderGetQueryParameters(select=MEMBER_FIELDS, top=PAGE_SIZE)
         info = self.client.groups.by_group_id(group_id).members.to_get_request_information(
-            request_configuration=RequestConfiguration(query_parameters=query))
+            request_configuration=RequestConfiguration(query_parameters=query)
+        )
         found: list[Member] = []
         async with self._sem:
             try:
@@ -70,7 +71,8 @@ class GroupWalker:
         async with self._sem:
             try:
                 obj = await self.directory._json(
-                    self.client.directory_objects.by_directory_object_id(object_id).to_get_request_information())
+                    self.client.directory_objects.by_directory_object_id(object_id).to_get_request_information()
+                )
             except ODataError as exc:
                 if exc.response_status_code == 404:
                     return None
@@ -108,4 +110,3 @@ class GroupWalker:
 
 def chain_text(chain: tuple[str, ...], member: str) -> str:
     return " → ".join((*chain, member))
-

@@ -61,23 +61,39 @@ class Progress:
 def _parser(prog: str, explain: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
     if explain:
-        p.add_argument("principal", nargs="?",
-                       help="user (UPN or id), service principal (name, appId or id) or group (name or id)")
+        p.add_argument(
+            "principal", nargs="?", help="user (UPN or id), service principal (name, appId or id) or group (name or id)"
+        )
         p.add_argument("--role", help="with --scope: list every holder of this role (by name)")
-        p.add_argument("--scope", default="workspace",
-                       help="workspace (default), bigDataPool/NAME, integrationRuntime/NAME, linkedService/NAME, "
-                            "credential/NAME, scopePool/NAME, or a full workspaces/... path")
-    p.add_argument("-f", "--filename", action="append", default=[], metavar="PATH",
-                   help="manifest file or directory (recursive); repeatable")
-    p.add_argument("--cluster", action="store_true",
-                   help="also read the cluster (kubeconfig): its workspaces, bindings and credential Secrets")
+        p.add_argument(
+            "--scope",
+            default="workspace",
+            help="workspace (default), bigDataPool/NAME, integrationRuntime/NAME, linkedService/NAME, "
+            "credential/NAME, scopePool/NAME, or a full workspaces/... path",
+        )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="manifest file or directory (recursive); repeatable",
+    )
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also read the cluster (kubeconfig): its workspaces, bindings and credential Secrets",
+    )
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("-n", "--namespace", default="default", help="namespace of manifests that name none")
     if not explain:
-        p.add_argument("--prune", action="store_true",
-                       help="with --cluster: plan the cluster's bindings missing from the manifests as deleted "
-                            "(as Argo CD or Flux with pruning would)")
+        p.add_argument(
+            "--prune",
+            action="store_true",
+            help="with --cluster: plan the cluster's bindings missing from the manifests as deleted "
+            "(as Argo CD or Flux with pruning would)",
+        )
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     return p
 
@@ -93,12 +109,15 @@ def _kube(args: argparse.Namespace) -> Kube | None:
 async def _targets(args: argparse.Namespace, kube: Kube | None) -> list[Target]:
     manifests = load(args.filename)
     if not manifests and kube is None:
-        raise ManifestError("no SynapseWorkspace or SynapseRoleBinding in "
-                            + (", ".join(args.filename) or "the arguments: give -f PATH or --cluster"))
+        raise ManifestError(
+            "no SynapseWorkspace or SynapseRoleBinding in "
+            + (", ".join(args.filename) or "the arguments: give -f PATH or --cluster")
+        )
     if not manifests and kube is not None:
         # Only the cluster: every workspace of the namespace as it is now.
-        found = await asyncio.to_thread(kube.custom.list_namespaced_custom_object, GROUP, VERSION, args.namespace,
-                                        WORKSPACES)
+        found = await asyncio.to_thread(
+            kube.custom.list_namespaced_custom_object, GROUP, VERSION, args.namespace, WORKSPACES
+        )
         out = []
         for ws in sorted(found.get("items", []), key=lambda w: w["metadata"]["name"]):
             bindings = await kube.list_bindings(args.namespace, ws["metadata"]["name"])
@@ -165,13 +184,26 @@ class Row:
     assignment_id: str
 
     def cells(self) -> list[str]:
-        return [self.action, self.principal.display or self.principal.id, str(self.principal.type), self.role,
-                self.scope, ", ".join(self.bindings) or "-", "; ".join(self.via) or "-"]
+        return [
+            self.action,
+            self.principal.display or self.principal.id,
+            str(self.principal.type),
+            self.role,
+            self.scope,
+            ", ".join(self.bindings) or "-",
+            "; ".join(self.via) or "-",
+        ]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "principal": principal_dict(self.principal),
-                "role": {"id": self.role_id, "name": self.role}, "scope": self.scope,
-                "bindings": list(self.bindings), "via": list(self.via), "assignmentId": self.assignment_id}
+        return {
+            "action": self.action,
+            "principal": principal_dict(self.principal),
+            "role": {"id": self.role_id, "name": self.role},
+            "scope": self.scope,
+            "bindings": list(self.bindings),
+            "via": list(self.via),
+            "assignmentId": self.assignment_id,
+        }
 
 
 ORDER = {"grant": 0, "revoke": 1, "held": 2, "orphan": 3}
@@ -194,20 +226,48 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
             chain = await chain_of(preview, walker, str(dg.binding), dg.via, dg.principal)
             text = chain_text(chain, dg.principal.display) if chain else "(direct subject)"
             chains.append(f"{dg.binding}: {text}" if several else text)
-        rows.append(Row("grant", c.principal, c.grant.role_id, c.role_name, c.grant.scope,
-                        tuple(str(b) for b in c.bindings), tuple(dict.fromkeys(chains)), c.assignment_id))
+        rows.append(
+            Row(
+                "grant",
+                c.principal,
+                c.grant.role_id,
+                c.role_name,
+                c.grant.scope,
+                tuple(str(b) for b in c.bindings),
+                tuple(dict.fromkeys(chains)),
+                c.assignment_id,
+            )
+        )
 
     async def removal(action: str, a: Assignment) -> Row:
         principal = await explainer.principal_of(a.principal_id, a.principal_type)
-        return Row(action, principal, a.role_id, explainer.role_name(a.role_id), a.scope,
-                   tuple(sorted(claimants.get(a.grant.pair, ()))), (), a.id)
+        return Row(
+            action,
+            principal,
+            a.role_id,
+            explainer.role_name(a.role_id),
+            a.scope,
+            tuple(sorted(claimants.get(a.grant.pair, ()))),
+            (),
+            a.id,
+        )
 
     by_id = {normalize_id(a.id): a for a in preview.actual}
     rows += await asyncio.gather(  # the directory objects behind removals are looked up concurrently
-        *(removal("revoke", a) for a in plan.deletes), *(removal("held", a) for a in plan.held),
-        *(removal("orphan", by_id[i]) for i in sorted(plan.newly_orphaned) if i in by_id))
-    return sorted(rows, key=lambda r: (ORDER[r.action], r.role.lower(), r.scope.lower(),
-                                       (r.principal.display or r.principal.id).lower(), r.principal.id))
+        *(removal("revoke", a) for a in plan.deletes),
+        *(removal("held", a) for a in plan.held),
+        *(removal("orphan", by_id[i]) for i in sorted(plan.newly_orphaned) if i in by_id),
+    )
+    return sorted(
+        rows,
+        key=lambda r: (
+            ORDER[r.action],
+            r.role.lower(),
+            r.scope.lower(),
+            (r.principal.display or r.principal.id).lower(),
+            r.principal.id,
+        ),
+    )
 
 
 def _problems(preview: WorkspacePreview) -> list[dict[str, str]]:
@@ -293,9 +353,11 @@ def _plan_text(report: list[dict[str, Any]], out: TextIO) -> None:
                 out.write(line + "\n")
         plan = preview.plan
         if plan is not None and plan.held and plan.hold_reason == "RemovalsHeld":
-            out.write(f"  {len(plan.held)} removal(s) held by the removal guard; approve after merge with:\n"
-                      f"    kubectl annotate synapseworkspace {preview.ws.name} -n {preview.ws.namespace} "
-                      f"{APPROVE_ANNOTATION}={plan.plan_id} --overwrite\n")
+            out.write(
+                f"  {len(plan.held)} removal(s) held by the removal guard; approve after merge with:\n"
+                f"    kubectl annotate synapseworkspace {preview.ws.name} -n {preview.ws.namespace} "
+                f"{APPROVE_ANNOTATION}={plan.plan_id} --overwrite\n"
+            )
         for p in item["problems"]:
             who = f"SynapseRoleBinding {p['binding']}" if p["binding"] else "workspace"
             out.write(f"  error: {who}: {p['reason']}: {p['message']}\n")
@@ -312,20 +374,23 @@ def _plan_json(report: list[dict[str, Any]], errors: bool, changes: bool) -> dic
     for item in report:
         preview: WorkspacePreview = item["preview"]
         plan = preview.plan
-        workspaces.append({
-            "namespace": preview.ws.namespace, "name": preview.ws.name, "workspaceName": preview.ws_name,
-            "suspended": bool(preview.ws.spec.get("suspend")),
-            "counts": _counts(item["rows"]),
-            "changes": [r.as_dict() for r in item["rows"]],
-            "holdReason": plan.hold_reason if plan else None,
-            "planId": plan.plan_id if plan else None,
-            "problems": item["problems"],
-            "bindings": [
-                {"name": str(k), **rep.summary()} for k, rep in sorted(plan.reports.items())
-            ] if plan else [],
-        })
-    return {"apiVersion": "synapse-scim.io/plan/v1", "errors": errors, "changes": changes,
-            "workspaces": workspaces}
+        workspaces.append(
+            {
+                "namespace": preview.ws.namespace,
+                "name": preview.ws.name,
+                "workspaceName": preview.ws_name,
+                "suspended": bool(preview.ws.spec.get("suspend")),
+                "counts": _counts(item["rows"]),
+                "changes": [r.as_dict() for r in item["rows"]],
+                "holdReason": plan.hold_reason if plan else None,
+                "planId": plan.plan_id if plan else None,
+                "problems": item["problems"],
+                "bindings": [{"name": str(k), **rep.summary()} for k, rep in sorted(plan.reports.items())]
+                if plan
+                else [],
+            }
+        )
+    return {"apiVersion": "synapse-scim.io/plan/v1", "errors": errors, "changes": changes, "workspaces": workspaces}
 
 
 # -- explain ------------------------------------------------------------------------------------------
@@ -346,8 +411,9 @@ def _holding_text(h: Holding, subject: Principal | None, out: TextIO) -> None:
     if subject is None:  # explain --role: the title names role and scope, each line a holder
         out.write(f"  {h.principal.display} ({h.principal.type} {h.principal.id}): {h.status}\n")
     else:
-        through = f" through group {h.principal.display} ({chain_text(h.through, subject.display)})" \
-            if h.through else ""
+        through = (
+            f" through group {h.principal.display} ({chain_text(h.through, subject.display)})" if h.through else ""
+        )
         out.write(f"  {h.role} at {h.scope}: {h.status}{through}\n")
     for r in h.reasons:
         out.write(f"    {_reason_text(r, h.principal)}\n")
@@ -409,8 +475,9 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
     return EXIT_ERROR if any(r["error"] for r in results) or not results else EXIT_OK
 
 
-def _explain_text(args: argparse.Namespace, subject: Principal | None, disabled: bool,
-                  results: list[dict[str, Any]], out: TextIO) -> None:
+def _explain_text(
+    args: argparse.Namespace, subject: Principal | None, disabled: bool, results: list[dict[str, Any]], out: TextIO
+) -> None:
     if subject is not None:
         note = ": disabled in the directory, so no binding gives it a role" if disabled else ""
         out.write(f"{subject.display} ({subject.type} {subject.id}){note}\n\n")
@@ -430,16 +497,20 @@ def _explain_text(args: argparse.Namespace, subject: Principal | None, disabled:
         out.write("\n")
 
 
-def _explain_json(args: argparse.Namespace, subject: Principal | None, results: list[dict[str, Any]]
-                  ) -> dict[str, Any]:
+def _explain_json(args: argparse.Namespace, subject: Principal | None, results: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": "synapse-scim.io/explain/v1",
         "principal": principal_dict(subject) if subject else None,
         "role": args.role,
         "workspaces": [
-            {"namespace": r["preview"].ws.namespace, "name": r["preview"].ws.name,
-             "workspaceName": r["preview"].ws_name, "scope": r.get("scope"), "error": r["error"] or None,
-             "assignments": [h.as_dict() for h in r["holdings"]]}
+            {
+                "namespace": r["preview"].ws.namespace,
+                "name": r["preview"].ws.name,
+                "workspaceName": r["preview"].ws_name,
+                "scope": r.get("scope"),
+                "error": r["error"] or None,
+                "assignments": [h.as_dict() for h in r["holdings"]],
+            }
             for r in results
         ],
     }
@@ -451,4 +522,3 @@ def plan(argv: list[str]) -> int:
 
 def explain(argv: list[str]) -> int:
     return asyncio.run(explain_main(argv))
-

@@ -53,8 +53,13 @@ class Holding:
     through: tuple[str, ...] = ()  # for a role held by a group the principal is in: the group chain
 
     def sort_key(self) -> tuple[str, ...]:
-        return (self.role.lower(), self.scope.lower(), " > ".join(self.through), self.principal.display.lower(),
-                self.principal.id)
+        return (
+            self.role.lower(),
+            self.scope.lower(),
+            " > ".join(self.through),
+            self.principal.display.lower(),
+            self.principal.id,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,12 +91,17 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
             ref = found.id
         if "@" in ref or _GUID.match(ref):
             query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
-                select=["id", "userPrincipalName", "displayName", "accountEnabled"])
+                select=["id", "userPrincipalName", "displayName", "accountEnabled"]
+            )
             # Not Directory.resolve: a disabled user still has grants worth explaining.
-            user = await directory._json(directory.client.users.by_user_id(ref).to_get_request_information(
-                request_configuration=RequestConfiguration(query_parameters=query)))
-            principal = Principal(id=str(user["id"]), type="User",
-                                  display=user.get("userPrincipalName") or user.get("displayName") or ref)
+            user = await directory._json(
+                directory.client.users.by_user_id(ref).to_get_request_information(
+                    request_configuration=RequestConfiguration(query_parameters=query)
+                )
+            )
+            principal = Principal(
+                id=str(user["id"]), type="User", display=user.get("userPrincipalName") or user.get("displayName") or ref
+            )
             return principal, user.get("accountEnabled") is not False
     except ODataError as exc:
         raise _error(exc, f"principal {ref!r}") from exc
@@ -103,12 +113,17 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
             if exc.reason != "SubjectNotFound":
                 raise
     if not found:
-        raise DirectoryError("SubjectNotFound", f"no user, group or service principal {ref!r} in the directory "
-                             "(users by userPrincipalName or id, groups and service principals by display name, "
-                             "appId or id)", definitive=True)
+        raise DirectoryError(
+            "SubjectNotFound",
+            f"no user, group or service principal {ref!r} in the directory "
+            "(users by userPrincipalName or id, groups and service principals by display name, "
+            "appId or id)",
+            definitive=True,
+        )
     if len(found) > 1:
-        raise DirectoryError("SubjectAmbiguous", f"{ref!r} is both a group and a service principal: name it by id",
-                             definitive=True)
+        raise DirectoryError(
+            "SubjectAmbiguous", f"{ref!r} is both a group and a service principal: name it by id", definitive=True
+        )
     return found[0], True
 
 
@@ -163,7 +178,8 @@ class Explainer:
         self.deletes = {normalize_id(a.id) for a in plan.deletes}
         self.held = {normalize_id(a.id) for a in plan.held}
         self.orphaned = {normalize_id(i) for i in preview.ws.status.get("orphanedAssignments") or ()} | set(
-            plan.newly_orphaned)
+            plan.newly_orphaned
+        )
         self.role_names = preview.role_names
 
     def role_name(self, role_id: str) -> str:
@@ -201,12 +217,20 @@ class Explainer:
         found = await self.walker.object(principal_id)
         return found or Principal(principal_id, fallback_type or "User", principal_id)
 
-    async def holding(self, principal: Principal, key: TupleKey, assignment: Assignment | None,
-                      through: tuple[str, ...] = ()) -> Holding:
+    async def holding(
+        self, principal: Principal, key: TupleKey, assignment: Assignment | None, through: tuple[str, ...] = ()
+    ) -> Holding:
         scope = assignment.scope if assignment else next(dg.grant.scope for dg in self.wanted[key])
-        return Holding(principal=principal, role_id=key[0], role=self.role_name(key[0]), scope=scope,
-                       status=self.status(key, assignment), assignment_id=assignment.id if assignment else None,
-                       reasons=await self.reasons(key, assignment), through=through)
+        return Holding(
+            principal=principal,
+            role_id=key[0],
+            role=self.role_name(key[0]),
+            scope=scope,
+            status=self.status(key, assignment),
+            assignment_id=assignment.id if assignment else None,
+            reasons=await self.reasons(key, assignment),
+            through=through,
+        )
 
     async def of_principal(self, principal: Principal) -> list[Holding]:
         """Every role the principal holds here, directly or through a group it is in, and every role a
@@ -250,4 +274,3 @@ class Explainer:
             if key not in seen and Grant(*key).pair == target:
                 out.append(await self.holding(dgs[0].principal, key, None))
         return sorted(out, key=Holding.sort_key)
-

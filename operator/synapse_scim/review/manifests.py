@@ -107,8 +107,7 @@ def validate(manifest: Manifest) -> None:
     if not isinstance(meta, Mapping) or not meta.get("name"):
         raise ManifestError(f"{manifest.source}: metadata.name: required field is missing")
     if body.get("apiVersion") != API_VERSION:
-        raise ManifestError(f"{manifest.source}: apiVersion: expected {API_VERSION!r}, got "
-                            f"{body.get('apiVersion')!r}")
+        raise ManifestError(f"{manifest.source}: apiVersion: expected {API_VERSION!r}, got {body.get('apiVersion')!r}")
     validator = _validators()[manifest.kind]
     errors = sorted(validator.iter_errors(body), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:

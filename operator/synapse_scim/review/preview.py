@@ -77,13 +77,16 @@ def _over(cluster: dict[str, Any] | None, manifest: dict[str, Any]) -> dict[str,
     if cluster is None:
         return manifest
     meta = {**(cluster.get("metadata") or {}), **manifest["metadata"]}
-    meta["annotations"] = {**((cluster.get("metadata") or {}).get("annotations") or {}),
-                           **(manifest["metadata"].get("annotations") or {})}
+    meta["annotations"] = {
+        **((cluster.get("metadata") or {}).get("annotations") or {}),
+        **(manifest["metadata"].get("annotations") or {}),
+    }
     return {**manifest, "metadata": meta, "status": cluster.get("status") or {}}
 
 
-async def targets(manifests: Iterable[Manifest], namespace: str, kube: Kube | None = None,
-                  prune: bool = False) -> list[Target]:
+async def targets(
+    manifests: Iterable[Manifest], namespace: str, kube: Kube | None = None, prune: bool = False
+) -> list[Target]:
     """Workspaces to plan: every SynapseWorkspace of the manifests and every workspace a manifest binding
     refers to; with a cluster, the bindings already there join (replaced by manifests of the same name),
     and with ``prune`` the cluster's bindings missing from the manifests are planned as deleted."""
@@ -107,16 +110,20 @@ async def targets(manifests: Iterable[Manifest], namespace: str, kube: Kube | No
         elif in_cluster is not None:
             body = in_cluster
         else:
-            refs = sorted(sources["SynapseRoleBinding", k] for k, b in bindings.items()
-                          if (k[0], b["spec"]["workspaceRef"]["name"]) == ws_key)
+            refs = sorted(
+                sources["SynapseRoleBinding", k]
+                for k, b in bindings.items()
+                if (k[0], b["spec"]["workspaceRef"]["name"]) == ws_key
+            )
             where = "in the manifests or the cluster" if kube else "in the manifests (--cluster also looks there)"
             raise ManifestError(f"{refs[0]}: spec.workspaceRef.name: no SynapseWorkspace {ns}/{name} {where}")
         mine: dict[str, dict[str, Any]] = {}
         if kube is not None:
             for b in await kube.list_bindings(ns, name):
                 mine[b["metadata"]["name"]] = b
-        from_manifests = {k[1]: b for k, b in bindings.items()
-                          if k[0] == ns and b["spec"]["workspaceRef"]["name"] == name}
+        from_manifests = {
+            k[1]: b for k, b in bindings.items() if k[0] == ns and b["spec"]["workspaceRef"]["name"] == name
+        }
         if prune:
             for bname in set(mine) - set(from_manifests):
                 meta = {**mine[bname]["metadata"], "deletionTimestamp": "prune"}
@@ -147,8 +154,14 @@ async def open_clients(conns: Connections, target: Target, kube: Kube | None) ->
     return await conns.get(ns, name, spec)
 
 
-async def preview_workspace(ws: WorkspaceObject, bindings: list[BindingObject], directory: Directory,
-                            workspace: Workspace, *, read_concurrency: int = 8) -> WorkspacePreview:
+async def preview_workspace(
+    ws: WorkspaceObject,
+    bindings: list[BindingObject],
+    directory: Directory,
+    workspace: Workspace,
+    *,
+    read_concurrency: int = 8,
+) -> WorkspacePreview:
     """sync_workspace's reads and plan, without its writes."""
     result = WorkspacePreview(ws=ws, bindings=bindings, ws_name=workspace.name)
     try:
@@ -165,9 +178,13 @@ async def preview_workspace(ws: WorkspaceObject, bindings: list[BindingObject], 
         reads.cancel()
     result.states = [s for s, _ in resolved]
     inputs = WorkspaceInputs(
-        bindings=tuple(result.states), actual=result.actual, actual_complete=True, guard=_guard(ws.spec),
+        bindings=tuple(result.states),
+        actual=result.actual,
+        actual_complete=True,
+        guard=_guard(ws.spec),
         approved_plan_id=ws.annotations.get(APPROVE_ANNOTATION),
-        orphaned_ids=frozenset(ws.status.get("orphanedAssignments") or ()), role_names=result.role_names,
+        orphaned_ids=frozenset(ws.status.get("orphanedAssignments") or ()),
+        role_names=result.role_names,
     )
     plan = plan_workspace(inputs)
     if ws.spec.get("suspend"):
@@ -176,8 +193,7 @@ async def preview_workspace(ws: WorkspaceObject, bindings: list[BindingObject], 
     return result
 
 
-async def _subject_groups(bindings: list[BindingObject], reads: _DirectoryReads
-                          ) -> dict[tuple[str, str], Principal]:
+async def _subject_groups(bindings: list[BindingObject], reads: _DirectoryReads) -> dict[tuple[str, str], Principal]:
     """The groups each binding expands, by the display name its DesiredGrant.via carries (the reads are
     cached: nothing is read twice)."""
     out: dict[tuple[str, str], Principal] = {}
@@ -193,8 +209,9 @@ async def _subject_groups(bindings: list[BindingObject], reads: _DirectoryReads
     return out
 
 
-async def chain_of(preview: WorkspacePreview, walker: GroupWalker, binding: str, via: tuple[str, ...],
-                   member: Principal) -> tuple[str, ...]:
+async def chain_of(
+    preview: WorkspacePreview, walker: GroupWalker, binding: str, via: tuple[str, ...], member: Principal
+) -> tuple[str, ...]:
     """The groups from a binding's subject group down to ``member``; () when the member is the subject."""
     if not via:
         return ()
@@ -213,8 +230,9 @@ def objects(target: Target) -> tuple[WorkspaceObject, list[BindingObject]]:
     return WorkspaceObject.from_body(target.body), [BindingObject.from_body(b) for b in target.bindings]
 
 
-async def preview_target(conns: Connections, target: Target, kube: Kube | None,
-                         read_concurrency: int = 8) -> tuple[WorkspacePreview, Clients | None]:
+async def preview_target(
+    conns: Connections, target: Target, kube: Kube | None, read_concurrency: int = 8
+) -> tuple[WorkspacePreview, Clients | None]:
     ws, bindings = objects(target)
     try:
         workspace_name(dict(ws.spec))
@@ -223,7 +241,7 @@ async def preview_target(conns: Connections, target: Target, kube: Kube | None,
         return preview_error(ws, bindings, Problem(exc.reason, exc.message)), None
     except (KeyError, ValueError) as exc:
         return preview_error(ws, bindings, Problem("WorkspaceNameUnknown", f"spec: {exc}")), None
-    preview = await preview_workspace(ws, bindings, clients.directory, clients.workspace,
-                                      read_concurrency=read_concurrency)
+    preview = await preview_workspace(
+        ws, bindings, clients.directory, clients.workspace, read_concurrency=read_concurrency
+    )
     return preview, clients
-

@@ -5,6 +5,15 @@ from .crds import install_crds, load_crds
 from .tools import Tools, ToolsNotFound, find_tools
 
 __all__ = [
-    "ControlPlane", "ControlPlaneError", "ExistingCluster", "Tools", "ToolsNotFound", "find_tools", "free_port",
-    "install_crds", "load_crds", "run_tool", "write_kubeconfig",
+    "ControlPlane",
+    "ControlPlaneError",
+    "ExistingCluster",
+    "Tools",
+    "ToolsNotFound",
+    "find_tools",
+    "free_port",
+    "install_crds",
+    "load_crds",
+    "run_tool",
+    "write_kubeconfig",
 ]

@@ -57,9 +57,17 @@ class ControlPlaneError(RuntimeError):
     pass
 
 
-def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path | None = None, key: Path | None = None,
-                     token: str | None = None, user: str = "admin") -> Path:
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca: Path,
+    cert: Path | None = None,
+    key: Path | None = None,
+    token: str | None = None,
+    user: str = "admin",
+) -> Path:
     """A self-contained kubeconfig (certificates embedded) for `server`."""
+
     def b64(p: Path) -> str:
         return base64.b64encode(p.read_bytes()).decode()
 
@@ -71,8 +79,9 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path | None = None
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "synapse-scim-dev", "cluster": {"server": server,
-                                                              "certificate-authority-data": b64(ca)}}],
+        "clusters": [
+            {"name": "synapse-scim-dev", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}
+        ],
         "users": [{"name": user, "user": creds}],
         "contexts": [{"name": "synapse-scim-dev", "context": {"cluster": "synapse-scim-dev", "user": user}}],
         "current-context": "synapse-scim-dev",
@@ -85,8 +94,9 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path | None = None
 class ControlPlane:
     """etcd + kube-apiserver in a temporary directory. Use as a context manager."""
 
-    def __init__(self, tools: Tools | None = None, *, workdir: Path | None = None,
-                 start_timeout: float = 90.0, crds: bool = True) -> None:
+    def __init__(
+        self, tools: Tools | None = None, *, workdir: Path | None = None, start_timeout: float = 90.0, crds: bool = True
+    ) -> None:
         self.tools = tools or find_tools()
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="synapse-scim-cp-"))
@@ -114,8 +124,12 @@ class ControlPlane:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         out = open(self.workdir / f"{name}.log", "wb")
         return subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent, cwd=self.workdir,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+            cwd=self.workdir,
         )
 
     def start(self) -> None:
@@ -125,38 +139,67 @@ class ControlPlane:
         self.pki = write_pki(certs)
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
-        self.etcd = self._spawn("etcd", [
-            str(self.tools.etcd),
-            "--data-dir", str(self.workdir / "etcd"),
-            "--listen-client-urls", etcd_url,
-            "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync",  # a test store: durability is not wanted, speed is
-            "--log-level", "warn",
-        ])
+        self.etcd = self._spawn(
+            "etcd",
+            [
+                str(self.tools.etcd),
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",  # a test store: durability is not wanted, speed is
+                "--log-level",
+                "warn",
+            ],
+        )
         self.server = f"https://127.0.0.1:{api_port}"
-        self.apiserver = self._spawn("kube-apiserver", [
-            str(self.tools.kube_apiserver),
-            "--etcd-servers", etcd_url,
-            "--bind-address", "127.0.0.1",
-            "--advertise-address", "127.0.0.1",
-            "--endpoint-reconciler-type", "none",  # loopback cannot be the kubernetes Service endpoint
-            "--secure-port", str(api_port),
-            "--cert-dir", str(certs),
-            "--tls-cert-file", str(self.pki.serving_cert),
-            "--tls-private-key-file", str(self.pki.serving_key),
-            "--client-ca-file", str(self.pki.ca_cert),
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(self.pki.sa_public_key),
-            "--service-account-signing-key-file", str(self.pki.sa_private_key),
-            "--service-cluster-ip-range", "10.0.0.0/24",
-            "--authorization-mode", "RBAC",
-            "--allow-privileged=true",
-            "--disable-admission-plugins", "ServiceAccount",  # no controller-manager to mint SA tokens
-            "--v", "1",
-        ])
+        self.apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.tools.kube_apiserver),
+                "--etcd-servers",
+                etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--endpoint-reconciler-type",
+                "none",  # loopback cannot be the kubernetes Service endpoint
+                "--secure-port",
+                str(api_port),
+                "--cert-dir",
+                str(certs),
+                "--tls-cert-file",
+                str(self.pki.serving_cert),
+                "--tls-private-key-file",
+                str(self.pki.serving_key),
+                "--client-ca-file",
+                str(self.pki.ca_cert),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file",
+                str(self.pki.sa_public_key),
+                "--service-account-signing-key-file",
+                str(self.pki.sa_private_key),
+                "--service-cluster-ip-range",
+                "10.0.0.0/24",
+                "--authorization-mode",
+                "RBAC",
+                "--allow-privileged=true",
+                "--disable-admission-plugins",
+                "ServiceAccount",  # no controller-manager to mint SA tokens
+                "--v",
+                "1",
+            ],
+        )
         write_kubeconfig(self.kubeconfig, self.server, self.pki.ca_cert, self.pki.admin_cert, self.pki.admin_key)
         self._wait_ready()
         if self.with_crds:
@@ -214,10 +257,12 @@ class ControlPlane:
 
     # -- clients ---------------------------------------------------------------------------------
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return run_tool(self.tools.kubectl, ["--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
-                        check=check, input=input)
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, kubeconfig: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run_tool(
+            self.tools.kubectl, ["--kubeconfig", str(kubeconfig or self.kubeconfig), *args], check=check, input=input
+        )
 
     def api_client(self, kubeconfig: Path | None = None) -> ApiClient:
         return new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
@@ -225,8 +270,12 @@ class ControlPlane:
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         if self.tools.helm is None:
             raise ControlPlaneError("helm is not available; run `make tools`")
-        return run_tool(self.tools.helm, ["--kubeconfig", str(self.kubeconfig), *args], check=check,
-                        env_extra=helm_env(self.workdir))
+        return run_tool(
+            self.tools.helm,
+            ["--kubeconfig", str(self.kubeconfig), *args],
+            check=check,
+            env_extra=helm_env(self.workdir),
+        )
 
 
 def helm_env(base: Path) -> dict[str, str]:
@@ -239,11 +288,16 @@ def helm_env(base: Path) -> dict[str, str]:
     }
 
 
-def run_tool(binary: Path, args: list[str], *, check: bool = True, input: str | None = None,
-             env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    binary: Path,
+    args: list[str],
+    *,
+    check: bool = True,
+    input: str | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, input=input, env=env,
-                          timeout=300)
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, input=input, env=env, timeout=300)
     if check and proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
     return proc
@@ -252,8 +306,10 @@ def run_tool(binary: Path, args: list[str], *, check: bool = True, input: str | 
 @contextlib.contextmanager
 def sigterm_as_keyboard_interrupt():
     """Let SIGTERM unwind the stack like Ctrl-C does, so every `with ControlPlane()` cleans up."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield

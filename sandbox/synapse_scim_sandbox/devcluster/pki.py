@@ -68,9 +68,15 @@ def write_pki(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -120,9 +126,7 @@ def write_pki(directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost
     files.admin_key.write_bytes(_pem_key(admin_key))
     files.sa_private_key.write_bytes(_pem_key(sa_key))
     files.sa_public_key.write_bytes(
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     for private in (files.serving_key, files.admin_key, files.sa_private_key):
         private.chmod(0o600)
