@@ -36,8 +36,9 @@ from synapse_scim.adapters.directory import Directory, graph_client
 from synapse_scim.adapters.directory_cache import DirectoryCache
 from synapse_scim.adapters.throttle import AdaptiveLimit
 from synapse_scim.adapters.workspace import Workspace, access_control_client
-from synapse_scim.controller.sync import BindingObject, WorkspaceObject, sync_workspace
+from synapse_scim.controller.sync import sync_workspace
 from synapse_scim.core.model import BindingKey
+from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim_sandbox import synthetic_org
 
 WORKSPACE = "bench"

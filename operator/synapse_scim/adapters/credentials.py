@@ -23,6 +23,7 @@ from azure.identity.aio import (
 )
 
 from synapse_scim.core.errors import ReasonedError
+from synapse_scim.core.reasons import Reason
 
 PUBLIC_CLOUD = {
     "authorityHost": "https://login.microsoftonline.com",
@@ -94,7 +95,7 @@ class CredentialCache:
             credential = build()
         except ValueError as exc:  # azure-identity refuses the material itself, e.g. an EC key for RS256
             raise CredentialError(
-                "CredentialInvalid", f"spec.credential: {exc}: fix the key material in the Secret it names"
+                Reason.CREDENTIAL_INVALID, f"spec.credential: {exc}: fix the key material in the Secret it names"
             ) from exc
         self._cache[key] = (fingerprint, credential)
         if cached:
@@ -121,7 +122,7 @@ class CredentialCache:
             value = secret.decode().strip()
             if not value:
                 raise CredentialError(
-                    "SecretKeyEmpty",
+                    Reason.SECRET_KEY_EMPTY,
                     f"Secret {ref.get('name')!r} key "
                     f"{ref.get('key') or 'clientSecret'!r} is empty: put the client secret there",
                 )
@@ -132,7 +133,7 @@ class CredentialCache:
             pem = await self._read_secret(namespace, ref.get("name", ""), ref.get("key") or "tls.pem")
             if b"PRIVATE KEY" not in pem or b"CERTIFICATE" not in pem:
                 raise CredentialError(
-                    "CertificateInvalid",
+                    Reason.CERTIFICATE_INVALID,
                     f"Secret {ref.get('name')!r} key {ref.get('key') or 'tls.pem'!r} must hold a PEM private key "
                     "and certificate",
                 )
@@ -148,7 +149,7 @@ class CredentialCache:
             token_file = os.environ.get("AZURE_FEDERATED_TOKEN_FILE")
             if not token_file:
                 raise CredentialError(
-                    "WorkloadIdentityUnavailable",
+                    Reason.WORKLOAD_IDENTITY_UNAVAILABLE,
                     "spec.credential.workloadIdentity needs the pod to run with Azure workload identity "
                     "(AZURE_FEDERATED_TOKEN_FILE is not set): label the pod azure.workload.identity/use=true",
                 )

@@ -41,6 +41,7 @@ from msgraph_core import GraphClientFactory
 from synapse_scim.adapters.credentials import Cloud
 from synapse_scim.core.errors import ReasonedError, first_line, untrusted_certificate
 from synapse_scim.core.model import Principal
+from synapse_scim.core.reasons import Reason
 from synapse_scim.metrics import graph_request_hook, graph_response_hook
 
 MEMBER_FIELDS = ["id", "displayName", "userPrincipalName", "accountEnabled", "appId"]
@@ -118,17 +119,18 @@ def _latest(resource: str) -> str:
 
 
 def _status_error(status: int, error: dict[str, Any], what: str) -> DirectoryError:
-    """A batched response's failure, sorted as `_error` sorts an ODataError."""
+    """A batched response's failure, sorted as `directory_error` sorts an ODataError."""
     odata = ODataError()
     odata.response_status_code = status
     main = MainError()
     main.code = str(error.get("code") or "")
     main.message = str(error.get("message") or "")
     odata.error = main
-    return _error(odata, what)
+    return directory_error(odata, what)
 
 
-def _error(exc: Exception, what: str) -> DirectoryError:
+def directory_error(exc: Exception, what: str) -> DirectoryError:
+    """Any failure of a Graph read as a DirectoryError with its reason (definitive or worth a retry)."""
     if (untrusted := untrusted_certificate(exc, f"reading {what}")) is not None:
         return DirectoryError(untrusted.reason, untrusted.message, definitive=False)
     if isinstance(exc, ODataError):
@@ -136,38 +138,38 @@ def _error(exc: Exception, what: str) -> DirectoryError:
         code = exc.error.code if exc.error else ""
         message = exc.error.message if exc.error and exc.error.message else str(exc)
         if status == 404:
-            return DirectoryError("SubjectNotFound", f"{what} does not exist in the directory", definitive=True)
+            return DirectoryError(Reason.SUBJECT_NOT_FOUND, f"{what} does not exist in the directory", definitive=True)
         if status in (401, 403):
             return DirectoryError(
-                "DirectoryAccessDenied",
+                Reason.DIRECTORY_ACCESS_DENIED,
                 f"Graph refused to read {what} ({status} {code}): grant the operator's identity the "
                 "GroupMember.Read.All, User.Read.All and Application.Read.All application permissions",
                 definitive=False,
             )
         return DirectoryError(
-            "DirectoryReadFailed", f"reading {what} failed: {status} {code} {message}", definitive=False
+            Reason.DIRECTORY_READ_FAILED, f"reading {what} failed: {status} {code} {message}", definitive=False
         )
     if isinstance(exc, ClientAuthenticationError):
         first = first_line(str(exc)) or type(exc).__name__
         if "AADSTS500011" in first:  # no such resource: the token was asked for a wrong Graph endpoint
             first += ": check spec.cloud.graphEndpoint"
         return DirectoryError(
-            "AuthenticationFailed", f"reading {what}: cannot get a Graph token: {first}", definitive=False
+            Reason.AUTHENTICATION_FAILED, f"reading {what}: cannot get a Graph token: {first}", definitive=False
         )
     if isinstance(exc, httpx.TransportError):
         return DirectoryError(
-            "DirectoryReadFailed",
+            Reason.DIRECTORY_READ_FAILED,
             f"reading {what} failed: {type(exc).__name__}: "
             f"{first_line(str(exc))}: check spec.cloud.graphEndpoint and that the operator can "
             "reach it",
             definitive=False,
         )
     return DirectoryError(
-        "DirectoryReadFailed", f"reading {what} failed: {type(exc).__name__}: {exc}", definitive=False
+        Reason.DIRECTORY_READ_FAILED, f"reading {what} failed: {type(exc).__name__}: {exc}", definitive=False
     )
 
 
-def _principal_json(obj: dict[str, Any]) -> Principal | None:
+def principal_from_json(obj: dict[str, Any]) -> Principal | None:
     """A member object (raw Graph JSON) as a Principal; None for kinds that cannot hold Synapse roles."""
     kind = obj.get("@odata.type", "")
     if kind == "#microsoft.graph.user":
@@ -212,10 +214,11 @@ class Directory:
         except DirectoryError:
             raise
         except Exception as exc:  # every transport or service failure is one kind of answer
-            raise _error(exc, what) from exc
-        raise DirectoryError("SubjectKindUnknown", f"unknown subject kind {kind!r}", definitive=True)
+            raise directory_error(exc, what) from exc
+        raise DirectoryError(Reason.SUBJECT_KIND_UNKNOWN, f"unknown subject kind {kind!r}", definitive=True)
 
-    async def _json(self, info: RequestInformation) -> dict[str, Any]:
+    async def get_json(self, info: RequestInformation) -> dict[str, Any]:
+        """One Graph request answered as raw JSON (no SDK models: see `pages`); errors raise ODataError."""
         raw = await self.client.request_adapter.send_primitive_async(info, "bytes", _ERRORS)
         found: dict[str, Any] = json.loads(raw or b"{}")
         return found
@@ -223,7 +226,7 @@ class Directory:
     async def _resolve_group(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
             query = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
-            group = await self._json(
+            group = await self.get_json(
                 self.client.groups.by_group_id(id).to_get_request_information(
                     request_configuration=RequestConfiguration(query_parameters=query)
                 )
@@ -232,7 +235,7 @@ class Directory:
         query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
             filter=f"displayName eq {_odata_quote(name or '')}", select=["id", "displayName"], top=2
         )
-        page = await self._json(
+        page = await self.get_json(
             self.client.groups.to_get_request_information(
                 request_configuration=RequestConfiguration(query_parameters=query)
             )
@@ -245,14 +248,14 @@ class Directory:
         query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
             select=["id", "displayName", "userPrincipalName", "accountEnabled"]
         )
-        user = await self._json(
+        user = await self.get_json(
             self.client.users.by_user_id(key).to_get_request_information(
                 request_configuration=RequestConfiguration(query_parameters=query)
             )
         )
         if user.get("accountEnabled") is False:
             raise DirectoryError(
-                "SubjectDisabled", f"{what} is disabled in the directory: it gets no role", definitive=True
+                Reason.SUBJECT_DISABLED, f"{what} is disabled in the directory: it gets no role", definitive=True
             )
         return Principal(id=str(user["id"]), type="User", display=user.get("userPrincipalName") or key)
 
@@ -261,7 +264,7 @@ class Directory:
             query = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
                 select=["id", "displayName", "appId"]
             )
-            sp = await self._json(
+            sp = await self.get_json(
                 self.client.service_principals.by_service_principal_id(id).to_get_request_information(
                     request_configuration=RequestConfiguration(query_parameters=query)
                 )
@@ -271,7 +274,7 @@ class Directory:
             query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
                 filter=f"{field_name} eq {_odata_quote(name or '')}", select=["id", "displayName", "appId"], top=2
             )
-            page = await self._json(
+            page = await self.get_json(
                 self.client.service_principals.to_get_request_information(
                     request_configuration=RequestConfiguration(query_parameters=query)
                 )
@@ -284,10 +287,10 @@ class Directory:
     @staticmethod
     def _exactly_one(found: list[dict[str, Any]], what: str, kind: str) -> dict[str, Any]:
         if not found:
-            raise DirectoryError("SubjectNotFound", f"{what} does not exist in the directory", definitive=True)
+            raise DirectoryError(Reason.SUBJECT_NOT_FOUND, f"{what} does not exist in the directory", definitive=True)
         if len(found) > 1:
             raise DirectoryError(
-                "SubjectAmbiguous",
+                Reason.SUBJECT_AMBIGUOUS,
                 f"{what} matches more than one {kind}: name it by id instead",
                 definitive=True,
             )
@@ -308,16 +311,16 @@ class Directory:
                 if obj.get("accountEnabled") is False:
                     disabled.add(str(obj["id"]))
                     continue
-                principal = _principal_json(obj)
+                principal = principal_from_json(obj)
                 if principal is not None:
                     principals[principal.id] = principal
         except Exception as exc:
-            raise _error(exc, f"members of group {group.display!r}") from exc
+            raise directory_error(exc, f"members of group {group.display!r}") from exc
         return Expansion(
             principals=tuple(principals.values()), groups=frozenset(groups), disabled_ids=frozenset(disabled)
         )
 
-    async def _pages(self, info: RequestInformation) -> AsyncIterator[dict[str, Any]]:
+    async def pages(self, info: RequestInformation) -> AsyncIterator[dict[str, Any]]:
         """Raw JSON pages, following @odata.nextLink.
 
         Member lists are read as JSON, not as SDK models: the SDK's model deserialisation costs about
@@ -340,7 +343,7 @@ class Directory:
         info = self.client.groups.by_group_id(group_id).transitive_members.to_get_request_information(
             request_configuration=RequestConfiguration(query_parameters=query)
         )
-        async for page in self._pages(info):
+        async for page in self.pages(info):
             for obj in page.get("value") or ():
                 yield obj
 
@@ -378,21 +381,23 @@ class Directory:
         info.headers.try_add("Accept", "application/json")
         info.content = json.dumps(body).encode()
         try:
-            answer = await self._json(info)
+            answer = await self.get_json(info)
         except Exception as exc:
-            raise _error(exc, "directory changes ($batch of groups/delta and users/delta)") from exc
+            raise directory_error(exc, "directory changes ($batch of groups/delta and users/delta)") from exc
         by_id = {str(r.get("id")): r for r in answer.get("responses") or ()}
         results = []
         for resource, link in asks.items():
             what = f"{resource} changes ({resource}/delta)"
             r = by_id.get(resource)
             if r is None:
-                raise DirectoryError("DirectoryReadFailed", f"{what}: missing from the $batch answer", definitive=False)
+                raise DirectoryError(
+                    Reason.DIRECTORY_READ_FAILED, f"{what}: missing from the $batch answer", definitive=False
+                )
             status = int(r.get("status") or 0)
             page = r.get("body") if isinstance(r.get("body"), dict) else {}
             if status == 410:
                 raise DirectoryError(
-                    "DeltaExpired", f"{what}: Graph no longer knows the delta link: resync", definitive=False
+                    Reason.DELTA_EXPIRED, f"{what}: Graph no longer knows the delta link: resync", definitive=False
                 )
             if status >= 400:
                 raise _status_error(status, (page.get("error") or {}) if isinstance(page, dict) else {}, what)
@@ -400,10 +405,10 @@ class Directory:
             if page.get("@odata.nextLink"):
                 rest = self.client.groups.with_url(page["@odata.nextLink"]).to_get_request_information()
                 try:
-                    async for more in self._pages(rest):
+                    async for more in self.pages(rest):
                         self._collect(result, more)
                 except Exception as exc:
-                    raise _error(exc, what) from exc
+                    raise directory_error(exc, what) from exc
             if not link:
                 result.changed_groups.clear()
                 result.names.clear()
@@ -434,16 +439,16 @@ class Directory:
         info = self.client.groups.delta.with_url(url).to_get_request_information()
         what = f"{resource} changes ({resource}/delta)"
         try:
-            async for page in self._pages(info):
+            async for page in self.pages(info):
                 self._collect(result, page)
         except ODataError as exc:
             if exc.response_status_code == 410:
                 raise DirectoryError(
-                    "DeltaExpired", f"{what}: Graph no longer knows the delta link: resync", definitive=False
+                    Reason.DELTA_EXPIRED, f"{what}: Graph no longer knows the delta link: resync", definitive=False
                 ) from exc
-            raise _error(exc, what) from exc
+            raise directory_error(exc, what) from exc
         except Exception as exc:
-            raise _error(exc, what) from exc
+            raise directory_error(exc, what) from exc
         if not link:
             result.changed_groups.clear()
             result.names.clear()

@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from synapse_scim.adapters.credentials import CredentialError
+from synapse_scim.core.reasons import Reason
 
 GROUP = "synapse-scim.io"
 VERSION = "v1alpha1"
@@ -35,11 +36,11 @@ class Kube:
         except ApiException as exc:
             if exc.status == 404:
                 raise CredentialError(
-                    "SecretNotFound", f"Secret {namespace}/{name} does not exist: create it with the key {key!r}"
+                    Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{name} does not exist: create it with the key {key!r}"
                 ) from None
             if exc.status == 403:
                 raise CredentialError(
-                    "SecretNotFound",
+                    Reason.SECRET_NOT_FOUND,
                     f"the operator may not read Secret {namespace}/{name} (403): grant it get on "
                     "secrets in this namespace",
                 ) from None
@@ -47,7 +48,7 @@ class Kube:
         data = secret.data or {}
         if key not in data:
             raise CredentialError(
-                "SecretKeyMissing",
+                Reason.SECRET_KEY_MISSING,
                 f"Secret {namespace}/{name} has no key {key!r} (it has: {', '.join(sorted(data)) or 'none'})",
             )
         return base64.b64decode(data[key])

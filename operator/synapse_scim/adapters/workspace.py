@@ -31,6 +31,7 @@ from synapse_scim.adapters.credentials import Cloud, azure_ca_bundle
 from synapse_scim.adapters.throttle import AdaptiveLimit, ThrottlePolicy, retry_after_seconds
 from synapse_scim.core.errors import ReasonedError, first_line, untrusted_certificate
 from synapse_scim.core.model import Assignment, Grant, assignment_id
+from synapse_scim.core.reasons import Reason
 from synapse_scim.metrics import SynapseMetricsPolicy
 
 # How many times a write that Synapse keeps throttling is tried again (each time after the SDK's own
@@ -57,26 +58,26 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
     if isinstance(exc, ClientAuthenticationError):
         text = str(exc)
         if "AADSTS" in text or "Authentication failed" in text:
-            return WorkspaceError("AuthenticationFailed", f"{what}: cannot get a token: {first_line(text)}")
-        return WorkspaceError("AuthenticationFailed", f"{what}: the workspace rejected the token (401)")
+            return WorkspaceError(Reason.AUTHENTICATION_FAILED, f"{what}: cannot get a token: {first_line(text)}")
+        return WorkspaceError(Reason.AUTHENTICATION_FAILED, f"{what}: the workspace rejected the token (401)")
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
         code = exc.error.code if getattr(exc, "error", None) is not None else ""
         if status == 403:
             return WorkspaceError(
-                "AccessDenied",
+                Reason.ACCESS_DENIED,
                 f"{what}: 403 {code}: give the operator's identity the Synapse Administrator role on the workspace",
             )
         if status == 404:
-            return WorkspaceError("WorkspaceNotFound", f"{what}: 404 {code}: check spec.endpoint")
-        return WorkspaceError("WorkspaceReadFailed", f"{what}: HTTP {status} {code}".strip())
+            return WorkspaceError(Reason.WORKSPACE_NOT_FOUND, f"{what}: 404 {code}: check spec.endpoint")
+        return WorkspaceError(Reason.WORKSPACE_READ_FAILED, f"{what}: HTTP {status} {code}".strip())
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, OSError, asyncio.TimeoutError)):
         return WorkspaceError(
-            "WorkspaceUnreachable",
+            Reason.WORKSPACE_UNREACHABLE,
             f"{what}: {type(exc).__name__}: {first_line(str(exc))}: "
             "check that spec.endpoint and spec.cloud.authorityHost are right and reachable",
         )
-    return WorkspaceError("WorkspaceReadFailed", f"{what}: {type(exc).__name__}: {first_line(str(exc))}")
+    return WorkspaceError(Reason.WORKSPACE_READ_FAILED, f"{what}: {type(exc).__name__}: {first_line(str(exc))}")
 
 
 def access_control_client(
@@ -195,7 +196,7 @@ class Workspace:
                 # The service refused what the binding asks for: a person must fix it.
                 said = exc.error.message if getattr(exc, "error", None) is not None and exc.error.message else ""
                 raise WorkspaceError(
-                    "GrantRejected",
+                    Reason.GRANT_REJECTED,
                     f"granting role {grant.role_id} to {grant.principal_id} at "
                     f"{grant.scope}: 400: {first_line(said)}: check the binding's spec.scope (the "
                     "item must exist in the workspace) and spec.roles",
@@ -231,7 +232,7 @@ class Workspace:
                 self.limit.succeeded()
                 return done
         raise WorkspaceError(
-            "Throttled",
+            Reason.THROTTLED,
             f"{what}: Synapse kept answering 429 (throttled) after "
             f"{THROTTLED_ATTEMPTS} rounds of retries; tried again next sync",
         )

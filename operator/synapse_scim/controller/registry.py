@@ -34,3 +34,14 @@ class Registry:
         fut = self.releases.pop(key, None)
         if fut is not None and not fut.done():
             fut.set_result(None)
+
+    async def released(self, binding: BindingKey, workspace: WorkspaceKey, wait: float) -> bool:
+        """Poke the binding's workspace and wait until its loop lets the binding go (its grants revoked
+        or orphaned); False when that took longer than ``wait`` seconds (kopf retries the deletion)."""
+        done = self.waiting_release(binding)
+        self.poke(workspace)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout=wait)
+        except TimeoutError:
+            return False
+        return True

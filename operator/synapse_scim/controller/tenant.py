@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import Directory, DirectoryError
 from synapse_scim.adapters.directory_cache import DirectoryCache
+from synapse_scim.core.reasons import Reason
 
 log = logging.getLogger("synapse_scim.tenant")
 
@@ -92,14 +93,14 @@ class TenantWatch:
         except (CredentialError, DirectoryError) as exc:
             reason = getattr(exc, "reason", "")
             log.warning("directory change poll failed for tenant %s (via %s/%s): %s", self.key[0], *ws_key, exc)
-            if reason == "DeltaExpired":
+            if reason == Reason.DELTA_EXPIRED:
                 self.forget()
                 return set()
             # Rotate to another workspace's credential next time; a credential that stopped working
             # must show in its workspace's status now, not at the next full sync.
             self.subscribers.pop(ws_key)
             self.subscribers[ws_key] = sub
-            if isinstance(exc, CredentialError) or reason == "AuthenticationFailed":
+            if isinstance(exc, CredentialError) or reason == Reason.AUTHENTICATION_FAILED:
                 sub.poke()
                 return {ws_key}
             return set()

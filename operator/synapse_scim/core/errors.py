@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ssl
 
+from synapse_scim.core.reasons import Reason
+
 
 class ReasonedError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -28,7 +30,7 @@ def untrusted_certificate(exc: BaseException, what: str) -> ReasonedError | None
         if isinstance(link, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(link):
             detail = getattr(link, "verify_message", None) or "certificate verify failed"
             return ReasonedError(
-                "CertificateUntrusted",
+                Reason.CERTIFICATE_UNTRUSTED,
                 f"{what}: the server's TLS certificate is not trusted ({detail}): check the host in spec.endpoint "
                 "and spec.cloud; if Azure is reached through a private CA or a TLS-inspecting proxy, give the "
                 "operator that CA (chart value azureCABundle, env SYNAPSE_SCIM_AZURE_CA_BUNDLE)",

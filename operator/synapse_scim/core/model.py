@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+from synapse_scim.core.reasons import Reason
+
 __all__ = [
     "ASSIGNMENT_NAMESPACE",
     "Assignment",
@@ -222,10 +224,9 @@ class DesiredGrant:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something that keeps a binding from being Ready. ``reason`` is a CamelCase word
-    (SubjectNotFound, SubjectAmbiguous, RoleNotFound, RoleNotValidAtScope, DirectoryReadFailed...)."""
+    """Something that keeps a binding from being Ready, with the reason status shows."""
 
-    reason: str
+    reason: Reason
     message: str
     subject: str | None = None
 
@@ -316,6 +317,8 @@ class WorkspaceInputs:
     orphaned_ids: frozenset[str] = frozenset()
     # Optional role id -> name, used only to print names in drift reports of unexpected items.
     role_names: tuple[tuple[str, str], ...] = ()
+    # spec.suspend of the SynapseWorkspace: the plan writes nothing (its reports still tell the drift).
+    suspended: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bindings", tuple(self.bindings))
@@ -404,7 +407,7 @@ class Plan:
     creates: tuple[Create, ...] = ()
     deletes: tuple[Assignment, ...] = ()  # to be executed now
     held: tuple[Assignment, ...] = ()  # deletions withheld; see hold_reason
-    hold_reason: str | None = None  # "RemovalsHeld" | "ReadsIncomplete" | None
+    hold_reason: Reason | None = None  # REMOVALS_HELD or READS_INCOMPLETE
     # Set whenever the guard tripped (held, or approved and executed); a person approves held
     # removals by setting the workspace annotation to exactly this value.
     plan_id: str | None = None
@@ -428,7 +431,7 @@ class PlanSummary:
     deletes: int
     held: int
     newly_orphaned: int
-    hold_reason: str | None
+    hold_reason: Reason | None
     plan_id: str | None
 
     def __str__(self) -> str:

@@ -29,6 +29,7 @@ from synapse_scim.core.model import (
     normalize_id,
     pair_key,
 )
+from synapse_scim.core.reasons import Reason
 
 __all__ = [
     "HOLD_READS_INCOMPLETE",
@@ -41,8 +42,8 @@ __all__ = [
     "plan_workspace",
 ]
 
-HOLD_REMOVALS = "RemovalsHeld"
-HOLD_READS_INCOMPLETE = "ReadsIncomplete"
+HOLD_REMOVALS = Reason.REMOVALS_HELD
+HOLD_READS_INCOMPLETE = Reason.READS_INCOMPLETE
 
 Pair = tuple[str, str]
 TupleKey = tuple[str, str, str]
@@ -177,6 +178,10 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     8. **Determinism.** All outputs are sorted and representatives are chosen by a total order,
        so the same inputs in any order give an equal plan (plan ids and status stay stable and
        the operator does not flap).
+
+    9. **Suspended workspace.** ``inputs.suspended`` (the workspace's ``spec.suspend``) empties
+       creates, deletes, ``newly_orphaned`` and ``finalizable``: nothing is written and no binding
+       leaves. Held removals and reports stay, so status still tells the drift.
     """
     bindings = sorted(inputs.bindings, key=lambda b: b.key)
     live = [b for b in bindings if not b.deleting]
@@ -247,7 +252,7 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     # Rules 4 and 5.
     deletes: list[Assignment] = []
     held: list[Assignment] = []
-    hold_reason: str | None = None
+    hold_reason: Reason | None = None
     plan_id: str | None = None
     if candidates and not inputs.actual_complete:
         held, hold_reason = candidates, HOLD_READS_INCOMPLETE
@@ -270,6 +275,11 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     )
 
     drift = _reports(inputs, live, actual, wanted, is_managed, deletes, held) if reports else {}
+    if inputs.suspended:
+        # Rule 9: a suspended workspace is written nothing, but what it would do is still reported.
+        return Plan(
+            held=tuple(sorted(held, key=_assignment_sort_key)), hold_reason=hold_reason, plan_id=plan_id, reports=drift
+        )
     return Plan(
         creates=tuple(creates),
         deletes=tuple(sorted(deletes, key=_assignment_sort_key)),

@@ -14,34 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse_scim.core.model import BindingReport, DriftItem, Problem, truncated
+from synapse_scim.core.reasons import STALLING_REASONS, Reason
 
 DRIFT_LIMIT = 50
-
-# Problems a person must fix; everything else is retried by the operator on its own.
-STALLING_REASONS = frozenset(
-    {
-        "SubjectNotFound",
-        "SubjectAmbiguous",
-        "SubjectKindUnknown",
-        "RoleNotFound",
-        "RoleNotValidAtScope",
-        "ScopeInvalid",
-        "WorkspaceNotFound",
-        "WorkspaceNameUnknown",
-        "AuthenticationFailed",
-        "AccessDenied",
-        "SecretNotFound",
-        "SecretKeyMissing",
-        "SecretKeyEmpty",
-        "CertificateInvalid",
-        "WorkloadIdentityUnavailable",
-        "DirectoryAccessDenied",
-        "RemovalsHeld",
-        "CredentialInvalid",
-        "GrantRejected",
-        "CertificateUntrusted",
-    }
-)
 
 
 def now_iso() -> str:
@@ -101,10 +76,10 @@ def ready_conditions(
         Condition(
             "Reconciling",
             reconciling,
-            reason if reconciling else "Idle",
+            reason if reconciling else Reason.IDLE,
             message if reconciling else "nothing in progress",
         ),
-        Condition("Stalled", stalled, reason if stalled else "Progressing", message if stalled else "not stalled"),
+        Condition("Stalled", stalled, reason if stalled else Reason.PROGRESSING, message if stalled else "not stalled"),
     ]
 
 
@@ -132,7 +107,7 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
     if o.suspended:
         return ready_conditions(
             ready=False,
-            reason="Suspended",
+            reason=Reason.SUSPENDED,
             message="spec.suspend is true: nothing is granted or revoked for this binding",
         )
     if o.workspace_problem:
@@ -161,17 +136,17 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
         )
     r = o.report
     assert r is not None
-    if r.held and o.hold_reason == "RemovalsHeld":
+    if r.held and o.hold_reason == Reason.REMOVALS_HELD:
         msg = (
             f"{r.held} removal(s) held by the removal guard of workspace {workspace_ref} (plan {o.plan_id}): "
             f"review them, then approve with `kubectl annotate synapseworkspace {workspace_ref} "
             f"synapse-scim.io/approve-removals={o.plan_id} --overwrite`"
         )
-        return ready_conditions(ready=False, reason="RemovalsHeld", message=msg, stalled=True)
+        return ready_conditions(ready=False, reason=Reason.REMOVALS_HELD, message=msg, stalled=True)
     if r.held:
         return ready_conditions(
             ready=False,
-            reason="ReadsIncomplete",
+            reason=Reason.READS_INCOMPLETE,
             reconciling=True,
             message=f"{r.held} removal(s) wait until every read of a sync succeeds",
         )
@@ -180,22 +155,24 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
         if drift:
             return ready_conditions(
                 ready=False,
-                reason="DriftDetected",
+                reason=Reason.DRIFT_DETECTED,
                 message=f"Observe mode: {len(r.missing)} missing and {r.pending_removal} unexpected "
                 "assignment(s); nothing is written (set managementPolicy: Enforce to apply)",
             )
         return ready_conditions(
-            ready=True, reason="InSync", message=f"Observe mode: all {r.desired} desired assignment(s) present"
+            ready=True, reason=Reason.IN_SYNC, message=f"Observe mode: all {r.desired} desired assignment(s) present"
         )
     if drift:
         return ready_conditions(
             ready=False,
-            reason="Applying",
+            reason=Reason.APPLYING,
             reconciling=True,
             message=f"{len(r.missing)} to grant, {r.pending_removal} to revoke",
         )
     note = f"; {r.unmanaged} manual assignment(s) left alone" if r.unmanaged else ""
-    return ready_conditions(ready=True, reason="InSync", message=f"all {r.desired} desired assignment(s) present{note}")
+    return ready_conditions(
+        ready=True, reason=Reason.IN_SYNC, message=f"all {r.desired} desired assignment(s) present{note}"
+    )
 
 
 def binding_status(
@@ -248,3 +225,23 @@ def stamp(new: dict[str, Any], old: Mapping[str, Any] | None, when: str) -> dict
     """lastSyncTime is the time of the last sync that changed the status: quiet syncs write nothing."""
     new["lastSyncTime"] = when if changed(old, new) else (old or {}).get("lastSyncTime", when)
     return new
+
+
+def missing_workspace_status(
+    namespace: str, workspace_ref: str, generation: int, old: Mapping[str, Any] | None, when: str
+) -> dict[str, Any]:
+    """A binding whose SynapseWorkspace does not exist: Stalled until it does (nothing is granted or
+    revoked through it meanwhile)."""
+    message = (
+        f"SynapseWorkspace {namespace}/{workspace_ref} does not exist: create it, or fix spec.workspaceRef.name "
+        "(nothing is granted or revoked until it exists)"
+    )
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions(
+            ready_conditions(ready=False, reason=Reason.WORKSPACE_NOT_FOUND, message=message, stalled=True),
+            (old or {}).get("conditions"),
+            generation,
+            when,
+        ),
+    }

@@ -14,7 +14,7 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph.generated.groups.item.members.members_request_builder import MembersRequestBuilder
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
-from synapse_scim.adapters.directory import MEMBER_FIELDS, PAGE_SIZE, Directory, _error, _principal_json
+from synapse_scim.adapters.directory import MEMBER_FIELDS, PAGE_SIZE, Directory, directory_error, principal_from_json
 from synapse_scim.core.model import Principal, normalize_id
 
 
@@ -50,13 +50,13 @@ class GroupWalker:
         async with self._sem:
             try:
                 # Raw JSON pages (the directory adapter's pager): building SDK models costs ~8 ms per member.
-                async for page in self.directory._pages(info):
+                async for page in self.directory.pages(info):
                     for obj in page.get("value") or ():
-                        principal = _principal_json(obj)
+                        principal = principal_from_json(obj)
                         if principal is not None:
                             found.append(Member(principal, obj.get("accountEnabled") is not False))
             except Exception as exc:
-                raise _error(exc, f"direct members of group {group_id}") from exc
+                raise directory_error(exc, f"direct members of group {group_id}") from exc
         return tuple(sorted(found, key=lambda m: (m.principal.display.lower(), m.principal.id)))
 
     def object(self, object_id: str) -> asyncio.Task[Principal | None]:
@@ -70,16 +70,16 @@ class GroupWalker:
     async def _read_object(self, object_id: str) -> Principal | None:
         async with self._sem:
             try:
-                obj = await self.directory._json(
+                obj = await self.directory.get_json(
                     self.client.directory_objects.by_directory_object_id(object_id).to_get_request_information()
                 )
             except ODataError as exc:
                 if exc.response_status_code == 404:
                     return None
-                raise _error(exc, f"directory object {object_id}") from exc
+                raise directory_error(exc, f"directory object {object_id}") from exc
             except Exception as exc:
-                raise _error(exc, f"directory object {object_id}") from exc
-        return _principal_json(obj)
+                raise directory_error(exc, f"directory object {object_id}") from exc
+        return principal_from_json(obj)
 
     def paths(self, group: Principal) -> asyncio.Task[dict[str, tuple[str, ...]]]:
         """Every member reachable from ``group`` (users, service principals, nested groups) -> the

@@ -19,13 +19,15 @@ from typing import Any, TextIO
 from synapse_scim.adapters.connections import Connections
 from synapse_scim.adapters.directory import DirectoryError
 from synapse_scim.adapters.kube import GROUP, VERSION, WORKSPACES, Kube
-from synapse_scim.controller.sync import APPROVE_ANNOTATION
 from synapse_scim.core.model import Assignment, Principal, normalize_id
+from synapse_scim.core.objects import APPROVE_ANNOTATION
+from synapse_scim.core.reasons import Action, Reason
 from synapse_scim.review.chains import GroupWalker, chain_text
 from synapse_scim.review.explain import (
+    Cause,
+    CauseKind,
     Explainer,
     Holding,
-    Reason,
     ScopeError,
     find_principal,
     parse_scope,
@@ -174,7 +176,7 @@ def _fatal(exc: Exception) -> str | None:
 
 @dataclass
 class Row:
-    action: str  # grant | revoke | held | orphan
+    action: Action
     principal: Principal
     role_id: str
     role: str
@@ -206,7 +208,7 @@ class Row:
         }
 
 
-ORDER = {"grant": 0, "revoke": 1, "held": 2, "orphan": 3}
+ORDER = {Action.GRANT: 0, Action.REVOKE: 1, Action.HELD: 2, Action.ORPHAN: 3}
 
 
 async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row]:
@@ -239,7 +241,7 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
             )
         )
 
-    async def removal(action: str, a: Assignment) -> Row:
+    async def removal(action: Action, a: Assignment) -> Row:
         principal = await explainer.principal_of(a.principal_id, a.principal_type)
         return Row(
             action,
@@ -254,9 +256,9 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
 
     by_id = {normalize_id(a.id): a for a in preview.actual}
     rows += await asyncio.gather(  # the directory objects behind removals are looked up concurrently
-        *(removal("revoke", a) for a in plan.deletes),
-        *(removal("held", a) for a in plan.held),
-        *(removal("orphan", by_id[i]) for i in sorted(plan.newly_orphaned) if i in by_id),
+        *(removal(Action.REVOKE, a) for a in plan.deletes),
+        *(removal(Action.HELD, a) for a in plan.held),
+        *(removal(Action.ORPHAN, by_id[i]) for i in sorted(plan.newly_orphaned) if i in by_id),
     )
     return sorted(
         rows,
@@ -285,16 +287,19 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
     return [indent + "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def _counts(rows: Iterable[Row]) -> dict[str, int]:
+def _counts(rows: Iterable[Row]) -> dict[Action, int]:
     counts = {k: 0 for k in ORDER}
     for r in rows:
         counts[r.action] += 1
     return counts
 
 
-def _summary(counts: dict[str, int]) -> str:
-    text = f"{counts['grant']} to grant, {counts['revoke']} to revoke, {counts['held']} held by the removal guard"
-    return text + (f", {counts['orphan']} to mark orphaned" if counts["orphan"] else "")
+def _summary(counts: dict[Action, int]) -> str:
+    text = (
+        f"{counts[Action.GRANT]} to grant, {counts[Action.REVOKE]} to revoke, "
+        f"{counts[Action.HELD]} held by the removal guard"
+    )
+    return text + (f", {counts[Action.ORPHAN]} to mark orphaned" if counts[Action.ORPHAN] else "")
 
 
 async def plan_main(argv: list[str], stdout: TextIO | None = None) -> int:
@@ -352,7 +357,7 @@ def _plan_text(report: list[dict[str, Any]], out: TextIO) -> None:
             for line in _table([header, *(r.cells() for r in rows)]):
                 out.write(line + "\n")
         plan = preview.plan
-        if plan is not None and plan.held and plan.hold_reason == "RemovalsHeld":
+        if plan is not None and plan.held and plan.hold_reason == Reason.REMOVALS_HELD:
             out.write(
                 f"  {len(plan.held)} removal(s) held by the removal guard; approve after merge with:\n"
                 f"    kubectl annotate synapseworkspace {preview.ws.name} -n {preview.ws.namespace} "
@@ -396,14 +401,14 @@ def _plan_json(report: list[dict[str, Any]], errors: bool, changes: bool) -> dic
 # -- explain ------------------------------------------------------------------------------------------
 
 
-def _reason_text(r: Reason, principal: Principal) -> str:
-    if r.kind == "binding":
+def _reason_text(r: Cause, principal: Principal) -> str:
+    if r.kind is CauseKind.BINDING:
         chain = chain_text(r.chain, principal.display) if r.chain else f"{principal.display} (direct subject)"
         return f"wanted by SynapseRoleBinding {r.binding} ({r.mode}): {chain}"
     return {
-        "manual": "manual: not managed by any binding (the operator reports it, never removes it)",
-        "orphaned": "orphaned: left by a binding deleted with deletionPolicy Orphan; treated as manual",
-        "unwanted": "managed by the operator, but no binding wants it any more",
+        CauseKind.MANUAL: "manual: not managed by any binding (the operator reports it, never removes it)",
+        CauseKind.ORPHANED: "orphaned: left by a binding deleted with deletionPolicy Orphan; treated as manual",
+        CauseKind.UNWANTED: "managed by the operator, but no binding wants it any more",
     }[r.kind]
 
 

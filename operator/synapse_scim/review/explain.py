@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 
-from synapse_scim.adapters.directory import Directory, DirectoryError, _error
+from synapse_scim.adapters.directory import Directory, DirectoryError, directory_error
 from synapse_scim.core.model import Assignment, DesiredGrant, Grant, Principal, normalize_id, normalize_scope
+from synapse_scim.core.reasons import Reason
 from synapse_scim.core.scope import SCOPE_COLLECTIONS, ScopeKind, scope_path
 from synapse_scim.review.chains import GroupWalker
 from synapse_scim.review.preview import WorkspacePreview, chain_of
@@ -25,16 +27,33 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 TupleKey = tuple[str, str, str]
 
 
+class CauseKind(StrEnum):
+    BINDING = "binding"  # a binding wants it
+    MANUAL = "manual"  # not the operator's: reported, never removed
+    ORPHANED = "orphaned"  # left by a binding deleted with deletionPolicy Orphan
+    UNWANTED = "unwanted"  # the operator's, but no binding wants it any more
+
+
+class HoldingStatus(StrEnum):
+    HELD = "held"
+    TO_GRANT = "to grant"
+    MISSING = "missing (not created: Observe or suspended binding)"
+    TO_REVOKE = "to revoke"
+    REVOCATION_HELD = "revocation held by the removal guard"
+
+
 @dataclass(frozen=True)
-class Reason:
-    kind: str  # "binding" | "manual" | "orphaned" | "unwanted"
+class Cause:
+    """Why a principal holds (or would hold) one role at one scope."""
+
+    kind: CauseKind
     binding: str = ""
     mode: str = ""
     chain: tuple[str, ...] = ()  # groups from the binding's subject down to the principal; () if direct
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
-        if self.kind == "binding":
+        if self.kind is CauseKind.BINDING:
             out.update(binding=self.binding, mode=self.mode, chain=list(self.chain))
         return out
 
@@ -47,9 +66,9 @@ class Holding:
     role_id: str
     role: str
     scope: str
-    status: str  # held | to grant | missing (not created: Observe or suspended) | to revoke | revocation held
+    status: HoldingStatus
     assignment_id: str | None
-    reasons: list[Reason] = field(default_factory=list)
+    reasons: list[Cause] = field(default_factory=list)
     through: tuple[str, ...] = ()  # for a role held by a group the principal is in: the group chain
 
     def sort_key(self) -> tuple[str, ...]:
@@ -94,7 +113,7 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
                 select=["id", "userPrincipalName", "displayName", "accountEnabled"]
             )
             # Not Directory.resolve: a disabled user still has grants worth explaining.
-            user = await directory._json(
+            user = await directory.get_json(
                 directory.client.users.by_user_id(ref).to_get_request_information(
                     request_configuration=RequestConfiguration(query_parameters=query)
                 )
@@ -104,17 +123,17 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
             )
             return principal, user.get("accountEnabled") is not False
     except ODataError as exc:
-        raise _error(exc, f"principal {ref!r}") from exc
+        raise directory_error(exc, f"principal {ref!r}") from exc
     found: list[Principal] = []
     for kind in ("Group", "ServicePrincipal"):
         try:
             found.append(await directory.resolve(kind, name=ref))
         except DirectoryError as exc:
-            if exc.reason != "SubjectNotFound":
+            if exc.reason != Reason.SUBJECT_NOT_FOUND:
                 raise
     if not found:
         raise DirectoryError(
-            "SubjectNotFound",
+            Reason.SUBJECT_NOT_FOUND,
             f"no user, group or service principal {ref!r} in the directory "
             "(users by userPrincipalName or id, groups and service principals by display name, "
             "appId or id)",
@@ -122,7 +141,7 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
         )
     if len(found) > 1:
         raise DirectoryError(
-            "SubjectAmbiguous", f"{ref!r} is both a group and a service principal: name it by id", definitive=True
+            Reason.SUBJECT_AMBIGUOUS, f"{ref!r} is both a group and a service principal: name it by id", definitive=True
         )
     return found[0], True
 
@@ -185,30 +204,30 @@ class Explainer:
     def role_name(self, role_id: str) -> str:
         return self.role_names.get(normalize_id(role_id), role_id)
 
-    async def reasons(self, key: TupleKey, assignment: Assignment | None) -> list[Reason]:
-        out: set[Reason] = set()
+    async def reasons(self, key: TupleKey, assignment: Assignment | None) -> list[Cause]:
+        out: set[Cause] = set()
         for dg in self.wanted.get(key, ()):
             chain = await chain_of(self.p, self.walker, str(dg.binding), dg.via, dg.principal)
-            out.add(Reason("binding", str(dg.binding), self.modes.get(str(dg.binding), ""), chain))
+            out.add(Cause(CauseKind.BINDING, str(dg.binding), self.modes.get(str(dg.binding), ""), chain))
         if out:
             return sorted(out, key=lambda r: (r.binding, r.chain))
         if assignment is None:
             return []
         if not assignment.owned:
-            return [Reason("manual")]
+            return [Cause(CauseKind.MANUAL)]
         if normalize_id(assignment.id) in self.orphaned:
-            return [Reason("orphaned")]
-        return [Reason("unwanted")]
+            return [Cause(CauseKind.ORPHANED)]
+        return [Cause(CauseKind.UNWANTED)]
 
-    def status(self, key: TupleKey, assignment: Assignment | None) -> str:
+    def status(self, key: TupleKey, assignment: Assignment | None) -> HoldingStatus:
         if assignment is None:
-            return "to grant" if key in self.creates else "missing (not created: Observe or suspended binding)"
+            return HoldingStatus.TO_GRANT if key in self.creates else HoldingStatus.MISSING
         aid = normalize_id(assignment.id)
         if aid in self.deletes:
-            return "to revoke"
+            return HoldingStatus.TO_REVOKE
         if aid in self.held:
-            return "revocation held by the removal guard"
-        return "held"
+            return HoldingStatus.REVOCATION_HELD
+        return HoldingStatus.HELD
 
     async def principal_of(self, principal_id: str, fallback_type: str | None) -> Principal:
         known = self.principals.get(normalize_id(principal_id))

@@ -1,14 +1,12 @@
 """Read and plan, never write: what the operator's next sync of a workspace would do.
 
-The reads and the decisions are the operator's own (sync.resolve_binding, planner.plan_workspace), so
-`synapse-scim plan` and `explain` cannot disagree with what the operator does; only the write step
-of sync.sync_workspace is left out. The objects come from manifests and, optionally, the cluster.
+The reads and the decisions are the operator's own (reads.inputs.read_workspace, planner.plan_workspace),
+so `synapse-scim plan` and `explain` cannot disagree with what the operator does; only the write step
+of the controller's sync is left out. The objects come from manifests and, optionally, the cluster.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,16 +16,12 @@ from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.kube import Kube
 from synapse_scim.adapters.workspace import RoleDefinition, Workspace, WorkspaceError
-from synapse_scim.controller.sync import (
-    APPROVE_ANNOTATION,
-    BindingObject,
-    WorkspaceObject,
-    _DirectoryReads,
-    _guard,
-    resolve_binding,
-)
-from synapse_scim.core.model import Assignment, BindingState, Plan, Principal, Problem, WorkspaceInputs
+from synapse_scim.core.model import Assignment, BindingState, Plan, Principal, Problem
+from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim.core.planner import plan_workspace
+from synapse_scim.core.reasons import Reason
+from synapse_scim.reads.directory_reads import DirectoryReads
+from synapse_scim.reads.inputs import read_workspace
 from synapse_scim.review.chains import GroupWalker
 from synapse_scim.review.manifests import Manifest, ManifestError
 
@@ -141,7 +135,7 @@ def connections(kube: Kube | None) -> Connections:
         return Connections(kube.read_secret)
 
     async def no_secrets(namespace: str, name: str, key: str) -> bytes:
-        raise CredentialError("SecretNotFound", f"Secret {namespace}/{name} cannot be read without --cluster")
+        raise CredentialError(Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{name} cannot be read without --cluster")
 
     return Connections(no_secrets)
 
@@ -164,36 +158,26 @@ async def preview_workspace(
 ) -> WorkspacePreview:
     """sync_workspace's reads and plan, without its writes."""
     result = WorkspacePreview(ws=ws, bindings=bindings, ws_name=workspace.name)
+    reads = DirectoryReads(directory, read_concurrency)
     try:
-        result.roles = {r.name: r for r in await workspace.role_definitions()}
-        result.actual = await workspace.assignments()
-    except WorkspaceError as exc:
-        result.problem = Problem(exc.reason, exc.message)
-        return result
-    reads = _DirectoryReads(directory, read_concurrency)
-    try:
-        resolved = await asyncio.gather(*(resolve_binding(b, workspace.name, result.roles, reads) for b in bindings))
+        try:
+            read = await read_workspace(
+                ws, bindings, directory, workspace, read_concurrency=read_concurrency, reads=reads
+            )
+        except WorkspaceError as exc:
+            result.problem = Problem(exc.reason, exc.message)
+            return result
         result.subject_groups = await _subject_groups(bindings, reads)
     finally:
         reads.cancel()
-    result.states = [s for s, _ in resolved]
-    inputs = WorkspaceInputs(
-        bindings=tuple(result.states),
-        actual=result.actual,
-        actual_complete=True,
-        guard=_guard(ws.spec),
-        approved_plan_id=ws.annotations.get(APPROVE_ANNOTATION),
-        orphaned_ids=frozenset(ws.status.get("orphanedAssignments") or ()),
-        role_names=result.role_names,
-    )
-    plan = plan_workspace(inputs)
-    if ws.spec.get("suspend"):
-        plan = dataclasses.replace(plan, creates=(), deletes=(), finalizable=frozenset(), newly_orphaned=frozenset())
-    result.plan = plan
+    result.roles = read.roles
+    result.actual = read.actual
+    result.states = list(read.states)
+    result.plan = plan_workspace(read.inputs)
     return result
 
 
-async def _subject_groups(bindings: list[BindingObject], reads: _DirectoryReads) -> dict[tuple[str, str], Principal]:
+async def _subject_groups(bindings: list[BindingObject], reads: DirectoryReads) -> dict[tuple[str, str], Principal]:
     """The groups each binding expands, by the display name its DesiredGrant.via carries (the reads are
     cached: nothing is read twice)."""
     out: dict[tuple[str, str], Principal] = {}
@@ -240,7 +224,7 @@ async def preview_target(
     except CredentialError as exc:
         return preview_error(ws, bindings, Problem(exc.reason, exc.message)), None
     except (KeyError, ValueError) as exc:
-        return preview_error(ws, bindings, Problem("WorkspaceNameUnknown", f"spec: {exc}")), None
+        return preview_error(ws, bindings, Problem(Reason.WORKSPACE_NAME_UNKNOWN, f"spec: {exc}")), None
     preview = await preview_workspace(
         ws, bindings, clients.directory, clients.workspace, read_concurrency=read_concurrency
     )

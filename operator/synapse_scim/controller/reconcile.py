@@ -1,0 +1,134 @@
+"""One sync of one workspace as the running operator does it, around the pure sync: Kubernetes reads,
+the tenant watch's subscription, status writes, Events, metrics, and a refused credential dropped."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import kopf
+
+from synapse_scim import metrics
+from synapse_scim.adapters.credentials import CredentialError
+from synapse_scim.adapters.directory import Directory
+from synapse_scim.adapters.kube import BINDINGS, WORKSPACES, Kube
+from synapse_scim.controller.events import post_events
+from synapse_scim.controller.settings import Settings
+from synapse_scim.controller.sync import SyncResult, sync_workspace, workspace_failure
+from synapse_scim.controller.tenant import TenantWatch
+from synapse_scim.core.model import Problem
+from synapse_scim.core.objects import BindingObject, WorkspaceObject
+from synapse_scim.core.reasons import TOKEN_REFUSED_REASONS, Action, Outcome, Reason
+from synapse_scim.core.status import binding_conditions, binding_status, now_iso, stamp
+
+
+async def run_sync(
+    key: tuple[str, str],
+    memo: kopf.Memo,
+    logger: logging.Logger,
+    *,
+    full: bool = True,
+    fresh_directory: bool | None = None,
+) -> SyncResult | None:
+    """One sync of a workspace as the operator runs it: its objects from Kubernetes, its tenant's watch
+    subscribed, the sync, then status (only where it changed), Events, metrics and finalizer releases.
+    None when the workspace no longer exists."""
+    namespace, name = key
+    started = time.monotonic()
+    kube: Kube = memo.kube
+    ws_body = await kube.get_workspace(namespace, name)
+    if ws_body is None:
+        return None
+    ws = WorkspaceObject.from_body(ws_body)
+    bindings = [BindingObject.from_body(b) for b in await kube.list_bindings(namespace, name)]
+    when = now_iso()
+    settings: Settings = memo.settings
+    watch: TenantWatch | None = None
+    try:
+        clients = await memo.connections.get(namespace, name, dict(ws.spec))
+        if settings.strategy == "delta":
+            spec = dict(ws.spec)
+
+            async def connect() -> Directory:
+                return (await memo.connections.get(namespace, name, spec)).directory
+
+            watch = await memo.tenants.subscribe(
+                clients.tenant, key, clients.directory, lambda: memo.registry.poke(key), connect
+            )
+        trusted = watch is not None and watch.trusted
+        directory = not trusted or (full if fresh_directory is None else fresh_directory)
+        kind = "full" if directory else "assignments" if full else "incremental"
+        metrics.SYNCS.labels(namespace, name, kind).inc()
+        result = await sync_workspace(
+            ws,
+            bindings,
+            clients.directory,
+            clients.workspace,
+            when=when,
+            read_concurrency=settings.read_concurrency,
+            cache=watch.cache if watch else None,
+            fresh=full or not trusted,
+            fresh_directory=directory,
+            shared_reads=settings.strategy != "naive",
+        )
+        metrics.WRITE_LIMIT.labels(namespace, name).set(int(clients.workspace.limit.limit))
+    except CredentialError as exc:
+        result = workspace_failure(ws, bindings, Problem(exc.reason, exc.message), when)
+    except (KeyError, ValueError) as exc:
+        result = workspace_failure(ws, bindings, Problem(Reason.WORKSPACE_NAME_UNKNOWN, f"spec: {exc}"), when)
+    if watch is not None and result.problem is None and key in watch.subscribers:
+        watch.subscribers[key].groups = result.groups_seen
+        watch.subscribers[key].users = result.users_seen
+    if result.problem is not None and result.problem.reason in TOKEN_REFUSED_REASONS:
+        # The credential caches its tokens until their declared expiry: a token Azure refused
+        # (expired early, revoked) would be presented again on every sync. Start afresh next time.
+        await memo.connections.drop(namespace, name)
+
+    # The workspace first: orphaned ids must be persisted before a finalizer lets a binding go.
+    ws_status = stamp(result.workspace_status, ws.status, when)
+    if ws_status != dict(ws.status):
+        await kube.patch_status(WORKSPACES, namespace, name, ws.status, ws_status)
+    by_key = {b.key: b for b in bindings}
+    for bkey, outcome in result.outcomes.items():
+        b = by_key[bkey]
+        new = stamp(
+            binding_status(outcome, generation=b.generation, old=b.status, workspace_ref=name, when=when),
+            b.status,
+            when,
+        )
+        if new != dict(b.status):
+            await kube.patch_status(BINDINGS, bkey.namespace, bkey.name, b.status, new)
+    post_events(ws_body, bindings, result)
+    record_metrics(namespace, name, result, time.monotonic() - started)
+    for bkey in result.finalizable:
+        memo.registry.release(bkey)
+    if result.plan is not None and (result.plan.creates or result.plan.deletes or result.plan.held):
+        logger.info(
+            "sync of %s/%s: %d granted, %d revoked, %d held",
+            namespace,
+            name,
+            sum(1 for a in result.audit if a.action is Action.GRANT and a.outcome == Outcome.DONE),
+            sum(1 for a in result.audit if a.action is Action.REVOKE and a.outcome == Outcome.DONE),
+            len(result.plan.held),
+        )
+    return result
+
+
+def record_metrics(namespace: str, name: str, result: SyncResult, seconds: float) -> None:
+    metrics.RECONCILES.labels(namespace, name, "error" if result.problem else "success").inc()
+    metrics.RECONCILE_SECONDS.labels(namespace, name).observe(seconds)
+    for record in result.audit:
+        if record.outcome == Outcome.DONE:
+            (metrics.ASSIGNMENTS_CREATED if record.action is Action.GRANT else metrics.ASSIGNMENTS_DELETED).labels(
+                namespace, name
+            ).inc()
+        elif record.action is Action.ADOPT:
+            metrics.ASSIGNMENTS_ADOPTED.labels(namespace, name).inc()
+    if result.plan is not None:
+        metrics.REMOVALS_HELD.labels(namespace, name).set(len(result.plan.held))
+    for key, outcome in result.outcomes.items():
+        ready = next(c for c in binding_conditions(outcome, name) if c.type == "Ready").status
+        metrics.BINDING_READY.labels(key.namespace, key.name).set(1 if ready else 0)
+        if outcome.report is not None:
+            metrics.BINDING_DRIFT.labels(key.namespace, key.name, "missing").set(len(outcome.report.missing))
+            metrics.BINDING_DRIFT.labels(key.namespace, key.name, "unexpected").set(len(outcome.report.unexpected))

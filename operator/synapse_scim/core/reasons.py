@@ -1,0 +1,109 @@
+"""Every reason the operator writes (status conditions, Events, errors) and every action it audits.
+
+Reasons are CamelCase, as kstatus, Flux and Argo CD expect of a condition's reason; users match on
+them (alerts, `kubectl wait`, docs/troubleshooting.md), so they are API: add, never rename.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    # A subject, role or scope of a binding that does not resolve.
+    SUBJECT_NOT_FOUND = "SubjectNotFound"
+    SUBJECT_AMBIGUOUS = "SubjectAmbiguous"
+    SUBJECT_KIND_UNKNOWN = "SubjectKindUnknown"
+    SUBJECT_DISABLED = "SubjectDisabled"  # never shown: a disabled account simply gets nothing
+    ROLE_NOT_FOUND = "RoleNotFound"
+    ROLE_NOT_VALID_AT_SCOPE = "RoleNotValidAtScope"
+    SCOPE_INVALID = "ScopeInvalid"
+    # The workspace and how it is reached.
+    WORKSPACE_NOT_FOUND = "WorkspaceNotFound"
+    WORKSPACE_NAME_UNKNOWN = "WorkspaceNameUnknown"
+    WORKSPACE_UNREACHABLE = "WorkspaceUnreachable"
+    WORKSPACE_READ_FAILED = "WorkspaceReadFailed"
+    ACCESS_DENIED = "AccessDenied"
+    GRANT_REJECTED = "GrantRejected"
+    THROTTLED = "Throttled"
+    # Credentials and trust.
+    AUTHENTICATION_FAILED = "AuthenticationFailed"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    SECRET_KEY_EMPTY = "SecretKeyEmpty"
+    CERTIFICATE_INVALID = "CertificateInvalid"
+    CERTIFICATE_UNTRUSTED = "CertificateUntrusted"
+    CREDENTIAL_INVALID = "CredentialInvalid"
+    WORKLOAD_IDENTITY_UNAVAILABLE = "WorkloadIdentityUnavailable"
+    # The directory (Microsoft Graph).
+    DIRECTORY_ACCESS_DENIED = "DirectoryAccessDenied"
+    DIRECTORY_READ_FAILED = "DirectoryReadFailed"
+    DELTA_EXPIRED = "DeltaExpired"
+    # What the planner held back, and the ordinary states of a resource.
+    REMOVALS_HELD = "RemovalsHeld"
+    READS_INCOMPLETE = "ReadsIncomplete"
+    SUSPENDED = "Suspended"
+    SYNCED = "Synced"
+    IN_SYNC = "InSync"
+    APPLYING = "Applying"
+    DRIFT_DETECTED = "DriftDetected"
+    IDLE = "Idle"
+    PROGRESSING = "Progressing"
+    # Kubernetes Events of a sync.
+    GRANTED = "Granted"
+    GRANT_FAILED = "GrantFailed"
+    REVOKED = "Revoked"
+    REVOKE_FAILED = "RevokeFailed"
+
+
+# Problems a person must fix; everything else the operator retries on its own.
+STALLING_REASONS = frozenset(
+    {
+        Reason.SUBJECT_NOT_FOUND,
+        Reason.SUBJECT_AMBIGUOUS,
+        Reason.SUBJECT_KIND_UNKNOWN,
+        Reason.ROLE_NOT_FOUND,
+        Reason.ROLE_NOT_VALID_AT_SCOPE,
+        Reason.SCOPE_INVALID,
+        Reason.WORKSPACE_NOT_FOUND,
+        Reason.WORKSPACE_NAME_UNKNOWN,
+        Reason.AUTHENTICATION_FAILED,
+        Reason.ACCESS_DENIED,
+        Reason.SECRET_NOT_FOUND,
+        Reason.SECRET_KEY_MISSING,
+        Reason.SECRET_KEY_EMPTY,
+        Reason.CERTIFICATE_INVALID,
+        Reason.WORKLOAD_IDENTITY_UNAVAILABLE,
+        Reason.DIRECTORY_ACCESS_DENIED,
+        Reason.REMOVALS_HELD,
+        Reason.CREDENTIAL_INVALID,
+        Reason.GRANT_REJECTED,
+        Reason.CERTIFICATE_UNTRUSTED,
+    }
+)
+
+# Failures of a whole workspace sync that retrying can cure (the workspace is not Stalled).
+TRANSIENT_WORKSPACE_REASONS = frozenset(
+    {Reason.WORKSPACE_UNREACHABLE, Reason.WORKSPACE_READ_FAILED, Reason.DIRECTORY_READ_FAILED}
+)
+
+# Azure refused the credential's token: it is dropped, so that the next sync asks for a fresh one.
+TOKEN_REFUSED_REASONS = frozenset({Reason.AUTHENTICATION_FAILED, Reason.DIRECTORY_ACCESS_DENIED})
+
+
+class Action(StrEnum):
+    """What the operator did or would do to one role assignment (audit log, `plan`, `explain`)."""
+
+    GRANT = "grant"
+    ADOPT = "adopt"  # the assignment already existed (409): now ours, nothing written
+    REVOKE = "revoke"
+    HELD = "held"  # a revocation the removal guard holds for a person's approval
+    ORPHAN = "orphan"  # a grant of a deleted binding with deletionPolicy Orphan: left, treated as manual
+
+
+class Outcome(StrEnum):
+    """How an audited write ended (a failure is "failed: <Reason>")."""
+
+    DONE = "done"
+    ALREADY = "already"
+    FAILED = "failed"

@@ -1,0 +1,118 @@
+"""A workspace's planner inputs, read: role definitions, assignments, and every binding's wishes.
+
+The one public way to build ``WorkspaceInputs``: the operator's sync and `synapse-scim plan` both call
+``read_workspace``, so the review tools cannot plan anything the operator would not. Every read
+happens before any write, and a read that fails marks what it touched incomplete (the planner never
+prunes on incomplete knowledge). Synapse failures raise ``WorkspaceError``; directory failures become
+problems of the bindings they touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from synapse_scim.adapters.directory import Directory
+from synapse_scim.adapters.directory_cache import DirectoryCache
+from synapse_scim.adapters.workspace import RoleDefinition, Workspace
+from synapse_scim.core.model import Assignment, BindingState, WorkspaceInputs
+from synapse_scim.core.objects import BindingObject, WorkspaceObject
+from synapse_scim.reads.bindings import resolve_binding
+from synapse_scim.reads.directory_reads import DirectoryReads
+
+
+@dataclass(frozen=True)
+class WorkspaceRead:
+    """What one read of a workspace found: the planner's inputs and what they were built from."""
+
+    roles: dict[str, RoleDefinition]  # by name
+    actual: tuple[Assignment, ...]
+    states: tuple[BindingState, ...]
+    inputs: WorkspaceInputs
+    groups_seen: frozenset[str]  # every group the bindings expanded through (the tenant watch follows them)
+    users_seen: frozenset[str]  # accounts bindings name directly, not through a group
+
+    @property
+    def role_names(self) -> dict[str, str]:
+        return role_names(self.roles.values())
+
+
+def role_names(roles: Iterable[RoleDefinition]) -> dict[str, str]:
+    """Role id -> name."""
+    return {r.id: r.name for r in roles}
+
+
+def workspace_inputs(
+    ws: WorkspaceObject, states: Sequence[BindingState], actual: Sequence[Assignment], roles: Iterable[RoleDefinition]
+) -> WorkspaceInputs:
+    """The planner's inputs from what was read and what the SynapseWorkspace says (guard, approval,
+    orphans, suspension)."""
+    return WorkspaceInputs(
+        bindings=tuple(states),
+        actual=tuple(actual),
+        actual_complete=True,
+        guard=ws.removal_guard,
+        approved_plan_id=ws.approved_plan_id,
+        orphaned_ids=ws.orphaned_ids,
+        role_names=role_names(roles),
+        suspended=ws.suspended,
+    )
+
+
+async def read_workspace(
+    ws: WorkspaceObject,
+    bindings: Sequence[BindingObject],
+    directory: Directory,
+    workspace: Workspace,
+    *,
+    read_concurrency: int = 8,
+    cache: DirectoryCache | None = None,
+    fresh: bool = True,
+    fresh_directory: bool | None = None,
+    shared_reads: bool = True,
+    reads: DirectoryReads | None = None,
+) -> WorkspaceRead:
+    """Read everything one sync of ``ws`` needs, and build its planner inputs.
+
+    ``fresh`` lists the workspace's assignments again (otherwise its last listing plus our own writes
+    since stand in: Synapse has no change feed, so the operator re-lists every syncInterval).
+    ``fresh_directory`` (default: ``fresh``) reads every subject and group from Graph again; otherwise
+    the tenant cache stands in for what Graph delta did not report as changed. ``shared_reads=False``
+    reads every group once per binding that names it (the naive strategy the benchmarks compare
+    against). A caller that passes its own ``reads`` keeps them open (to walk groups afterwards) and
+    cancels them itself."""
+    roles = {r.name: r for r in await workspace.role_definitions()}
+    known = None if fresh else workspace.known_assignments
+    actual = known if known is not None else await workspace.assignments()
+
+    semaphore = asyncio.Semaphore(max(1, read_concurrency))
+    use_cache = not (fresh if fresh_directory is None else fresh_directory)
+
+    def new_reads() -> DirectoryReads:
+        return DirectoryReads(directory, read_concurrency, cache, use_cache=use_cache, semaphore=semaphore)
+
+    shared = reads or new_reads()
+    every = [shared] if shared_reads else [new_reads() for _ in bindings]
+    try:
+        resolved = await asyncio.gather(
+            *(
+                resolve_binding(b, workspace.name, roles, shared if shared_reads else every[i])
+                for i, b in enumerate(bindings)
+            )
+        )
+    finally:
+        for r in every:
+            if r is not reads:
+                r.cancel()
+    states = tuple(s for s, _ in resolved)
+    groups_seen: frozenset[str] = frozenset().union(*(g for _, g in resolved))
+    users_seen = frozenset(d.principal.id.lower() for s in states for d in s.desired if not d.via)
+    return WorkspaceRead(
+        roles=roles,
+        actual=tuple(actual),
+        states=states,
+        inputs=workspace_inputs(ws, states, actual, roles.values()),
+        groups_seen=groups_seen,
+        users_seen=users_seen,
+    )
