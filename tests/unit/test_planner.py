@@ -568,3 +568,25 @@ def test_a_plan_without_reports_has_the_same_writes():
     writes = ("creates", "deletes", "held", "plan_id")
     assert [getattr(lean, w) for w in writes] == [getattr(full, w) for w in writes]
     assert full.creates and full.deletes and full.reports and lean.reports == {}
+
+
+def test_a_suspended_workspace_writes_nothing_but_still_reports_and_holds() -> None:
+    """Rule 9: spec.suspend of the workspace empties every write of the plan, and no binding leaves
+    (its finalizer would otherwise let grants go that nobody revoked); reports and held removals stay."""
+    leaving = binding("gone", [(CONTRIBUTOR, B)], deleting=True)
+    ins = inputs(binding("b", [(CONTRIBUTOR, A)]), leaving, actual=[owned(CONTRIBUTOR, B)])
+    active = plan_workspace(ins)
+    assert active.creates and active.deletes and active.finalizable == {key("gone")}
+    suspended = plan_workspace(dataclasses.replace(ins, suspended=True))
+    assert (suspended.creates, suspended.deletes, suspended.finalizable) == ((), (), frozenset())
+    assert suspended.reports == active.reports  # status still tells what would change
+
+    orphaning = inputs(
+        binding("old", [(CONTRIBUTOR, C)], deleting=True, deletion_policy="Orphan"), actual=[owned(CONTRIBUTOR, C)]
+    )
+    assert plan_workspace(orphaning).newly_orphaned
+    quiet = plan_workspace(dataclasses.replace(orphaning, suspended=True))
+    assert quiet.newly_orphaned == frozenset() and quiet.finalizable == frozenset()
+
+    held = plan_workspace(dataclasses.replace(_mass_removal(10, 60), suspended=True))
+    assert len(held.held) == 60 and held.hold_reason == HOLD_REMOVALS and held.plan_id
