@@ -41,9 +41,12 @@ BUILTIN: dict[str, tuple[Callable[[list[str]], int], str]] = {
 }
 
 
-def plugins() -> dict[str, Callable[[list[str]], int]]:
-    """Commands that installed distributions add, each loaded only when it runs."""
-    found: dict[str, Callable[[list[str]], int]] = {}
+Command = Callable[[list[str]], int]
+
+
+def plugins() -> dict[str, Callable[[], Command]]:
+    """Commands that installed distributions add: a loader each, called only when the command runs."""
+    found: dict[str, Callable[[], Command]] = {}
     for ep in entry_points(group=PLUGIN_GROUP):
         if ep.name not in BUILTIN:
             found[ep.name] = ep.load

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.pipeline.transport import AsyncHttpResponse, HttpRequest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -147,18 +148,20 @@ def observe(service: str, method: str, url: str, code: int | str, seconds: float
         AZURE_ERRORS.labels(service, op, str(code)).inc()
 
 
-class SynapseMetricsPolicy(SansIOHTTPPolicy):
+class SynapseMetricsPolicy(SansIOHTTPPolicy[HttpRequest, AsyncHttpResponse]):
     """azure-core policy: every HTTP attempt to Synapse (retries included) is counted."""
 
-    def on_request(self, request: PipelineRequest) -> None:
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
         request.context["synapse_scim_start"] = time.monotonic()
 
-    def on_response(self, request: PipelineRequest, response: PipelineResponse) -> None:
+    def on_response(
+        self, request: PipelineRequest[HttpRequest], response: PipelineResponse[HttpRequest, AsyncHttpResponse]
+    ) -> None:
         start = request.context.get("synapse_scim_start", time.monotonic())
         http = request.http_request
         observe("synapse", http.method, http.url, response.http_response.status_code, time.monotonic() - start)
 
-    def on_exception(self, request: PipelineRequest) -> None:
+    def on_exception(self, request: PipelineRequest[HttpRequest]) -> None:
         start = request.context.get("synapse_scim_start", time.monotonic())
         http = request.http_request
         observe("synapse", http.method, http.url, "error", time.monotonic() - start)

@@ -22,7 +22,6 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
-from msgraph import GraphServiceClient
 from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
 from msgraph.generated.groups.item.group_item_request_builder import GroupItemRequestBuilder
 from msgraph.generated.groups.item.transitive_members.transitive_members_request_builder import (
@@ -36,11 +35,12 @@ from msgraph.generated.service_principals.item.service_principal_item_request_bu
 from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from synapse_scim.adapters.credentials import Cloud
 from synapse_scim.core.errors import ReasonedError, first_line, untrusted_certificate
-from synapse_scim.core.model import Principal
+from synapse_scim.core.model import Principal, PrincipalType
 from synapse_scim.core.reasons import Reason
 from synapse_scim.metrics import graph_request_hook, graph_response_hook
 
@@ -53,7 +53,7 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 class DirectoryError(ReasonedError):
     """`reason` is a CamelCase condition reason; `definitive` says whether retrying could change it."""
 
-    def __init__(self, reason: str, message: str, *, definitive: bool) -> None:
+    def __init__(self, reason: Reason, message: str, *, definitive: bool) -> None:
         super().__init__(reason, message)
         self.definitive = definitive
 
@@ -174,14 +174,18 @@ def principal_from_json(obj: dict[str, Any]) -> Principal | None:
     kind = obj.get("@odata.type", "")
     if kind == "#microsoft.graph.user":
         return Principal(
-            id=str(obj["id"]), type="User", display=obj.get("userPrincipalName") or obj.get("displayName") or ""
+            id=str(obj["id"]),
+            type=PrincipalType.USER,
+            display=obj.get("userPrincipalName") or obj.get("displayName") or "",
         )
     if kind == "#microsoft.graph.servicePrincipal":
         return Principal(
-            id=str(obj["id"]), type="ServicePrincipal", display=obj.get("displayName") or obj.get("appId") or ""
+            id=str(obj["id"]),
+            type=PrincipalType.SERVICE_PRINCIPAL,
+            display=obj.get("displayName") or obj.get("appId") or "",
         )
     if kind == "#microsoft.graph.group":
-        return Principal(id=str(obj["id"]), type="Group", display=obj.get("displayName") or "")
+        return Principal(id=str(obj["id"]), type=PrincipalType.GROUP, display=obj.get("displayName") or "")
     return None
 
 
@@ -217,21 +221,25 @@ class Directory:
             raise directory_error(exc, what) from exc
         raise DirectoryError(Reason.SUBJECT_KIND_UNKNOWN, f"unknown subject kind {kind!r}", definitive=True)
 
+    async def _send(self, info: RequestInformation) -> bytes | None:
+        raw: bytes | None = await self.client.request_adapter.send_primitive_async(info, "bytes", _ERRORS)
+        return raw
+
     async def get_json(self, info: RequestInformation) -> dict[str, Any]:
         """One Graph request answered as raw JSON (no SDK models: see `pages`); errors raise ODataError."""
-        raw = await self.client.request_adapter.send_primitive_async(info, "bytes", _ERRORS)
+        raw = await self._send(info)
         found: dict[str, Any] = json.loads(raw or b"{}")
         return found
 
     async def _resolve_group(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
-            query = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
+            by_id = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
             group = await self.get_json(
                 self.client.groups.by_group_id(id).to_get_request_information(
-                    request_configuration=RequestConfiguration(query_parameters=query)
+                    request_configuration=RequestConfiguration(query_parameters=by_id)
                 )
             )
-            return Principal(id=str(group["id"]), type="Group", display=group.get("displayName") or "")
+            return Principal(id=str(group["id"]), type=PrincipalType.GROUP, display=group.get("displayName") or "")
         query = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
             filter=f"displayName eq {_odata_quote(name or '')}", select=["id", "displayName"], top=2
         )
@@ -241,7 +249,7 @@ class Directory:
             )
         )
         found = self._exactly_one(page.get("value") or [], what, "Group")
-        return Principal(id=str(found["id"]), type="Group", display=found.get("displayName") or "")
+        return Principal(id=str(found["id"]), type=PrincipalType.GROUP, display=found.get("displayName") or "")
 
     async def _resolve_user(self, key: str, what: str) -> Principal:
         # accountEnabled is not among Graph's default user properties: without $select it is None.
@@ -257,16 +265,16 @@ class Directory:
             raise DirectoryError(
                 Reason.SUBJECT_DISABLED, f"{what} is disabled in the directory: it gets no role", definitive=True
             )
-        return Principal(id=str(user["id"]), type="User", display=user.get("userPrincipalName") or key)
+        return Principal(id=str(user["id"]), type=PrincipalType.USER, display=user.get("userPrincipalName") or key)
 
     async def _resolve_service_principal(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
-            query = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
+            by_id = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
                 select=["id", "displayName", "appId"]
             )
             sp = await self.get_json(
                 self.client.service_principals.by_service_principal_id(id).to_get_request_information(
-                    request_configuration=RequestConfiguration(query_parameters=query)
+                    request_configuration=RequestConfiguration(query_parameters=by_id)
                 )
             )
         else:
@@ -281,7 +289,9 @@ class Directory:
             )
             sp = self._exactly_one(page.get("value") or [], what, "ServicePrincipal")
         return Principal(
-            id=str(sp["id"]), type="ServicePrincipal", display=sp.get("displayName") or sp.get("appId") or ""
+            id=str(sp["id"]),
+            type=PrincipalType.SERVICE_PRINCIPAL,
+            display=sp.get("displayName") or sp.get("appId") or "",
         )
 
     @staticmethod
@@ -326,9 +336,8 @@ class Directory:
         Member lists are read as JSON, not as SDK models: the SDK's model deserialisation costs about
         8 ms of CPU per directory object, which for a large tenant is minutes of CPU per full sync.
         Auth, retries (Retry-After) and metrics still come from the SDK's request adapter."""
-        adapter = self.client.request_adapter
         while True:
-            raw = await adapter.send_primitive_async(info, "bytes", _ERRORS)
+            raw = await self._send(info)
             page = json.loads(raw or b"{}")
             yield page
             link = page.get("@odata.nextLink")

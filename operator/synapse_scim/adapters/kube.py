@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -54,16 +54,30 @@ class Kube:
         return base64.b64decode(data[key])
 
     async def list_bindings(self, namespace: str, workspace: str) -> list[dict[str, Any]]:
-        found = await asyncio.to_thread(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, BINDINGS)
+        # The custom-objects API answers untyped JSON (declared `object`).
+        found = cast(
+            dict[str, Any],
+            await asyncio.to_thread(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, BINDINGS),
+        )
         return [
             b for b in found.get("items", []) if (b.get("spec") or {}).get("workspaceRef", {}).get("name") == workspace
         ]
 
+    async def list_workspaces(self, namespace: str) -> list[dict[str, Any]]:
+        found = await asyncio.to_thread(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, WORKSPACES
+        )
+        return list(cast(dict[str, Any], found).get("items", []))
+
+    def close(self) -> None:
+        self.api.close()  # type: ignore[no-untyped-call]
+
     async def get_workspace(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await asyncio.to_thread(
+            found = await asyncio.to_thread(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, WORKSPACES, name
             )
+            return cast(dict[str, Any], found)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -83,12 +97,22 @@ class Kube:
                 raise
 
 
-def api_client() -> Any:
+def kubeconfig_client(config_file: str | None = None, context: str | None = None) -> client.ApiClient:
+    """A client from a kubeconfig (default: $KUBECONFIG or ~/.kube/config) and one of its contexts."""
+    from kubernetes import config
+
+    found: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=config_file, context=context
+    )
+    return found
+
+
+def api_client() -> client.ApiClient:
     """The in-cluster configuration (a pod's ServiceAccount), else the kubeconfig."""
-    from kubernetes import client, config
+    from kubernetes import config
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
         return client.ApiClient()
     except config.ConfigException:
-        return config.new_client_from_config()
+        return kubeconfig_client()

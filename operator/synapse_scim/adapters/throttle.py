@@ -23,6 +23,8 @@ DEFAULT_RETRY_AFTER = 1.0
 def retry_after_seconds(headers: Any) -> float:
     """Retry-After in seconds (the delta-seconds form; Synapse does not send HTTP dates)."""
     value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    if value is None:
+        return DEFAULT_RETRY_AFTER
     try:
         return max(0.0, float(value))
     except (TypeError, ValueError):

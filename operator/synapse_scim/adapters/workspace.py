@@ -62,7 +62,7 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
         return WorkspaceError(Reason.AUTHENTICATION_FAILED, f"{what}: the workspace rejected the token (401)")
     if isinstance(exc, HttpResponseError):
         status = exc.status_code or 0
-        code = exc.error.code if getattr(exc, "error", None) is not None else ""
+        code = (exc.error.code if exc.error is not None else "") or ""
         if status == 403:
             return WorkspaceError(
                 Reason.ACCESS_DENIED,
@@ -155,9 +155,11 @@ class Workspace:
         token: str | None = None
         try:
             while True:
-                page, headers = await self.client.role_assignments.list_role_assignments(
+                # With cls the SDK returns what cls returns (its annotation says the list alone).
+                kept: Any = await self.client.role_assignments.list_role_assignments(
                     continuation_token_parameter=token, cls=_keep_headers
                 )
+                page, headers = kept
                 out.extend(
                     Assignment(
                         id=str(a.id),
@@ -194,7 +196,7 @@ class Workspace:
                 if exc.status_code != 400:
                     raise
                 # The service refused what the binding asks for: a person must fix it.
-                said = exc.error.message if getattr(exc, "error", None) is not None and exc.error.message else ""
+                said = (exc.error.message if exc.error is not None else "") or ""
                 raise WorkspaceError(
                     Reason.GRANT_REJECTED,
                     f"granting role {grant.role_id} to {grant.principal_id} at "
@@ -224,7 +226,7 @@ class Workspace:
                 except HttpResponseError as exc:
                     if exc.status_code != 429:
                         raise workspace_error(exc, what) from exc
-                    headers = exc.response.headers if exc.response is not None else {}
+                    headers = getattr(exc.response, "headers", None) or {}
                     self.limit.throttled(retry_after_seconds(headers))
                     continue
                 except Exception as exc:

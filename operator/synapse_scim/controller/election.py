@@ -151,7 +151,8 @@ class LeaderElector:
         """Whether `lease` may be taken: no holder, or its record unchanged for its whole duration
         since this candidate first saw it so (by this process's monotonic clock)."""
         spec = lease.spec or client.V1LeaseSpec()
-        record = (spec.holder_identity, spec.renew_time, spec.lease_duration_seconds, lease.metadata.resource_version)
+        version = lease.metadata.resource_version if lease.metadata else None
+        record = (spec.holder_identity, spec.renew_time, spec.lease_duration_seconds, version)
         if record != self._observed:
             self._observed, self._observed_at = record, time.monotonic()
         if not spec.holder_identity:
@@ -286,7 +287,7 @@ class LeaderElector:
         self.is_leader = False
         try:
             lease = await self.read()
-            if lease is None or (lease.spec and lease.spec.holder_identity != self.config.identity):
+            if lease is None or lease.spec is None or lease.spec.holder_identity != self.config.identity:
                 return
             lease.spec.holder_identity = None
             lease.spec.lease_duration_seconds = 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -19,20 +19,18 @@ def post_events(ws_body: dict[str, Any], bindings: list[BindingObject], result: 
     keep kopf's own per-handler log lines out of Events."""
     per_binding: dict[str, list[int]] = {}
     for record in result.audit:
-        for b in record.bindings:
-            counts = per_binding.setdefault(b, [0, 0])
-            counts[1 if record.failed else 0] += 1
+        for label in record.bindings:
+            per_binding.setdefault(label, [0, 0])[1 if record.failed else 0] += 1
     for b in bindings:
         counts = per_binding.get(str(b.key))
         if not counts:
             continue
-        body = kopf.Body(
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "SynapseRoleBinding",
-                "metadata": {"namespace": b.key.namespace, "name": b.key.name, "uid": b.uid},
-            }
-        )
+        raw = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "SynapseRoleBinding",
+            "metadata": {"namespace": b.key.namespace, "name": b.key.name, "uid": b.uid},
+        }
+        body = kopf.Body(cast(kopf.RawBody, raw))
         if counts[0]:
             kopf.event(
                 body, type="Normal", reason=Reason.GRANTED, message=f"{counts[0]} role assignment(s) granted or adopted"
@@ -46,7 +44,7 @@ def post_events(ws_body: dict[str, Any], bindings: list[BindingObject], result: 
             )
     revoked = sum(1 for r in result.audit if r.action is Action.REVOKE and r.outcome == Outcome.DONE)
     failed = sum(1 for r in result.audit if r.action is Action.REVOKE and r.failed)
-    ws = kopf.Body(ws_body)
+    ws = kopf.Body(cast(kopf.RawBody, ws_body))
     if revoked:
         kopf.event(
             ws,

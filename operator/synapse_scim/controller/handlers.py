@@ -22,13 +22,13 @@ from synapse_scim.core.status import missing_workspace_status, now_iso
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     runtime.configure(settings)
     await runtime.start(memo)
 
 
 @kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+async def cleanup(memo: Any, **_: Any) -> None:
     await runtime.stop(memo)
 
 
@@ -36,8 +36,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.update(GROUP, VERSION, BINDINGS)
 @kopf.on.resume(GROUP, VERSION, BINDINGS)
 async def binding_changed(
-    namespace: str, spec: Any, status: Any, meta: Any, memo: kopf.Memo, patch: kopf.Patch, **_: Any
+    namespace: str | None, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, memo: Any, patch: kopf.Patch, **_: Any
 ) -> None:
+    namespace = _namespaced(namespace)
     ws = spec["workspaceRef"]["name"]
     if (namespace, ws) in memo.registry.running or await memo.kube.get_workspace(namespace, ws):
         memo.registry.poke((namespace, ws))
@@ -47,7 +48,8 @@ async def binding_changed(
 
 
 @kopf.on.delete(GROUP, VERSION, BINDINGS)
-async def binding_deleted(namespace: str, name: str, spec: Any, memo: kopf.Memo, **_: Any) -> None:
+async def binding_deleted(namespace: str | None, name: str, spec: kopf.Spec, memo: Any, **_: Any) -> None:
+    namespace = _namespaced(namespace)
     ws = spec["workspaceRef"]["name"]
     if (namespace, ws) not in memo.registry.running and not await memo.kube.get_workspace(namespace, ws):
         return  # no workspace, nothing it could have granted through us is reachable
@@ -58,18 +60,24 @@ async def binding_deleted(namespace: str, name: str, spec: Any, memo: kopf.Memo,
 
 
 @kopf.on.update(GROUP, VERSION, WORKSPACES)
-async def workspace_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.registry.poke((namespace, name))  # spec, or the approval annotation
+async def workspace_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    memo.registry.poke((_namespaced(namespace), name))  # spec, or the approval annotation
 
 
 @kopf.daemon(GROUP, VERSION, WORKSPACES, cancellation_timeout=30)
 async def workspace_loop(
     stopped: kopf.DaemonStopped,
-    namespace: str,
+    namespace: str | None,
     name: str,
     body: kopf.Body,
-    memo: kopf.Memo,
-    logger: logging.Logger,
+    memo: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
     **_: Any,
 ) -> None:
-    await run_workspace_loop(stopped, namespace, name, body, memo, logger)
+    await run_workspace_loop(stopped, _namespaced(namespace), name, body, memo, logger)
+
+
+def _namespaced(namespace: str | None) -> str:
+    # Both kinds are namespaced (the CRDs say so): kopf's None is for cluster-scoped resources.
+    assert namespace is not None
+    return namespace

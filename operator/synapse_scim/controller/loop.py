@@ -21,7 +21,12 @@ from synapse_scim.core.durations import parse_duration
 
 
 async def run_workspace_loop(
-    stopped: kopf.DaemonStopped, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, logger: logging.Logger
+    stopped: kopf.DaemonStopped,
+    namespace: str,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> None:
     key = (namespace, name)
     settings: Settings = memo.settings

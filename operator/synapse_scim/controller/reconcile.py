@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import kopf
 
 from synapse_scim import metrics
+from synapse_scim.adapters.connections import Clients
 from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.kube import BINDINGS, WORKSPACES, Kube
@@ -25,7 +27,7 @@ from synapse_scim.core.status import binding_conditions, binding_status, now_iso
 async def run_sync(
     key: tuple[str, str],
     memo: kopf.Memo,
-    logger: logging.Logger,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
     *,
     full: bool = True,
     fresh_directory: bool | None = None,
@@ -50,7 +52,8 @@ async def run_sync(
             spec = dict(ws.spec)
 
             async def connect() -> Directory:
-                return (await memo.connections.get(namespace, name, spec)).directory
+                reconnected: Clients = await memo.connections.get(namespace, name, spec)
+                return reconnected.directory
 
             watch = await memo.tenants.subscribe(
                 clients.tenant, key, clients.directory, lambda: memo.registry.poke(key), connect

@@ -55,7 +55,7 @@ def workspace_inputs(
         guard=ws.removal_guard,
         approved_plan_id=ws.approved_plan_id,
         orphaned_ids=ws.orphaned_ids,
-        role_names=role_names(roles),
+        role_names=tuple(role_names(roles).items()),
         suspended=ws.suspended,
     )
 

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from synapse_scim.adapters.connections import Connections
 from synapse_scim.adapters.directory import DirectoryError
-from synapse_scim.adapters.kube import GROUP, VERSION, WORKSPACES, Kube
+from synapse_scim.adapters.kube import Kube, kubeconfig_client
 from synapse_scim.core.model import Assignment, Principal, normalize_id
 from synapse_scim.core.objects import APPROVE_ANNOTATION
 from synapse_scim.core.reasons import Action, Reason
@@ -103,9 +103,7 @@ def _parser(prog: str, explain: bool) -> argparse.ArgumentParser:
 def _kube(args: argparse.Namespace) -> Kube | None:
     if not args.cluster:
         return None
-    from kubernetes.config import new_client_from_config
-
-    return Kube(new_client_from_config(config_file=args.kubeconfig, context=args.context))
+    return Kube(kubeconfig_client(args.kubeconfig, args.context))
 
 
 async def _targets(args: argparse.Namespace, kube: Kube | None) -> list[Target]:
@@ -117,11 +115,8 @@ async def _targets(args: argparse.Namespace, kube: Kube | None) -> list[Target]:
         )
     if not manifests and kube is not None:
         # Only the cluster: every workspace of the namespace as it is now.
-        found = await asyncio.to_thread(
-            kube.custom.list_namespaced_custom_object, GROUP, VERSION, args.namespace, WORKSPACES
-        )
         out = []
-        for ws in sorted(found.get("items", []), key=lambda w: w["metadata"]["name"]):
+        for ws in sorted(await kube.list_workspaces(args.namespace), key=lambda w: w["metadata"]["name"]):
             bindings = await kube.list_bindings(args.namespace, ws["metadata"]["name"])
             out.append(Target(body=ws, bindings=sorted(bindings, key=lambda b: b["metadata"]["name"])))
         return out
@@ -141,7 +136,7 @@ class Session:
         if self.conns is not None:
             await self.conns.close()
         if self.kube is not None:
-            self.kube.api.close()
+            self.kube.close()
 
 
 async def _preview_all(args: argparse.Namespace, progress: Progress, session: Session) -> None:
@@ -230,7 +225,7 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
             chains.append(f"{dg.binding}: {text}" if several else text)
         rows.append(
             Row(
-                "grant",
+                Action.GRANT,
                 c.principal,
                 c.grant.role_id,
                 c.role_name,

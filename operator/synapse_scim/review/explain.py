@@ -17,7 +17,15 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 
 from synapse_scim.adapters.directory import Directory, DirectoryError, directory_error
-from synapse_scim.core.model import Assignment, DesiredGrant, Grant, Principal, normalize_id, normalize_scope
+from synapse_scim.core.model import (
+    Assignment,
+    DesiredGrant,
+    Grant,
+    Principal,
+    PrincipalType,
+    normalize_id,
+    normalize_scope,
+)
 from synapse_scim.core.reasons import Reason
 from synapse_scim.core.scope import SCOPE_COLLECTIONS, ScopeKind, scope_path
 from synapse_scim.review.chains import GroupWalker
@@ -102,12 +110,12 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
     ref = ref.strip()
     try:
         if _GUID.match(ref):
-            found = await walker.object(ref)
-            if found is None:
+            by_id = await walker.object(ref)
+            if by_id is None:
                 return await directory.resolve("ServicePrincipal", name=ref), True  # an appId
-            if found.type != "User":
-                return found, True
-            ref = found.id
+            if by_id.type is not PrincipalType.USER:
+                return by_id, True
+            ref = by_id.id
         if "@" in ref or _GUID.match(ref):
             query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
                 select=["id", "userPrincipalName", "displayName", "accountEnabled"]
@@ -119,7 +127,9 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
                 )
             )
             principal = Principal(
-                id=str(user["id"]), type="User", display=user.get("userPrincipalName") or user.get("displayName") or ref
+                id=str(user["id"]),
+                type=PrincipalType.USER,
+                display=user.get("userPrincipalName") or user.get("displayName") or ref,
             )
             return principal, user.get("accountEnabled") is not False
     except ODataError as exc:
@@ -234,7 +244,7 @@ class Explainer:
         if known is not None:
             return known
         found = await self.walker.object(principal_id)
-        return found or Principal(principal_id, fallback_type or "User", principal_id)
+        return found or Principal(principal_id, PrincipalType(fallback_type or PrincipalType.USER), principal_id)
 
     async def holding(
         self, principal: Principal, key: TupleKey, assignment: Assignment | None, through: tuple[str, ...] = ()

@@ -89,7 +89,8 @@ def _field(error: jsonschema.ValidationError) -> str:
     for part in error.absolute_path:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
-        allowed = set(error.schema.get("properties") or {})
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        allowed = set(schema.get("properties") or {})
         extra = sorted(k for k in error.instance if k not in allowed)
         if extra:
             path = f"{path}.{extra[0]}" if path else extra[0]
