@@ -7,7 +7,8 @@ path to it (`/{workspaceName}/roleAssignments?...`). Operations (name: method pa
 - createRoleAssignment `PUT /roleAssignments/{id}` (200; 409 RoleAssignmentAlreadyExists for an existing
   role+principal+scope; 400 for an unknown role, a malformed scope or a role not valid at the scope);
 - getRoleAssignment `GET /roleAssignments/{id}` (404 RoleAssignmentNotFound);
-- deleteRoleAssignment `DELETE /roleAssignments/{id}` (204, empty body; also for an unknown id);
+- deleteRoleAssignment `DELETE /roleAssignments/{id}` (204, empty body, `Content-Length: 0`; also for an
+  unknown id);
 - listRoleDefinitions `GET /roleDefinitions` (bare array; isBuiltIn, scope), getRoleDefinition
   `GET /roleDefinitions/{id}`, listScopes `GET /rbacScopes` (bare array of scope templates);
 - checkAccess `POST /checkAccessSynapseRbac` (answers `AccessDecisions` with a capital A, as the real
@@ -238,7 +239,13 @@ class SynapseService(Service):
         scope = call.query.get("scope")
         if a is not None and (scope is None or scope == a.scope):
             ws.assignments.remove(a.id)
-        return web.Response(status=204, headers={"x-ms-request-id": str(uuid.uuid4()), "Content-Length": "0"})
+        return web.Response(status=204, headers={"x-ms-request-id": str(uuid.uuid4())})
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        # The real service sends `Content-Length: 0` with its 204s. aiohttp removes that header from every
+        # 204 while it prepares the response (RFC 9110 forbids it), so it can only be put back here.
+        if response.status == 204:
+            response.headers["Content-Length"] = "0"
 
     # ------------------------------------------------------------------ role definitions, scopes
     async def list_role_definitions(self, call: Call) -> web.Response:
