@@ -4,8 +4,9 @@ The workspace endpoint is `https://127.0.0.1:{port}/{workspaceName}`; the SDK ap
 path to it (`/{workspaceName}/roleAssignments?...`). Operations (name: method path):
 - listRoleAssignments `GET /roleAssignments` (exact roleId / principalId / scope filters;
   `x-ms-continuation` request and response headers, empty = start / last page);
-- createRoleAssignment `PUT /roleAssignments/{id}` (200; 409 RoleAssignmentAlreadyExists for an existing
-  role+principal+scope; 400 for an unknown role, a malformed scope or a role not valid at the scope);
+- createRoleAssignment `PUT /roleAssignments/{id}` (200; a body without principalType gets the principal's
+  type from the directory; 409 RoleAssignmentAlreadyExists for an existing role+principal+scope; 400 for an
+  unknown role, a malformed scope or a role not valid at the scope);
 - getRoleAssignment `GET /roleAssignments/{id}` (404 RoleAssignmentNotFound);
 - deleteRoleAssignment `DELETE /roleAssignments/{id}` (204, empty body, `Content-Length: 0`; also for an
   unknown id);

@@ -8,6 +8,7 @@ it cannot (another api-version, response headers).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,10 +18,16 @@ import pytest
 from synapse_scim_sandbox import Sandbox
 from synapse_scim_sandbox.tls import client_context
 
-from .conftest import SYNAPSE_SCOPE, secret_credential
+from .conftest import SYNAPSE_SCOPE, secret_credential, synapse_client
 
 CONTRIBUTOR = "7572bffe-f453-4b66-912a-46cc5ef38fda"
 WS = "workspaces/analytics"
+
+
+@pytest.fixture
+async def ac(sb: Sandbox) -> AsyncIterator[Any]:
+    async with secret_credential(sb) as cred, synapse_client(sb, cred) as client:
+        yield client
 
 
 class Raw:
@@ -48,6 +55,40 @@ async def http(sb: Sandbox) -> AsyncIterator[Raw]:
         token = (await cred.get_token(SYNAPSE_SCOPE)).token
     async with aiohttp.ClientSession() as session:
         yield Raw(sb, session, token)
+
+
+async def list_all(ac: Any, **filters: Any) -> list[Any]:
+    def keep(_: Any, page: Any, headers: Any) -> Any:
+        return page, headers
+
+    items, token = [], None
+    for _ in range(100):
+        page, headers = await ac.role_assignments.list_role_assignments(
+            continuation_token_parameter=token, cls=keep, **filters
+        )
+        items += page.value
+        token = headers["x-ms-continuation"]
+        if not token:
+            return items
+    raise AssertionError("paging did not end")
+
+
+async def test_create_without_principal_type_is_given_the_type_from_the_directory(sb: Sandbox, ac: Any) -> None:
+    """The az CLI recording: a PUT without principalType answers principalType ServicePrincipal, and GET and
+    list return it as well."""
+    d = sb.state.directory
+    principals = {
+        d.user("alice@contoso.com").id: "User",
+        d.groups_named("Data Engineers")[0].id: "Group",
+        d.sps_named("etl-pipeline")[0].id: "ServicePrincipal",
+    }
+    for principal, expected in principals.items():
+        aid = str(uuid.uuid4())
+        created = await ac.role_assignments.create_role_assignment(aid, CONTRIBUTOR, principal, WS)
+        assert created.principal_type == expected
+        assert (await ac.role_assignments.get_role_assignment_by_id(aid)).principal_type == expected
+        listed = await list_all(ac, principal_id=principal, role_id=CONTRIBUTOR)
+        assert [(a.id, a.principal_type) for a in listed] == [(aid, expected)]
 
 
 async def test_delete_answers_204_with_content_length_zero(http: Raw, sb: Sandbox) -> None:
