@@ -2,8 +2,9 @@
 
 The workspace endpoint is `https://127.0.0.1:{port}/{workspaceName}`; the SDK appends the operation
 path to it (`/{workspaceName}/roleAssignments?...`). Operations (name: method path):
-- listRoleAssignments `GET /roleAssignments` (exact roleId / principalId / scope filters;
-  `x-ms-continuation` request and response headers, empty = start / last page);
+- listRoleAssignments `GET /roleAssignments` (exact roleId / principalId filters; the scope filter also
+  matches the scopes enclosing it; `x-ms-continuation` request and response headers, empty = start /
+  last page);
 - createRoleAssignment `PUT /roleAssignments/{id}` (200; a body without principalType gets the principal's
   type from the directory; 409 RoleAssignmentAlreadyExists for an existing role+principal+scope; 400 for an
   unknown role, a malformed scope or a role not valid at the scope);

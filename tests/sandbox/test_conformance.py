@@ -22,6 +22,8 @@ from .conftest import SYNAPSE_SCOPE, secret_credential, synapse_client
 
 CONTRIBUTOR = "7572bffe-f453-4b66-912a-46cc5ef38fda"
 WS = "workspaces/analytics"
+POOL = f"{WS}/bigDataPools/sparkpool"
+POOL2 = f"{WS}/bigDataPools/sparkpool2"  # its name starts with POOL's: a string-prefix match would be wrong
 
 
 @pytest.fixture
@@ -89,6 +91,26 @@ async def test_create_without_principal_type_is_given_the_type_from_the_director
         assert (await ac.role_assignments.get_role_assignment_by_id(aid)).principal_type == expected
         listed = await list_all(ac, principal_id=principal, role_id=CONTRIBUTOR)
         assert [(a.id, a.principal_type) for a in listed] == [(aid, expected)]
+
+
+async def test_scope_filter_also_returns_the_enclosing_scopes(sb: Sandbox, ac: Any) -> None:
+    """The az CLI recording: `scope=workspaces/ws/bigDataPools/test` lists the assignment at `workspaces/ws`
+    next to the one at the pool. Scopes nest by whole path segments."""
+    sb.state.workspaces["analytics"].items["bigDataPools"].add("sparkpool2")  # the seed has one pool
+    d = sb.state.directory
+    alice, bob, carol = (d.user(f"{n}@contoso.com").id for n in ("alice", "bob", "carol"))
+    heidi = d.user("heidi@contoso.com").id  # seeded: Synapse Administrator at the workspace
+    for principal, scope in ((alice, WS), (bob, POOL), (carol, POOL2)):
+        await ac.role_assignments.create_role_assignment(str(uuid.uuid4()), CONTRIBUTOR, principal, scope)
+
+    def pairs(items: list[Any]) -> set[tuple[str, str]]:
+        return {(a.principal_id, a.scope) for a in items}
+
+    assert pairs(await list_all(ac, scope=POOL, role_id=CONTRIBUTOR)) == {(alice, WS), (bob, POOL)}
+    assert pairs(await list_all(ac, scope=POOL2, role_id=CONTRIBUTOR)) == {(alice, WS), (carol, POOL2)}
+    assert pairs(await list_all(ac, scope=POOL)) == {(alice, WS), (bob, POOL), (heidi, WS)}
+    # narrower scopes are not enclosing ones
+    assert pairs(await list_all(ac, scope=WS, role_id=CONTRIBUTOR)) == {(alice, WS)}
 
 
 async def test_delete_answers_204_with_content_length_zero(http: Raw, sb: Sandbox) -> None:
