@@ -1,4 +1,5 @@
-"""Synapse access control data plane, api-version 2020-12-01, one workspace per path prefix.
+"""Synapse access control data plane, api-version 2020-12-01 (and 2020-08-01-preview, which has the same
+paths and shapes), one workspace per path prefix.
 
 The workspace endpoint is `https://127.0.0.1:{port}/{workspaceName}`; the SDK appends the operation
 path to it (`/{workspaceName}/roleAssignments?...`). Operations (name: method path):
@@ -17,7 +18,7 @@ path to it (`/{workspaceName}/roleAssignments?...`). Operations (name: method pa
   service and the swagger do; the Python SDK model expects `accessDecisions` and reads None).
 
 Errors use the swagger's ErrorContract `{"error": {"code", "message"}}`. A missing api-version is a
-400 `MissingApiVersionParameter`, another version a 400 `UnsupportedApiVersion`, a missing, unknown,
+400 `MissingApiVersionParameter`, any other version a 400 `UnsupportedApiVersion`, a missing, unknown,
 expired or wrong-audience bearer token a 401 `AuthenticationFailed`, a caller without the right
 Synapse RBAC permission a 403 `Unauthorized` with the real message.
 """
@@ -47,6 +48,9 @@ from .workspaces import (
 )
 
 API_VERSION = "2020-12-01"
+#: Every api-version served, all with the same paths and shapes. The service still answers the preview
+#: that azure-synapse-accesscontrol 0.5 and the az CLI of 2022 send (az CLI recording, 2022-07).
+API_VERSIONS = (API_VERSION, "2020-08-01-preview")
 
 
 def encode_continuation(seq: int) -> str:
@@ -139,13 +143,13 @@ class SynapseService(Service):
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
-        if version != API_VERSION:
+        if version not in API_VERSIONS:
             raise ServiceError(
                 400,
                 "UnsupportedApiVersion",
                 f"The HTTP resource that matches the request URI does "
                 f"not support the API version '{version}'. Supported: "
-                f"{API_VERSION}.",
+                f"{', '.join(API_VERSIONS)}.",
             )
         token, reason = self.bearer(call.request, SYNAPSE_AUDIENCE)
         if token is None:

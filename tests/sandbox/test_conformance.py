@@ -113,6 +113,39 @@ async def test_scope_filter_also_returns_the_enclosing_scopes(sb: Sandbox, ac: A
     assert pairs(await list_all(ac, scope=WS, role_id=CONTRIBUTOR)) == {(alice, WS)}
 
 
+async def test_api_version_2020_08_01_preview_is_served_with_the_same_shapes(http: Raw, sb: Sandbox) -> None:
+    """The az CLI recording sends api-version=2020-08-01-preview to the same paths (/rbacScopes,
+    /roleDefinitions, /roleAssignments) and gets the same shapes as with 2020-12-01."""
+    old, new = "2020-08-01-preview", "2020-12-01"
+    for path in ("/rbacScopes", "/roleDefinitions", f"/roleDefinitions/{CONTRIBUTOR}", "/roleAssignments"):
+        status, body, _, _ = await http.call("GET", path, old)
+        assert status == 200, (path, body)
+        assert body == (await http.call("GET", path, new))[1]
+    bob = sb.state.directory.user("bob@contoso.com").id
+    request = {"roleId": CONTRIBUTOR, "principalId": bob, "scope": WS}
+    status, created, _, _ = await http.call("PUT", "/roleAssignments/old-api-1", old, request)
+    assert status == 200
+    assert created == {
+        "id": "old-api-1",
+        "roleDefinitionId": CONTRIBUTOR,
+        "principalId": bob,
+        "scope": WS,
+        "principalType": "User",
+    }
+    assert (await http.call("GET", "/roleAssignments/old-api-1", old))[:2] == (200, created)
+    status, page, headers, _ = await http.call("GET", "/roleAssignments", old, principalId=bob)
+    assert (status, page) == (200, {"count": 1, "value": [created]}) and headers["x-ms-continuation"] == ""
+    check = {"subject": {"principalId": bob}, "actions": [{"id": "Microsoft.Synapse/workspaces/read"}], "scope": WS}
+    status, decisions, _, _ = await http.call("POST", "/checkAccessSynapseRbac", old, check)
+    assert status == 200 and decisions["AccessDecisions"][0]["accessDecision"] == "Allowed"
+    assert (await http.call("DELETE", "/roleAssignments/old-api-1", old))[0] == 204
+    assert (await http.call("GET", "/roleAssignments/old-api-1", old))[0] == 404
+    # versions the service never had, or no longer serves, still fail
+    for version in ("2020-02-01-preview", "2020-08-01", "2021-06-01", "2020-08-01-PREVIEWX"):
+        status, error, _, _ = await http.call("GET", "/roleAssignments", version)
+        assert (status, error["error"]["code"]) == (400, "UnsupportedApiVersion"), version
+
+
 async def test_delete_answers_204_with_content_length_zero(http: Raw, sb: Sandbox) -> None:
     """The az CLI recording: DELETE answers 204 No Content with `content-length: 0` and an empty body
     (for an id that exists and, as before, for one that does not)."""
