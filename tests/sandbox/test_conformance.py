@@ -25,6 +25,48 @@ WS = "workspaces/analytics"
 POOL = f"{WS}/bigDataPools/sparkpool"
 POOL2 = f"{WS}/bigDataPools/sparkpool2"  # its name starts with POOL's: a string-prefix match would be wrong
 
+NBSP, ZWSP = "\u00a0", "\u200b"
+#: GET /roleDefinitions of the real service (both recordings carry the same text, U+00A0 and U+200B included).
+DESCRIPTIONS = {
+    "6e4bf58a-b8e1-4cc3-bbf9-d73143322b78": "Full Synapse access to serverless SQL pools, Apache Spark pools and "
+    f"Integration runtimes.{NBSP} Includes create, read, update and delete access to all published code artifacts."
+    f"{NBSP} Includes Compute Operator, Linked Data Manager, and Credential User permissions on the workspace system "
+    f"identity credential.{NBSP} Includes granting access.{NBSP} Azure permissions are required to create, delete, "
+    f"or manage compute resources.{ZWSP}",
+    "dd665582-e433-40ca-b183-1b1b33e73375": "Creation and management of managed private endpoints, linked services, "
+    f"and credentials.{ZWSP}",
+    "7572bffe-f453-4b66-912a-46cc5ef38fda": "Full Synapse access to serverless SQL pools, Apache Spark pools, "
+    f"Integration runtimes.{NBSP} Includes create, read, update, and delete access to all published code artifacts "
+    f"and their outputs, including credentials and linked services.{NBSP} Includes compute operator permissions. "
+    f"Does not include permission to use credentials and run pipelines. Does not include granting access.{ZWSP}",
+    "05930f57-09a3-4c0d-9fa9-6d1eb91c178b": "Create, read, update, and delete access to published code artifacts "
+    "and their outputs. Does not include permission to run code or pipelines, or to grant access."
+    f"{NBSP}{ZWSP}",
+    "53faaa0e-40b6-40c8-a2ff-e38f2d388875": "Read access to published code artifacts and their outputs. Can create "
+    f"new artifacts but cannot publish changes or run code without additional permissions.{ZWSP}",
+    "e3844cc7-4670-42cb-9349-9bdac1ee7881": f"Submit Spark jobs and notebooks and view logs.{NBSP} Includes "
+    "canceling Spark jobs submitted by any user. Requires additional credential use permissions on the workspace "
+    f"system identity to run pipelines, view pipeline runs and outputs.{ZWSP}",
+    "5eb298b4-692c-4241-9cf0-f58a3b42bb25": "Runtime and configuration-time use of secrets within credentials and "
+    "linked services in activities like pipeline runs. To run pipelines, this role is required, scoped to the "
+    f"workspace system identity.{ZWSP}",
+    "2a385764-43e8-416c-9825-7b18d05a2c4b": "List and view details of SQL pools, Apache Spark pools, Integration "
+    f"runtimes, and published linked services and credentials.{NBSP} Does not include other published code "
+    f"artifacts.{NBSP} Can create new artifacts but cannot run or publish without additional permissions."
+    f"{NBSP}{NBSP}{NBSP}{ZWSP}",
+    "c3a6d2f1-a26f-4810-9b0f-591308d5cbf1": f"Full Synapse access to Apache Spark Pools.{NBSP} Create, read, "
+    "update, and delete access to published Spark job definitions, notebooks, and their outputs, and to libraries, "
+    f"linked services and credentials.{NBSP} Includes read access to all other published code artifacts. Does not "
+    f"include permission to use credentials and run pipelines. Does not include granting access.{ZWSP}",
+    "7af0c69a-a548-47d6-aea3-d00e69bd83aa": f"Full Synapse access to serverless SQL pools.{NBSP} Create, read, "
+    f"update, and delete access to published SQL scripts, credentials and linked services.{NBSP} Includes read "
+    f"access to all other published code artifacts.{NBSP} Does not include permission to use credentials and run "
+    "pipelines. Does not include granting access.",
+    "8f9b2195-5b12-4a7c-af30-8f1f46197650": "Grants read access to published code, including logs and outputs for "
+    "notebooks and pipelines. Includes ability to list and view details of serverless SQL pools, Apache Spark "
+    "pools, Data Explorer pools, and Integration runtimes.",
+}
+
 
 @pytest.fixture
 async def ac(sb: Sandbox) -> AsyncIterator[Any]:
@@ -144,6 +186,14 @@ async def test_api_version_2020_08_01_preview_is_served_with_the_same_shapes(htt
     for version in ("2020-02-01-preview", "2020-08-01", "2021-06-01", "2020-08-01-PREVIEWX"):
         status, error, _, _ = await http.call("GET", "/roleAssignments", version)
         assert (status, error["error"]["code"]) == (400, "UnsupportedApiVersion"), version
+
+
+async def test_role_definitions_carry_the_service_descriptions(ac: Any) -> None:
+    """The descriptions of the built-in roles are the service's own text, invisible characters included."""
+    roles = await ac.role_definitions.list_role_definitions()
+    assert {r.id: r.description for r in roles} == DESCRIPTIONS
+    one = await ac.role_definitions.get_role_definition_by_id(CONTRIBUTOR)
+    assert one.description == DESCRIPTIONS[CONTRIBUTOR]
 
 
 async def test_delete_answers_204_with_content_length_zero(http: Raw, sb: Sandbox) -> None:
