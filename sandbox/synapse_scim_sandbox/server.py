@@ -96,6 +96,7 @@ class Sandbox:
                 if name == "login":
                     app.add_routes(admin_routes(self))
                 app.router.add_route("*", "/{tail:.*}", service.handle)
+                app.on_response_prepare.append(service.on_response_prepare)
                 runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
                 await runner.setup()
                 self._runners.append(runner)

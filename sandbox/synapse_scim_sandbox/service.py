@@ -114,6 +114,10 @@ class Service:
     ) -> web.Response:
         raise NotImplementedError
 
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """The last word on a response's headers: runs (as the app's on_response_prepare signal) after
+        aiohttp has normalised them, just before they are sent."""
+
     def default_error_code(self, status: int) -> str:
         return {
             429: "TooManyRequests",

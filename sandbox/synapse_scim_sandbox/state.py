@@ -182,6 +182,10 @@ class State:
                 f"'{ws.name}' for another role, principal or scope.",
             )
         known = self.directory.get(principal_id)  # share the directory's id string (memory, 200k assignments)
+        if principal_type is None and known is not None:
+            # The service looks the principal up when the request names no type (az CLI recording, 2022); for
+            # an id the directory does not know, no recording says what it does: it stays without a type.
+            principal_type = PRINCIPAL_TYPES[known.kind]
         return ws.assignments.add(
             assignment_id, role.id, known.id if known is not None else principal_id, scope, principal_type, created_by
         )

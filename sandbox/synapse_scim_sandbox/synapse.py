@@ -1,20 +1,24 @@
-"""Synapse access control data plane, api-version 2020-12-01, one workspace per path prefix.
+"""Synapse access control data plane, api-version 2020-12-01 (and 2020-08-01-preview, which has the same
+paths and shapes), one workspace per path prefix.
 
 The workspace endpoint is `https://127.0.0.1:{port}/{workspaceName}`; the SDK appends the operation
 path to it (`/{workspaceName}/roleAssignments?...`). Operations (name: method path):
-- listRoleAssignments `GET /roleAssignments` (exact roleId / principalId / scope filters;
-  `x-ms-continuation` request and response headers, empty = start / last page);
-- createRoleAssignment `PUT /roleAssignments/{id}` (200; 409 RoleAssignmentAlreadyExists for an existing
-  role+principal+scope; 400 for an unknown role, a malformed scope or a role not valid at the scope);
+- listRoleAssignments `GET /roleAssignments` (exact roleId / principalId filters; the scope filter also
+  matches the scopes enclosing it; `x-ms-continuation` request and response headers, empty = start /
+  last page);
+- createRoleAssignment `PUT /roleAssignments/{id}` (200; a body without principalType gets the principal's
+  type from the directory; 409 RoleAssignmentAlreadyExists for an existing role+principal+scope; 400 for an
+  unknown role, a malformed scope or a role not valid at the scope);
 - getRoleAssignment `GET /roleAssignments/{id}` (404 RoleAssignmentNotFound);
-- deleteRoleAssignment `DELETE /roleAssignments/{id}` (204, empty body; also for an unknown id);
+- deleteRoleAssignment `DELETE /roleAssignments/{id}` (204, empty body, `Content-Length: 0`; also for an
+  unknown id);
 - listRoleDefinitions `GET /roleDefinitions` (bare array; isBuiltIn, scope), getRoleDefinition
   `GET /roleDefinitions/{id}`, listScopes `GET /rbacScopes` (bare array of scope templates);
 - checkAccess `POST /checkAccessSynapseRbac` (answers `AccessDecisions` with a capital A, as the real
   service and the swagger do; the Python SDK model expects `accessDecisions` and reads None).
 
 Errors use the swagger's ErrorContract `{"error": {"code", "message"}}`. A missing api-version is a
-400 `MissingApiVersionParameter`, another version a 400 `UnsupportedApiVersion`, a missing, unknown,
+400 `MissingApiVersionParameter`, any other version a 400 `UnsupportedApiVersion`, a missing, unknown,
 expired or wrong-audience bearer token a 401 `AuthenticationFailed`, a caller without the right
 Synapse RBAC permission a 403 `Unauthorized` with the real message.
 """
@@ -44,6 +48,9 @@ from .workspaces import (
 )
 
 API_VERSION = "2020-12-01"
+#: Every api-version served, all with the same paths and shapes. The service still answers the preview
+#: that azure-synapse-accesscontrol 0.5 and the az CLI of 2022 send (az CLI recording, 2022-07).
+API_VERSIONS = (API_VERSION, "2020-08-01-preview")
 
 
 def encode_continuation(seq: int) -> str:
@@ -136,13 +143,13 @@ class SynapseService(Service):
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
-        if version != API_VERSION:
+        if version not in API_VERSIONS:
             raise ServiceError(
                 400,
                 "UnsupportedApiVersion",
                 f"The HTTP resource that matches the request URI does "
                 f"not support the API version '{version}'. Supported: "
-                f"{API_VERSION}.",
+                f"{', '.join(API_VERSIONS)}.",
             )
         token, reason = self.bearer(call.request, SYNAPSE_AUDIENCE)
         if token is None:
@@ -238,7 +245,13 @@ class SynapseService(Service):
         scope = call.query.get("scope")
         if a is not None and (scope is None or scope == a.scope):
             ws.assignments.remove(a.id)
-        return web.Response(status=204, headers={"x-ms-request-id": str(uuid.uuid4()), "Content-Length": "0"})
+        return web.Response(status=204, headers={"x-ms-request-id": str(uuid.uuid4())})
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        # The real service sends `Content-Length: 0` with its 204s. aiohttp removes that header from every
+        # 204 while it prepares the response (RFC 9110 forbids it), so it can only be put back here.
+        if response.status == 204:
+            response.headers["Content-Length"] = "0"
 
     # ------------------------------------------------------------------ role definitions, scopes
     async def list_role_definitions(self, call: Call) -> web.Response:

@@ -2,16 +2,18 @@
 
 Role assignments are kept in insertion order by a sequence number; list filters (roleId, principalId,
 scope) use per-value indexes of sorted sequence numbers, so a page costs O(log n + page) when one
-filter is given. The continuation token is the last sequence number returned, which keeps paging
-stable while assignments are added or deleted between pages.
+filter is given. The scope filter matches the scope and the scopes that enclose it, as the real one does.
+The continuation token is the last sequence number returned, which keeps paging stable while
+assignments are added or deleted between pages.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -126,6 +128,13 @@ def parse_scope(scope: str) -> tuple[str, str | None, str | None]:
     return parts[1], parts[2], parts[3]
 
 
+def enclosing_scopes(scope: str) -> tuple[str, ...]:
+    """`scope` and its prefixes of whole path segments: `workspaces/w/bigDataPools/p2` is enclosed by
+    `workspaces/w` but not by `workspaces/w/bigDataPools/p`, a prefix of its text only."""
+    parts = scope.split("/")
+    return tuple("/".join(parts[:n]) for n in range(len(parts), 0, -1))
+
+
 @dataclass(slots=True)
 class Assignment:
     seq: int
@@ -230,32 +239,47 @@ class AssignmentStore:
         after: int = 0,
         limit: int = 100,
     ) -> tuple[list[Assignment], int | None]:
-        """Up to `limit` assignments matching every given filter exactly, with seq > `after`.
+        """Up to `limit` assignments with seq > `after` that match every given filter: role and principal
+        exactly, scope at `scope` or at a scope that encloses it (the real service lists the workspace's
+        assignments when asked for a pool's, recorded by the az CLI tests).
 
         Returns (items, next_after) where next_after is None when nothing matches beyond the page."""
         role = role_id.lower() if role_id is not None else None
         principal = principal_id.lower() if principal_id is not None else None
-        candidates = [self._all]
+        scopes = frozenset(enclosing_scopes(scope)) if scope is not None else None
+        # Each filter offers sorted runs that hold every assignment it can match; walk the smallest offer.
+        offers: list[list[list[Assignment]]] = [[self._all]]
         if role is not None:
-            candidates.append(self._by_role.get(role, []))
+            offers.append([self._by_role.get(role, [])])
         if principal is not None:
-            candidates.append(self._by_principal.get(principal, []))
-        if scope is not None:
-            candidates.append(self._by_scope.get(scope, []))
-        items = min(candidates, key=len)
+            offers.append([self._by_principal.get(principal, [])])
+        if scopes is not None:
+            offers.append([self._by_scope[s] for s in scopes if s in self._by_scope])
+        runs = min(offers, key=lambda offer: sum(map(len, offer)))
         out: list[Assignment] = []
-        for i in range(bisect.bisect_right(items, after, key=_seq), len(items)):
-            a = items[i]
+        for a in _merged_after(runs, after):
             if (
                 (role is not None and a.role_id != role)
                 or (principal is not None and a.principal_id != principal)
-                or (scope is not None and a.scope != scope)
+                or (scopes is not None and a.scope not in scopes)
             ):
                 continue
             if len(out) == limit:
                 return out, out[-1].seq
             out.append(a)
         return out, None
+
+
+def _merged_after(runs: list[list[Assignment]], after: int) -> Iterable[Assignment]:
+    """The assignments of sorted `runs` with seq > `after`, in seq order (bisection, no scan of the skipped)."""
+
+    def tail(items: list[Assignment]) -> Iterator[Assignment]:
+        for i in range(bisect.bisect_right(items, after, key=_seq), len(items)):
+            yield items[i]
+
+    if len(runs) == 1:
+        return tail(runs[0])
+    return heapq.merge(*map(tail, runs), key=_seq)
 
 
 class Workspace:

@@ -94,7 +94,7 @@ def test_resolve_by_name_id_upn_and_app_id() -> None:
 
 ROLES = ["r1", "r2", "r3"]
 PRINCIPALS = [f"p{i}" for i in range(6)]
-SCOPES = ["workspaces/w", "workspaces/w/bigDataPools/p"]
+SCOPES = ["workspaces/w", "workspaces/w/bigDataPools/p", "workspaces/w/bigDataPools/p2"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -124,7 +124,7 @@ def test_assignment_paging_matches_brute_force(
         for a in store
         if (role is None or a.role_id == role)
         and (principal is None or a.principal_id == principal)
-        and (scope is None or a.scope == scope)
+        and (scope is None or scope == a.scope or scope.startswith(a.scope + "/"))  # or an enclosing scope
     ]
     got: list[str] = []
     after = 0

@@ -98,7 +98,7 @@ async def test_create_get_delete(sb: Sandbox, ac: Any) -> None:
     bare = await ac.role_assignments.create_role_assignment(
         str(uuid.uuid4()), CONTRIBUTOR, alice, f"{WS}/bigDataPools/sparkpool"
     )
-    assert bare.principal_type is None  # not sent, not echoed
+    assert bare.principal_type == "User"  # not sent: the service takes it from the directory
     got = await ac.role_assignments.get_role_assignment_by_id("my-id-1")
     assert got.principal_id == alice
     _, response, _ = await ac.role_assignments.delete_role_assignment_by_id("my-id-1", cls=raw)
