@@ -23,13 +23,13 @@ def _run(argv: list[str]) -> int:
 
 
 def _plan(argv: list[str]) -> int:
-    from synapse_scim.review.commands import plan
+    from synapse_scim.review.plan import plan
 
     return plan(argv)
 
 
 def _explain(argv: list[str]) -> int:
-    from synapse_scim.review.commands import explain
+    from synapse_scim.review.explain import explain
 
     return explain(argv)
 

@@ -1,305 +1,157 @@
-"""Why does a principal hold a role: which binding wants it and through which chain of groups, or that
-nobody does (a manual grant, an orphaned one, or one the operator is about to revoke).
-
-Everything is derived from a WorkspacePreview (the operator's own reads and plan) plus direct-member
-walks for the chains; nothing is written.
-"""
+"""`synapse-scim explain`: every role a principal holds and why, or every holder of one role at one scope."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any, TextIO
 
-from kiota_abstractions.base_request_configuration import RequestConfiguration
-from msgraph.generated.models.o_data_errors.o_data_error import ODataError
-from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
-
-from synapse_scim.adapters.directory import Directory, DirectoryError, directory_error
-from synapse_scim.core.model import (
-    Assignment,
-    DesiredGrant,
-    Grant,
-    Principal,
-    PrincipalType,
-    normalize_id,
-    normalize_scope,
+from synapse_scim.adapters.directory import DirectoryError
+from synapse_scim.core.model import Principal
+from synapse_scim.review.chains import chain_text
+from synapse_scim.review.holdings import (
+    Cause,
+    CauseKind,
+    Explainer,
+    Holding,
+    find_principal,
+    parse_scope,
+    principal_dict,
 )
-from synapse_scim.core.reasons import Reason
-from synapse_scim.core.scope import SCOPE_COLLECTIONS, ScopeKind, scope_path
-from synapse_scim.review.chains import GroupWalker
-from synapse_scim.review.preview import WorkspacePreview, chain_of
-
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-TupleKey = tuple[str, str, str]
-
-
-class CauseKind(StrEnum):
-    BINDING = "binding"  # a binding wants it
-    MANUAL = "manual"  # not the operator's: reported, never removed
-    ORPHANED = "orphaned"  # left by a binding deleted with deletionPolicy Orphan
-    UNWANTED = "unwanted"  # the operator's, but no binding wants it any more
+from synapse_scim.review.preview import WorkspacePreview
+from synapse_scim.review.session import (
+    EXIT_ERROR,
+    EXIT_OK,
+    Progress,
+    Session,
+    arguments,
+    fatal_message,
+    preview_all,
+    workspace_title,
+)
 
 
-class HoldingStatus(StrEnum):
-    HELD = "held"
-    TO_GRANT = "to grant"
-    MISSING = "missing (not created: Observe or suspended binding)"
-    TO_REVOKE = "to revoke"
-    REVOCATION_HELD = "revocation held by the removal guard"
+def _reason_text(r: Cause, principal: Principal) -> str:
+    if r.kind is CauseKind.BINDING:
+        chain = chain_text(r.chain, principal.display) if r.chain else f"{principal.display} (direct subject)"
+        return f"wanted by SynapseRoleBinding {r.binding} ({r.mode}): {chain}"
+    return {
+        CauseKind.MANUAL: "manual: not managed by any binding (the operator reports it, never removes it)",
+        CauseKind.ORPHANED: "orphaned: left by a binding deleted with deletionPolicy Orphan; treated as manual",
+        CauseKind.UNWANTED: "managed by the operator, but no binding wants it any more",
+    }[r.kind]
 
 
-@dataclass(frozen=True)
-class Cause:
-    """Why a principal holds (or would hold) one role at one scope."""
-
-    kind: CauseKind
-    binding: str = ""
-    mode: str = ""
-    chain: tuple[str, ...] = ()  # groups from the binding's subject down to the principal; () if direct
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind}
-        if self.kind is CauseKind.BINDING:
-            out.update(binding=self.binding, mode=self.mode, chain=list(self.chain))
-        return out
-
-
-@dataclass
-class Holding:
-    """One role at one scope held (or about to be held) by a principal, and why."""
-
-    principal: Principal
-    role_id: str
-    role: str
-    scope: str
-    status: HoldingStatus
-    assignment_id: str | None
-    reasons: list[Cause] = field(default_factory=list)
-    through: tuple[str, ...] = ()  # for a role held by a group the principal is in: the group chain
-
-    def sort_key(self) -> tuple[str, ...]:
-        return (
-            self.role.lower(),
-            self.scope.lower(),
-            " > ".join(self.through),
-            self.principal.display.lower(),
-            self.principal.id,
+def _holding_text(h: Holding, subject: Principal | None, out: TextIO) -> None:
+    if subject is None:  # explain --role: the title names role and scope, each line a holder
+        out.write(f"  {h.principal.display} ({h.principal.type} {h.principal.id}): {h.status}\n")
+    else:
+        through = (
+            f" through group {h.principal.display} ({chain_text(h.through, subject.display)})" if h.through else ""
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "principal": principal_dict(self.principal),
-            "role": {"id": self.role_id, "name": self.role},
-            "scope": self.scope,
-            "status": self.status,
-            "assignmentId": self.assignment_id,
-            "through": list(self.through),
-            "reasons": [r.as_dict() for r in self.reasons],
-        }
+        out.write(f"  {h.role} at {h.scope}: {h.status}{through}\n")
+    for r in h.reasons:
+        out.write(f"    {_reason_text(r, h.principal)}\n")
 
 
-def principal_dict(p: Principal) -> dict[str, str]:
-    return {"id": p.id, "type": str(p.type), "display": p.display}
-
-
-async def find_principal(directory: Directory, walker: GroupWalker, ref: str) -> tuple[Principal, bool]:
-    """A user (UPN or id), service principal (display name, appId or id) or group (name or id), and
-    whether its account is enabled (a disabled one gets nothing from bindings, but may still hold grants)."""
-    ref = ref.strip()
+async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
+    parser = arguments("synapse-scim explain", explain=True)
+    args = parser.parse_args(argv)
+    if bool(args.principal) == bool(args.role):
+        parser.error("give either a PRINCIPAL or --role NAME [--scope SCOPE]")
+    out = stdout or sys.stdout
+    progress = Progress()
+    session = Session()
+    results: list[dict[str, Any]] = []
+    subject: Principal | None = None
+    disabled = False
     try:
-        if _GUID.match(ref):
-            by_id = await walker.object(ref)
-            if by_id is None:
-                return await directory.resolve("ServicePrincipal", name=ref), True  # an appId
-            if by_id.type is not PrincipalType.USER:
-                return by_id, True
-            ref = by_id.id
-        if "@" in ref or _GUID.match(ref):
-            query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
-                select=["id", "userPrincipalName", "displayName", "accountEnabled"]
-            )
-            # Not Directory.resolve: a disabled user still has grants worth explaining.
-            user = await directory.get_json(
-                directory.client.users.by_user_id(ref).to_get_request_information(
-                    request_configuration=RequestConfiguration(query_parameters=query)
-                )
-            )
-            principal = Principal(
-                id=str(user["id"]),
-                type=PrincipalType.USER,
-                display=user.get("userPrincipalName") or user.get("displayName") or ref,
-            )
-            return principal, user.get("accountEnabled") is not False
-    except ODataError as exc:
-        raise directory_error(exc, f"principal {ref!r}") from exc
-    found: list[Principal] = []
-    for kind in ("Group", "ServicePrincipal"):
-        try:
-            found.append(await directory.resolve(kind, name=ref))
-        except DirectoryError as exc:
-            if exc.reason != Reason.SUBJECT_NOT_FOUND:
-                raise
-    if not found:
-        raise DirectoryError(
-            Reason.SUBJECT_NOT_FOUND,
-            f"no user, group or service principal {ref!r} in the directory "
-            "(users by userPrincipalName or id, groups and service principals by display name, "
-            "appId or id)",
-            definitive=True,
-        )
-    if len(found) > 1:
-        raise DirectoryError(
-            Reason.SUBJECT_AMBIGUOUS, f"{ref!r} is both a group and a service principal: name it by id", definitive=True
-        )
-    return found[0], True
-
-
-class ScopeError(ValueError):
-    """An --scope that is not a scope; the message says what is."""
-
-
-def parse_scope(text: str, ws_name: str) -> str:
-    """``workspace``, ``bigDataPool/NAME`` (any spec.scope kind) or a full ``workspaces/...`` path."""
-    try:
-        return _parse_scope(text, ws_name)
-    except ScopeError:
-        raise
-    except ValueError as exc:
-        raise ScopeError(f"--scope: {exc}") from None
-
-
-def _parse_scope(text: str, ws_name: str) -> str:
-    t = text.strip().strip("/")
-    if t.lower() in ("", "workspace"):
-        return scope_path(ws_name, {})
-    if t.lower().startswith("workspaces/"):
-        return t
-    kind, _, name = t.partition("/")
-    by_lower = {str(k).lower(): k for k in SCOPE_COLLECTIONS} | {v.lower(): k for k, v in SCOPE_COLLECTIONS.items()}
-    if kind.lower() not in by_lower or not name:
-        allowed = ", ".join(f"{k}/NAME" for k in SCOPE_COLLECTIONS)
-        raise ScopeError(f"--scope: {text!r} is not a scope (workspace, {allowed}, or workspaces/...)")
-    chosen: ScopeKind = by_lower[kind.lower()]
-    return scope_path(ws_name, {str(chosen): name})
-
-
-class Explainer:
-    """Answers about one workspace's preview."""
-
-    def __init__(self, preview: WorkspacePreview, walker: GroupWalker) -> None:
-        self.p = preview
-        self.walker = walker
-        plan = preview.plan
-        assert plan is not None
-        self.wanted: dict[TupleKey, list[DesiredGrant]] = {}
-        self.modes: dict[str, str] = {}
-        self.principals: dict[str, Principal] = {}  # everyone a binding wants, as the directory named them
-        for s in preview.states:
-            if s.deleting:
+        await preview_all(args, progress, session)
+        for preview, walker in zip(session.previews, session.walkers, strict=True):
+            item: dict[str, Any] = {"preview": preview, "holdings": [], "error": None}
+            results.append(item)
+            if preview.problem is not None or walker is None or preview.plan is None:
+                item["error"] = f"{preview.problem.reason}: {preview.problem.message}" if preview.problem else ""
                 continue
-            self.modes[str(s.key)] = str(s.mode) + (", suspended" if s.suspended else "")
-            for dg in s.desired:
-                self.wanted.setdefault(dg.grant.key, []).append(dg)
-                self.principals.setdefault(dg.principal.id, dg.principal)
-        self.creates = {c.grant.key for c in plan.creates}
-        self.deletes = {normalize_id(a.id) for a in plan.deletes}
-        self.held = {normalize_id(a.id) for a in plan.held}
-        self.orphaned = {normalize_id(i) for i in preview.ws.status.get("orphanedAssignments") or ()} | set(
-            plan.newly_orphaned
-        )
-        self.role_names = preview.role_names
+            explainer = Explainer(preview, walker)
+            progress.show(f"explaining in {preview.ws.namespace}/{preview.ws.name}")
+            try:
+                if args.principal:
+                    found, enabled = await find_principal(walker.directory, walker, args.principal)
+                    subject = subject or found
+                    disabled = disabled or not enabled
+                    item["holdings"] = await explainer.of_principal(found)
+                    continue
+                role = preview.roles.get(args.role)
+                if role is None:
+                    item["error"] = f"RoleNotFound: no role {args.role!r} in workspace {preview.ws_name}"
+                    continue
+                item["scope"] = parse_scope(args.scope, preview.ws_name)
+                item["holdings"] = await explainer.of_role(role.id, item["scope"])
+            except DirectoryError as exc:  # this workspace's directory: the others may still answer
+                item["error"] = f"{exc.reason}: {exc.message}"
+    except Exception as exc:
+        message = fatal_message(exc)
+        if message is None:
+            raise
+        progress.done()
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        progress.done()
+        await session.close()
+    if args.output == "json":
+        doc = _explain_json(args, subject, results)
+        if subject is not None:
+            doc["principal"]["accountEnabled"] = not disabled
+        out.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    else:
+        _explain_text(args, subject, disabled, results, out)
+    return EXIT_ERROR if any(r["error"] for r in results) or not results else EXIT_OK
 
-    def role_name(self, role_id: str) -> str:
-        return self.role_names.get(normalize_id(role_id), role_id)
 
-    async def reasons(self, key: TupleKey, assignment: Assignment | None) -> list[Cause]:
-        out: set[Cause] = set()
-        for dg in self.wanted.get(key, ()):
-            chain = await chain_of(self.p, self.walker, str(dg.binding), dg.via, dg.principal)
-            out.add(Cause(CauseKind.BINDING, str(dg.binding), self.modes.get(str(dg.binding), ""), chain))
-        if out:
-            return sorted(out, key=lambda r: (r.binding, r.chain))
-        if assignment is None:
-            return []
-        if not assignment.owned:
-            return [Cause(CauseKind.MANUAL)]
-        if normalize_id(assignment.id) in self.orphaned:
-            return [Cause(CauseKind.ORPHANED)]
-        return [Cause(CauseKind.UNWANTED)]
+def _explain_text(
+    args: argparse.Namespace, subject: Principal | None, disabled: bool, results: list[dict[str, Any]], out: TextIO
+) -> None:
+    if subject is not None:
+        note = ": disabled in the directory, so no binding gives it a role" if disabled else ""
+        out.write(f"{subject.display} ({subject.type} {subject.id}){note}\n\n")
+    for item in results:
+        preview: WorkspacePreview = item["preview"]
+        title = workspace_title(preview)
+        if args.role and "scope" in item:
+            title += f": role {args.role} at {item['scope']}"
+        out.write(title + "\n")
+        if item["error"]:
+            out.write(f"  error: {item['error']}\n\n")
+            continue
+        if not item["holdings"]:
+            out.write("  nothing held or wanted here\n")
+        for h in item["holdings"]:
+            _holding_text(h, subject if args.principal else None, out)
+        out.write("\n")
 
-    def status(self, key: TupleKey, assignment: Assignment | None) -> HoldingStatus:
-        if assignment is None:
-            return HoldingStatus.TO_GRANT if key in self.creates else HoldingStatus.MISSING
-        aid = normalize_id(assignment.id)
-        if aid in self.deletes:
-            return HoldingStatus.TO_REVOKE
-        if aid in self.held:
-            return HoldingStatus.REVOCATION_HELD
-        return HoldingStatus.HELD
 
-    async def principal_of(self, principal_id: str, fallback_type: str | None) -> Principal:
-        known = self.principals.get(normalize_id(principal_id))
-        if known is not None:
-            return known
-        found = await self.walker.object(principal_id)
-        return found or Principal(principal_id, PrincipalType(fallback_type or PrincipalType.USER), principal_id)
+def _explain_json(args: argparse.Namespace, subject: Principal | None, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "synapse-scim.io/explain/v1",
+        "principal": principal_dict(subject) if subject else None,
+        "role": args.role,
+        "workspaces": [
+            {
+                "namespace": r["preview"].ws.namespace,
+                "name": r["preview"].ws.name,
+                "workspaceName": r["preview"].ws_name,
+                "scope": r.get("scope"),
+                "error": r["error"] or None,
+                "assignments": [h.as_dict() for h in r["holdings"]],
+            }
+            for r in results
+        ],
+    }
 
-    async def holding(
-        self, principal: Principal, key: TupleKey, assignment: Assignment | None, through: tuple[str, ...] = ()
-    ) -> Holding:
-        scope = assignment.scope if assignment else next(dg.grant.scope for dg in self.wanted[key])
-        return Holding(
-            principal=principal,
-            role_id=key[0],
-            role=self.role_name(key[0]),
-            scope=scope,
-            status=self.status(key, assignment),
-            assignment_id=assignment.id if assignment else None,
-            reasons=await self.reasons(key, assignment),
-            through=through,
-        )
 
-    async def of_principal(self, principal: Principal) -> list[Holding]:
-        """Every role the principal holds here, directly or through a group it is in, and every role a
-        binding wants it to have that it does not hold yet."""
-        out: list[Holding] = []
-        seen: set[TupleKey] = set()
-        for a in self.p.actual:
-            if normalize_id(a.principal_id) == principal.id:
-                seen.add(a.grant.key)
-                out.append(await self.holding(principal, a.grant.key, a))
-        for key, dgs in sorted(self.wanted.items()):
-            if key not in seen and any(dg.principal.id == principal.id for dg in dgs):
-                out.append(await self.holding(principal, key, None))
-        # Synapse honours group assignments for the group's members: show those as inherited.
-        for a in self.p.actual:
-            if normalize_id(a.principal_id) == principal.id or not await self._is_group(a):
-                continue
-            group = await self.principal_of(a.principal_id, "Group")
-            paths = await self.walker.paths(group)
-            if principal.id in paths:
-                out.append(await self.holding(group, a.grant.key, a, through=paths[principal.id]))
-        return sorted(out, key=Holding.sort_key)
-
-    async def _is_group(self, a: Assignment) -> bool:
-        if a.principal_type:
-            return a.principal_type == "Group"
-        found = await self.walker.object(a.principal_id)
-        return found is not None and found.type == "Group"
-
-    async def of_role(self, role_id: str, scope: str) -> list[Holding]:
-        """Every holder of the role at exactly this scope, and every principal a binding wants there."""
-        target = (normalize_id(role_id), normalize_scope(scope))
-        out: list[Holding] = []
-        seen: set[TupleKey] = set()
-        for a in self.p.actual:
-            if a.grant.pair == target:
-                seen.add(a.grant.key)
-                principal = await self.principal_of(a.principal_id, a.principal_type)
-                out.append(await self.holding(principal, a.grant.key, a))
-        for key, dgs in sorted(self.wanted.items()):
-            if key not in seen and Grant(*key).pair == target:
-                out.append(await self.holding(dgs[0].principal, key, None))
-        return sorted(out, key=Holding.sort_key)
+def explain(argv: list[str]) -> int:
+    return asyncio.run(explain_main(argv))
