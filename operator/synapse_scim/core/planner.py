@@ -1,8 +1,12 @@
 """The pure planner: desired grants + listed assignments -> what to create, remove, hold, report.
 
-Everything the operator decides about a workspace is decided here, from plain data, so that it
-can be tested exhaustively and reasoned about without Azure. Adapters read (directory, Synapse,
-Kubernetes), call ``plan_workspace``, and execute the returned ``Plan``.
+Everything the operator decides about a workspace is decided here, from plain data, so that it can be
+tested exhaustively and reasoned about without Azure. ``reads.inputs.read_workspace`` builds the
+``WorkspaceInputs``; ``plan_workspace`` returns a ``Plan``; the controller executes it and
+`synapse-scim plan` prints it.
+
+The rules, and why each holds, are in docs/architecture.md#the-planners-rules. The comments below
+cite them by number; a change to a rule changes that section in the same commit.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def compute_plan_id(deletions: Iterable[Assignment]) -> str:
 
 
 def guard_trips(n: int, owned: int, max_removals: int, max_percent: int, percent_floor: int) -> bool:
-    """The removal guard's trip condition (rule 5 of ``plan_workspace``).
+    """The removal guard's trip condition (rule 5, docs/architecture.md#the-planners-rules).
 
     ``n > max_removals`` or (``n > percent_floor`` and ``n`` is more than ``max_percent`` % of
     the owned assignments). Integer arithmetic, so 20 % of 25 is exactly 5.
@@ -108,80 +112,9 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     ``reports=False`` leaves ``Plan.reports`` empty: a caller that only needs the writes (and reports
     on a second plan after them) does not pay for per-binding drift reports twice.
 
-    The rules below are promises users rely on; each says why it is so.
-
-    1. **Union.** Desired = union of ``desired`` of every binding that is not deleting,
-       including Observe and suspended ones: what they want is wanted, so nobody else may
-       remove it ("bindings never fight"). A deleting binding's wishes are void.
-
-    2. **Creates** are the grants at least one Enforce, not suspended, not deleting binding
-       wants, that no listed assignment provides, matched by the (role, principal, scope) tuple
-       whether or not we own it: a manual grant with the same tuple already gives the access,
-       and Synapse would answer 409 anyway (adoption without takeover; it stays manual and is
-       never removed). Grants wanted only by Observe or suspended bindings are reported missing,
-       never created: those modes promise to write nothing. Creates are idempotent, so they go
-       even when some reads failed.
-
-    3. **Pruning domain.** An assignment is a deletion candidate only if all hold:
-       - it is owned (its id is the deterministic id of its tuple) and not in ``orphaned_ids``:
-         manual and orphaned grants are never deleted, only reported;
-       - nobody desires it (rule 1);
-       - its (role, scope) pair is claimed (``claims`` or ``previous_claims``) by a binding that
-         may write: Enforce and not suspended, whether live or deleting with policy Delete.
-         ``previous_claims`` is what makes a role dropped from a spec get cleaned up;
-       - no live binding that is suspended, Observe or incomplete claims the pair (current or
-         previous claims): Observe and suspend promise that nothing is written in their pairs
-         (someone trialling a binding in Observe must not see revocations there), and an
-         incomplete binding's wishes are unknown, so its pairs are left alone until they are.
-       A deleting binding's completeness does not matter (its wishes are void anyway), which
-       also keeps a binding whose groups vanished from blocking its own clean-up forever.
-       A deleting binding that is Observe or suspended claims nothing: it never wrote, so it
-       does not remove either; its leftovers stay owned and are pruned if a later binding
-       claims the pair.
-       **Orphan.** A pair claimed by a deleting binding with policy Orphan (whatever its mode:
-       marking writes nothing to Synapse) and by no live binding: its owned, undesired
-       assignments go to ``newly_orphaned`` (to be persisted as ``orphaned_ids``) and are never
-       deleted, even if another *deleting* binding with policy Delete claims the pair too (of
-       two leaving bindings the one that says "leave" wins: it is the reversible choice). If a
-       live binding claims the pair, that binding stays in charge of it and the normal rules
-       apply: offboarding through the live binding must keep working.
-
-    4. **Full knowledge.** If the assignment list is incomplete (``actual_complete`` False),
-       nothing is deleted: every candidate is held with reason ``ReadsIncomplete`` and approval
-       cannot override it (the set itself is unreliable). Creates still go. Per-binding read
-       failures are covered by rule 3's protection.
-
-    5. **Removal guard.** n = number of candidates, owned = number of owned, non-orphaned listed
-       assignments. The guard trips if ``n > max_removals``, or if ``n > percent_floor``
-       (default 5) and ``100 * n > max_percent * owned``. When it trips, ``plan_id`` is the hash
-       of the candidate ids and, unless ``approved_plan_id`` equals it, every candidate is held
-       with reason ``RemovalsHeld``. Why the floor: the percentage is there to catch "the
-       directory read came back empty" on a large workspace; on a workspace with 3 owned
-       assignments every single offboarding is 33 % and would need a person, which teaches
-       people to approve blindly. Up to ``percent_floor`` removals are bounded damage and are
-       re-created by the next sync if they were a mistake; ``max_removals`` still caps the
-       absolute count (``max_removals: 0`` means every removal needs approval). The id covers
-       the exact set, so a changed directory yields a new id and an old approval lapses.
-
-    6. **Reports** per live binding: its desired grants split into in-sync and missing (by
-       tuple, ownership irrelevant); unexpected = listed assignments in its current claims that
-       nobody desires, ``managed`` when owned and not orphaned; ``pending_removal`` counts those
-       being deleted or held, ``unmanaged`` those that are manual or orphaned (never touched);
-       problems pass through. Reports never hide something skipped: held items still count as pending.
-
-    7. **Finalizing.** ``finalizable`` names the deleting bindings whose finalizer may be
-       removed once this plan's deletes succeeded and ``newly_orphaned`` was persisted: Orphan
-       ones after a complete list (so every leftover was marked), Delete ones that may write
-       after a complete list with nothing of their pairs held (a held removal waits for its
-       approval, as the guard promises), Observe or suspended ones at once (they remove nothing).
-
-    8. **Determinism.** All outputs are sorted and representatives are chosen by a total order,
-       so the same inputs in any order give an equal plan (plan ids and status stay stable and
-       the operator does not flap).
-
-    9. **Suspended workspace.** ``inputs.suspended`` (the workspace's ``spec.suspend``) empties
-       creates, deletes, ``newly_orphaned`` and ``finalizable``: nothing is written and no binding
-       leaves. Held removals and reports stay, so status still tells the drift.
+    The rules (1 union, 2 creates, 3 pruning domain and orphans, 4 full knowledge, 5 removal guard,
+    6 reports, 7 finalizing, 8 determinism, 9 suspended workspace) are stated, with their reasons, in
+    docs/architecture.md#the-planners-rules.
     """
     bindings = sorted(inputs.bindings, key=lambda b: b.key)
     live = [b for b in bindings if not b.deleting]
