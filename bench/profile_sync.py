@@ -2,9 +2,9 @@
 membership change, of one workspace with many bindings, without Kubernetes.
 
 The sandbox runs in its own process (pinned to the last CPU when there are two or more); this process
-runs sync.sync_workspace with the operator's real adapters (directory.py, workspace.py, the real SDKs
-over HTTPS) and reports wall time, CPU seconds, peak RSS, Azure calls by operation and, with
---profile, the functions that cost the most CPU (cProfile, cumulative).
+runs controller/sync.sync_workspace with the operator's real adapters (adapters/directory.py and
+adapters/workspace.py, the real SDKs over HTTPS) and reports wall time, CPU seconds, peak RSS, Azure
+calls by operation and, with --profile, the functions that cost the most CPU (cProfile, cumulative).
 
     .venv/bin/python bench/profile_sync.py --users 10000 --groups 500 --bindings 100
     .venv/bin/python bench/profile_sync.py --users 50000 --groups 2000 --bindings 100 --profile

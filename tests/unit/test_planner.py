@@ -1,4 +1,4 @@
-"""Example-based tests of the planner: one test per promise in plan_workspace's docstring."""
+"""Example-based tests of the planner: one test per rule of docs/architecture.md#the-planners-rules."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ group invalidates every cached parent that expanded through it) and pokes only t
 whose bindings use those groups.
 
 Safety: the cache only ever serves syncs that the watch can vouch for. It is emptied whenever the
-watch loses track (no delta link yet, the link expired, a poll failed), and a read that raced with an
-invalidation of the group it read is used once but not kept.
+watch loses track (no delta link yet, or the link expired). A failed poll keeps the links and the
+cache: the next round from the same links reports every change made meanwhile. A read that raced
+with an invalidation of the group it read is used once but not kept.
 """
 
 from __future__ import annotations

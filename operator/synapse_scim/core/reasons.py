@@ -95,7 +95,7 @@ class Action(StrEnum):
     """What the operator did or would do to one role assignment (audit log, `plan`, `explain`)."""
 
     GRANT = "grant"
-    ADOPT = "adopt"  # the assignment already existed (409): now ours, nothing written
+    ADOPT = "adopt"  # the grant already existed (409): nothing written; a manual one stays manual
     REVOKE = "revoke"
     HELD = "held"  # a revocation the removal guard holds for a person's approval
     ORPHAN = "orphan"  # a grant of a deleted binding with deletionPolicy Orphan: left, treated as manual

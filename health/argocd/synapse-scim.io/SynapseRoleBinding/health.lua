@@ -3,7 +3,7 @@
 -- Install: health/argocd/argocd-cm-patch.yaml. Argo runs this with gopher-lua (Lua 5.1), the live
 -- object in the global `obj`; it must return {status = ..., message = ...}.
 --
--- The operator writes kstatus conditions (operator/synapse_scim/status.py): Ready, Reconciling,
+-- The operator writes kstatus conditions (operator/synapse_scim/core/status.py): Ready, Reconciling,
 -- Stalled, each with reason, message and observedGeneration. The mapping, first match wins:
 --
 --   status.observedGeneration, or Ready's observedGeneration, behind metadata.generation
