@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from synapse_scim.controller.reconcile import run_sync
-from synapse_scim.controller.settings import Settings
+from synapse_scim.controller.settings import Settings, Strategy
 from synapse_scim.core.durations import parse_duration
 
 
@@ -38,7 +38,7 @@ async def run_workspace_loop(
         while not stopped:
             # Read each time: a changed spec.syncInterval applies from the last full sync, not the next.
             interval = sync_interval(body.get("spec", {}))
-            if settings.strategy == "naive":
+            if settings.strategy is Strategy.NAIVE:
                 interval = min(interval, settings.directory_poll_interval)
             try:
                 await asyncio.wait_for(trigger.wait(), timeout=max(0.0, last_full + interval - time.monotonic()))
@@ -50,7 +50,7 @@ async def run_workspace_loop(
             now = time.monotonic()
             full = now >= last_full + interval
             directory = full and (
-                settings.strategy == "naive" or now >= last_directory + settings.directory_resync_interval
+                settings.strategy is Strategy.NAIVE or now >= last_directory + settings.directory_resync_interval
             )
             await run_sync(key, memo, logger, full=full, fresh_directory=directory)
             if full:

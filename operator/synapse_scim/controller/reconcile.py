@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from enum import StrEnum
 from typing import Any
 
 import kopf
@@ -15,13 +16,21 @@ from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.kube import BINDINGS, WORKSPACES, Kube
 from synapse_scim.controller.events import post_events
-from synapse_scim.controller.settings import Settings
+from synapse_scim.controller.settings import Settings, Strategy
 from synapse_scim.controller.sync import SyncResult, sync_workspace, workspace_failure
 from synapse_scim.controller.tenant import TenantWatch
 from synapse_scim.core.model import Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim.core.reasons import TOKEN_REFUSED_REASONS, Action, Outcome, Reason
 from synapse_scim.core.status import binding_conditions, binding_status, now_iso, stamp
+
+
+class SyncKind(StrEnum):
+    """What a sync reads again (the label of synapse_scim_syncs_total)."""
+
+    FULL = "full"  # Synapse assignments and the whole directory
+    ASSIGNMENTS = "assignments"  # Synapse assignments; the directory from the delta-kept cache
+    INCREMENTAL = "incremental"  # neither: the last listing plus our writes, and the cache
 
 
 async def run_sync(
@@ -48,7 +57,7 @@ async def run_sync(
     watch: TenantWatch | None = None
     try:
         clients = await memo.connections.get(namespace, name, dict(ws.spec))
-        if settings.strategy == "delta":
+        if settings.strategy is Strategy.DELTA:
             spec = dict(ws.spec)
 
             async def connect() -> Directory:
@@ -60,7 +69,7 @@ async def run_sync(
             )
         trusted = watch is not None and watch.trusted
         directory = not trusted or (full if fresh_directory is None else fresh_directory)
-        kind = "full" if directory else "assignments" if full else "incremental"
+        kind = SyncKind.FULL if directory else SyncKind.ASSIGNMENTS if full else SyncKind.INCREMENTAL
         metrics.SYNCS.labels(namespace, name, kind).inc()
         result = await sync_workspace(
             ws,
@@ -72,7 +81,7 @@ async def run_sync(
             cache=watch.cache if watch else None,
             fresh=full or not trusted,
             fresh_directory=directory,
-            shared_reads=settings.strategy != "naive",
+            shared_reads=settings.strategy is not Strategy.NAIVE,
         )
         metrics.WRITE_LIMIT.labels(namespace, name).set(int(clients.workspace.limit.limit))
     except CredentialError as exc:

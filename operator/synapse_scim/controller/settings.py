@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from enum import StrEnum
 
 from synapse_scim.core.durations import parse_duration
+
+
+class Strategy(StrEnum):
+    # Graph delta per tenant, caches, incremental syncs: the operator.
+    DELTA = "delta"
+    # Every workspace re-reads every group for every binding each poll interval, no caches: a baseline
+    # for the benchmarks in bench/, never a production setting.
+    NAIVE = "naive"
 
 
 @dataclass(frozen=True)
@@ -19,10 +28,7 @@ class Settings:
     directory_resync_interval: float = 3600.0
     # How long a binding's deletion waits for its clean-up before kopf retries it.
     finalizer_wait: float = 60.0
-    # "delta": Graph delta per tenant, caches, incremental syncs (the operator). "naive": every
-    # workspace re-reads every group for every binding each poll interval, no caches (a baseline for
-    # the benchmarks in bench/; never a production setting).
-    strategy: str = "delta"
+    strategy: Strategy = Strategy.DELTA
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,7 +43,8 @@ class Settings:
         )
 
 
-def _strategy(value: str) -> str:
-    if value not in ("delta", "naive"):
-        raise ValueError(f"SYNAPSE_SCIM_STRATEGY must be 'delta' or 'naive', got {value!r}")
-    return value
+def _strategy(value: str) -> Strategy:
+    try:
+        return Strategy(value)
+    except ValueError:
+        raise ValueError(f"SYNAPSE_SCIM_STRATEGY must be 'delta' or 'naive', got {value!r}") from None
