@@ -7,4 +7,5 @@ installed into the development venv from tests/support/pyproject.toml for the sc
 - kube: small Kubernetes helpers (fresh namespaces, "is it gone").
 - sandbox: reading the sandbox's own state and counters; the operator's adapters built against it.
 - chart: the Helm chart (the `helm` fixture's Helm, installing a release, ServiceAccount kubeconfigs).
+- controller: the controller functions the in-process tests drive, imported in one place.
 """
