@@ -15,10 +15,12 @@ all: test
 
 # Two distributions: the product (synapse-scim, operator/) and the development tools that never ship
 # (synapse-scim-sandbox, sandbox/: the Azure emulators, the local control plane, the demo).
-$(BIN)/.installed: pyproject.toml sandbox/pyproject.toml
+# The tests' shared helpers (tests/support) are installed too, for the scripts of bench/ (pytest finds
+# them through pyproject.toml's pythonpath).
+$(BIN)/.installed: pyproject.toml sandbox/pyproject.toml tests/support/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]' -e ./sandbox
+	$(BIN)/pip install --quiet -e '.[test]' -e ./sandbox -e ./tests/support
 	touch $@
 
 venv: $(BIN)/.installed

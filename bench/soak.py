@@ -31,12 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support.harness import RB_PLURAL, WS_PLURAL, Harness, running_harness  # tests/support, installed by `make venv`
+from synapse_scim.core.model import Grant, assignment_id
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-
-from harness import RB_PLURAL, WS_PLURAL, Harness, running_harness  # noqa: E402
-
-from synapse_scim.core.model import Grant, assignment_id  # noqa: E402
 
 DOMAIN = "contoso.onmicrosoft.com"
 SCOPE = "workspaces/analytics"

@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from support.sandbox import gid, graph_calls, uid
 from synapse_scim.adapters.directory import Directory, DirectoryError
 from synapse_scim_sandbox import Sandbox
-
-
-async def graph_calls(sb: Sandbox) -> dict[str, int]:
-    return {k: v for k, v in (await sb.admin.counters()).items() if k.startswith("graph.")}
-
-
-def gid(sb: Sandbox, name: str) -> str:
-    return sb.state.directory.groups_named(name)[0].id
-
-
-def uid(sb: Sandbox, upn: str) -> str:
-    return sb.state.directory.user(upn).id
 
 
 async def test_expand_follows_nesting_and_sets_disabled_accounts_apart(sb: Sandbox, directory: Directory):

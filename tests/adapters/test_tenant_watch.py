@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from support.sandbox import graph_calls
 from synapse_scim.adapters.directory import Directory, Expansion
 from synapse_scim.controller.tenant import Tenants
 from synapse_scim_sandbox import Sandbox
 
 TENANT = ("tenant", "https://graph")
-
-
-async def graph_calls(sb: Sandbox) -> dict[str, int]:
-    return {k: v for k, v in (await sb.admin.counters()).items() if k.startswith("graph.")}
 
 
 async def watched(sb: Sandbox, directory: Directory) -> tuple[Tenants, list[str], dict[str, str]]:

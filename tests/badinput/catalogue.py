@@ -3,14 +3,10 @@ thing and the fix), and that the failure caused no destructive action in the san
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from harness import RB_PLURAL, Harness
-from orgs import small_org, upn
+from support.harness import RB_PLURAL, Harness
+from support.orgs import small_org, upn
 
 # A manual grant seeded in every case's workspace: nothing the operator does may remove it.
 MANUAL_ROLE = "Synapse Administrator"

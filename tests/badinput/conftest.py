@@ -1,37 +1,26 @@
 """The bad-input catalogue: one operator, one sandbox and one namespace per module, a sandbox
 workspace per case (so no case can disturb another), and each case's own objects in the cluster.
 
-The end-to-end Harness (tests/e2e/harness.py) drives everything; `cluster` comes from tests/conftest.py.
+The end-to-end Harness (support.harness) drives everything; `cluster` comes from support.fixtures.
 """
 
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from kubernetes import client
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
 from catalogue import bad_input_org
-from harness import Harness
 
+from support.harness import Harness
+from support.kube import new_namespace
 from synapse_scim_sandbox import SandboxThread
 
 
 @pytest.fixture(scope="module")
 def module_namespace(cluster) -> Iterator[str]:
-    name = f"bad-{uuid.uuid4().hex[:10]}"
-    with cluster.api_client() as api:
-        core = client.CoreV1Api(api)
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-        try:
-            yield name
-        finally:
-            core.delete_namespace(name)
+    with new_namespace(cluster, "bad") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,11 @@ with oversized specs and hostile strings."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
-pytestmark = pytest.mark.cluster
 
 GROUP, VERSION = "synapse-scim.io", "v1alpha1"
 PLURAL = {"SynapseWorkspace": "synapseworkspaces", "SynapseRoleBinding": "synapserolebindings"}
@@ -105,12 +101,6 @@ CASES = [
         "must be an https:// URL",
     ),
 ]
-
-
-@pytest.fixture(scope="module")
-def objects(cluster) -> Iterator[client.CustomObjectsApi]:
-    with cluster.api_client() as api:
-        yield client.CustomObjectsApi(api)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

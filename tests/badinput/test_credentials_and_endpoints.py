@@ -4,15 +4,12 @@ sandbox workspace. Credentials that fail after a binding was Ready must revoke n
 
 from __future__ import annotations
 
-import pytest
 import trustme
 from catalogue import expect, start, start_healthy
-from harness import WS_PLURAL
-from orgs import upn
 
+from support.harness import WS_PLURAL
+from support.orgs import upn
 from synapse_scim_sandbox.devcluster import free_port
-
-pytestmark = pytest.mark.cluster
 
 WORKSPACES = [
     "secret-missing",

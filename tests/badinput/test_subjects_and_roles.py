@@ -3,12 +3,10 @@ mid-sync) and hostile strings. One operator for the module; each case has its ow
 
 from __future__ import annotations
 
-import pytest
 from catalogue import QUOTED_GROUP, TWIN_GROUP, UNICODE_GROUP, expect, start, start_healthy
-from harness import RB_PLURAL
-from orgs import upn
 
-pytestmark = pytest.mark.cluster
+from support.harness import RB_PLURAL
+from support.orgs import upn
 
 WORKSPACES = [
     "role-unknown",

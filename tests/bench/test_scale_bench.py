@@ -10,8 +10,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from scale_bench import RunConfig, by_operation, markdown, percentile, run
 from scale_model import ROLE_IDS, SCENARIOS, World, build_seed, workspace_names
 from scale_procs import operator_writes
@@ -58,7 +56,6 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 95) is None
 
 
-@pytest.mark.cluster
 def test_tiny_scenario_end_to_end(cluster: Any, tmp_path: Path) -> None:
     cfg = RunConfig(
         poll_interval=1.0,

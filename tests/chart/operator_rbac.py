@@ -1,4 +1,4 @@
-"""Running the real operator under the chart's RBAC: the end-to-end harness (tests/e2e) reused from
+"""Running the real operator under the chart's RBAC: the end-to-end harness (support.harness) reused from
 tests/chart, an operator that can run cluster-wide, and surgery on an installed (Cluster)Role.
 
 The harness's Secret and SynapseWorkspace are created with the admin client (the user applying
@@ -19,10 +19,8 @@ from typing import Any
 
 from kubernetes import client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from harness import RB_PLURAL, WS_PLURAL, Harness, running_harness
-from orgs import small_org, upn
+from support.harness import Harness, running_harness
+from support.orgs import small_org
 
 # A refusal by the API server as the operator logs it: kopf's APIForbiddenError / "403 Forbidden", the
 # kubernetes client's "(403)" / "Reason: Forbidden". Not a bare 403: log timestamps end in ",403" millis.
@@ -113,18 +111,3 @@ def can(
             )
         )
         return client.AuthorizationV1Api(api).create_self_subject_access_review(review).status.allowed
-
-
-# tests/e2e's names, for tests that import this module first (it puts tests/e2e on sys.path).
-__all__ = [
-    "FORBIDDEN",
-    "RB_PLURAL",
-    "WS_PLURAL",
-    "ChartHarness",
-    "can",
-    "chart_harness",
-    "forbidden_lines",
-    "remove_verb_from_role",
-    "upn",
-    "without_verb",
-]

@@ -15,23 +15,20 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_helpers import (
+from kubernetes import client
+
+from support.chart import (
     CHART,
     CRDS,
     VALUES_DIR,
     by_kind,
     crd_documents,
     fullname,
-    helm,
     install_chart,
     one,
-    render,
-    render_text,
     service_account_kubeconfig,
 )
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
+from support.kube import gone
 from synapse_scim_sandbox.devcluster import ControlPlane, install_crds
 from synapse_scim_sandbox.devcluster.crds import wait_established
 
@@ -145,14 +142,6 @@ def _source_blocks(text: str) -> dict[str, str]:
     return blocks
 
 
-def _gone(read) -> bool:
-    try:
-        read()
-    except ApiException as exc:
-        return exc.status == 404
-    return False
-
-
 # -- the CRDs are the repository's crds/, not a copy -----------------------------------------------
 
 
@@ -163,8 +152,8 @@ def test_chart_crds_dir_is_a_relative_symlink_to_the_repository_crds():
     assert link.resolve() == CRDS.resolve()
 
 
-def test_template_include_crds_is_the_crd_files_byte_for_byte():
-    blocks = _source_blocks(render_text("--include-crds").stdout)
+def test_template_include_crds_is_the_crd_files_byte_for_byte(helm):
+    blocks = _source_blocks(helm.render_text("--include-crds").stdout)
     shipped = {
         src.removeprefix("synapse-scim/crds/"): body
         for src, body in blocks.items()
@@ -176,10 +165,10 @@ def test_template_include_crds_is_the_crd_files_byte_for_byte():
         assert shipped[name] == text + "\n", f"{name} differs from crds/{name}"  # helm appends one newline
         assert list(yaml.safe_load_all(shipped[name])) == list(yaml.safe_load_all(text))
     # Without --include-crds, the templates carry no CRD (Helm installs crds/ itself, before them).
-    assert not by_kind(render(), "CustomResourceDefinition")
+    assert not by_kind(helm.render(), "CustomResourceDefinition")
 
 
-def test_helm_package_contains_the_crd_files(tmp_path):
+def test_helm_package_contains_the_crd_files(helm, tmp_path):
     helm("package", str(CHART), "--destination", str(tmp_path))
     (tgz,) = tmp_path.glob("synapse-scim-*.tgz")
     with tarfile.open(tgz) as tar:
@@ -221,7 +210,7 @@ def test_helm_install_creates_the_crds_and_they_are_established(cluster):
 
 @pytest.mark.parametrize("values", VALUES_FILES)
 @pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
-def test_helm_lint_passes(values, strict):
+def test_helm_lint_passes(helm, values, strict):
     out = helm("lint", str(CHART), *_values_args(values), *(["--strict"] if strict else []))
     assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
 
@@ -261,14 +250,14 @@ def test_helm_lint_passes(values, strict):
         "namespace-name",
     ],
 )
-def test_schema_rejects_bad_values_naming_the_field(args, field, detail):
-    out = render_text(*args, check=False)
+def test_schema_rejects_bad_values_naming_the_field(helm, args, field, detail):
+    out = helm.render_text(*args, check=False)
     assert out.returncode != 0
     assert "values don't meet the specifications of the schema" in out.stderr
     assert field in out.stderr and detail in out.stderr, out.stderr
 
 
-def test_lint_reports_schema_errors_too():
+def test_lint_reports_schema_errors_too(helm):
     out = helm("lint", str(CHART), "--strict", "--set", "logFormat=xml", check=False)
     assert out.returncode != 0
     assert "/logFormat" in out.stdout + out.stderr
@@ -288,16 +277,16 @@ def test_lint_reports_schema_errors_too():
         ),
     ],
 )
-def test_template_refuses_contradictory_values(args, message):
-    out = render_text(*args, check=False)
+def test_template_refuses_contradictory_values(helm, args, message):
+    out = helm.render_text(*args, check=False)
     assert out.returncode != 0 and message in out.stderr, out.stderr
 
 
 # -- rendering -----------------------------------------------------------------------------------
 
 
-def test_default_rbac_is_exactly_the_minimal_cluster_role():
-    objects = render(release="scim", namespace="ops")
+def test_default_rbac_is_exactly_the_minimal_cluster_role(helm):
+    objects = helm.render(release="scim", namespace="ops")
     role = one(objects, "ClusterRole")
     assert role["rules"] == NAMESPACED_RULES + CLUSTER_RULES
     binding = one(objects, "ClusterRoleBinding")
@@ -314,8 +303,8 @@ def test_default_rbac_is_exactly_the_minimal_cluster_role():
     assert _container(objects)["args"] == ["run", "--log-format=text", "--liveness=http://0.0.0.0:8080/healthz"]
 
 
-def test_namespaced_rbac_is_a_role_per_watched_namespace_and_nothing_cluster_scoped():
-    objects = render(*_values_args("namespaced.yaml"), release="scim", namespace="ops")
+def test_namespaced_rbac_is_a_role_per_watched_namespace_and_nothing_cluster_scoped(helm):
+    objects = helm.render(*_values_args("namespaced.yaml"), release="scim", namespace="ops")
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
     _leader_election_role(objects, "scim", "ops")
     roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
@@ -342,13 +331,13 @@ def test_namespaced_rbac_is_a_role_per_watched_namespace_and_nothing_cluster_sco
     assert all(o["metadata"].get("namespace") for o in objects)
 
 
-def test_rbac_create_false_renders_no_rbac():
-    kinds = {o["kind"] for o in render("--set", "rbac.create=false")}
+def test_rbac_create_false_renders_no_rbac(helm):
+    kinds = {o["kind"] for o in helm.render("--set", "rbac.create=false")}
     assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 
 
-def test_deployment_is_hardened():
-    objects = render()
+def test_deployment_is_hardened(helm):
+    objects = helm.render()
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     # Leader election: a new pod waits as a standby until the old one releases the Lease.
@@ -388,8 +377,8 @@ def test_deployment_is_hardened():
     assert one(objects, "ServiceAccount")["automountServiceAccountToken"] is False
 
 
-def test_default_env_and_metrics_service():
-    objects = render()
+def test_default_env_and_metrics_service(helm):
+    objects = helm.render()
     assert _env(_container(objects)) == {
         "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": "30s",
         "SYNAPSE_SCIM_WRITE_CONCURRENCY": "8",
@@ -423,11 +412,11 @@ def test_default_env_and_metrics_service():
     }
 
 
-def test_two_replicas_with_leader_election_and_one_without():
-    objects = render("--set", "replicaCount=2", release="scim", namespace="ops")
+def test_two_replicas_with_leader_election_and_one_without(helm):
+    objects = helm.render("--set", "replicaCount=2", release="scim", namespace="ops")
     assert one(objects, "Deployment")["spec"]["replicas"] == 2
     _leader_election_role(objects, "scim", "ops")
-    single = render("--set", "leaderElection.enabled=false", release="scim", namespace="ops")
+    single = helm.render("--set", "leaderElection.enabled=false", release="scim", namespace="ops")
     deployment = one(single, "Deployment")
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # every pod acts: never two at once
     assert not by_kind(single, "Role") and not by_kind(single, "RoleBinding")
@@ -435,16 +424,16 @@ def test_two_replicas_with_leader_election_and_one_without():
     assert not {"SYNAPSE_SCIM_LEADER_ELECTION", "POD_NAME", "POD_NAMESPACE"} & set(env)
 
 
-def test_metrics_disabled_turns_the_endpoint_off():
-    objects = render("--set", "metrics.enabled=false", "--set", "metrics.serviceMonitor.enabled=true")
+def test_metrics_disabled_turns_the_endpoint_off(helm):
+    objects = helm.render("--set", "metrics.enabled=false", "--set", "metrics.serviceMonitor.enabled=true")
     assert not by_kind(objects, "Service") and not by_kind(objects, "ServiceMonitor")
     container = _container(objects)
     assert _env(container)["SYNAPSE_SCIM_METRICS_PORT"] == "0"
     assert [p["name"] for p in container["ports"]] == ["healthz"]
 
 
-def test_workload_identity_ca_bundle_network_policy_and_pdb():
-    objects = render(*_values_args("hardened-azure.yaml"), namespace="ops")
+def test_workload_identity_ca_bundle_network_policy_and_pdb(helm):
+    objects = helm.render(*_values_args("hardened-azure.yaml"), namespace="ops")
     sa = one(objects, "ServiceAccount")
     assert sa["metadata"]["annotations"] == {
         "azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
@@ -490,15 +479,15 @@ def test_workload_identity_ca_bundle_network_policy_and_pdb():
     assert not by_kind(objects, "ServiceMonitor")
 
 
-def test_network_policy_defaults_allow_any_api_server_address():
-    policy = one(render("--set", "networkPolicy.enabled=true"), "NetworkPolicy")["spec"]
+def test_network_policy_defaults_allow_any_api_server_address(helm):
+    policy = one(helm.render("--set", "networkPolicy.enabled=true"), "NetworkPolicy")["spec"]
     api_server = policy["egress"][1]
     assert "to" not in api_server
     assert policy["egress"][2]["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
 
 
-def test_json_logs_settings_and_secret_ca_bundle():
-    objects = render(*_values_args("json-logs.yaml"))
+def test_json_logs_settings_and_secret_ca_bundle(helm):
+    objects = helm.render(*_values_args("json-logs.yaml"))
     container = _container(objects)
     assert container["args"] == ["run", "--log-format=json", "--liveness=http://0.0.0.0:8080/healthz", "--verbose"]
     env = _env(container)
@@ -516,8 +505,8 @@ def test_json_logs_settings_and_secret_ca_bundle():
     assert pod["metadata"]["annotations"] == {"example.com/team": "platform"}
 
 
-def test_service_monitor_on_another_port():
-    objects = render(*_values_args("servicemonitor.yaml"), namespace="ops")
+def test_service_monitor_on_another_port(helm):
+    objects = helm.render(*_values_args("servicemonitor.yaml"), namespace="ops")
     monitor = one(objects, "ServiceMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -534,13 +523,12 @@ def test_service_monitor_on_another_port():
 # -- against the API server ------------------------------------------------------------------------
 
 
-@pytest.mark.cluster
 @pytest.mark.parametrize("values", VALUES_FILES)
-def test_rendered_objects_pass_server_side_dry_run(cluster, namespace, make_namespace, values):
+def test_rendered_objects_pass_server_side_dry_run(helm, cluster, namespace, make_namespace, values):
     args = _values_args(values)
     if values == "namespaced.yaml":  # Roles need existing namespaces
         args += ["--set-json", f"watchNamespaces={json.dumps([namespace, make_namespace()])}"]
-    manifest = render_text(*args, release=f"scim-{namespace[2:]}", namespace=namespace).stdout
+    manifest = helm.render_text(*args, release=f"scim-{namespace[2:]}", namespace=namespace).stdout
     if values == "servicemonitor.yaml":
         with cluster.api_client() as api:
             install_crds(api, [SERVICE_MONITOR_CRD])
@@ -560,7 +548,6 @@ def test_rendered_objects_pass_server_side_dry_run(cluster, namespace, make_name
     assert any(name.startswith("deployment.apps/") for name in applied)
 
 
-@pytest.mark.cluster
 def test_install_upgrade_uninstall(cluster, namespace):
     release = f"scim-{namespace[2:]}"
     name = fullname(release)
@@ -596,11 +583,11 @@ def test_install_upgrade_uninstall(cluster, namespace):
         assert status["version"] == 2 and status["info"]["status"] == "deployed"
 
         cluster.helm("uninstall", release, "--namespace", namespace)
-        assert _gone(lambda: apps.read_namespaced_deployment(name, namespace))
-        assert _gone(lambda: core.read_namespaced_service_account(name, namespace))
-        assert _gone(lambda: core.read_namespaced_service(f"{name}-metrics", namespace))
-        assert _gone(lambda: rbac.read_cluster_role(name))
-        assert _gone(lambda: rbac.read_cluster_role_binding(name))
+        assert gone(lambda: apps.read_namespaced_deployment(name, namespace))
+        assert gone(lambda: core.read_namespaced_service_account(name, namespace))
+        assert gone(lambda: core.read_namespaced_service(f"{name}-metrics", namespace))
+        assert gone(lambda: rbac.read_cluster_role(name))
+        assert gone(lambda: rbac.read_cluster_role_binding(name))
         # The CRDs stay (Helm never deletes crds/; the session's other tests rely on them too).
         ext = client.ApiextensionsV1Api(api)
         assert CRD_NAMES <= {c.metadata.name for c in ext.list_custom_resource_definition().items}
@@ -626,7 +613,6 @@ def _can(
     return client.AuthorizationV1Api(api).create_self_subject_access_review(review).status.allowed
 
 
-@pytest.mark.cluster
 def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster, namespace, make_namespace, tmp_path):
     release = f"scim-{namespace[2:]}"
     install_chart(cluster, namespace, release)
@@ -668,7 +654,6 @@ def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster,
         cluster.helm("uninstall", release, "--namespace", namespace)
 
 
-@pytest.mark.cluster
 def test_namespaced_install_grants_only_the_watched_namespaces(cluster, namespace, make_namespace, tmp_path):
     release = f"scim-{namespace[2:]}"
     team_a, team_b, other = make_namespace(), make_namespace(), make_namespace()
@@ -720,7 +705,6 @@ def test_schema_covers_every_default_value():
     assert schema["properties"]["logFormat"]["enum"] == ["text", "json"]
 
 
-@pytest.mark.cluster
 def test_notes_render_for_both_modes(cluster):
     # NOTES.txt is only rendered by install/upgrade; --dry-run=server for the cluster's version (the
     # chart's kubeVersion refuses helm's offline default), which creates nothing.

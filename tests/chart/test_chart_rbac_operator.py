@@ -15,21 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart_helpers import fullname, install_chart, service_account_kubeconfig
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from operator_rbac import (
-    RB_PLURAL,
-    WS_PLURAL,
-    ChartHarness,
-    can,
-    chart_harness,
-    forbidden_lines,
-    remove_verb_from_role,
-    upn,
-)
+from operator_rbac import ChartHarness, can, chart_harness, forbidden_lines, remove_verb_from_role
 
-pytestmark = pytest.mark.cluster
+from support.chart import fullname, install_chart, service_account_kubeconfig
+from support.harness import RB_PLURAL, WS_PLURAL
+from support.kube import gone
+from support.orgs import upn
 
 GROUP = "synapse-scim.io"
 CONTRIBUTOR = "7572bffe-f453-4b66-912a-46cc5ef38fda"
@@ -45,14 +37,6 @@ def _install(cluster: Any, namespace: str, release: str, mode: str) -> None:
     install_chart(cluster, namespace, release, *args)
 
 
-def _gone(read) -> bool:
-    try:
-        read()
-    except ApiException as exc:
-        return exc.status == 404
-    return False
-
-
 @pytest.fixture
 def release(cluster, namespace, request) -> Iterator[str]:
     """The chart installed in the test's namespace, in the mode of `request.param` (default namespaced:
@@ -66,9 +50,9 @@ def release(cluster, namespace, request) -> Iterator[str]:
         cluster.helm("uninstall", name, "--namespace", namespace)
         with cluster.api_client() as api:
             rbac = client.RbacAuthorizationV1Api(api)
-            assert _gone(lambda: rbac.read_cluster_role(fullname(name)))
-            assert _gone(lambda: rbac.read_cluster_role_binding(fullname(name)))
-            assert _gone(lambda: rbac.read_namespaced_role(fullname(name), namespace))
+            assert gone(lambda: rbac.read_cluster_role(fullname(name)))
+            assert gone(lambda: rbac.read_cluster_role_binding(fullname(name)))
+            assert gone(lambda: rbac.read_namespaced_role(fullname(name), namespace))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +19,23 @@ from synapse_scim.core.model import Grant, assignment_id
 
 GROUP, VERSION = "synapse-scim.io", "v1alpha1"
 
-pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def custom(cluster: Any) -> Iterator[client.CustomObjectsApi]:
-    with cluster.api_client() as api:
-        yield client.CustomObjectsApi(api)
-
 
 def _create(
-    custom: client.CustomObjectsApi,
+    objects: client.CustomObjectsApi,
     namespace: str,
     plural: str,
     body: dict[str, Any],
     status: dict[str, Any] | None = None,
 ) -> None:
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
     if status:
-        custom.patch_namespaced_custom_object_status(
+        objects.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, plural, body["metadata"]["name"], {"status": status}
         )
 
 
 @pytest.fixture
-def in_cluster(cli: Cli, cluster: Any, namespace: str, custom: client.CustomObjectsApi, tmp_path: Path) -> Path:
+def in_cluster(cli: Cli, cluster: Any, namespace: str, objects: client.CustomObjectsApi, tmp_path: Path) -> Path:
     """The cluster after earlier syncs: workspace analytics (credential in a Secret; ivan's Synapse Compute
     Operator left orphaned by a deleted binding), binding spark-operators, and binding data-engineers which
     last granted Synapse Artifact User (its status claims it). The pull request changes data-engineers to
@@ -62,14 +53,14 @@ def in_cluster(cli: Cli, cluster: Any, namespace: str, custom: client.CustomObje
     ivan = str(sb.state.directory.resolve(scenario.upn("ivan"), kinds=("user",)).id).lower()
     orphan = assignment_id(Grant(scenario.ROLES["Synapse Compute Operator"], ivan, sparkpool))
     _create(
-        custom,
+        objects,
         namespace,
         "synapseworkspaces",
         scenario.workspace(sb, "analytics", namespace=namespace),
         status={"orphanedAssignments": [orphan]},
     )
     _create(
-        custom,
+        objects,
         namespace,
         "synapserolebindings",
         scenario.binding(
@@ -82,7 +73,7 @@ def in_cluster(cli: Cli, cluster: Any, namespace: str, custom: client.CustomObje
         ),
     )
     _create(
-        custom,
+        objects,
         namespace,
         "synapserolebindings",
         scenario.binding(

@@ -13,13 +13,15 @@ import pytest
 @pytest.mark.skipif(
     bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")), reason="the demo starts its own local control plane"
 )
-def test_demo_converges_and_follows_the_directory():
+def test_demo_converges_and_follows_the_directory(kube_tools):
+    """The demo starts a control plane of its own, with the session's tools (hence `cluster`-marked)."""
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "synapse_scim.cli", "demo", "--timeout", "90"],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "SYNAPSE_SCIM_TOOLS": str(kube_tools.directory)},
     )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -8,10 +8,9 @@ import itertools
 from typing import Any
 
 import pytest
-from harness import RB_PLURAL, WS_PLURAL
-from orgs import small_org, upn, with_big_group
 
-pytestmark = pytest.mark.cluster
+from support.harness import RB_PLURAL, WS_PLURAL
+from support.orgs import small_org, upn, with_big_group
 
 USER_ROLE = "2a385764-43e8-416c-9825-7b18d05a2c4b"
 WS_SCOPE = "workspaces/analytics"

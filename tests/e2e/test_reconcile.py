@@ -5,12 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from harness import RB_PLURAL, WS_PLURAL
-from orgs import upn
 
+from support.harness import RB_PLURAL, WS_PLURAL
+from support.orgs import upn
 from synapse_scim.core.model import Grant, assignment_id
-
-pytestmark = pytest.mark.cluster
 
 CONTRIBUTOR = "7572bffe-f453-4b66-912a-46cc5ef38fda"
 USER_ROLE = "2a385764-43e8-416c-9825-7b18d05a2c4b"

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from harness import Harness, running_harness
-from orgs import small_org
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support.harness import Harness, running_harness
+from support.orgs import small_org
+from synapse_scim_sandbox.devcluster import free_port
 
 
 class ReplicaHarness(Harness):

@@ -8,13 +8,11 @@ import time
 import urllib.request
 from collections import Counter
 
-import pytest
-from harness import RB_PLURAL
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from orgs import upn
 
-pytestmark = pytest.mark.cluster
+from support.harness import RB_PLURAL
+from support.orgs import upn
 
 CONTRIBUTOR = "7572bffe-f453-4b66-912a-46cc5ef38fda"
 

@@ -11,8 +11,6 @@ from kubernetes import client
 
 from synapse_scim.controller.election import LeaderElector, LeaseConfig, LeaseLost, election_enabled
 
-pytestmark = pytest.mark.cluster
-
 
 @pytest.fixture
 def coordination(cluster):

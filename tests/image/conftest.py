@@ -3,7 +3,7 @@
 - `image` (session): the build's facts (name, id, size, storage driver) and its OCI config.
 - `rootfs` (session): the image's root filesystem, mounted read-write from a throwaway working
   container (tests only read it).
-- `image_harness`: the e2e Harness (tests/e2e/harness.py) with a fresh sandbox, for the image's
+- `image_harness`: the end-to-end Harness (support.harness) with a fresh sandbox, for the image's
   operator.
 
 Needs root (rootful buildah storage, debootstrap). SYNAPSE_SCIM_SKIP_IMAGE=1 skips these tests.
@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from image_build import BUILD_SCRIPT, ROOT, Image
+from image_build import BUILD_SCRIPT, Image
 
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))  # harness.py, orgs.py
+from support.harness import Harness, running_harness
+from support.orgs import small_org
 
 
 def _skip_reason() -> str | None:
@@ -76,9 +75,6 @@ def rootfs(image: Image, container: str) -> Path:
 
 
 @pytest.fixture
-def image_harness(cluster, namespace, tmp_path, request) -> Iterator[Any]:
-    from harness import running_harness
-    from orgs import small_org
-
+def image_harness(cluster, namespace, tmp_path, request) -> Iterator[Harness]:
     with running_harness(cluster, namespace, small_org(), tmp_path, request) as h:
         yield h

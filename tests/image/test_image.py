@@ -12,7 +12,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 from image_build import ROOT, Image
 
 UID = 10001
@@ -190,10 +189,9 @@ def test_only_the_product_is_in_the_image(image: Image, rootfs: Path):
     assert not list(rootfs.glob("opt/venv/bin/*sandbox*"))
 
 
-@pytest.mark.cluster
 def test_the_operator_from_the_image_gets_a_binding_ready(image: Image, image_harness):
-    from harness import RB_PLURAL, WS_PLURAL
-    from orgs import upn
+    from support.harness import RB_PLURAL, WS_PLURAL
+    from support.orgs import upn
 
     h = image_harness
     ctr = image.container()

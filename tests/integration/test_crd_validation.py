@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
-pytestmark = pytest.mark.cluster
 
 GROUP = "synapse-scim.io"
 VERSION = "v1alpha1"
@@ -49,12 +46,6 @@ def manifest(kind: str, name: str, body_spec: dict[str, Any] | None) -> dict[str
     if body_spec is not None:
         obj["spec"] = body_spec
     return obj
-
-
-@pytest.fixture(scope="module")
-def objects(cluster) -> Iterator[client.CustomObjectsApi]:
-    with cluster.api_client() as api:
-        yield client.CustomObjectsApi(api)
 
 
 def create(

@@ -16,9 +16,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from synapse_scim_sandbox.devcluster import install_crds, write_kubeconfig
-
-pytestmark = pytest.mark.cluster
+from synapse_scim_sandbox.devcluster import Tools, install_crds, write_kubeconfig
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -189,8 +187,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _start_child() -> tuple[subprocess.Popen[str], dict]:
-    proc = subprocess.Popen([sys.executable, "-c", _STARTER], stdout=subprocess.PIPE, text=True, env={**os.environ})
+def _start_child(tools: Tools) -> tuple[subprocess.Popen[str], dict]:
+    """A control plane of its own, in a child process, with the session's tools."""
+    env = {**os.environ, "SYNAPSE_SCIM_TOOLS": str(tools.directory)}
+    proc = subprocess.Popen([sys.executable, "-c", _STARTER], stdout=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     assert line, "the child control plane did not start"
     info = json.loads(line)
@@ -202,8 +202,8 @@ def _start_child() -> tuple[subprocess.Popen[str], dict]:
     bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")),
     reason="starts its own control plane; meaningless against an existing cluster",
 )
-def test_ctrl_c_stops_etcd_and_apiserver_and_removes_the_workdir():
-    proc, info = _start_child()
+def test_ctrl_c_stops_etcd_and_apiserver_and_removes_the_workdir(kube_tools):
+    proc, info = _start_child(kube_tools)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     assert not any(_alive(p) for p in info["pids"])
@@ -214,8 +214,8 @@ def test_ctrl_c_stops_etcd_and_apiserver_and_removes_the_workdir():
     bool(os.environ.get("SYNAPSE_SCIM_EXISTING_CLUSTER")),
     reason="starts its own control plane; meaningless against an existing cluster",
 )
-def test_sigkilled_parent_takes_its_control_plane_with_it():
-    proc, info = _start_child()
+def test_sigkilled_parent_takes_its_control_plane_with_it(kube_tools):
+    proc, info = _start_child(kube_tools)
     proc.kill()
     proc.wait(timeout=10)
     try:

@@ -10,8 +10,6 @@ EXAMPLES = sorted(
     p for p in (Path(__file__).resolve().parents[2] / "examples").rglob("*.yaml") if "sandbox" not in p.parts
 )
 
-pytestmark = pytest.mark.cluster
-
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_passes_server_side_validation(cluster, namespace, path):

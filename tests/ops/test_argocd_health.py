@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 from argo_health import HEALTH, KINDS, health, script
-from harness import RB_PLURAL, WS_PLURAL
-from orgs import upn
 
+from support.harness import RB_PLURAL, WS_PLURAL
+from support.orgs import upn
 from synapse_scim.core.status import conditions, ready_conditions
 
 
@@ -95,7 +95,6 @@ def test_the_configmap_patch_carries_the_same_lua():
         assert patch["data"][f"resource.customizations.health.synapse-scim.io_{kind}"] == script(kind).read_text()
 
 
-@pytest.mark.cluster
 def test_health_of_what_the_operator_writes(harness):
     h = harness
     h.workspace()

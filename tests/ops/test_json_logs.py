@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness import RB_PLURAL
 
-pytestmark = pytest.mark.cluster
+from support.harness import RB_PLURAL
 
 AUDIT_FIELDS = {"action", "principal", "principal_id", "role", "scope", "bindings", "reason", "outcome"}
 

@@ -3,10 +3,7 @@ conditions that carry the generation they describe."""
 
 from __future__ import annotations
 
-import pytest
-from harness import RB_PLURAL
-
-pytestmark = pytest.mark.cluster
+from support.harness import RB_PLURAL
 
 
 def _wait(h, name: str, condition: str) -> None:

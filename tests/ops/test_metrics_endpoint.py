@@ -5,13 +5,10 @@ from __future__ import annotations
 import re
 import urllib.request
 
-import pytest
-from harness import RB_PLURAL
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.harness import RB_PLURAL
 from synapse_scim_sandbox.devcluster import free_port
-
-pytestmark = pytest.mark.cluster
 
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 

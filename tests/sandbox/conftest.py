@@ -1,11 +1,11 @@
-"""Fixtures for the sandbox tests: a running Sandbox per test and clients built with the real SDKs,
-trusting the sandbox CA explicitly (connection_verify / an httpx client with an SSL context)."""
+"""Fixtures for the sandbox tests: a running Sandbox per test (`sb`, from support.fixtures) and clients
+built with the real SDKs, trusting the sandbox CA explicitly (connection_verify / an httpx client with
+an SSL context)."""
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +16,11 @@ from kiota_authentication_azure.azure_identity_authentication_provider import Az
 from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph_core import GraphClientFactory
 
+# Re-exported: the tests of this folder import them from here, with the helpers below.
+from support.sandbox import OPERATOR as OPERATOR
+from support.sandbox import ORG as ORG
 from synapse_scim_sandbox import AdminClient, Sandbox
 
-ROOT = Path(__file__).resolve().parents[2]
-ORG = ROOT / "examples" / "sandbox" / "org.yaml"
-OPERATOR = "synapse-scim-operator"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 SYNAPSE_SCOPE = "https://dev.azuresynapse.net/.default"
 
@@ -43,12 +43,6 @@ async def close_graph_http_client(client: httpx.AsyncClient) -> None:
     await client.aclose()
     if inner is not None:
         await inner.aclose()
-
-
-@pytest.fixture
-async def sb(tmp_path: Path) -> AsyncIterator[Sandbox]:
-    async with Sandbox(seed=ORG, cert_dir=tmp_path, page_size=3) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from support.sandbox import gid
 from synapse_scim_sandbox import AdminClient, AdminError, Sandbox
 from synapse_scim_sandbox.faults import FaultInjector, FaultRuleError
 from synapse_scim_sandbox.tls import client_context
@@ -29,10 +30,6 @@ async def http(sb: Sandbox) -> AsyncIterator[Any]:
                 return r.status, await r.json(), r.headers
 
         yield get
-
-
-def gid(sb: Sandbox, name: str) -> str:
-    return sb.state.directory.groups_named(name)[0].id
 
 
 async def test_next_n_calls_of_one_operation_for_one_group(sb: Sandbox, admin: AdminClient, http: Any) -> None:

@@ -29,6 +29,7 @@ from msgraph.generated.service_principals.service_principals_request_builder imp
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 from msgraph_core.tasks.page_iterator import PageIterator
 
+from support.sandbox import gid
 from synapse_scim_sandbox import AdminClient, Sandbox, synthetic_org
 
 from .conftest import close_graph_http_client, graph_client, secret_credential
@@ -46,10 +47,6 @@ async def big(tmp_path: Path) -> AsyncIterator[Sandbox]:
     seed = synthetic_org(users=150, groups=2, members_per_group=130, nesting=0.0, service_principals=5)
     async with Sandbox(seed=seed, cert_dir=tmp_path) as sandbox:
         yield sandbox
-
-
-def gid(sb: Sandbox, name: str) -> str:
-    return sb.state.directory.groups_named(name)[0].id
 
 
 def members_config(**kw: Any) -> RequestConfiguration:

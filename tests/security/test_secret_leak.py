@@ -14,12 +14,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-from harness import RB_PLURAL, WS_PLURAL
-from orgs import small_org, upn
 
+from support.harness import RB_PLURAL, WS_PLURAL
+from support.orgs import small_org, upn
 from synapse_scim_sandbox.devcluster import free_port
-
-pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture

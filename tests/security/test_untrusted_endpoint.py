@@ -4,10 +4,7 @@ the case for a man in the middle or a misconfigured private endpoint."""
 
 from __future__ import annotations
 
-import pytest
-from harness import RB_PLURAL, WS_PLURAL
-
-pytestmark = pytest.mark.cluster
+from support.harness import RB_PLURAL, WS_PLURAL
 
 
 def test_untrusted_certificate_is_refused_with_a_clear_reason(harness):

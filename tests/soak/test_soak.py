@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import os
 import random
-import sys
-from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from soak import Soak, running_harness, soak_org, summary  # soak puts tests/e2e (harness) on sys.path
-
-pytestmark = pytest.mark.cluster
+from soak import Soak, soak_org, summary  # bench/soak.py (pyproject.toml's pytest pythonpath)
+from support.harness import running_harness
 
 
 def test_soak_with_faults_crashes_and_directory_changes(cluster, namespace, tmp_path, request):

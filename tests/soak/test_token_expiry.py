@@ -5,17 +5,8 @@ and nothing converged. A rejected token must be dropped, and the next sync must 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-
-from harness import RB_PLURAL, running_harness
-from orgs import small_org, upn
-
-pytestmark = pytest.mark.cluster
+from support.harness import RB_PLURAL, running_harness
+from support.orgs import small_org, upn
 
 CONTRIBUTOR = "7572bffe-f453-4b66-912a-46cc5ef38fda"
 

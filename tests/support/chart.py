@@ -1,12 +1,15 @@
 """Helpers for tests that use the Helm chart in charts/synapse-scim.
 
-- `render(...)`: `helm template` with values files / --set, parsed into objects.
-- `service_account_kubeconfig(cluster, namespace, release, path)`: a kubeconfig that authenticates as
-  the chart's ServiceAccount (a TokenRequest token), so a test can run the operator, kubectl or a
-  client with exactly the RBAC the chart grants. From another test directory (tests/e2e):
+- `Helm` (the session fixture `helm` of support.fixtures): the cached helm binary with a private home;
+  `helm(...)` runs it, `helm.render(...)` is `helm template` with values files / --set, parsed into
+  objects. Tests that render the chart take the fixture, so the root conftest marks them `cluster`
+  (they need the tools hack/build-tools.sh builds).
+- `install_chart(cluster, namespace, release, ...)`, `service_account_kubeconfig(cluster, namespace,
+  release, path)`: a release in the session cluster, and a kubeconfig that authenticates as the
+  chart's ServiceAccount (a TokenRequest token), so a test can run the operator, kubectl or a client
+  with exactly the RBAC the chart grants:
 
-      sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-      from chart_helpers import install_chart, service_account_kubeconfig
+      from support.chart import install_chart, service_account_kubeconfig
 
       install_chart(cluster, namespace, "scim", "--set", "image.pullPolicy=Never")
       kubeconfig = service_account_kubeconfig(cluster, namespace, "scim", tmp_path / "operator.kubeconfig")
@@ -15,60 +18,59 @@
 
 from __future__ import annotations
 
-import atexit
-import shutil
 import subprocess
-import tempfile
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
-from synapse_scim_sandbox.devcluster import find_tools, run_tool, write_kubeconfig
+from synapse_scim_sandbox.devcluster import run_tool, write_kubeconfig
 from synapse_scim_sandbox.devcluster.controlplane import helm_env
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "synapse-scim"
 CRDS = REPO / "crds"
-VALUES_DIR = Path(__file__).resolve().parent / "values"
+VALUES_DIR = REPO / "tests" / "chart" / "values"
 # helm template knows no cluster; without this it assumes Kubernetes v1.20 and the chart's kubeVersion
 # (>=1.33.0-0) refuses to render. The version of the local control plane (hack/versions.env).
 KUBE_VERSION = "1.37.2"
 
 
-@cache
-def _helm_home() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="synapse-scim-chart-helm-"))
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
-    return home
+class Helm:
+    """The cached helm, with caches and config in a private directory (`home`); no cluster involved."""
 
+    def __init__(self, binary: Path, home: Path) -> None:
+        self.binary = binary
+        self.home = home
 
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """The cached helm, with caches and config in a private directory; no cluster involved."""
-    tools = find_tools()
-    assert tools.helm is not None, "helm is not available; run `make tools`"
-    return run_tool(tools.helm, list(args), check=check, env_extra=helm_env(_helm_home()))
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_tool(self.binary, list(args), check=check, env_extra=helm_env(self.home))
+
+    def render_text(
+        self, *args: str, release: str = "scim", namespace: str = "synapse-scim", check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self(
+            "template",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            KUBE_VERSION,
+            *args,
+            check=check,
+        )
+
+    def render(self, *args: str, release: str = "scim", namespace: str = "synapse-scim") -> list[dict[str, Any]]:
+        """The chart's objects for these helm arguments (-f FILE, --set K=V, ...)."""
+        out = self.render_text(*args, release=release, namespace=namespace).stdout
+        return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def fullname(release: str) -> str:
     """The chart's fullname for a release (no overrides)."""
     return release if "synapse-scim" in release else f"{release}-synapse-scim"
-
-
-def render_text(
-    *args: str, release: str = "scim", namespace: str = "synapse-scim", check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return helm(
-        "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION, *args, check=check
-    )
-
-
-def render(*args: str, release: str = "scim", namespace: str = "synapse-scim") -> list[dict[str, Any]]:
-    """The chart's objects for these helm arguments (-f FILE, --set K=V, ...)."""
-    out = render_text(*args, release=release, namespace=namespace).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -113,7 +115,3 @@ def service_account_kubeconfig(
 def crd_documents(directory: Path = CRDS) -> dict[str, str]:
     """The project's CRD files by name, as text."""
     return {p.name: p.read_text() for p in sorted(directory.glob("*.yaml"))}
-
-
-def load_values(name: str) -> dict[str, Any]:
-    return yaml.safe_load((VALUES_DIR / name).read_text()) or {}

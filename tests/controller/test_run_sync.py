@@ -1,0 +1,222 @@
+"""run_sync, one workspace's sync as the operator's loop runs it, in process: a real kopf.Memo with the
+operator's own Connections (the real SDKs against the sandbox), Registry, Tenants and Settings; the
+statuses it writes, the events it posts, the bindings it releases and the metrics it records.
+
+Its Kubernetes side is the one stand-in: `FakeKube` below answers the four calls run_sync makes of the
+Kube adapter from dicts. That side is tested against the real API server by tests/e2e (the operator as
+its own process); here we test the orchestration around it, which needs no cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import kopf
+import pytest
+from kopf._core.engines import posting  # kopf's own event queue: see kopf_event_queue
+
+from support.controller import SECRET, binding_body, condition, run_sync, workspace_body
+from support.sandbox import OPERATOR, holders, object_id, role_id
+from synapse_scim import metrics
+from synapse_scim.adapters.connections import Connections
+from synapse_scim.adapters.credentials import CredentialError
+from synapse_scim.adapters.kube import BINDINGS, WORKSPACES
+from synapse_scim.controller.registry import Registry
+from synapse_scim.controller.settings import Settings
+from synapse_scim.controller.tenant import Tenants
+from synapse_scim.core.model import BindingKey
+from synapse_scim_sandbox import Sandbox
+
+CONTRIBUTOR = "Synapse Contributor"
+ENGINEERS = [{"kind": "Group", "name": "Data Engineers"}]
+LOG = logging.getLogger("test.run_sync")
+
+
+class FakeKube:
+    """The Kube adapter's calls run_sync makes, on dicts. patch_status stores `new` as the status, which
+    is what Kube.patch_status's merge patch makes of it (keys that disappeared are deleted explicitly)."""
+
+    def __init__(self) -> None:
+        self.workspaces: dict[tuple[str, str], dict[str, Any]] = {}
+        self.bindings: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    def add(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        store = self.workspaces if body["kind"] == "SynapseWorkspace" else self.bindings
+        store[(meta["namespace"], meta["name"])] = body
+
+    async def get_workspace(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.workspaces.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def list_bindings(self, namespace: str, workspace: str) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(b)
+            for (ns, _), b in self.bindings.items()
+            if ns == namespace and b["spec"]["workspaceRef"]["name"] == workspace
+        ]
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+    ) -> None:
+        self.patches.append((plural, namespace, name, copy.deepcopy(dict(new))))
+        store = self.workspaces if plural == WORKSPACES else self.bindings
+        if (namespace, name) in store:
+            store[(namespace, name)]["status"] = copy.deepcopy(dict(new))
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> bytes:
+        data = self.secrets.get((namespace, name))
+        if data is None or key not in data:
+            raise CredentialError("SecretNotFound", f"Secret {namespace}/{name} has no key {key!r}")
+        return data[key]
+
+    def status(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        store = self.workspaces if plural == WORKSPACES else self.bindings
+        return store[(namespace, name)]["status"]
+
+
+@pytest.fixture
+async def events() -> AsyncIterator[asyncio.Queue[posting.K8sEvent]]:
+    """kopf.event outside a running operator raises LookupError: it reads the operator's settings and
+    the per-object event queue from context variables that kopf's reactor sets (kopf._core.engines.
+    posting). Set the same three, as the operator would have them, and hand over the queue its event
+    poster drains, so a test can read what was posted (pytest-asyncio runs the test in this context)."""
+    queue: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
+    tokens = [
+        (posting.settings_var, posting.settings_var.set(kopf.OperatorSettings())),
+        (posting.event_queue_var, posting.event_queue_var.set(queue)),
+        (posting.event_queue_loop_var, posting.event_queue_loop_var.set(asyncio.get_running_loop())),
+    ]
+    yield queue
+    for var, token in reversed(tokens):
+        var.reset(token)
+
+
+def drain(queue: asyncio.Queue[posting.K8sEvent]) -> list[tuple[str, str, str]]:
+    """The events posted since the last drain: (object name, type, reason)."""
+    out = []
+    while not queue.empty():
+        e = queue.get_nowait()
+        out.append((e.ref["name"], e.type, e.reason))
+    return out
+
+
+def sample(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+async def memo(sb: Sandbox, ns: str, trust_sandbox: None) -> Any:
+    """What the operator's startup handler puts in its memo, with FakeKube for Kube."""
+    kube = FakeKube()
+    kube.secrets[(ns, SECRET)] = {"clientSecret": (sb.client(OPERATOR).secret or "").encode()}
+    memo = kopf.Memo()
+    memo.settings = Settings(directory_poll_interval=3600.0)  # the tenant watch never polls by itself here
+    memo.kube = kube
+    memo.connections = Connections(kube.read_secret, memo.settings.write_concurrency)
+    memo.registry = Registry()
+    memo.tenants = Tenants(memo.settings.directory_poll_interval)
+    yield memo
+    await memo.tenants.close()
+    await memo.connections.close()
+
+
+async def test_statuses_are_written_when_they_change_and_only_then(sb: Sandbox, memo: Any, ns: str, events: Any):
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    created = sample("synapse_scim_assignments_created_total", namespace=ns, workspace="analytics")
+    result = await run_sync((ns, "analytics"), memo, LOG)
+    assert result is not None and result.problem is None
+    assert [(p[0], p[2]) for p in kube.patches] == [(WORKSPACES, "analytics"), (BINDINGS, "engineers")]
+    binding = kube.status(BINDINGS, ns, "engineers")
+    assert (condition(binding)["status"], condition(binding)["reason"]) == ("True", "InSync")
+    assert binding["summary"]["desired"] == binding["summary"]["inSync"] == 5
+    assert binding["workspace"] == "analytics" and binding["observedGeneration"] == 1
+    assert binding["claims"] == [{"roleId": role_id(sb, CONTRIBUTOR), "scope": "workspaces/analytics"}]
+    assert condition(kube.status(WORKSPACES, ns, "analytics"))["reason"] == "Synced"
+    assert drain(events) == [("engineers", "Normal", "Granted")]
+
+    # Nothing changed: nothing is written, nothing is posted.
+    await run_sync((ns, "analytics"), memo, LOG, full=False)
+    assert len(kube.patches) == 2 and drain(events) == []
+
+    # grace joins the group: the binding's status and the workspace's count change, and are written.
+    await sb.admin.add_member("Data Engineers", "grace@contoso.com")
+    await run_sync((ns, "analytics"), memo, LOG, full=True, fresh_directory=True)
+    assert [(p[0], p[2]) for p in kube.patches[2:]] == [(WORKSPACES, "analytics"), (BINDINGS, "engineers")]
+    assert kube.status(BINDINGS, ns, "engineers")["summary"]["inSync"] == 6
+    assert kube.status(WORKSPACES, ns, "analytics")["assignments"]["managed"] == 6
+
+    labels = {"namespace": ns, "workspace": "analytics"}
+    assert sample("synapse_scim_assignments_created_total", **labels) - created == 6
+    assert sample("synapse_scim_reconciles_total", result="success", **labels) == 3
+    assert sample("synapse_scim_syncs_total", kind="full", **labels) >= 1
+    assert sample("synapse_scim_binding_ready", namespace=ns, binding="engineers") == 1
+    assert sample("synapse_scim_binding_drift", namespace=ns, binding="engineers", direction="missing") == 0
+    assert sample("synapse_scim_removals_held", **labels) == 0
+    assert sample("synapse_scim_reconcile_duration_seconds_count", **labels) == 3
+    # The tenant watch now knows which groups concern this workspace (nested Spark Team included).
+    (watch,) = memo.tenants.watches.values()
+    assert object_id(sb, "Spark Team") in watch.subscribers[(ns, "analytics")].groups
+
+
+async def test_a_deleted_binding_is_released_once_what_it_granted_is_revoked(
+    sb: Sandbox, memo: Any, ns: str, events: Any
+):
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    await run_sync((ns, "analytics"), memo, LOG)
+    assert len(await holders(sb, CONTRIBUTOR)) == 5 and drain(events) == [("engineers", "Normal", "Granted")]
+
+    # What binding_deleted does: the binding is deleting, its finalizer waits to be released.
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS, deleting=True))
+    released = memo.registry.waiting_release(BindingKey(ns, "engineers"))
+    patches = len(kube.patches)
+    result = await run_sync((ns, "analytics"), memo, LOG)
+    assert drain(events) == [("analytics", "Normal", "Revoked")]
+    assert released.done()
+    assert result is not None and result.finalizable == {BindingKey(ns, "engineers")}
+    assert await holders(sb, CONTRIBUTOR) == set()
+    # A deleting binding gets no status; the workspace's counts change.
+    assert [(p[0], p[2]) for p in kube.patches[patches:]] == [(WORKSPACES, "analytics")]
+    labels = {"namespace": ns, "workspace": "analytics"}
+    assert sample("synapse_scim_assignments_deleted_total", **labels) == 5
+
+
+async def test_credentials_are_dropped_after_authentication_failed(sb: Sandbox, memo: Any, ns: str, events: Any):
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    await run_sync((ns, "analytics"), memo, LOG)
+    tokens = len(await sb.admin.request_log(service="login", operation="token"))
+
+    # Azure stops honouring every token issued so far (revoked, or expired before their declared time).
+    assert (await sb.admin.expire_tokens())["expired"] >= 1
+    failed = await run_sync((ns, "analytics"), memo, LOG)
+    assert failed is not None and failed.problem is not None
+    assert failed.problem.reason == "AuthenticationFailed"
+    assert ("analytics", "Warning", "AuthenticationFailed") in drain(events)
+    ws = kube.status(WORKSPACES, ns, "analytics")
+    assert (condition(ws)["status"], condition(ws)["reason"]) == ("False", "AuthenticationFailed")
+    assert condition(kube.status(BINDINGS, ns, "engineers"))["reason"] == "AuthenticationFailed"
+    assert sample("synapse_scim_reconciles_total", namespace=ns, workspace="analytics", result="error") == 1
+
+    # The refused credential was dropped: the next sync signs in afresh and succeeds.
+    again = await run_sync((ns, "analytics"), memo, LOG)
+    assert again is not None and again.problem is None
+    assert len(await sb.admin.request_log(service="login", operation="token")) > tokens
+    assert condition(kube.status(WORKSPACES, ns, "analytics"))["reason"] == "Synced"
+    assert condition(kube.status(BINDINGS, ns, "engineers"))["reason"] == "InSync"
+
+
+async def test_a_workspace_that_is_gone_writes_nothing(memo: Any, ns: str, events: Any):
+    assert await run_sync((ns, "analytics"), memo, LOG) is None
+    assert memo.kube.patches == []

@@ -1,0 +1,167 @@
+"""sync_workspace (read, plan, write) against the real sandbox: what lands in the sandbox's own
+assignments and request log, and the statuses it returns. Bodies are built as the API server hands
+them to the operator (WorkspaceObject/BindingObject.from_body); no cluster, no mocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support.controller import (
+    APPROVE_ANNOTATION,
+    BindingObject,
+    SyncResult,
+    WorkspaceObject,
+    binding_body,
+    condition,
+    sync_workspace,
+    workspace_body,
+)
+from support.sandbox import holders, last_seq, object_id, synapse_requests
+from synapse_scim.adapters.connections import Clients
+from synapse_scim.core.model import BindingKey
+from synapse_scim_sandbox import Sandbox
+
+WHEN = "2025-01-01T00:00:00Z"
+CONTRIBUTOR, USER, ADMIN = "Synapse Contributor", "Synapse User", "Synapse Administrator"
+ENGINEERS = [{"kind": "Group", "name": "Data Engineers"}]
+# Data Engineers: alice, bob, etl-pipeline and the nested Spark Team (carol, dave).
+ENGINEERS_MEMBERS = ("alice@contoso.com", "bob@contoso.com", "carol@contoso.com", "dave@contoso.com", "etl-pipeline")
+
+
+async def sync(
+    sb: Sandbox, clients: Clients, ns: str, bindings: list[dict[str, Any]], *, fresh: bool = True, **ws: Any
+) -> SyncResult:
+    return await sync_workspace(
+        WorkspaceObject.from_body(workspace_body(sb, ns, **ws)),
+        [BindingObject.from_body(b) for b in bindings],
+        clients.directory,
+        clients.workspace,
+        when=WHEN,
+        fresh=fresh,
+        fresh_directory=True,
+    )
+
+
+def ids(sb: Sandbox, *refs: str) -> set[str]:
+    return {object_id(sb, r) for r in refs}
+
+
+async def test_grants_every_member_of_a_nested_group(sb: Sandbox, clients: Clients, ns: str):
+    result = await sync(sb, clients, ns, [binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS)])
+
+    assert await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS)
+    creates = await synapse_requests(sb, "createRoleAssignment")
+    assert len(creates) == 5 and all(r["status"] < 300 for r in creates)
+    # carol is in Data Engineers only through Spark Team: the audit says which bound group brought her.
+    carol = next(a for a in result.audit if a.principal_id.lower() == object_id(sb, "carol@contoso.com"))
+    assert (carol.action, carol.outcome) == ("grant", "done") and "via group Data Engineers" in carol.reason
+    report = result.outcomes[BindingKey(ns, "engineers")].report
+    assert report is not None and report.summary()["inSync"] == 5 and report.summary()["missing"] == 0
+    ready = condition(result.workspace_status)
+    assert (ready["status"], ready["reason"]) == ("True", "Synced")
+    # The seed's two manual grants (heidi, etl-pipeline's credential) count as unmanaged.
+    assert result.workspace_status["assignments"] == {"managed": 5, "unmanaged": 2}
+
+
+async def test_a_disabled_account_gets_nothing(sb: Sandbox, clients: Clients, ns: str):
+    # judy is disabled in the seed and named directly; frank is disabled now, a member of Analysts.
+    await sb.admin.disable_user("frank@contoso.com")
+    subjects = [{"kind": "Group", "name": "Analysts"}, {"kind": "User", "name": "judy@contoso.com"}]
+    result = await sync(sb, clients, ns, [binding_body(ns, "analysts", [USER], subjects)])
+
+    assert await holders(sb, USER) == ids(sb, "erin@contoso.com", "grace@contoso.com")
+    outcome = result.outcomes[BindingKey(ns, "analysts")]
+    assert outcome.problems == ()  # offboarding follows the directory: not an error to report
+    assert (condition(result.workspace_status)["reason"], len(result.audit)) == ("Synced", 2)
+
+
+async def test_removals_above_the_guard_are_held_until_the_annotation_approves_the_plan(
+    sb: Sandbox, clients: Clients, ns: str
+):
+    guard = {"removalGuard": {"maxRemovals": 2}}
+    first = await sync(sb, clients, ns, [binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS)], **guard)
+    assert await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS)
+
+    # The binding now names Contractors (grace) instead: five removals, more than maxRemovals.
+    contractors = [binding_body(ns, "engineers", [CONTRIBUTOR], [{"kind": "Group", "name": "Contractors"}])]
+    mark = await last_seq(sb)
+    held = await sync(sb, clients, ns, contractors, status=first.workspace_status, **guard)
+    assert await synapse_requests(sb, "deleteRoleAssignment", since=mark) == []
+    assert await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS, "grace@contoso.com")  # creates go
+    ready = condition(held.workspace_status)
+    assert (ready["status"], ready["reason"]) == ("False", "RemovalsHeld")
+    plan_id = held.workspace_status["heldPlan"]["id"]
+    assert held.workspace_status["heldPlan"]["removals"] == 5 and plan_id in ready["message"]
+    assert held.outcomes[BindingKey(ns, "engineers")].hold_reason == "RemovalsHeld"
+
+    # An approval that names another plan approves nothing.
+    wrong = await sync(
+        sb, clients, ns, contractors, status=held.workspace_status, annotations={APPROVE_ANNOTATION: "0" * 16}, **guard
+    )
+    assert condition(wrong.workspace_status)["reason"] == "RemovalsHeld"
+    assert await synapse_requests(sb, "deleteRoleAssignment", since=mark) == []
+
+    approved = await sync(
+        sb, clients, ns, contractors, status=wrong.workspace_status, annotations={APPROVE_ANNOTATION: plan_id}, **guard
+    )
+    deletes = await synapse_requests(sb, "deleteRoleAssignment", since=mark)
+    assert len(deletes) == 5 and all(r["status"] < 300 for r in deletes)
+    assert await holders(sb, CONTRIBUTOR) == ids(sb, "grace@contoso.com")
+    assert condition(approved.workspace_status)["reason"] == "Synced" and "heldPlan" not in approved.workspace_status
+
+
+async def test_a_suspended_workspace_writes_nothing(sb: Sandbox, clients: Clients, ns: str):
+    before = await sb.admin.list_assignments("analytics")
+    result = await sync(sb, clients, ns, [binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS)], suspend=True)
+
+    assert await synapse_requests(sb, "createRoleAssignment") == []
+    assert await synapse_requests(sb, "deleteRoleAssignment") == []
+    assert await sb.admin.list_assignments("analytics") == before
+    ready = condition(result.workspace_status)
+    assert (ready["status"], ready["reason"]) == ("False", "Suspended")
+    report = result.outcomes[BindingKey(ns, "engineers")].report
+    assert report is not None and report.summary()["missing"] == 5  # reported, not granted
+
+
+async def test_a_manual_assignment_is_never_deleted(sb: Sandbox, clients: Clients, ns: str):
+    # heidi's Synapse Administrator is manual in the seed; alice gets one by hand too (nobody wants it).
+    await sb.admin.add_assignment("analytics", ADMIN, "alice@contoso.com")
+    manual = {a["id"]: a for a in await sb.admin.list_assignments("analytics") if a["createdBy"] is None}
+    ops = [{"kind": "Group", "name": "Platform Ops"}]  # heidi, ivan (Platform On-Call, a cycle)
+
+    first = await sync(sb, clients, ns, [binding_body(ns, "admins", [ADMIN], ops)])
+    assert await holders(sb, ADMIN) == ids(sb, "heidi@contoso.com", "ivan@contoso.com", "alice@contoso.com")
+    created = await synapse_requests(sb, "createRoleAssignment")
+    assert [r["status"] for r in created] == [200]  # ivan only: heidi's manual grant already gives the access
+    report = first.outcomes[BindingKey(ns, "admins")].report
+    assert report is not None and report.summary()["unmanaged"] == 1  # alice's, reported and left alone
+
+    # The binding is deleted: what it alone granted (ivan) goes, the manual grants stay as they were.
+    gone = await sync(sb, clients, ns, [binding_body(ns, "admins", [ADMIN], ops, deleting=True)])
+    assert await holders(sb, ADMIN) == ids(sb, "heidi@contoso.com", "alice@contoso.com")
+    after = {a["id"]: a for a in await sb.admin.list_assignments("analytics")}
+    assert {i: after.get(i) for i in manual} == manual
+    assert len(await synapse_requests(sb, "deleteRoleAssignment")) == 1
+    assert gone.finalizable == {BindingKey(ns, "admins")}
+
+
+async def test_an_incremental_sync_plans_against_the_known_assignments(sb: Sandbox, clients: Clients, ns: str):
+    engineers = [binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS)]
+    await sync(sb, clients, ns, engineers)
+    # Out of band: alice's grant is deleted in Synapse, and grace joins Data Engineers.
+    alice = object_id(sb, "alice@contoso.com")
+    (alices,) = [a for a in await sb.admin.list_assignments("analytics") if a["principalId"].lower() == alice]
+    await sb.admin.delete_assignment("analytics", alices["id"])
+    await sb.admin.add_member("Data Engineers", "grace@contoso.com")
+
+    mark = await last_seq(sb)
+    await sync(sb, clients, ns, engineers, fresh=False)
+    # No listing: the last one plus our own writes stand in, so alice's loss goes unseen until the
+    # next full sync; the directory was read again, so grace is granted.
+    assert await synapse_requests(sb, "listRoleAssignments", since=mark) == []
+    assert await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS, "grace@contoso.com") - {alice}
+
+    mark = await last_seq(sb)
+    await sync(sb, clients, ns, engineers, fresh=True)
+    assert await synapse_requests(sb, "listRoleAssignments", since=mark)
+    assert await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS, "grace@contoso.com")
