@@ -1,5 +1,5 @@
 """The controller's orchestration as the in-process tests (tests/controller) drive it, imported in one
-place: when run_sync moves (to synapse_scim.controller.reconcile), only the import below changes.
+place.
 
 Also the custom resources' bodies as the API server would hand them to the operator, pointed at a sandbox.
 """
@@ -8,14 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from synapse_scim.controller.handlers import run_sync
-from synapse_scim.controller.sync import (
-    APPROVE_ANNOTATION,
-    BindingObject,
-    SyncResult,
-    WorkspaceObject,
-    sync_workspace,
-)
+from synapse_scim.controller.reconcile import run_sync
+from synapse_scim.controller.sync import SyncResult, sync_workspace
+from synapse_scim.core.objects import APPROVE_ANNOTATION, BindingObject, WorkspaceObject
 
 __all__ = [
     "APPROVE_ANNOTATION",
