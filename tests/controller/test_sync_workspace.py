@@ -165,3 +165,19 @@ async def test_an_incremental_sync_plans_against_the_known_assignments(sb: Sandb
     await sync(sb, clients, ns, engineers, fresh=True)
     assert await synapse_requests(sb, "listRoleAssignments", since=mark)
     assert await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS, "grace@contoso.com")
+
+
+async def test_a_role_not_valid_at_the_scope_names_the_valid_scopes_as_spec_scope_says_them(
+    sb: Sandbox, clients: Clients, ns: str
+):
+    # Synapse Credential User is valid at the workspace, a linked service or a credential; not at a pool.
+    pool = binding_body(ns, "pool", ["Synapse Credential User"], ENGINEERS, scope={"bigDataPool": "sparkpool"})
+    result = await sync(sb, clients, ns, [pool])
+
+    (problem,) = result.outcomes[BindingKey(ns, "pool")].problems
+    assert problem.reason == "RoleNotValidAtScope"
+    assert problem.message == (
+        "role 'Synapse Credential User' cannot be assigned at scope workspaces/analytics/bigDataPools/sparkpool; "
+        "it is valid at: spec.scope {} (the workspace), {linkedService: NAME}, {credential: NAME}"
+    )
+    assert await synapse_requests(sb, "createRoleAssignment") == []

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from synapse_scim.core.durations import parse_duration
 from synapse_scim.core.scope import (
+    SCOPE_COLLECTIONS,
     ScopeKind,
     role_valid_at,
     scope_kind,
     scope_path,
+    spec_scope_spelling,
     workspace_name_from_endpoint,
 )
+from synapse_scim.reads.bindings import valid_scopes_text
 
 # Verbatim from the real role definitions (builtin-roles.json in the shared reference).
 SYNAPSE_USER_SCOPES = [
@@ -94,6 +98,50 @@ def test_scope_kind_tolerates_case_and_slashes_but_rejects_other_paths() -> None
 )
 def test_role_valid_at(scopes: list[str], path: str, valid: bool) -> None:
     assert role_valid_at(scopes, path) is valid
+
+
+@pytest.mark.parametrize(
+    ("template", "spelling"),
+    [
+        ("workspaces/{workspaceName}", "{}"),
+        ("workspaces/{workspaceName}/bigDataPools/{bigDataPoolName}", "{bigDataPool: NAME}"),
+        ("workspaces/{workspaceName}/integrationRuntimes/{integrationRuntimeName}", "{integrationRuntime: NAME}"),
+        ("workspaces/{workspaceName}/linkedServices/{linkedServiceName}", "{linkedService: NAME}"),
+        ("workspaces/{workspaceName}/credentials/{credentialName}", "{credential: NAME}"),
+        ("workspaces/{workspaceName}/scopePools/{scopePoolName}", "{scopePool: NAME}"),
+        # Concrete entries name their item; collections match without case, slashes around are ignored.
+        ("workspaces/ws", "{}"),
+        ("/workspaces/ws/BIGDATAPOOLS/p1/", "{bigDataPool: p1}"),
+        # What spec.scope cannot say has no spelling: the caller shows the path itself.
+        ("workspaces/{workspaceName}/sqlPools/{sqlPoolName}", None),
+        ("workspaces/{workspaceName}/bigDataPools", None),
+        ("workspaces", None),
+        ("subscriptions/{subscriptionId}", None),
+        ("", None),
+    ],
+)
+def test_spec_scope_spelling(template: str, spelling: str | None) -> None:
+    assert spec_scope_spelling(template) == spelling
+
+
+@pytest.mark.parametrize("path", ["workspaces/ws", *(f"workspaces/ws/{c}/item" for c in SCOPE_COLLECTIONS.values())])
+def test_spec_scope_spelling_is_what_spec_scope_accepts(path: str) -> None:
+    # Every collection: the spelling, pasted into a manifest as spec.scope, addresses the same path.
+    spelled = spec_scope_spelling(path)
+    assert spelled is not None
+    assert scope_path("ws", yaml.safe_load(spelled)) == path
+
+
+def test_valid_scopes_are_listed_as_spec_scope_says_them() -> None:
+    assert valid_scopes_text(CONTRIBUTOR_SCOPES) == (
+        "spec.scope {} (the workspace), {bigDataPool: NAME}, {scopePool: NAME}, {integrationRuntime: NAME}"
+    )
+    # A path spec.scope cannot say is listed as it is, apart; duplicates once.
+    sql = "workspaces/{workspaceName}/sqlPools/{sqlPoolName}"
+    assert valid_scopes_text([*ARTIFACT_PUBLISHER_SCOPES, sql, "workspaces/ws"]) == (
+        f"spec.scope {{}} (the workspace); {sql} (no spec.scope for it)"
+    )
+    assert valid_scopes_text([]) == "no scope"
 
 
 @pytest.mark.parametrize(

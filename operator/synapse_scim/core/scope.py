@@ -19,6 +19,7 @@ __all__ = [
     "role_valid_at",
     "scope_kind",
     "scope_path",
+    "spec_scope_spelling",
     "workspace_name_from_endpoint",
 ]
 
@@ -91,10 +92,34 @@ def scope_kind(path: str) -> ScopeKind:
     raise ValueError(f"scope: not a Synapse scope path: {path!r}")
 
 
+def _is_placeholder(segment: str) -> bool:
+    return segment.startswith("{") and segment.endswith("}")  # such as {workspaceName}
+
+
 def _segment_matches(template: str, actual: str) -> bool:
-    if template.startswith("{") and template.endswith("}"):
-        return bool(actual)  # placeholder such as {workspaceName}
+    if _is_placeholder(template):
+        return bool(actual)
     return template.lower() == actual.lower()
+
+
+def spec_scope_spelling(template: str) -> str | None:
+    """A role definition's scope as a binding's ``spec.scope`` says it (YAML flow style).
+
+    ``workspaces/{workspaceName}`` is ``{}`` (the workspace: no spec.scope);
+    ``workspaces/{workspaceName}/bigDataPools/{bigDataPoolName}`` is ``{bigDataPool: NAME}``, and
+    likewise for every kind of ``SCOPE_COLLECTIONS``. A concrete entry keeps its item's name
+    (``workspaces/ws/bigDataPools/p1`` is ``{bigDataPool: p1}``). None for a path spec.scope cannot
+    express (a collection it does not know, or not a Synapse scope path at all).
+    """
+    parts = _segments(template)
+    if len(parts) < 2 or parts[0].lower() != "workspaces" or not parts[1]:
+        return None
+    if len(parts) == 2:
+        return "{}"
+    if len(parts) == 4 and parts[3] and parts[2].lower() in _KIND_BY_COLLECTION:
+        name = "NAME" if _is_placeholder(parts[3]) else parts[3]
+        return f"{{{_KIND_BY_COLLECTION[parts[2].lower()]}: {name}}}"
+    return None
 
 
 def role_valid_at(role_scopes: Iterable[str], path: str) -> bool:

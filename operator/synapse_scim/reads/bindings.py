@@ -4,7 +4,7 @@ them unknown (a problem makes the binding incomplete: the planner then prunes no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from synapse_scim.adapters.directory import DirectoryError, Expansion
@@ -13,7 +13,7 @@ from synapse_scim.core.model import BindingState, DeletionPolicy, ManagementPoli
 from synapse_scim.core.objects import BindingObject
 from synapse_scim.core.planner import desired_grants
 from synapse_scim.core.reasons import Reason
-from synapse_scim.core.scope import role_valid_at, scope_path
+from synapse_scim.core.scope import role_valid_at, scope_path, spec_scope_spelling
 from synapse_scim.reads.directory_reads import DirectoryReads
 
 
@@ -24,6 +24,24 @@ def subject_label(subject: Mapping[str, Any]) -> str:
 def claims_from_status(status: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
     """The role/scope pairs a binding claimed at its last sync (status.claims)."""
     return frozenset((c["roleId"], c["scope"]) for c in status.get("claims") or () if "roleId" in c and "scope" in c)
+
+
+def valid_scopes_text(role_scopes: Iterable[str]) -> str:
+    """Where a role may be assigned, as a person writes it in spec.scope; a path spec.scope cannot
+    express is shown as the role definition lists it."""
+    spelled: list[str] = []
+    other: list[str] = []
+    for template in role_scopes:
+        text = spec_scope_spelling(template)
+        if text is None:
+            other.append(template)
+            continue
+        text = "{} (the workspace)" if text == "{}" else text
+        if text not in spelled:
+            spelled.append(text)
+    parts = [f"spec.scope {', '.join(spelled)}"] if spelled else []
+    parts += [f"{t} (no spec.scope for it)" for t in other]
+    return "; ".join(parts) or "no scope"
 
 
 def resolve_roles(
@@ -46,7 +64,8 @@ def resolve_roles(
             problems.append(
                 Problem(
                     Reason.ROLE_NOT_VALID_AT_SCOPE,
-                    f"role {name!r} cannot be assigned at scope {scope}; it is valid at: {', '.join(role.scopes)}",
+                    f"role {name!r} cannot be assigned at scope {scope}; "
+                    f"it is valid at: {valid_scopes_text(role.scopes)}",
                 )
             )
         else:
