@@ -34,6 +34,18 @@ def test_explain_a_user(cli: Cli, repo: Path, who: str, golden: str) -> None:
     assert writes(cli.sb) == {}
 
 
+def test_a_manual_grant_a_binding_wants_says_both(cli: Cli, repo: Path) -> None:
+    # bob's Synapse Contributor, which data-engineers wants, was granted by hand before the binding: it
+    # gives the access, and it stays when the binding goes (the operator never removes a manual grant).
+    cli.sb.admin.add_assignment("analytics", "Synapse Contributor", scenario.upn("bob"))
+    result = cli(*EXPLAIN, scenario.upn("bob"))
+    assert result.rc == 0, result.stdout + result.stderr
+    assert_golden("explain-bob-manual.txt", result.stdout)
+    doc = json.loads(cli(*EXPLAIN, scenario.upn("bob"), "-o", "json").stdout)
+    (held,) = doc["workspaces"][0]["assignments"]
+    assert (held["status"], [r["kind"] for r in held["reasons"]]) == ("held", ["binding", "manual"])
+
+
 def test_a_service_principal_by_name_app_id_or_object_id(cli: Cli, repo: Path) -> None:
     sp = cli.sb.state.directory.resolve("etl-pipeline", kinds=("servicePrincipal",))
     by_name = cli(*EXPLAIN, "etl-pipeline")

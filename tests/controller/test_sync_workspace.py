@@ -134,7 +134,10 @@ async def test_a_manual_assignment_is_never_deleted(sb: Sandbox, clients: Client
     created = await synapse_requests(sb, "createRoleAssignment")
     assert [r["status"] for r in created] == [200]  # ivan only: heidi's manual grant already gives the access
     report = first.outcomes[BindingKey(ns, "admins")].report
-    assert report is not None and report.summary()["unmanaged"] == 1  # alice's, reported and left alone
+    # heidi's, wanted and in sync but made by someone else, and alice's, reported: both left alone.
+    assert report is not None and report.summary()["unmanaged"] == 2
+    assert report.summary()["inSync"] == 2
+    assert [d.principal_id.lower() for d in report.unexpected] == [object_id(sb, "alice@contoso.com")]
 
     # The binding is deleted: what it alone granted (ivan) goes, the manual grants stay as they were.
     gone = await sync(sb, clients, ns, [binding_body(ns, "admins", [ADMIN], ops, deleting=True)])

@@ -470,6 +470,24 @@ def test_report_counts_in_sync_missing_pending_and_unmanaged() -> None:
     assert [(m.principal, m.role) for m in r.missing] == [("user2@contoso.com", "Synapse Contributor")]
 
 
+def test_a_manual_grant_a_binding_wants_counts_in_sync_and_unmanaged() -> None:
+    # A's grant was made by hand: it gives the access (in sync), and it is someone else's (unmanaged),
+    # so it stays when the binding goes. B's, wanted by the other binding at the same role and scope,
+    # is someone else's too. Neither is unexpected, so neither is in the drift list.
+    wants_a, wants_b = binding("a", [(CONTRIBUTOR, A)]), binding("b", [(CONTRIBUTOR, B)])
+    plan = plan_workspace(inputs(wants_a, wants_b, actual=[manual(CONTRIBUTOR, A), manual(CONTRIBUTOR, B)]))
+    assert plan.is_empty
+    r = plan.reports[key("a")]
+    assert (r.desired, r.in_sync, r.missing_count, r.pending_removal, r.unmanaged) == (1, 1, 0, 0, 2)
+    assert r.unexpected == ()
+    # An orphaned grant is someone else's as much as a manual one.
+    o = owned(CONTRIBUTOR, A)
+    orphaned = plan_workspace(inputs(binding("a", [(CONTRIBUTOR, A)]), actual=[o], orphaned_ids=[o.id]))
+    assert (orphaned.reports[key("a")].in_sync, orphaned.reports[key("a")].unmanaged) == (1, 1)
+    # The operator's own grant is not.
+    assert plan_workspace(inputs(binding("a", [(CONTRIBUTOR, A)]), actual=[o])).reports[key("a")].unmanaged == 0
+
+
 def test_grant_reached_through_two_groups_counts_once() -> None:
     bk = key("b")
     b = dataclasses.replace(

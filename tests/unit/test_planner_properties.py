@@ -248,11 +248,14 @@ def test_reports_add_up(ins: WorkspaceInputs) -> None:
             continue
         r = plan.reports[b.key]
         assert r.desired == r.in_sync + r.missing_count == len({dg.grant.key for dg in b.desired})
-        assert r.unmanaged == sum(1 for u in r.unexpected if not u.managed)
-        assert r.pending_removal <= len(r.unexpected) - r.unmanaged
+        unexpected_unmanaged = sum(1 for u in r.unexpected if not u.managed)
+        assert r.pending_removal <= len(r.unexpected) - unexpected_unmanaged
         assert r.held <= r.pending_removal
+        current = {(rr.lower(), s.lower()) for rr, s in b.claims}
+        listed = {normalize_id(a.id): a for a in ins.actual if a.grant.pair in current}
         # Anything this binding's claims cover that is being removed shows up as pending here.
-        if not b.deleting:
-            current = {(rr.lower(), s.lower()) for rr, s in b.claims}
-            in_pairs = {normalize_id(a.id) for a in ins.actual if a.grant.pair in current} & removing
-            assert r.pending_removal == len(in_pairs)
+        assert r.pending_removal == len(set(listed) & removing)
+        # unmanaged: every listed assignment in its claims that is not the operator's own (manual or
+        # orphaned), the wanted ones included; those are not unexpected, so not in the drift list.
+        theirs = [a for a in listed.values() if not a.owned or normalize_id(a.id) in ins.orphaned_ids]
+        assert r.unmanaged == len(theirs) >= unexpected_unmanaged

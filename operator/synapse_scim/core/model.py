@@ -373,9 +373,11 @@ class BindingReport:
     """Drift of one binding. Lists are complete; use ``truncated`` when writing status."""
 
     desired: int
-    in_sync: int
+    in_sync: int  # desired grants that exist, whoever made them
     pending_removal: int  # owned unexpected assignments in its claims that are deleted or held now
-    unmanaged: int  # unexpected assignments in its claims that are manual (or orphaned)
+    # Assignments in its claims that are manual (or orphaned), wanted or not: a wanted one is in sync
+    # too, and stays when no binding wants it any more.
+    unmanaged: int
     held: int  # of pending_removal, how many the guard or incomplete reads withheld
     missing: tuple[DriftItem, ...] = ()
     unexpected: tuple[DriftItem, ...] = ()

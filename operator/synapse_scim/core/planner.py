@@ -285,15 +285,15 @@ def _reports(
         pending = held_here = unmanaged = 0
         in_pairs = sorted(item for pair in current for item in by_pair.get(pair, ()))  # actual's order
         for _, a, g in in_pairs:
+            managed = is_managed(a)
+            if not managed:
+                unmanaged += 1  # someone else's, wanted or not: the operator never removes it
             if g.key in wanted:
                 continue
-            managed = is_managed(a)
             aid = normalize_id(a.id)
             if aid in deleted_ids or aid in held_ids:
                 pending += 1
                 held_here += aid in held_ids
-            if not managed:
-                unmanaged += 1
             unexpected.append(
                 DriftItem(
                     principal=principal_names.get(g.principal_id, a.principal_id),

@@ -33,10 +33,21 @@ from synapse_scim.review.session import (
 )
 
 
-def _reason_text(r: Cause, principal: Principal) -> str:
+def _reason_text(r: Cause, principal: Principal, wanted: bool = False) -> str:
+    """One cause as a line; ``wanted``: a binding wants the same grant (it is among the causes too)."""
     if r.kind is CauseKind.BINDING:
         chain = chain_text(r.chain, principal.display) if r.chain else f"{principal.display} (direct subject)"
         return f"wanted by SynapseRoleBinding {r.binding} ({r.mode}): {chain}"
+    if wanted and r.kind is CauseKind.MANUAL:
+        return (
+            "manual: the assignment was made by someone else, and the operator never removes it: "
+            "it stays when no binding wants it any more"
+        )
+    if wanted and r.kind is CauseKind.ORPHANED:
+        return (
+            "orphaned: left by a binding deleted with deletionPolicy Orphan; treated as manual, "
+            "so it stays when no binding wants it any more"
+        )
     return {
         CauseKind.MANUAL: "manual: not managed by any binding (the operator reports it, never removes it)",
         CauseKind.ORPHANED: "orphaned: left by a binding deleted with deletionPolicy Orphan; treated as manual",
@@ -52,8 +63,9 @@ def _holding_text(h: Holding, subject: Principal | None, out: TextIO) -> None:
             f" through group {h.principal.display} ({chain_text(h.through, subject.display)})" if h.through else ""
         )
         out.write(f"  {h.role} at {h.scope}: {h.status}{through}\n")
+    wanted = any(r.kind is CauseKind.BINDING for r in h.reasons)
     for r in h.reasons:
-        out.write(f"    {_reason_text(r, h.principal)}\n")
+        out.write(f"    {_reason_text(r, h.principal, wanted)}\n")
 
 
 async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:

@@ -215,19 +215,20 @@ class Explainer:
         return self.role_names.get(normalize_id(role_id), role_id)
 
     async def reasons(self, key: TupleKey, assignment: Assignment | None) -> list[Cause]:
-        out: set[Cause] = set()
+        """The bindings that want it, then who holds the assignment when it is not the operator's: a
+        manual or orphaned grant a binding wants gives the access now and stays after the binding."""
+        wanted: set[Cause] = set()
         for dg in self.wanted.get(key, ()):
             chain = await chain_of(self.p, self.walker, str(dg.binding), dg.via, dg.principal)
-            out.add(Cause(CauseKind.BINDING, str(dg.binding), self.modes.get(str(dg.binding), ""), chain))
-        if out:
-            return sorted(out, key=lambda r: (r.binding, r.chain))
+            wanted.add(Cause(CauseKind.BINDING, str(dg.binding), self.modes.get(str(dg.binding), ""), chain))
+        out = sorted(wanted, key=lambda r: (r.binding, r.chain))
         if assignment is None:
-            return []
+            return out
         if not assignment.owned:
-            return [Cause(CauseKind.MANUAL)]
+            return [*out, Cause(CauseKind.MANUAL)]
         if normalize_id(assignment.id) in self.orphaned:
-            return [Cause(CauseKind.ORPHANED)]
-        return [Cause(CauseKind.UNWANTED)]
+            return [*out, Cause(CauseKind.ORPHANED)]
+        return out or [Cause(CauseKind.UNWANTED)]
 
     def status(self, key: TupleKey, assignment: Assignment | None) -> HoldingStatus:
         if assignment is None:
