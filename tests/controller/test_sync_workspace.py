@@ -19,6 +19,7 @@ from support.controller import (
 from support.sandbox import holders, last_seq, object_id, synapse_requests
 from synapse_scim.adapters.connections import Clients
 from synapse_scim.core.model import BindingKey
+from synapse_scim.core.status import binding_status
 from synapse_scim_sandbox import Sandbox
 
 WHEN = "2025-01-01T00:00:00Z"
@@ -119,8 +120,13 @@ async def test_a_suspended_workspace_writes_nothing(sb: Sandbox, clients: Client
     assert await sb.admin.list_assignments("analytics") == before
     ready = condition(result.workspace_status)
     assert (ready["status"], ready["reason"]) == ("False", "Suspended")
-    report = result.outcomes[BindingKey(ns, "engineers")].report
-    assert report is not None and report.summary()["missing"] == 5  # reported, not granted
+    outcome = result.outcomes[BindingKey(ns, "engineers")]
+    assert outcome.report is not None and outcome.report.summary()["missing"] == 5  # reported, not granted
+    # The binding says why nothing is granted, and that nothing is in progress.
+    status = binding_status(outcome, generation=1, old=None, workspace_ref="analytics", when=WHEN)
+    ready, reconciling = condition(status), condition(status, "Reconciling")
+    assert (ready["status"], ready["reason"], reconciling["status"]) == ("False", "WorkspaceSuspended", "False")
+    assert f"SynapseWorkspace {ns}/analytics" in ready["message"] and "spec.suspend" in ready["message"]
 
 
 async def test_a_manual_assignment_is_never_deleted(sb: Sandbox, clients: Clients, ns: str):

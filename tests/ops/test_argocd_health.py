@@ -66,6 +66,16 @@ CASES = [
         "spec.suspend",
     ),
     (
+        "workspace-suspended",
+        {
+            "ready": False,
+            "reason": "WorkspaceSuspended",
+            "message": "SynapseWorkspace ns/analytics has spec.suspend: true, so nothing is granted or revoked",
+        },
+        "Suspended",
+        "WorkspaceSuspended: SynapseWorkspace ns/analytics has spec.suspend",
+    ),
+    (
         "observe-drift",
         {"ready": False, "reason": "DriftDetected", "message": "Observe mode: 2 missing"},
         "Suspended",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from synapse_scim.core.model import BindingReport, DriftItem, Problem
@@ -68,6 +70,30 @@ def test_observe_mode_with_drift_is_not_ready_and_not_stalled():
 
 def test_suspended_binding_says_so():
     assert conds(BindingOutcome(report=None, suspended=True))["Ready"] == ("False", "Suspended")
+
+
+def test_a_binding_on_a_suspended_workspace_says_so_and_is_not_reconciling():
+    # Its plan writes nothing (rule 9): the drift is told, nothing is in progress, nobody must act.
+    o = BindingOutcome(
+        report=report(in_sync=1, missing=(item(),)), workspace_suspended=True, workspace_namespace="team"
+    )
+    status = binding_status(o, generation=1, old=None, workspace_ref="ws", when=T0)
+    c = {x["type"]: x for x in status["conditions"]}
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "WorkspaceSuspended")
+    assert c["Reconciling"]["status"] == c["Stalled"]["status"] == "False"
+    assert "SynapseWorkspace team/ws" in c["Ready"]["message"] and "spec.suspend" in c["Ready"]["message"]
+    assert "1 missing" in c["Ready"]["message"] and status["summary"]["missing"] == 1
+    # Its own suspend, a failed read, a spec a person must fix and held removals say so first.
+    assert conds(dataclasses.replace(o, suspended=True))["Ready"] == ("False", "Suspended")
+    failed = dataclasses.replace(o, report=None, workspace_problem=Problem("WorkspaceUnreachable", "x"))
+    assert conds(failed)["Ready"] == ("False", "WorkspaceUnreachable")
+    typo = dataclasses.replace(o, problems=(Problem("RoleNotFound", "x"),))
+    assert conds(typo)["Stalled"] == ("True", "RoleNotFound")
+    held = dataclasses.replace(o, report=report(pending_removal=9, held=9), hold_reason="RemovalsHeld", plan_id="p")
+    assert conds(held)["Stalled"] == ("True", "RemovalsHeld")
+    # In sync or not, Observe or not: nothing is written for it while the workspace is suspended.
+    assert conds(dataclasses.replace(o, report=report()))["Ready"] == ("False", "WorkspaceSuspended")
+    assert conds(dataclasses.replace(o, observe=True))["Ready"] == ("False", "WorkspaceSuspended")
 
 
 def test_drift_lists_are_truncated_to_fifty_with_a_flag():

@@ -53,7 +53,13 @@ def workspace_failure(
         ),
     }
     outcomes = {
-        b.key: BindingOutcome(report=None, workspace_problem=problem, suspended=b.suspended)
+        b.key: BindingOutcome(
+            report=None,
+            workspace_problem=problem,
+            workspace_namespace=ws.namespace,
+            suspended=b.suspended,
+            workspace_suspended=ws.suspended,
+        )
         for b in bindings
         if not b.deleting
     }
@@ -112,9 +118,11 @@ async def sync_workspace(
             hold_reason=final.hold_reason,
             plan_id=final.plan_id,
             workspace_name=workspace.name,
+            workspace_namespace=ws.namespace,
             claims=tuple(sorted(state.claims)) if state.complete or state.claims else (),
             observe=state.mode is ManagementPolicy.OBSERVE,
             suspended=state.suspended,
+            workspace_suspended=ws.suspended,
         )
     failed_any = any(written.errors.values())
     finalizable = frozenset() if failed_any else plan.finalizable

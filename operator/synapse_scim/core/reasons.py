@@ -43,6 +43,7 @@ class Reason(StrEnum):
     REMOVALS_HELD = "RemovalsHeld"
     READS_INCOMPLETE = "ReadsIncomplete"
     SUSPENDED = "Suspended"
+    WORKSPACE_SUSPENDED = "WorkspaceSuspended"  # a binding whose SynapseWorkspace has spec.suspend
     SYNCED = "Synced"
     IN_SYNC = "InSync"
     APPLYING = "Applying"

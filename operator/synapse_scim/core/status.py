@@ -94,9 +94,15 @@ class BindingOutcome:
     hold_reason: str | None = None
     plan_id: str | None = None
     workspace_name: str = ""
+    workspace_namespace: str = ""  # the SynapseWorkspace's (and so the binding's) namespace
     claims: tuple[tuple[str, str], ...] = ()
     observe: bool = False
     suspended: bool = False
+    workspace_suspended: bool = False  # the SynapseWorkspace's spec.suspend: its plan writes nothing
+
+
+def _workspace_label(o: BindingOutcome, workspace_ref: str) -> str:
+    return f"{o.workspace_namespace}/{workspace_ref}" if o.workspace_namespace else workspace_ref
 
 
 def _problem_message(problems: Iterable[Problem]) -> str:
@@ -143,6 +149,16 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
             f"synapse-scim.io/approve-removals={o.plan_id} --overwrite`"
         )
         return ready_conditions(ready=False, reason=Reason.REMOVALS_HELD, message=msg, stalled=True)
+    if o.workspace_suspended:
+        # Rule 9: nothing is written to the workspace, so nothing is in progress and nothing leaves;
+        # the counts still tell what would change.
+        return ready_conditions(
+            ready=False,
+            reason=Reason.WORKSPACE_SUSPENDED,
+            message=f"SynapseWorkspace {_workspace_label(o, workspace_ref)} has spec.suspend: true, so nothing is "
+            f"granted or revoked for this binding ({len(r.missing)} missing, {r.pending_removal} to revoke); "
+            "set it to false to resume",
+        )
     if r.held:
         return ready_conditions(
             ready=False,

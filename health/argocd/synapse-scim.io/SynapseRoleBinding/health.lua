@@ -13,6 +13,8 @@
 --                                         removals held by the guard, ...), with the Stalled message
 --   Ready=True                        -> Healthy
 --   Ready=False reason=Suspended      -> Suspended (spec.suspend: the operator deliberately writes nothing)
+--   Ready=False reason=WorkspaceSuspended
+--                                     -> Suspended (a binding whose SynapseWorkspace has spec.suspend: likewise)
 --   Ready=False reason=DriftDetected  -> Suspended, NOT Degraded and NOT Progressing. This is a binding
 --                                         with managementPolicy: Observe whose workspace differs from the
 --                                         spec. The operator is doing exactly what it was asked (report,
@@ -81,7 +83,7 @@ elseif stalled ~= nil and stalled.status == "True" then
 elseif ready.status == "True" then
   hs.status = "Healthy"
   hs.message = message(ready, "ready")
-elseif ready.reason == "Suspended" or ready.reason == "DriftDetected" then
+elseif ready.reason == "Suspended" or ready.reason == "WorkspaceSuspended" or ready.reason == "DriftDetected" then
   hs.status = "Suspended"
   hs.message = message(ready, ready.reason)
 else
