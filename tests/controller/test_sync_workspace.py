@@ -92,7 +92,9 @@ async def test_removals_above_the_guard_are_held_until_the_annotation_approves_t
     ready = condition(held.workspace_status)
     assert (ready["status"], ready["reason"]) == ("False", "RemovalsHeld")
     plan_id = held.workspace_status["heldPlan"]["id"]
-    assert held.workspace_status["heldPlan"]["removals"] == 5 and plan_id in ready["message"]
+    assert held.workspace_status["heldPlan"]["removals"] == 5
+    approve = f"kubectl annotate synapseworkspace analytics -n {ns} {APPROVE_ANNOTATION}={plan_id} --overwrite"
+    assert approve in ready["message"]
     assert held.outcomes[BindingKey(ns, "engineers")].hold_reason == "RemovalsHeld"
 
     # An approval that names another plan approves nothing.

@@ -56,11 +56,18 @@ def test_workspace_failure_is_shown_on_every_binding():
 
 
 def test_held_removals_stall_with_the_approval_command():
-    o = BindingOutcome(report=report(pending_removal=60, held=60), hold_reason="RemovalsHeld", plan_id="abc123")
+    o = BindingOutcome(
+        report=report(pending_removal=60, held=60),
+        hold_reason="RemovalsHeld",
+        plan_id="abc123",
+        workspace_namespace="team",
+    )
     status = binding_status(o, generation=1, old=None, workspace_ref="ws", when=T0)
     ready = status["conditions"][0]
     assert ready["reason"] == "RemovalsHeld"
-    assert "synapse-scim.io/approve-removals=abc123" in ready["message"]
+    # The command works as pasted, from whatever namespace kubectl is set to.
+    approve = "`kubectl annotate synapseworkspace ws -n team synapse-scim.io/approve-removals=abc123 --overwrite`"
+    assert approve in ready["message"]
 
 
 def test_observe_mode_with_drift_is_not_ready_and_not_stalled():

@@ -17,7 +17,7 @@ from synapse_scim.adapters.directory_cache import DirectoryCache
 from synapse_scim.adapters.workspace import Workspace, WorkspaceError
 from synapse_scim.controller.writes import AuditRecord, execute
 from synapse_scim.core.model import BindingKey, ManagementPolicy, Plan, Problem
-from synapse_scim.core.objects import APPROVE_ANNOTATION, BindingObject, WorkspaceObject
+from synapse_scim.core.objects import BindingObject, WorkspaceObject, approve_command
 from synapse_scim.core.planner import apply, plan_workspace
 from synapse_scim.core.reasons import TRANSIENT_WORKSPACE_REASONS, Reason
 from synapse_scim.core.status import BindingOutcome, Condition, conditions, ready_conditions
@@ -146,7 +146,7 @@ async def sync_workspace(
         msg = (
             f"{len(final.held)} removal(s) held by the removal guard (maxRemovals "
             f"{inputs.guard.max_removals}, maxPercent {inputs.guard.max_percent}): approve with "
-            f"`kubectl annotate synapseworkspace {ws.name} {APPROVE_ANNOTATION}={final.plan_id} --overwrite`"
+            f"`{approve_command(ws.namespace, ws.name, final.plan_id)}`"
         )
         conds = ready_conditions(ready=False, reason=Reason.REMOVALS_HELD, message=msg, stalled=True)
     elif ws.suspended:

@@ -15,6 +15,12 @@ from synapse_scim.core.model import BindingKey, RemovalGuard
 APPROVE_ANNOTATION = "synapse-scim.io/approve-removals"
 
 
+def approve_command(namespace: str, workspace: str, plan_id: str | None) -> str:
+    """The kubectl command that approves a held plan, complete enough to paste as it is (status
+    messages and `plan` print it)."""
+    return f"kubectl annotate synapseworkspace {workspace} -n {namespace} {APPROVE_ANNOTATION}={plan_id} --overwrite"
+
+
 @dataclass(frozen=True)
 class BindingObject:
     key: BindingKey

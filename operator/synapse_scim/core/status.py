@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synapse_scim.core.model import BindingReport, DriftItem, Problem, truncated
+from synapse_scim.core.objects import approve_command
 from synapse_scim.core.reasons import STALLING_REASONS, Reason
 
 DRIFT_LIMIT = 50
@@ -145,8 +146,7 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
     if r.held and o.hold_reason == Reason.REMOVALS_HELD:
         msg = (
             f"{r.held} removal(s) held by the removal guard of workspace {workspace_ref} (plan {o.plan_id}): "
-            f"review them, then approve with `kubectl annotate synapseworkspace {workspace_ref} "
-            f"synapse-scim.io/approve-removals={o.plan_id} --overwrite`"
+            f"review them, then approve with `{approve_command(o.workspace_namespace, workspace_ref, o.plan_id)}`"
         )
         return ready_conditions(ready=False, reason=Reason.REMOVALS_HELD, message=msg, stalled=True)
     if o.workspace_suspended:

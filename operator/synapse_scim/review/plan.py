@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from synapse_scim.core.model import Assignment, Principal, normalize_id
-from synapse_scim.core.objects import APPROVE_ANNOTATION
+from synapse_scim.core.objects import approve_command
 from synapse_scim.core.reasons import Action, Reason
 from synapse_scim.review.chains import GroupWalker, chain_text
 from synapse_scim.review.holdings import (
@@ -214,8 +214,7 @@ def _plan_text(report: list[dict[str, Any]], out: TextIO) -> None:
         if plan is not None and plan.held and plan.hold_reason == Reason.REMOVALS_HELD:
             out.write(
                 f"  {len(plan.held)} removal(s) held by the removal guard; approve after merge with:\n"
-                f"    kubectl annotate synapseworkspace {preview.ws.name} -n {preview.ws.namespace} "
-                f"{APPROVE_ANNOTATION}={plan.plan_id} --overwrite\n"
+                f"    {approve_command(preview.ws.namespace, preview.ws.name, plan.plan_id)}\n"
             )
         for p in item["problems"]:
             who = f"SynapseRoleBinding {p['binding']}" if p["binding"] else "workspace"
