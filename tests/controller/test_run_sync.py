@@ -191,6 +191,30 @@ async def test_a_deleted_binding_is_released_once_what_it_granted_is_revoked(
     assert sample("synapse_scim_assignments_deleted_total", **labels) == 5
 
 
+async def test_a_deleted_binding_whose_removals_are_held_shows_it_and_is_not_released(
+    sb: Sandbox, memo: Any, ns: str, events: Any
+):
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns, removalGuard={"maxRemovals": 2}))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    await run_sync((ns, "analytics"), memo, LOG)
+    assert condition(kube.status(BINDINGS, ns, "engineers"))["reason"] == "InSync"
+
+    deleting = binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS, deleting=True)
+    deleting["status"] = kube.status(BINDINGS, ns, "engineers")
+    kube.add(deleting)
+    released = memo.registry.waiting_release(BindingKey(ns, "engineers"))
+    result = await run_sync((ns, "analytics"), memo, LOG)
+    assert result is not None and result.finalizable == frozenset() and not released.done()
+    assert len(await holders(sb, CONTRIBUTOR)) == 5
+    # While its finalizer waits, its status is what users see: the held removals, not the old InSync.
+    binding = kube.status(BINDINGS, ns, "engineers")
+    assert (condition(binding)["reason"], binding["summary"]["pendingRemoval"]) == ("RemovalsHeld", 5)
+    assert f"-n {ns} synapse-scim.io/approve-removals=" in condition(binding)["message"]
+    assert condition(kube.status(WORKSPACES, ns, "analytics"))["reason"] == "RemovalsHeld"
+    assert sample("synapse_scim_binding_ready", namespace=ns, binding="engineers") == 0
+
+
 async def test_credentials_are_dropped_after_authentication_failed(sb: Sandbox, memo: Any, ns: str, events: Any):
     kube: FakeKube = memo.kube
     kube.add(workspace_body(sb, ns))

@@ -113,6 +113,47 @@ async def test_removals_above_the_guard_are_held_until_the_annotation_approves_t
     assert condition(approved.workspace_status)["reason"] == "Synced" and "heldPlan" not in approved.workspace_status
 
 
+async def test_a_deleted_binding_whose_removals_are_held_says_so_until_they_are_approved(
+    sb: Sandbox, clients: Clients, ns: str
+):
+    guard = {"removalGuard": {"maxRemovals": 2}}
+    engineers = binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS)
+    first = await sync(sb, clients, ns, [engineers], **guard)
+    granted = binding_status(
+        first.outcomes[BindingKey(ns, "engineers")], generation=1, old=None, workspace_ref="analytics", when=WHEN
+    )
+    assert condition(granted)["reason"] == "InSync"
+
+    # Deleted: its five grants are due for removal, more than maxRemovals. Its finalizer waits, and
+    # its status (what users see meanwhile) says why, instead of the InSync it had.
+    deleting = binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS, deleting=True, status=granted)
+    held = await sync(sb, clients, ns, [deleting], status=first.workspace_status, **guard)
+    assert held.finalizable == frozenset() and await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS)
+    plan_id = held.workspace_status["heldPlan"]["id"]
+    status = binding_status(
+        held.outcomes[BindingKey(ns, "engineers")], generation=1, old=granted, workspace_ref="analytics", when=WHEN
+    )
+    ready = condition(status)
+    assert (ready["status"], ready["reason"], condition(status, "Stalled")["status"]) == (
+        "False",
+        "RemovalsHeld",
+        "True",
+    )
+    assert (
+        f"kubectl annotate synapseworkspace analytics -n {ns} {APPROVE_ANNOTATION}={plan_id} --overwrite"
+        in (ready["message"])
+    )
+    assert status["summary"] == {"desired": 0, "inSync": 0, "missing": 0, "pendingRemoval": 5, "unmanaged": 0}
+    assert status["claims"] == granted["claims"]  # what the next sync must still clean up
+
+    # Approved: the removals go and the binding is released; it gets no status any more.
+    approved = await sync(
+        sb, clients, ns, [deleting], status=held.workspace_status, annotations={APPROVE_ANNOTATION: plan_id}, **guard
+    )
+    assert approved.finalizable == {BindingKey(ns, "engineers")} and await holders(sb, CONTRIBUTOR) == set()
+    assert BindingKey(ns, "engineers") not in approved.outcomes
+
+
 async def test_a_suspended_workspace_writes_nothing(sb: Sandbox, clients: Clients, ns: str):
     before = await sb.admin.list_assignments("analytics")
     result = await sync(sb, clients, ns, [binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS)], suspend=True)

@@ -22,6 +22,7 @@ from planner_builders import (
 from synapse_scim.core.model import (
     Assignment,
     BindingKey,
+    BindingReport,
     Grant,
     Principal,
     PrincipalType,
@@ -443,8 +444,12 @@ def test_deleting_binding_waits_while_its_removals_are_held() -> None:
     ins = dataclasses.replace(ins, bindings=tuple(dataclasses.replace(b, deleting=True) for b in ins.bindings))
     plan = plan_workspace(ins)
     assert plan.hold_reason == HOLD_REMOVALS and plan.finalizable == frozenset()
+    # Its report says what its finalizer waits for: nothing desired, 60 removals, all held.
+    r = plan.deleting_reports[key("b")]
+    assert (r.desired, r.in_sync, r.missing_count, r.pending_removal, r.held) == (0, 0, 0, 60, 60)
     approved = plan_workspace(dataclasses.replace(ins, approved_plan_id=plan.plan_id))
     assert approved.finalizable == {key("b")} and len(approved.deletes) == 60
+    assert (approved.deleting_reports[key("b")].pending_removal, approved.deleting_reports[key("b")].held) == (60, 0)
 
 
 def test_deleting_binding_with_incomplete_list_does_not_finalize() -> None:
@@ -516,9 +521,33 @@ def test_unexpected_items_get_names_from_role_definitions_and_other_wishes() -> 
     ]
 
 
-def test_reports_exist_for_live_bindings_only() -> None:
+def test_reports_exist_for_live_bindings_and_deleting_ones_apart() -> None:
     plan = plan_workspace(inputs(binding("live"), binding("gone", deleting=True)))
-    assert list(plan.reports) == [key("live")]
+    assert list(plan.reports) == [key("live")] and list(plan.deleting_reports) == [key("gone")]
+    assert plan_workspace(inputs(binding("gone", deleting=True)), reports=False).deleting_reports == {}
+
+
+def test_a_deleting_binding_reports_over_the_pairs_it_cleans_up() -> None:
+    # Its wishes are void; its current and previous claims are what it cleans up (rule 3), and a
+    # manual grant there stays, counted as unmanaged. A pair a live binding wants stays out of it.
+    role_dropped = binding("b", [(CONTRIBUTOR, A)], roles=(CONTRIBUTOR,), deleting=True)
+    role_dropped = dataclasses.replace(role_dropped, previous_claims=frozenset({(CONTRIBUTOR, WS), (PUBLISHER, WS)}))
+    plan = plan_workspace(
+        inputs(
+            role_dropped,
+            binding("live", [(CONTRIBUTOR, C)]),
+            actual=[owned(CONTRIBUTOR, A), owned(PUBLISHER, B), owned(CONTRIBUTOR, C), manual(CONTRIBUTOR, D)],
+        )
+    )
+    r = plan.deleting_reports[key("b")]
+    assert (r.desired, r.pending_removal, r.held, r.unmanaged) == (0, 2, 0, 1)
+    assert {u.principal_id for u in r.unexpected} == {A.id, B.id, D.id}
+    # An Observe or suspended binding with deletionPolicy Delete removes nothing: nothing to report.
+    for kw in ({"mode": "Observe"}, {"suspended": True}):
+        quiet = plan_workspace(inputs(binding("b", [], deleting=True, **kw), actual=[owned(CONTRIBUTOR, A)]))
+        assert quiet.deleting_reports[key("b")] == BindingReport(
+            desired=0, in_sync=0, pending_removal=0, unmanaged=0, held=0
+        )
 
 
 # --- determinism, apply, describe -----------------------------------------------------------

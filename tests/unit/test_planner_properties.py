@@ -242,9 +242,15 @@ def test_plan_is_independent_of_input_order(ins: WorkspaceInputs, rnd) -> None:
 def test_reports_add_up(ins: WorkspaceInputs) -> None:
     plan = plan_workspace(ins)
     assert set(plan.reports) == {b.key for b in ins.bindings if not b.deleting}
+    assert set(plan.deleting_reports) == {b.key for b in ins.bindings if b.deleting}
     removing = {normalize_id(a.id) for a in (*plan.deletes, *plan.held)}
     for b in ins.bindings:
         if b.deleting:
+            r = plan.deleting_reports[b.key]
+            assert r.desired == r.in_sync == r.missing_count == 0 and r.problems == ()
+            if b.active_enforcer and b.deletion_policy is DeletionPolicy.DELETE and ins.actual_complete:
+                # What its report shows held is exactly what keeps its finalizer (rule 7).
+                assert (b.key in plan.finalizable) == (r.held == 0) or ins.suspended
             continue
         r = plan.reports[b.key]
         assert r.desired == r.in_sync + r.missing_count == len({dg.grant.key for dg in b.desired})

@@ -70,6 +70,32 @@ def test_held_removals_stall_with_the_approval_command():
     assert approve in ready["message"]
 
 
+def test_a_deleting_binding_shows_what_its_finalizer_waits_for():
+    held = BindingOutcome(
+        report=report(desired=0, in_sync=0, pending_removal=7, held=7),
+        hold_reason="RemovalsHeld",
+        plan_id="abc123",
+        workspace_namespace="team",
+        deleting=True,
+    )
+    status = binding_status(held, generation=1, old=None, workspace_ref="ws", when=T0)
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "RemovalsHeld") and conds(held)["Stalled"][0] == "True"
+    assert "-n team synapse-scim.io/approve-removals=abc123" in ready["message"]
+    assert "being deleted" in ready["message"]
+    assert status["summary"]["pendingRemoval"] == 7
+    # Revocations still to make (a delete failed, retried): in progress, not Ready.
+    revoking = dataclasses.replace(held, report=report(desired=0, in_sync=0, pending_removal=2), hold_reason=None)
+    assert conds(revoking)["Ready"] == ("False", "Applying") and conds(revoking)["Reconciling"][0] == "True"
+    # Nothing of its own left, but not released by this sync (another write failed): still in progress.
+    waiting = dataclasses.replace(revoking, report=report(desired=0, in_sync=0))
+    assert conds(waiting)["Ready"] == ("False", "Applying")
+    # Observe or not, a deleting binding is never InSync: it is waiting to go.
+    assert conds(dataclasses.replace(waiting, observe=True))["Ready"] == ("False", "Applying")
+    # No binding leaves a suspended workspace (rule 9).
+    assert conds(dataclasses.replace(waiting, workspace_suspended=True))["Ready"] == ("False", "WorkspaceSuspended")
+
+
 def test_observe_mode_with_drift_is_not_ready_and_not_stalled():
     c = conds(BindingOutcome(report=report(missing=(item(),)), observe=True))
     assert c["Ready"] == ("False", "DriftDetected") and c["Stalled"][0] == "False" and c["Reconciling"][0] == "False"

@@ -59,9 +59,9 @@ def workspace_failure(
             workspace_namespace=ws.namespace,
             suspended=b.suspended,
             workspace_suspended=ws.suspended,
+            deleting=b.deleting,  # its clean-up, and so its finalizer, waits for the workspace too
         )
         for b in bindings
-        if not b.deleting
     }
     return SyncResult(workspace_status=status, outcomes=outcomes, problem=problem)
 
@@ -107,9 +107,25 @@ async def sync_workspace(
     orphaned_after = inputs.orphaned_ids | plan.newly_orphaned
     final = plan_workspace(dataclasses.replace(inputs, actual=after, orphaned_ids=orphaned_after))
 
+    failed_any = any(written.errors.values())
+    finalizable = frozenset() if failed_any else plan.finalizable
+
     outcomes: dict[BindingKey, BindingOutcome] = {}
     for state in read.states:
         if state.deleting:
+            if state.key not in finalizable:
+                # Its finalizer waits, and its status is what users see meanwhile (one released
+                # now is gone with its status, so it gets none).
+                outcomes[state.key] = BindingOutcome(
+                    report=final.deleting_reports.get(state.key),
+                    hold_reason=final.hold_reason,
+                    plan_id=final.plan_id,
+                    workspace_name=workspace.name,
+                    workspace_namespace=ws.namespace,
+                    suspended=state.suspended,
+                    workspace_suspended=ws.suspended,
+                    deleting=True,
+                )  # no claims: its status keeps the ones the next sync must still clean up
             continue
         outcomes[state.key] = BindingOutcome(
             report=final.reports.get(state.key),
@@ -124,8 +140,6 @@ async def sync_workspace(
             suspended=state.suspended,
             workspace_suspended=ws.suspended,
         )
-    failed_any = any(written.errors.values())
-    finalizable = frozenset() if failed_any else plan.finalizable
 
     managed = sum(1 for a in after if a.owned and a.id.lower() not in orphaned_after)
     status: dict[str, Any] = {

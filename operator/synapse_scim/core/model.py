@@ -417,7 +417,9 @@ class Plan:
     # Deleting bindings whose clean-up is complete once this plan's deletes succeeded and
     # newly_orphaned is persisted: their finalizer may go.
     finalizable: frozenset[BindingKey] = frozenset()
-    reports: dict[BindingKey, BindingReport] = field(default_factory=dict, hash=False)
+    reports: dict[BindingKey, BindingReport] = field(default_factory=dict, hash=False)  # live bindings
+    # Deleting bindings whose finalizer has not gone yet: nothing desired; over the pairs they clean up.
+    deleting_reports: dict[BindingKey, BindingReport] = field(default_factory=dict, hash=False)
 
     @property
     def is_empty(self) -> bool:

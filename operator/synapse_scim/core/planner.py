@@ -109,8 +109,9 @@ def _assignment_sort_key(a: Assignment) -> tuple[str, ...]:
 def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     """Plan one sync of one workspace. Pure and deterministic.
 
-    ``reports=False`` leaves ``Plan.reports`` empty: a caller that only needs the writes (and reports
-    on a second plan after them) does not pay for per-binding drift reports twice.
+    ``reports=False`` leaves ``Plan.reports`` and ``Plan.deleting_reports`` empty: a caller that only
+    needs the writes (and reports on a second plan after them) does not pay for per-binding drift
+    reports twice.
 
     The rules (1 union, 2 creates, 3 pruning domain and orphans, 4 full knowledge, 5 removal guard,
     6 reports, 7 finalizing, 8 determinism, 9 suspended workspace) are stated, with their reasons, in
@@ -207,11 +208,24 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
         b.key for b in bindings if b.deleting and _may_finalize(b, claims_of(b), inputs.actual_complete, held_pairs)
     )
 
-    drift = _reports(inputs, live, actual, wanted, is_managed, deletes, held) if reports else {}
+    drift: dict[BindingKey, BindingReport] = {}
+    leaving: dict[BindingKey, BindingReport] = {}
+    if reports:
+        # Rule 6: a live binding over its current claims; a deleting one, whose wishes are void, over
+        # the pairs its clean-up covers, so that its status says what its finalizer waits for.
+        scopes = [(b, {pair_key(r, s) for r, s in b.claims}, False) for b in live]
+        scopes += [(b, claims_of(b) if _cleans_up(b) else set(), True) for b in bindings if b.deleting]
+        made = _reports(inputs, scopes, actual, wanted, is_managed, deletes, held)
+        drift = {k: made[k] for k in (b.key for b in live)}
+        leaving = {b.key: made[b.key] for b in bindings if b.deleting}
     if inputs.suspended:
         # Rule 9: a suspended workspace is written nothing, but what it would do is still reported.
         return Plan(
-            held=tuple(sorted(held, key=_assignment_sort_key)), hold_reason=hold_reason, plan_id=plan_id, reports=drift
+            held=tuple(sorted(held, key=_assignment_sort_key)),
+            hold_reason=hold_reason,
+            plan_id=plan_id,
+            reports=drift,
+            deleting_reports=leaving,
         )
     return Plan(
         creates=tuple(creates),
@@ -222,7 +236,13 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
         newly_orphaned=frozenset(newly_orphaned),
         finalizable=finalizable,
         reports=drift,
+        deleting_reports=leaving,
     )
+
+
+def _cleans_up(b: BindingState) -> bool:
+    """Whether a deleting binding's pairs are its to clean up: revoked (rule 3) or marked orphaned."""
+    return b.deletion_policy is DeletionPolicy.ORPHAN or b.active_enforcer
 
 
 def _may_finalize(b: BindingState, pairs: set[Pair], actual_complete: bool, held_pairs: set[Pair]) -> bool:
@@ -237,7 +257,7 @@ def _may_finalize(b: BindingState, pairs: set[Pair], actual_complete: bool, held
 
 def _reports(
     inputs: WorkspaceInputs,
-    live: list[BindingState],
+    scopes: list[tuple[BindingState, set[Pair], bool]],
     actual: list[Assignment],
     wanted: Mapping[TupleKey, list[DesiredGrant]],
     is_managed: Callable[[Assignment], bool],
@@ -264,9 +284,10 @@ def _reports(
         actual_keys.add(g.key)
         by_pair.setdefault(g.pair, []).append((i, a, g))
     reports: dict[BindingKey, BindingReport] = {}
-    for b in live:
+    # Each binding, the pairs its report covers, and whether it is deleting (its wishes are void).
+    for b, current, deleting in scopes:
         own: dict[TupleKey, DesiredGrant] = {}
-        for dg in sorted(b.desired, key=lambda d: d.sort_key):
+        for dg in () if deleting else sorted(b.desired, key=lambda d: d.sort_key):
             own.setdefault(dg.grant.key, dg)
         missing = tuple(
             DriftItem(
@@ -280,7 +301,6 @@ def _reports(
             for key, dg in sorted(own.items())
             if key not in actual_keys
         )
-        current = {pair_key(r, s) for r, s in b.claims}
         unexpected: list[DriftItem] = []
         pending = held_here = unmanaged = 0
         in_pairs = sorted(item for pair in current for item in by_pair.get(pair, ()))  # actual's order
@@ -312,7 +332,7 @@ def _reports(
             held=held_here,
             missing=missing,
             unexpected=tuple(unexpected),
-            problems=b.errors,
+            problems=() if deleting else b.errors,
         )
     return reports
 

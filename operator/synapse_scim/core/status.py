@@ -100,6 +100,8 @@ class BindingOutcome:
     observe: bool = False
     suspended: bool = False
     workspace_suspended: bool = False  # the SynapseWorkspace's spec.suspend: its plan writes nothing
+    # Deleted, and its finalizer waits for its clean-up: ``report`` is then over the pairs it cleans up.
+    deleting: bool = False
 
 
 def _workspace_label(o: BindingOutcome, workspace_ref: str) -> str:
@@ -143,28 +145,42 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
         )
     r = o.report
     assert r is not None
+    leaving = "; this binding is being deleted: it goes once they are revoked" if o.deleting else ""
     if r.held and o.hold_reason == Reason.REMOVALS_HELD:
         msg = (
             f"{r.held} removal(s) held by the removal guard of workspace {workspace_ref} (plan {o.plan_id}): "
             f"review them, then approve with `{approve_command(o.workspace_namespace, workspace_ref, o.plan_id)}`"
+            f"{leaving}"
         )
         return ready_conditions(ready=False, reason=Reason.REMOVALS_HELD, message=msg, stalled=True)
     if o.workspace_suspended:
         # Rule 9: nothing is written to the workspace, so nothing is in progress and nothing leaves;
         # the counts still tell what would change.
+        waits = " (and this binding, being deleted, waits for it)" if o.deleting else ""
         return ready_conditions(
             ready=False,
             reason=Reason.WORKSPACE_SUSPENDED,
             message=f"SynapseWorkspace {_workspace_label(o, workspace_ref)} has spec.suspend: true, so nothing is "
             f"granted or revoked for this binding ({len(r.missing)} missing, {r.pending_removal} to revoke); "
-            "set it to false to resume",
+            f"set it to false to resume{waits}",
         )
     if r.held:
         return ready_conditions(
             ready=False,
             reason=Reason.READS_INCOMPLETE,
             reconciling=True,
-            message=f"{r.held} removal(s) wait until every read of a sync succeeds",
+            message=f"{r.held} removal(s) wait until every read of a sync succeeds{leaving}",
+        )
+    if o.deleting:
+        # Not released by this sync although nothing is held: a revocation (its own or another
+        # binding's) failed, and the next sync retries it.
+        return ready_conditions(
+            ready=False,
+            reason=Reason.APPLYING,
+            reconciling=True,
+            message=f"being deleted: {r.pending_removal} to revoke first"
+            if r.pending_removal
+            else "being deleted: released after a sync in which every write succeeds",
         )
     drift = len(r.missing) + r.pending_removal
     if o.observe:
