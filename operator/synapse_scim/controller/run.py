@@ -76,21 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port is not None:
         os.environ["SYNAPSE_SCIM_METRICS_PORT"] = str(args.metrics_port)
 
-    import kopf
-
-    from synapse_scim.controller import handlers  # noqa: F401  (registers the handlers)
+    from synapse_scim.controller import handlers, runtime  # noqa: F401  (registers the handlers)
     from synapse_scim.controller.election import election_enabled
     from synapse_scim.metrics import LEADER
 
-    if election_enabled():
-        from synapse_scim.controller.election import run_elected
+    try:
+        if election_enabled():
+            from synapse_scim.controller.election import run_elected
 
-        return run_elected(args.namespace, args.liveness or None)
-    LEADER.set(1)  # alone: this process acts
-    kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        standalone=True,
-        liveness_endpoint=args.liveness or None,
-    )
-    return 0
+            return run_elected(args.namespace, args.liveness or None)
+        LEADER.set(1)  # alone: this process acts
+        return runtime.run(args.namespace, args.liveness or None)
+    finally:
+        runtime.ignore_stop_signals()
