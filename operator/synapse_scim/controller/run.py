@@ -76,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port is not None:
         os.environ["SYNAPSE_SCIM_METRICS_PORT"] = str(args.metrics_port)
 
+    # Before kopf: without a configuration kopf would retry its startup every minute, for ever.
+    from synapse_scim.adapters.kube import KubeConfigMissing, check_config
+
+    try:
+        check_config()
+    except KubeConfigMissing as exc:
+        logging.getLogger("synapse_scim.run").error("%s", exc)
+        return 1
+
     from synapse_scim.controller import handlers, runtime  # noqa: F401  (registers the handlers)
     from synapse_scim.controller.election import election_enabled
     from synapse_scim.metrics import LEADER
