@@ -160,7 +160,10 @@ def _drive(
                 "cloud": {"authorityHost": sb.authority_host, "graphEndpoint": sb.graph_url.removesuffix("/v1.0")},
             }
         )
-        say("kubectl apply -f examples/ (the workspace, pointed at the sandbox, and five bindings)")
+        say(
+            "kubectl apply -f examples/workspace.yaml -f examples/bindings/"
+            " (the workspace, pointed at the sandbox, and five bindings)"
+        )
         custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, WORKSPACES, workspace)
         for path in sorted(_repo_file("examples", "bindings").glob("*.yaml")):
             body = yaml.safe_load(path.read_text())

@@ -237,6 +237,8 @@ class Sandbox:
             "SYNAPSE_SCIM_SYNAPSE_URL": self.synapse_url,
             "SYNAPSE_SCIM_SANDBOX_ADMIN_URL": self.admin_url,
             "SYNAPSE_SCIM_SANDBOX_CA": str(self.ca_path),
+            # What `synapse-scim run` trusts for Azure's endpoints (adapters/credentials.py).
+            "SYNAPSE_SCIM_AZURE_CA_BUNDLE": str(self.ca_path),
         }
         for name in self.state.workspaces:
             key = "".join(c if c.isalnum() else "_" for c in name).upper()

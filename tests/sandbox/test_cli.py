@@ -94,6 +94,9 @@ def test_cli_text_output_env_file_and_sigint(run: type[Process], tmp_path: Path)
     assert "secret=sandbox-operator-secret" in text
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
     assert Path(env["SSL_CERT_FILE"]) == tmp_path / "certs" / "ca.pem" == Path(env["REQUESTS_CA_BUNDLE"])
+    # The operator's own setting for a private Azure CA (adapters/credentials.py: azure_ca_bundle), so
+    # that `synapse-scim run` with this env file sourced trusts the sandbox.
+    assert Path(env["SYNAPSE_SCIM_AZURE_CA_BUNDLE"]) == tmp_path / "certs" / "ca.pem"
     cred = ClientSecretCredential(
         env["AZURE_TENANT_ID"],
         env["AZURE_CLIENT_ID"],
@@ -122,6 +125,7 @@ def test_cli_json_and_sigterm(run: type[Process], tmp_path: Path) -> None:
     assert info["graph_url"].endswith("/v1.0") and info["workspaces"]["analytics"].startswith("https://127.0.0.1:")
     assert info["env"]["AZURE_CLIENT_SECRET"] == "sandbox-operator-secret"
     assert Path(info["ca_path"]).exists()
+    assert info["env"]["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] == info["ca_path"]
     rc, stderr = p.stop(signal.SIGTERM)
     assert rc == 0 and "Traceback" not in stderr
 

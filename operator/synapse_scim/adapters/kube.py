@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 from collections.abc import Mapping
 from typing import Any, cast
 
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -108,7 +110,8 @@ def kubeconfig_client(config_file: str | None = None, context: str | None = None
 
 
 def api_client() -> client.ApiClient:
-    """The in-cluster configuration (a pod's ServiceAccount), else the kubeconfig."""
+    """The in-cluster configuration (a pod's ServiceAccount), else the kubeconfig (check_config says
+    beforehand, in one line, why neither is usable)."""
     from kubernetes import config
 
     try:
@@ -116,3 +119,61 @@ def api_client() -> client.ApiClient:
         return client.ApiClient()
     except config.ConfigException:
         return kubeconfig_client()
+
+
+class KubeConfigMissing(Exception):
+    """No usable Kubernetes configuration. The message is one line: what is missing, and the fix."""
+
+
+def check_config() -> None:
+    """Raise KubeConfigMissing unless api_client() will find a configuration.
+
+    It looks where api_client() looks, in the same order, and so does kopf's own login
+    (kopf.login_via_client): the in-cluster configuration (a pod's ServiceAccount), else the
+    kubeconfig ($KUBECONFIG, a list of files, else ~/.kube/config; its current context). Both are
+    loaded into throw-away configurations. Loading reads files and talks to no API server: a
+    cluster that is down passes, and kopf retries it."""
+    from kubernetes import config
+    from kubernetes.config import kube_config
+
+    try:
+        config.load_incluster_config(client_configuration=client.Configuration())  # type: ignore[no-untyped-call]
+        return
+    except config.ConfigException as exc:
+        in_cluster = _one_line(exc)
+    try:
+        config.load_kube_config(client_configuration=client.Configuration())  # type: ignore[no-untyped-call]
+        return
+    except (config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+        problem = _one_line(exc)
+    # The location the client uses: $KUBECONFIG as it was when the client was imported.
+    location: str = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    raise KubeConfigMissing(config_problem(location, "KUBECONFIG" in os.environ, problem, in_cluster))
+
+
+def config_problem(location: str, named: bool, problem: str, in_cluster: str) -> str:
+    """The one-line message of check_config: `location` is $KUBECONFIG (`named`) or ~/.kube/config,
+    `problem` why loading it failed, `in_cluster` why the in-cluster configuration did."""
+    paths = [path for path in location.split(os.pathsep) if path]
+    existing = [path for path in paths if os.path.exists(os.path.expanduser(path))]
+    where = f"KUBECONFIG={location}" if named else location
+    if existing:
+        what = f"no usable Kubernetes configuration: {where}: {problem}"
+        fix = "fix it, or set KUBECONFIG to another kubeconfig file"
+    else:
+        if not named:
+            what = f"no Kubernetes configuration: KUBECONFIG is not set and {location} does not exist"
+        elif not paths:
+            what = "no Kubernetes configuration: KUBECONFIG is empty"
+        elif len(paths) == 1:
+            what = f"no Kubernetes configuration: {where} does not exist"
+        else:
+            what = f"no Kubernetes configuration: none of the files in {where} exists"
+        fix = "set KUBECONFIG to a kubeconfig file, or run in a cluster"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):  # in a pod, whose own configuration failed too
+        what += f"; in the cluster: {in_cluster} (is the ServiceAccount token mounted?)"
+    return f"{what}; {fix}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

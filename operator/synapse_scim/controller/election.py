@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -49,6 +48,7 @@ from kubernetes.client.exceptions import ApiException
 
 from synapse_scim import metrics
 from synapse_scim.adapters.kube import api_client
+from synapse_scim.controller import runtime
 from synapse_scim.core.durations import parse_duration
 
 log = logging.getLogger("synapse_scim.leadership")
@@ -341,8 +341,6 @@ def _lost(exc: BaseException) -> None:
 
 
 async def elected(namespaces: Sequence[str], liveness: str | None) -> int:
-    import kopf
-
     config = LeaseConfig.from_env(namespaces)
     elector = LeaderElector(client.CoordinationV1Api(api_client()), config)
     metrics.LEADER.set(0)
@@ -350,31 +348,24 @@ async def elected(namespaces: Sequence[str], liveness: str | None) -> int:
     if port:
         await metrics.serve(port)
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    # One stop for the whole run, standby and leader: a signal at any moment (also a second one,
+    # or one between the two) resolves it, and nothing is left without a handler in between.
+    stop = asyncio.get_running_loop().create_future()
+    runtime.stop_on_signals(stop)
     health = await _standby_liveness(liveness)
     acquiring = asyncio.create_task(elector.acquire())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)  # kopf installs its own
+    await asyncio.wait({acquiring, stop}, return_when=asyncio.FIRST_COMPLETED)
     if health is not None:
         await health.cleanup()
-    if not acquiring.done():
+    if stop.done():
         acquiring.cancel()
+        await elector.release()  # if it was acquired in the same moment
         log.info("leader election: stopped while standby")
         return 0
-    stopping.cancel()
 
     metrics.LEADER.set(1)
     holding = asyncio.create_task(elector.hold())
-    operating = asyncio.create_task(
-        kopf.operator(
-            clusterwide=not namespaces, namespaces=list(namespaces), standalone=True, liveness_endpoint=liveness
-        )
-    )
+    operating = asyncio.create_task(runtime.operate(namespaces, liveness, stop))
     await asyncio.wait({holding, operating}, return_when=asyncio.FIRST_COMPLETED)
     if holding.done():
         _lost(holding.exception() or RuntimeError("the renewal loop ended"))

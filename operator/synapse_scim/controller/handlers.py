@@ -64,7 +64,16 @@ async def workspace_changed(namespace: str | None, name: str, memo: Any, **_: An
     memo.registry.poke((_namespaced(namespace), name))  # spec, or the approval annotation
 
 
-@kopf.daemon(GROUP, VERSION, WORKSPACES, cancellation_timeout=30)
+# How kopf stops a loop (workspace deleted, operator exiting): it sets `stopped`, waits
+# LOOP_STOP_GRACE for the loop to return (at once when it is waiting; after its sync when one is
+# running), then cancels it and waits LOOP_CANCEL_WAIT more. Without a grace period kopf cancels
+# the loop right after setting `stopped` ("Daemon 'workspace_loop' is cancelled. Will escalate.").
+# Both together stay well within the chart's terminationGracePeriodSeconds (60 s).
+LOOP_STOP_GRACE = 20.0
+LOOP_CANCEL_WAIT = 10.0
+
+
+@kopf.daemon(GROUP, VERSION, WORKSPACES, cancellation_backoff=LOOP_STOP_GRACE, cancellation_timeout=LOOP_CANCEL_WAIT)
 async def workspace_loop(
     stopped: kopf.DaemonStopped,
     namespace: str | None,

@@ -34,16 +34,24 @@ async def run_workspace_loop(
     trigger = memo.registry.trigger(key)
     trigger.set()  # first sync at once
     last_full = last_directory = -float("inf")
+    # kopf sets `stopped` when the workspace is deleted or the operator exits. The wait below ends on
+    # it too: a loop that only checked it between waits would sleep on until kopf cancels it.
+    stopping = asyncio.ensure_future(stopped.wait())
     try:
         while not stopped:
             # Read each time: a changed spec.syncInterval applies from the last full sync, not the next.
             interval = sync_interval(body.get("spec", {}))
             if settings.strategy is Strategy.NAIVE:
                 interval = min(interval, settings.directory_poll_interval)
+            poked = asyncio.ensure_future(trigger.wait())
             try:
-                await asyncio.wait_for(trigger.wait(), timeout=max(0.0, last_full + interval - time.monotonic()))
-            except TimeoutError:
-                pass
+                await asyncio.wait(
+                    (poked, stopping),
+                    timeout=max(0.0, last_full + interval - time.monotonic()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                poked.cancel()
             if stopped:
                 break
             trigger.clear()
@@ -58,6 +66,7 @@ async def run_workspace_loop(
             if directory:
                 last_directory = now
     finally:
+        stopping.cancel()
         memo.registry.running.discard(key)
         memo.tenants.unsubscribe(key)
         await memo.connections.drop(namespace, name)

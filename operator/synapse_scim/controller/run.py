@@ -76,21 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port is not None:
         os.environ["SYNAPSE_SCIM_METRICS_PORT"] = str(args.metrics_port)
 
-    import kopf
+    # Before kopf: without a configuration kopf would retry its startup every minute, for ever.
+    from synapse_scim.adapters.kube import KubeConfigMissing, check_config
 
-    from synapse_scim.controller import handlers  # noqa: F401  (registers the handlers)
+    try:
+        check_config()
+    except KubeConfigMissing as exc:
+        logging.getLogger("synapse_scim.run").error("%s", exc)
+        return 1
+
+    from synapse_scim.controller import handlers, runtime  # noqa: F401  (registers the handlers)
     from synapse_scim.controller.election import election_enabled
     from synapse_scim.metrics import LEADER
 
-    if election_enabled():
-        from synapse_scim.controller.election import run_elected
+    try:
+        if election_enabled():
+            from synapse_scim.controller.election import run_elected
 
-        return run_elected(args.namespace, args.liveness or None)
-    LEADER.set(1)  # alone: this process acts
-    kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        standalone=True,
-        liveness_endpoint=args.liveness or None,
-    )
-    return 0
+            return run_elected(args.namespace, args.liveness or None)
+        LEADER.set(1)  # alone: this process acts
+        return runtime.run(args.namespace, args.liveness or None)
+    finally:
+        runtime.ignore_stop_signals()

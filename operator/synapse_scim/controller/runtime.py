@@ -1,10 +1,13 @@
 """What the operator process holds while it runs (kopf's memo): settings, clients, loops' registry,
-tenant watches, the metrics server; how kopf is configured for it; and their clean-up."""
+tenant watches, the metrics server; how kopf is configured, run and stopped; and their clean-up."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
+from collections.abc import Sequence
 
 import kopf
 
@@ -16,6 +19,10 @@ from synapse_scim.controller.settings import Settings
 from synapse_scim.controller.tenant import Tenants
 
 FINALIZER = "synapse-scim.io/finalizer"
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+log = logging.getLogger("synapse_scim.runtime")
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -47,3 +54,65 @@ async def stop(memo: kopf.Memo) -> None:
     await memo.connections.close()
     if memo.get("metrics_server"):
         await memo.metrics_server.cleanup()
+
+
+def stop_on_signals(stop: asyncio.Future[None]) -> None:
+    """Resolve `stop` on SIGTERM (the kubelet) and SIGINT (Ctrl-C), however many of them come.
+
+    kopf's own handlers set a future's result on every signal: a second one while the operator
+    stops (Ctrl-C on `synapse-scim demo` interrupts the whole process group, then the demo
+    terminates the operator) fails in the event loop with "ERROR asyncio: Exception in callback
+    Future.set_result(<Signals.SIGTERM: 15>)". These handlers replace kopf's."""
+    loop = asyncio.get_running_loop()
+
+    def received(sig: signal.Signals) -> None:
+        if stop.done():
+            log.info("%s received: already stopping", sig.name)
+            return
+        log.info("%s received: stopping", sig.name)
+        stop.set_result(None)
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, received, sig)
+
+
+async def operate(namespaces: Sequence[str], liveness: str | None, stop: asyncio.Future[None]) -> None:
+    """Run kopf until `stop` resolves (or kopf stops by itself). This is `kopf.operator` (its
+    spawn_tasks and run_tasks), with kopf's signal handlers, which spawn_tasks installs, replaced
+    by stop_on_signals'. kopf then stops through its stop flag: as on a signal of its own, except
+    that it arms no SIGKILL of last resort (10 minutes later); in a pod, the kubelet's
+    terminationGracePeriodSeconds is that."""
+    current = asyncio.current_task()
+    existing = {task for task in asyncio.all_tasks() if task is not current}
+    tasks = await kopf.spawn_tasks(
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        standalone=True,
+        liveness_endpoint=liveness,
+        stop_flag=stop,
+    )
+    stop_on_signals(stop)
+    await kopf.run_tasks(tasks, ignored=existing)
+
+
+def ignore_stop_signals() -> None:
+    """After the operator stopped, a late SIGTERM or SIGINT must not turn the clean exit into a
+    death by signal: the interpreter's own teardown (garbage collection of the Azure SDKs) takes a
+    few hundred milliseconds, with the signals' default action back once the event loop closed."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def run(namespaces: Sequence[str], liveness: str | None) -> int:
+    """`synapse-scim run` without leader election: kopf until SIGTERM or SIGINT."""
+
+    async def alone() -> None:
+        stop = asyncio.get_running_loop().create_future()
+        stop_on_signals(stop)
+        await operate(namespaces, liveness, stop)
+
+    try:
+        asyncio.run(alone())
+    except asyncio.CancelledError:
+        pass
+    return 0
