@@ -233,3 +233,37 @@ async def test_a_role_not_valid_at_the_scope_names_the_valid_scopes_as_spec_scop
         "it is valid at: spec.scope {} (the workspace), {linkedService: NAME}, {credential: NAME}"
     )
     assert await synapse_requests(sb, "createRoleAssignment") == []
+
+
+async def test_a_dropped_role_whose_removals_are_held_stays_claimed_until_they_are_approved(
+    sb: Sandbox, clients: Clients, ns: str
+):
+    # The binding's status.claims is how the next sync knows which pairs it must still clean up. A
+    # role dropped from the spec while the guard holds its removals must stay claimed, or after one
+    # more sync nothing would ever remove them, approval or not.
+    guard = {"removalGuard": {"maxRemovals": 2}}
+    both = binding_body(ns, "engineers", [CONTRIBUTOR, USER], ENGINEERS)
+    first = await sync(sb, clients, ns, [both], **guard)
+    assert await holders(sb, USER) == ids(sb, *ENGINEERS_MEMBERS)
+    key = BindingKey(ns, "engineers")
+    status = binding_status(first.outcomes[key], generation=1, old=None, workspace_ref="analytics", when=WHEN)
+
+    ws_status = first.workspace_status
+    for _ in range(2):  # two syncs while held: the claim must survive its own status write
+        dropped = binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS, status=status)
+        held = await sync(sb, clients, ns, [dropped], status=ws_status, **guard)
+        assert condition(held.workspace_status)["reason"] == "RemovalsHeld"
+        assert await holders(sb, USER) == ids(sb, *ENGINEERS_MEMBERS)
+        status = binding_status(held.outcomes[key], generation=2, old=status, workspace_ref="analytics", when=WHEN)
+        ws_status = held.workspace_status
+        assert len(status["claims"]) == 2
+
+    plan_id = ws_status["heldPlan"]["id"]
+    dropped = binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS, status=status)
+    approved = await sync(
+        sb, clients, ns, [dropped], status=ws_status, annotations={APPROVE_ANNOTATION: plan_id}, **guard
+    )
+    assert await holders(sb, USER) == set()
+    assert await holders(sb, CONTRIBUTOR) == ids(sb, *ENGINEERS_MEMBERS)
+    done = binding_status(approved.outcomes[key], generation=2, old=status, workspace_ref="analytics", when=WHEN)
+    assert len(done["claims"]) == 1  # the cleaned-up pair is no longer claimed

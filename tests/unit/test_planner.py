@@ -182,6 +182,39 @@ def test_role_removed_from_spec_is_pruned_via_previous_claims() -> None:
     assert plan.reports[key("b")].unexpected == ()
 
 
+def test_a_dropped_role_stays_claimed_while_its_removals_are_held() -> None:
+    # status.claims is rewritten after every sync; without the carry, a held removal of a dropped
+    # role would fall out of every claim after one more sync and never be removed.
+    b = binding(
+        "b", [(CONTRIBUTOR, A)], claims={(CONTRIBUTOR, WS)}, previous_claims={(CONTRIBUTOR, WS), (PUBLISHER, WS)}
+    )
+    actual = [owned(CONTRIBUTOR, A), owned(PUBLISHER, A), owned(PUBLISHER, B)]
+    held = plan_workspace(inputs(b, actual=actual, guard=RemovalGuard(max_removals=1)))
+    assert grants_of(held.held) == {t(PUBLISHER, A), t(PUBLISHER, B)} and held.deletes == ()
+    assert held.carried_claims == {key("b"): frozenset({(PUBLISHER, WS)})}
+    # Once the removals went, nothing is owed there and the pair is let go.
+    done = plan_workspace(inputs(b, actual=apply(actual, plan_workspace(inputs(b, actual=actual)))))
+    assert done.is_empty and done.carried_claims == {}
+
+
+def test_only_owed_clean_up_is_carried() -> None:
+    dropped = {(CONTRIBUTOR, WS), (PUBLISHER, WS)}
+    # Nothing managed left at the dropped pair, a manual grant only: nothing to carry.
+    b = binding("b", [(CONTRIBUTOR, A)], claims={(CONTRIBUTOR, WS)}, previous_claims=dropped)
+    assert plan_workspace(inputs(b, actual=[manual(PUBLISHER, A)])).carried_claims == {}
+    # What another binding wants is not owed clean-up.
+    other = binding("o", [(PUBLISHER, A)], roles=(PUBLISHER,))
+    assert plan_workspace(inputs(b, other, actual=[owned(PUBLISHER, A)])).carried_claims == {}
+    # An Observe or suspended binding removes nothing, so it keeps no claim for a clean-up it owes nobody.
+    for kw in ({"mode": "Observe"}, {"suspended": True}):
+        quiet = binding("b", [(CONTRIBUTOR, A)], claims={(CONTRIBUTOR, WS)}, previous_claims=dropped, **kw)
+        assert plan_workspace(inputs(quiet, actual=[owned(PUBLISHER, B)])).carried_claims == {}
+    # An incomplete enforcer keeps it: its removals are only postponed.
+    incomplete = binding("b", [], claims={(CONTRIBUTOR, WS)}, previous_claims=dropped, complete=False)
+    plan = plan_workspace(inputs(incomplete, actual=[owned(PUBLISHER, B)]))
+    assert plan.deletes == () and plan.carried_claims == {key("b"): frozenset({(PUBLISHER, WS)})}
+
+
 def test_scope_change_prunes_the_old_scope_and_creates_at_the_new() -> None:
     b = binding("b", [(CONTRIBUTOR, A)], scope=POOL, previous_claims={(CONTRIBUTOR, WS)})
     plan = plan_workspace(inputs(b, actual=[owned(CONTRIBUTOR, A, WS)]))

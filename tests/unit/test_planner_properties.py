@@ -265,3 +265,26 @@ def test_reports_add_up(ins: WorkspaceInputs) -> None:
         # orphaned), the wanted ones included; those are not unexpected, so not in the drift list.
         theirs = [a for a in listed.values() if not a.owned or normalize_id(a.id) in ins.orphaned_ids]
         assert r.unmanaged == len(theirs) >= unexpected_unmanaged
+
+
+@PROPS
+@given(worlds())
+def test_held_removals_stay_claimed_after_the_status_write(ins: WorkspaceInputs) -> None:
+    # The next sync sees, as previous claims, what this one writes: current claims plus carried ones.
+    plan = plan_workspace(ins)
+    if not plan.held:
+        return
+
+    def written(b: BindingState) -> BindingState:
+        if b.deleting:  # a deleting binding's status keeps its claims
+            return b
+        return dataclasses.replace(b, previous_claims=b.claims | plan.carried_claims.get(b.key, frozenset()))
+
+    approved = dataclasses.replace(
+        ins,
+        bindings=tuple(written(b) for b in ins.bindings),
+        actual_complete=True,
+        guard=RemovalGuard.disabled(),
+    )
+    gone = {normalize_id(a.id) for a in plan_workspace(approved).deletes}
+    assert {normalize_id(a.id) for a in plan.held} <= gone

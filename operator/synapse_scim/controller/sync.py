@@ -127,6 +127,7 @@ async def sync_workspace(
                     deleting=True,
                 )  # no claims: its status keeps the ones the next sync must still clean up
             continue
+        claims = state.claims | final.carried_claims.get(state.key, frozenset())
         outcomes[state.key] = BindingOutcome(
             report=final.reports.get(state.key),
             problems=state.errors,
@@ -135,7 +136,7 @@ async def sync_workspace(
             plan_id=final.plan_id,
             workspace_name=workspace.name,
             workspace_namespace=ws.namespace,
-            claims=tuple(sorted(state.claims)) if state.complete or state.claims else (),
+            claims=tuple(sorted(claims)) if state.complete or claims else (),
             observe=state.mode is ManagementPolicy.OBSERVE,
             suspended=state.suspended,
             workspace_suspended=ws.suspended,

@@ -420,6 +420,9 @@ class Plan:
     reports: dict[BindingKey, BindingReport] = field(default_factory=dict, hash=False)  # live bindings
     # Deleting bindings whose finalizer has not gone yet: nothing desired; over the pairs they clean up.
     deleting_reports: dict[BindingKey, BindingReport] = field(default_factory=dict, hash=False)
+    # Live bindings' previous claims (as written in status.claims) that their status must keep:
+    # pairs they no longer claim where managed, undesired assignments still await removal.
+    carried_claims: dict[BindingKey, frozenset[tuple[str, str]]] = field(default_factory=dict, hash=False)
 
     @property
     def is_empty(self) -> bool:

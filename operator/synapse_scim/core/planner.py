@@ -204,6 +204,21 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
             deletes = candidates
 
     held_pairs = {a.grant.pair for a in held}
+
+    # Rule 3, carried claims: a pair a live binding no longer claims stays claimed while managed,
+    # undesired assignments there still await its removal (held, or not reached); otherwise the
+    # status written after this sync would forget it, and nothing would ever remove them.
+    owed_pairs = {a.grant.pair for a in actual if is_managed(a) and a.grant.key not in wanted}
+    carried: dict[BindingKey, frozenset[tuple[str, str]]] = {}
+    for b in live:
+        if not b.active_enforcer or not owed_pairs:
+            continue
+        current = {pair_key(r, s) for r, s in b.claims}
+        keep = frozenset(
+            (r, s) for r, s in b.previous_claims if pair_key(r, s) not in current and pair_key(r, s) in owed_pairs
+        )
+        if keep:
+            carried[b.key] = keep
     finalizable = frozenset(
         b.key for b in bindings if b.deleting and _may_finalize(b, claims_of(b), inputs.actual_complete, held_pairs)
     )
@@ -226,6 +241,7 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
             plan_id=plan_id,
             reports=drift,
             deleting_reports=leaving,
+            carried_claims=carried,
         )
     return Plan(
         creates=tuple(creates),
@@ -237,6 +253,7 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
         finalizable=finalizable,
         reports=drift,
         deleting_reports=leaving,
+        carried_claims=carried,
     )
 
 
