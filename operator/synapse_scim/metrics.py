@@ -116,6 +116,7 @@ _GRAPH_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"/groups$"), "listGroups"),
     ("GET", re.compile(r"/users/(delta(\(\))?|microsoft\.graph\.delta)$"), "usersDelta"),
     ("GET", re.compile(r"/users/[^/]+$"), "getUser"),
+    ("GET", re.compile(r"/servicePrincipals/(delta(\(\))?|microsoft\.graph\.delta)$"), "servicePrincipalsDelta"),
     ("GET", re.compile(r"/servicePrincipals/[^/]+$"), "getServicePrincipal"),
     ("GET", re.compile(r"/servicePrincipals$"), "listServicePrincipals"),
 ]

@@ -15,12 +15,17 @@ and service principals may be named by id, userPrincipalName, displayName or app
 | DELETE /groups/{group}                           |                                               |
 | POST /groups/{group}/members                     | {member}                                      |
 | DELETE /groups/{group}/members/{member}          |                                               |
-| POST /servicePrincipals                          | {displayName, appId?, id?}                    |
+| POST /servicePrincipals                          | {displayName, appId?, id?, accountEnabled?}   |
+| DELETE /servicePrincipals/{sp}                   |                                               |
+| POST /servicePrincipals/{sp}/disable, .../enable |                                               |
 | GET  /workspaces/{ws}/assignments                | every assignment, with createdBy              |
 | POST /workspaces/{ws}/assignments                | {role, principal, scope?, id?, principalType?} (a manual grant) |
 | DELETE /workspaces/{ws}/assignments/{id}         |                                               |
 | PUT  /workspaces/{ws}/access                     | {client, level: admin|reader|none|rbac}       |
-| POST /faults, GET /faults, DELETE /faults[/{id}] | a fault rule (see faults.py)                  |
+| POST /faults, GET /faults, DELETE /faults[/{id}] | a fault rule (see faults.py); DELETE /faults  |
+|                                                  | also removes the throttling model             |
+| PUT  /throttle, GET /throttle, DELETE /throttle  | {service: graph, rate, burst}: a token bucket |
+|                                                  | per client (see faults.py)                    |
 | GET  /counters, DELETE /counters                 | counters; DELETE also clears the request log  |
 | GET  /requests?service=&operation=&status=&since= | the request log; with count=N&timeout=S waits |
 |                                                  | until N entries match (long poll)             |
@@ -28,7 +33,9 @@ and service principals may be named by id, userPrincipalName, displayName or app
 | PUT  /token-lifetime                             | {seconds}                                     |
 | POST /tokens/expire                              | {client?}: issued tokens expire now           |
 | POST /clock/advance                              | {seconds}: the sandbox clock moves forward    |
-| POST /directory/compact                          | forget the delta change log (410 for old tokens) |
+| POST /directory/compact                          | {status?: 410|400, code?}: forget the delta   |
+|                                                  | change logs; older tokens then get 410        |
+|                                                  | SyncStateNotFound or 400 syncStateNotFound    |
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 from aiohttp import web
 
-from .directory import GROUP, SERVICE_PRINCIPAL, USER, Directory, DirectoryError
+from .directory import EXPIRED_400, EXPIRED_410, GROUP, SERVICE_PRINCIPAL, USER, Directory, DirectoryError
 from .faults import FaultRuleError
 from .state import AssignmentError, State, is_guid, stable_id
 from .tls import client_context
@@ -175,13 +182,30 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         member_id = ref.lower() if is_guid(ref) else d.resolve(ref).id
         return {"group": group.id, "member": member_id, "changed": d.remove_member(group.id, member_id)}
 
+    def sp_json(sp: Any) -> dict[str, Any]:
+        return {"id": sp.id, "appId": sp.app_id, "displayName": sp.display_name, "accountEnabled": sp.account_enabled}
+
     async def add_sp(request: web.Request) -> Any:
         b = await body(request)
         name = b["displayName"]
         sp = directory().add_service_principal(
-            b.get("id") or stable_id("servicePrincipal", name), b.get("appId") or stable_id("app", name), name
+            b.get("id") or stable_id("servicePrincipal", name),
+            b.get("appId") or stable_id("app", name),
+            name,
+            account_enabled=bool(b.get("accountEnabled", True)),
         )
-        return {"id": sp.id, "appId": sp.app_id, "displayName": sp.display_name}
+        return sp_json(sp)
+
+    async def delete_sp(request: web.Request) -> Any:
+        sp = directory().resolve(request.match_info["ref"], (SERVICE_PRINCIPAL,))
+        return sp_json(directory().delete_service_principal(sp.id))
+
+    def set_sp_enabled(enabled: bool) -> Callable[[web.Request], Any]:
+        async def fn(request: web.Request) -> Any:
+            sp = directory().resolve(request.match_info["ref"], (SERVICE_PRINCIPAL,))
+            return sp_json(directory().set_sp_account_enabled(sp.id, enabled))
+
+        return fn
 
     def assignment_json(a: Any) -> dict[str, Any]:
         return a.to_json() | {"createdBy": a.created_by}
@@ -294,9 +318,24 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         return {"offset": state.clock.offset}
 
     async def compact(request: web.Request) -> Any:
-        directory().changes.compact()
-        directory().user_changes.compact()
-        return {"seq": directory().changes.seq}
+        b = await body(request)
+        status = int(b.get("status", 410))
+        if status not in (400, 410):
+            raise ValueError("status must be 410 (Gone) or 400 (how Graph answers an expired delta link)")
+        _, code, message = EXPIRED_410 if status == 410 else EXPIRED_400
+        directory().compact((status, str(b.get("code") or code), message))
+        return {"seq": directory().changes.seq, "status": status, "code": directory().expired_answer[1]}
+
+    async def set_throttle(request: web.Request) -> Any:
+        b = await body(request)
+        return sandbox.faults.set_throttle(str(b.get("service", "graph")), b["rate"], b["burst"]).to_json()
+
+    async def get_throttle(request: web.Request) -> Any:
+        return {service: t.to_json() for service, t in sandbox.faults.throttles.items()}
+
+    async def clear_throttle(request: web.Request) -> Any:
+        sandbox.faults.throttles.clear()
+        return {"cleared": True}
 
     p = PREFIX
     return [
@@ -312,6 +351,9 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         web.post(f"{p}/groups/{{ref}}/members", wrap(add_member)),
         web.delete(f"{p}/groups/{{ref}}/members/{{member}}", wrap(remove_member)),
         web.post(f"{p}/servicePrincipals", wrap(add_sp)),
+        web.delete(f"{p}/servicePrincipals/{{ref}}", wrap(delete_sp)),
+        web.post(f"{p}/servicePrincipals/{{ref}}/disable", wrap(set_sp_enabled(False))),
+        web.post(f"{p}/servicePrincipals/{{ref}}/enable", wrap(set_sp_enabled(True))),
         web.get(f"{p}/workspaces/{{ws}}/assignments", wrap(list_assignments)),
         web.post(f"{p}/workspaces/{{ws}}/assignments", wrap(add_assignment)),
         web.delete(f"{p}/workspaces/{{ws}}/assignments/{{id}}", wrap(delete_assignment)),
@@ -328,6 +370,9 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         web.post(f"{p}/tokens/expire", wrap(expire_tokens)),
         web.post(f"{p}/clock/advance", wrap(advance_clock)),
         web.post(f"{p}/directory/compact", wrap(compact)),
+        web.put(f"{p}/throttle", wrap(set_throttle)),
+        web.get(f"{p}/throttle", wrap(get_throttle)),
+        web.delete(f"{p}/throttle", wrap(clear_throttle)),
     ]
 
 
@@ -397,8 +442,24 @@ class _AdminCalls:
     def remove_member(self, group: str, member_id: str) -> Any:
         return self._call("DELETE", f"/groups/{_q(group)}/members/{_q(member_id)}")
 
-    def add_service_principal(self, display_name: str, *, app_id: str | None = None, id: str | None = None) -> Any:
-        return self._call("POST", "/servicePrincipals", {"displayName": display_name, "appId": app_id, "id": id})
+    def add_service_principal(
+        self, display_name: str, *, app_id: str | None = None, id: str | None = None, account_enabled: bool = True
+    ) -> Any:
+        return self._call(
+            "POST",
+            "/servicePrincipals",
+            {"displayName": display_name, "appId": app_id, "id": id, "accountEnabled": account_enabled},
+        )
+
+    def delete_service_principal(self, sp: str) -> Any:
+        """`sp`: id, appId or display name."""
+        return self._call("DELETE", f"/servicePrincipals/{_q(sp)}")
+
+    def disable_service_principal(self, sp: str) -> Any:
+        return self._call("POST", f"/servicePrincipals/{_q(sp)}/disable")
+
+    def enable_service_principal(self, sp: str) -> Any:
+        return self._call("POST", f"/servicePrincipals/{_q(sp)}/enable")
 
     def add_assignment(
         self,
@@ -510,8 +571,18 @@ class _AdminCalls:
         """Move the sandbox clock (token expiry) forward without sleeping."""
         return self._call("POST", "/clock/advance", {"seconds": seconds})
 
-    def compact_change_log(self) -> Any:
-        return self._call("POST", "/directory/compact")
+    def compact_change_log(self, status: int = 410, code: str | None = None) -> Any:
+        """Forget the delta change logs: tokens issued before now are answered `status` (410, or 400
+        `syncStateNotFound` as Graph answers an expired link; `code` overrides the error code)."""
+        return self._call("POST", "/directory/compact", {"status": status, "code": code})
+
+    def set_throttle(self, rate: float, burst: float, service: str = "graph") -> Any:
+        """The throttling model: `burst` requests per client at once, refilled at `rate` per second;
+        a request beyond it gets 429 with Retry-After (inside a JSON batch too)."""
+        return self._call("PUT", "/throttle", {"service": service, "rate": rate, "burst": burst})
+
+    def clear_throttle(self) -> Any:
+        return self._call("DELETE", "/throttle")
 
 
 def _raise_for(status: int, text: str) -> None:

@@ -11,7 +11,10 @@ Indexes kept so that reads are O(answer), not O(directory):
   pointing at the snapshot it started on).
 
 Every group change (create, rename, member added or removed, delete) appends to a change log with a
-monotonically increasing sequence number; Graph's `groups/delta` is computed from it.
+monotonically increasing sequence number; Graph's `groups/delta` is computed from it. Users and
+service principals have change logs of their own (created, a property changed, deleted), for
+`users/delta` and `servicePrincipals/delta`. Each update names the property it changed, so a delta
+round reports only changes of the properties it `$select`ed, as Graph does.
 """
 
 from __future__ import annotations
@@ -123,13 +126,26 @@ class OrderedIds:
             yield o, self._by_ordinal[o]
 
 
+#: How a delta token older than the retained change log is answered: (HTTP status, error code, message).
+EXPIRED_410 = (410, "SyncStateNotFound", "The delta token is no longer valid; start a new delta round without a token.")
+EXPIRED_400 = (
+    400,
+    "syncStateNotFound",
+    "The sync state generation is not found. The delta token is expired and data must be synchronized again.",
+)
+
+
 class ChangeLog:
-    """Group change entries; entry n (1-based) has sequence number `base + n`."""
+    """Change entries; entry n (1-based) has sequence number `base + n`.
+
+    Group log: (group, op, member, kind) with op create | add | remove | update | delete (an update
+    names its property in the kind slot). User and service principal logs: (object, op, property,
+    None) with op create | update | delete."""
 
     __slots__ = ("base", "enabled", "entries")
 
     def __init__(self) -> None:
-        self.entries: list[tuple[str, str, str | None, str | None]] = []  # (group, op, member, kind)
+        self.entries: list[tuple[str, str, str | None, str | None]] = []
         self.base = 0
         self.enabled = True
 
@@ -170,7 +186,10 @@ class Directory:
         self.group_order = OrderedIds()
         self.sp_order = OrderedIds()
         self.changes = ChangeLog()
-        self.user_changes = ChangeLog()  # (user id, "create" | "update" | "delete", None, None)
+        self.user_changes = ChangeLog()  # (user id, "create" | "update" | "delete", property, None)
+        self.sp_changes = ChangeLog()  # (service principal id, "create" | "update" | "delete", property, None)
+        #: how a token older than the change log is answered (`compact` sets it): Graph uses both forms
+        self.expired_answer: tuple[int, str, str] = EXPIRED_410
         self._ordinal = itertools.count(1)
         self._upn: dict[str, str] = {}
         self._group_names: dict[str, list[str]] = {}
@@ -305,6 +324,7 @@ class Directory:
         self._sp_app[sp.app_id] = oid
         self._sp_names.setdefault(display_name.casefold(), []).append(oid)
         self.sp_order.add(sp.ordinal, oid)
+        self.sp_changes.record(oid, "create")
         return sp
 
     # ---------------------------------------------------------------- membership
@@ -367,8 +387,17 @@ class Directory:
             raise NotFound(f"user {user_id} does not exist")
         user.account_enabled = enabled
         self.revision += 1
-        self.user_changes.record(user.id, "update")
+        self.user_changes.record(user.id, "update", "accountEnabled")
         return user
+
+    def set_sp_account_enabled(self, sp_id: str, enabled: bool) -> ServicePrincipal:
+        sp = self.service_principals.get(sp_id.lower())
+        if sp is None:
+            raise NotFound(f"service principal {sp_id} does not exist")
+        sp.account_enabled = enabled
+        self.revision += 1
+        self.sp_changes.record(sp.id, "update", "accountEnabled")
+        return sp
 
     def rename_group(self, group_id: str, display_name: str) -> Group:
         group = self._group(group_id)
@@ -379,7 +408,7 @@ class Directory:
         group.display_name = display_name
         self.revision += 1
         self._group_names.setdefault(display_name.casefold(), []).append(group.id)
-        self.changes.record(group.id, "update")
+        self.changes.record(group.id, "update", None, "displayName")
         return group
 
     def _detach(self, object_id: str) -> None:
@@ -430,6 +459,7 @@ class Directory:
         if not names:
             del self._sp_names[sp.display_name.casefold()]
         self.sp_order.remove(sp.ordinal)
+        self.sp_changes.record(sp.id, "delete")
         return sp
 
     # ---------------------------------------------------------------- expansion
@@ -467,18 +497,43 @@ class Directory:
         return result
 
     # ---------------------------------------------------------------- delta
-    def user_delta(self, since: int, until: int) -> list[tuple[str, bool]]:
-        """Users changed in (since, until] as (id, deleted), ordered by each user's last change."""
+    def compact(self, answer: tuple[int, str, str] = EXPIRED_410) -> None:
+        """Forget every change log: tokens issued before now get `answer` (a full resync is needed)."""
+        self.changes.compact()
+        self.user_changes.compact()
+        self.sp_changes.compact()
+        self.expired_answer = answer
+
+    @staticmethod
+    def _objects_delta(log: ChangeLog, since: int, until: int, select: Iterable[str] | None) -> list[tuple[str, bool]]:
+        tracked = None if select is None else set(select)
         out: dict[str, bool] = {}
-        for uid, op, _, _ in self.user_changes.window(since, until):
-            out.pop(uid, None)
-            out[uid] = op == "delete"
+        for oid, op, prop, _ in log.window(since, until):
+            if op == "update" and tracked is not None and prop not in tracked:
+                continue  # Graph tracks only the $select-ed properties
+            out.pop(oid, None)
+            out[oid] = op == "delete"
         return list(out.items())
 
-    def delta(self, since: int, until: int) -> list[GroupDelta]:
-        """Net group changes in (since, until], ordered by each group's last change."""
+    def user_delta(self, since: int, until: int, select: Iterable[str] | None = None) -> list[tuple[str, bool]]:
+        """Users changed in (since, until] as (id, deleted), ordered by each user's last change; with
+        `select`, an update counts only if it changed a selected property."""
+        return self._objects_delta(self.user_changes, since, until, select)
+
+    def sp_delta(self, since: int, until: int, select: Iterable[str] | None = None) -> list[tuple[str, bool]]:
+        """Service principals changed in (since, until], as `user_delta`."""
+        return self._objects_delta(self.sp_changes, since, until, select)
+
+    def delta(self, since: int, until: int, select: Iterable[str] | None = None) -> list[GroupDelta]:
+        """Net group changes in (since, until], ordered by each group's last change. With `select`,
+        member changes count only with `members` selected, and a rename only with `displayName`."""
+        tracked = None if select is None else set(select)
         out: dict[str, GroupDelta] = {}
         for gid, op, mid, kind in self.changes.window(since, until):
+            if tracked is not None and (
+                (op in ("add", "remove") and "members" not in tracked) or (op == "update" and kind not in tracked)
+            ):
+                continue
             d = out.pop(gid, None) or GroupDelta(gid)
             out[gid] = d
             if op == "add" and mid is not None:

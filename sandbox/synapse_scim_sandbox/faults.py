@@ -10,7 +10,10 @@ A fault rule (a dict, as given to `AdminClient.inject_fault` or `POST /_sandbox/
                                      #   roleAssignmentId, roleId, principalId, scope;
                                      #   login: client_id, tenant, resource; any service: method
  "status": 429,                      # or "kind"/"kinds": "429" | "500" | "503" | any status code |
-                                     #   "timeout" | "reset" | "delay"
+                                     #   "timeout" | "reset" | "delay" | "omit" (graph only)
+ "omit": ["accountEnabled"],         # "omit": served normally, but these properties are left out of
+                                     #   the object and of each item of its "value" (what Graph does
+                                     #   to some directoryObject collections)
  "retry_after": 1,                   # Retry-After seconds sent with 429 (default 1) and 503
  "count": 3,                         # fault only the next N matching requests (default: no limit)
  "skip": 0,                          # let the first N matching requests through first
@@ -23,6 +26,13 @@ A fault rule (a dict, as given to `AdminClient.inject_fault` or `POST /_sandbox/
 
 Rules are checked in the order they were added; the first rule that fires decides. Counters are
 keyed `service.operation.status`, where status is the HTTP status or `timeout` / `reset`.
+
+The throttling model (`PUT /_sandbox/throttle {"service": "graph", "rate": 5, "burst": 10}`; DELETE
+/_sandbox/throttle, /_sandbox/faults and /_sandbox/reset remove it): a token bucket per client (the
+app of the bearer token) holding up to `burst` requests and refilled at `rate` per second. A request
+that finds its client's bucket empty is answered 429 with `Retry-After` (whole seconds until the
+bucket has a token again). Each request inside a JSON batch counts; the batch itself does not. Graph
+only for now (the service that answers 429 inside a 200).
 """
 
 from __future__ import annotations
@@ -50,6 +60,7 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
         "listServicePrincipals",
         "groupsDelta",
         "usersDelta",
+        "servicePrincipalsDelta",
         "getDirectoryObject",
         "getByIds",
         "batch",
@@ -65,7 +76,8 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
         "checkAccess",
     ),
 }
-SPECIAL_KINDS = ("timeout", "reset", "delay")
+SPECIAL_KINDS = ("timeout", "reset", "delay", "omit")
+THROTTLED_SERVICES = ("graph",)
 
 
 class FaultRuleError(ValueError):
@@ -88,6 +100,7 @@ class FaultRule:
     code: str | None = None
     message: str | None = None
     seed: int | None = None
+    omit: tuple[str, ...] = ()
     hits: int = 0
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -110,6 +123,7 @@ class FaultRule:
             "code",
             "message",
             "seed",
+            "omit",
         }
         unknown = set(raw) - known
         if unknown:
@@ -137,6 +151,12 @@ class FaultRule:
                 raise FaultRuleError(
                     f"unknown fault kind {k!r}: use an HTTP status 400-599, {', '.join(SPECIAL_KINDS)}"
                 )
+        omit_raw = raw.get("omit") or ()
+        omit = (omit_raw,) if isinstance(omit_raw, str) else tuple(str(p) for p in omit_raw)
+        if ("omit" in kinds) != bool(omit):
+            raise FaultRuleError("kind 'omit' needs 'omit': the properties to leave out (and 'omit' needs that kind)")
+        if "omit" in kinds and service != "graph":
+            raise FaultRuleError("kind 'omit' is for service 'graph' only")
         rate = float(raw.get("rate", 1.0))
         if not 0.0 < rate <= 1.0:
             raise FaultRuleError("'rate' must be in (0, 1]")
@@ -162,6 +182,7 @@ class FaultRule:
             raw.get("code"),
             raw.get("message"),
             seed,
+            omit,
             0,
             random.Random(seed),
         )
@@ -189,8 +210,35 @@ class FaultRule:
             "code": self.code,
             "message": self.message,
             "seed": self.seed,
+            "omit": list(self.omit),
             "hits": self.hits,
         }
+
+
+@dataclass
+class Throttle:
+    """A token bucket per client: up to `burst` requests, refilled at `rate` per second."""
+
+    rate: float
+    burst: float
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # client -> (tokens, at)
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise FaultRuleError("a throttle needs 'rate' > 0 (requests per second) and 'burst' >= 1")
+
+    def take(self, client: str, now: float) -> float | None:
+        """None when the request may go; else the seconds until the client's bucket has a token."""
+        tokens, at = self.buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1:
+            self.buckets[client] = (tokens - 1, now)
+            return None
+        self.buckets[client] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rate": self.rate, "burst": self.burst}
 
 
 @dataclass
@@ -207,6 +255,7 @@ class FaultInjector:
         self.latency.update(latency or {})
         self.hold = hold
         self.rules: list[FaultRule] = []
+        self.throttles: dict[str, Throttle] = {}
         self.counters: Counter[str] = Counter()
         self.log: deque[dict[str, Any]] = deque(maxlen=log_size)
         self._log_seq = itertools.count(1)
@@ -232,7 +281,20 @@ class FaultInjector:
         return len(self.rules) != before
 
     def clear(self) -> None:
+        """Every fault rule and the throttling model."""
         self.rules.clear()
+        self.throttles.clear()
+
+    def set_throttle(self, service: str, rate: float, burst: float) -> Throttle:
+        if service not in THROTTLED_SERVICES:
+            raise FaultRuleError(f"the throttling model covers {', '.join(THROTTLED_SERVICES)} only, not {service!r}")
+        self.throttles[service] = Throttle(float(rate), float(burst))
+        return self.throttles[service]
+
+    def throttled(self, service: str, client: str) -> float | None:
+        """None when `client` may send a request to `service` now; else the seconds it must wait."""
+        throttle = self.throttles.get(service)
+        return None if throttle is None else throttle.take(client, time.monotonic())
 
     def pick(self, service: str, operation: str, params: Mapping[str, str]) -> Fault | None:
         for rule in self.rules:

@@ -12,7 +12,15 @@ Operations (name: path):
 - getDirectoryObject `GET /v1.0/directoryObjects/{id}`; getByIds `POST /v1.0/directoryObjects/getByIds`;
 - groupsDelta `GET /v1.0/groups/delta`, `delta()` or `microsoft.graph.delta`.
 - usersDelta `GET /v1.0/users/delta` (same spellings): users created, changed or deleted (`@removed`).
-- batch `POST /v1.0/$batch`: JSON batching of up to 20 GET requests.
+- servicePrincipalsDelta `GET /v1.0/servicePrincipals/delta` (same spellings): service principals
+  created, changed (accountEnabled) or deleted (`@removed`).
+- batch `POST /v1.0/$batch`: JSON batching of up to 20 GET requests. The responses come in a shuffled
+  order (Graph says they may come in any order: match them by id); each inner request is served,
+  throttled and faulted as if sent alone, so an inner 429 with `Retry-After` sits in a 200 batch.
+
+Throttling: with a model set (`PUT /_sandbox/throttle`, see faults.py), each client has a token bucket;
+a request (each inner request of a batch, not the batch itself) that finds it empty is answered 429
+`TooManyRequests` with `Retry-After` (whole seconds until the bucket has a token again).
 
 Paging: `@odata.nextLink` with an opaque `$skiptoken`, absolute on the sandbox's own host. Member
 lists page over an immutable snapshot taken by the first page, so one listing is consistent.
@@ -23,8 +31,13 @@ than `delta_member_chunk` members continue on the next page, the same group id r
 `members@delta` with added members plain and removed ones carrying `@removed: {"reason": "deleted"}`,
 and deleted groups as `{"id": ..., "@removed": {"reason": "changed"}}` (soft delete, as Graph does).
 Groups without member changes carry no `members@delta`. `$select` and `$filter=id eq '...'` are kept
-in the tokens; `$deltatoken=latest` returns just a delta link for changes from now on. A delta token
-older than a change-log compaction answers 410 `SyncStateNotFound`.
+in the tokens, and only changes of the `$select`ed properties are reported (a rename only with
+`displayName`, membership only with `members`, an account change only with `accountEnabled`; creations
+and deletions always); `$deltatoken=latest` returns just a delta link for changes from now on. `$top`
+is refused on every delta (Graph does not support it; `Prefer: odata.maxpagesize` sets the page size).
+A token older than a change-log compaction (a delta link or a nextLink of a round under way) answers
+410 `SyncStateNotFound`, or 400 `syncStateNotFound` (how Graph answers an expired link) when the
+compaction asked for that form.
 
 `$orderby`, `$skip` and other `$expand`s answer 400 (not emulated). Default properties follow v1.0:
 users return businessPhones, displayName, givenName, jobTitle, mail, mobilePhone, officeLocation,
@@ -37,6 +50,8 @@ import asyncio
 import datetime as dt
 import itertools
 import json
+import math
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -46,7 +61,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from .apps import GRAPH_AUDIENCE
-from .directory import GROUP, SERVICE_PRINCIPAL, USER, DirectoryError, Group, OrderedIds
+from .directory import GROUP, SERVICE_PRINCIPAL, USER, ChangeLog, DirectoryError, Group, OrderedIds
+from .faults import Fault
 from .graph_delta import full_page, incremental_page
 from .graph_objects import (
     ALL_PROPS,
@@ -80,6 +96,43 @@ class GraphService(Service):
         self._snapshots: OrderedDict[int, tuple[str, ...]] = OrderedDict()
         self._snapshot_ids = itertools.count(1)
         self._rendered = RenderCache()
+        self._shuffle = random.Random()
+
+    # ------------------------------------------------------------------ throttling and faults
+    def client_of(self, request: web.Request) -> str:
+        """The app a request comes from (its bearer token's client), for the throttling model."""
+        _, _, value = request.headers.get("Authorization", "").partition(" ")
+        token = self.state.tokens.tokens.get(value.strip())
+        return token.client_id if token is not None else "anonymous"
+
+    async def run(self, route: Route, call: Call, request: web.Request) -> web.StreamResponse:
+        if route.operation != "batch":  # a batch is not throttled as such: each request in it is
+            wait = self.faults.throttled(self.name, self.client_of(request))
+            if wait is not None:
+                return self.error(
+                    request,
+                    429,
+                    "TooManyRequests",
+                    self.fault_message(429),
+                    {"Retry-After": str(max(1, math.ceil(wait)))},  # whole seconds: kiota parses only integers
+                )
+        return await super().run(route, call, request)
+
+    async def apply_fault(
+        self, request: web.Request, route: Route, call: Call, fault: Fault
+    ) -> tuple[web.StreamResponse, str | None]:
+        if fault.kind != "omit":
+            return await super().apply_fault(request, route, call, fault)
+        response = await self.run(route, call, request)
+        if isinstance(response, web.Response) and response.status == 200 and response.body:
+            assert isinstance(response.body, bytes)
+            data = json.loads(response.body)
+            for obj in (data, *(data.get("value") or ())) if isinstance(data, dict) else ():
+                if isinstance(obj, dict):
+                    for name in fault.rule.omit:
+                        obj.pop(name, None)
+            response.body = dumps(data)
+        return response, None
 
     # ------------------------------------------------------------------ routing
     async def route(self, request: web.Request, segments: list[str]) -> Route:
@@ -91,6 +144,12 @@ class GraphService(Service):
         if "$expand" in q and not (route.operation == "getGroup" and q["$expand"].strip().lower() == "members"):
             raise ServiceError(
                 400, "Request_UnsupportedQuery", "The sandbox supports only $expand=members on GET /groups/{id}."
+            )
+        if "$top" in q and route.operation.endswith("Delta"):
+            raise ServiceError(
+                400,
+                "Request_UnsupportedQuery",
+                "$top is not supported with delta; use the header Prefer: odata.maxpagesize={n}.",
             )
         return route
 
@@ -146,6 +205,8 @@ class GraphService(Service):
         if head == "serviceprincipals":
             if len(s) == 1:
                 return self._get(method, Route("listServicePrincipals", self.list_service_principals))
+            if low[1] in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()") and len(s) == 2:
+                return self._get(method, Route("servicePrincipalsDelta", self.service_principals_delta))
             if len(s) == 2:
                 return self._get(
                     method, Route("getServicePrincipal", self.get_service_principal, {"servicePrincipal": s[1].lower()})
@@ -591,60 +652,79 @@ class GraphService(Service):
                 "body": payload,
             }
 
-        return self.ok(call, {"responses": list(await asyncio.gather(*(one(r) for r in requests)))})
+        responses = list(await asyncio.gather(*(one(r) for r in requests)))
+        self._shuffle.shuffle(responses)  # Graph: "responses might appear in a different order"
+        return self.ok(call, {"responses": responses})
 
     # ------------------------------------------------------------------ delta
+    def delta_page_size(self, call: Call) -> int:
+        """`Prefer: odata.maxpagesize`, else the default page size ($top is refused on delta)."""
+        return self.top(call)
+
+    def expired(self) -> ServiceError:
+        status, code, message = self.state.directory.expired_answer
+        return ServiceError(status, code, message)
+
     async def users_delta(self, call: Call) -> web.Response:
-        """`users/delta`: an initial round of every user, then users created, changed (accountEnabled)
-        or deleted (`@removed`) since a token; `$deltatoken=latest` gives just a link."""
+        """`users/delta`: an initial round of every user, then users created, changed (a selected
+        property) or deleted (`@removed`) since a token; `$deltatoken=latest` gives just a link."""
         self.authorize(call, READ_USERS)
         d = self.state.directory
+        return self._objects_delta(call, "users", USER, d.user_changes, d.user_delta, d.users, d.user_order)
+
+    async def service_principals_delta(self, call: Call) -> web.Response:
+        """`servicePrincipals/delta`, as `users/delta`."""
+        self.authorize(call, READ_SPS)
+        d = self.state.directory
+        return self._objects_delta(
+            call, "servicePrincipals", SERVICE_PRINCIPAL, d.sp_changes, d.sp_delta, d.service_principals, d.sp_order
+        )
+
+    def _objects_delta(
+        self,
+        call: Call,
+        path: str,
+        kind: str,
+        log: ChangeLog,
+        changed: Callable[[int, int, list[str] | None], list[tuple[str, bool]]],
+        objects: Mapping[str, Any],
+        order: OrderedIds,
+    ) -> web.Response:
         q = call.query
-        size = self.top(call) if "$top" in q else self.state.settings.graph_page_size
+        size = self.delta_page_size(call)
         if "$skiptoken" in q:
             tok = decode_token(q["$skiptoken"])
         elif q.get("$deltatoken") == "latest":
-            tok = {
-                "m": "inc",
-                "s": d.user_changes.seq,
-                "u": d.user_changes.seq,
-                "sel": self.select(call, GETTERS[USER]),
-                "o": 0,
-            }
+            tok = {"m": "inc", "s": log.seq, "u": log.seq, "sel": self.select(call, GETTERS[kind]), "o": 0}
         elif "$deltatoken" in q:
             base = decode_token(q["$deltatoken"])
-            tok = {"m": "inc", "s": int(base.get("u", 0)), "u": d.user_changes.seq, "sel": base.get("sel"), "o": 0}
+            tok = {"m": "inc", "s": int(base.get("u", 0)), "u": log.seq, "sel": base.get("sel"), "o": 0}
         else:
-            tok = {"m": "full", "u": d.user_changes.seq, "sel": self.select(call, GETTERS[USER]), "o": 0}
-        p = plan(tok.get("sel"), (USER,))
+            tok = {"m": "full", "u": log.seq, "sel": self.select(call, GETTERS[kind]), "o": 0}
+        p = plan(tok.get("sel"), (kind,))
         offset = int(tok.get("o", 0))
         if tok["m"] == "full":
-            ids = [uid for _, uid in d.user_order.after(0)]
-            changes = [(uid, False) for uid in ids]
+            changes = [(oid, False) for _, oid in order.after(0)]
         else:
             try:
-                changes = d.user_delta(int(tok["s"]), int(tok["u"]))
+                changes = changed(int(tok["s"]), int(tok["u"]), tok.get("sel"))
             except DirectoryError:
-                raise ServiceError(
-                    410,
-                    "SyncStateNotFound",
-                    "The delta token is no longer valid; start a new delta round without a token.",
-                ) from None
+                raise self.expired() from None
         value: list[dict[str, Any]] = []
-        for uid, deleted in changes[offset : offset + size]:
-            user = d.users.get(uid)
-            if deleted or user is None:
-                value.append({"id": uid, "@removed": {"reason": "changed"}})
+        for oid, deleted in changes[offset : offset + size]:
+            obj = objects.get(oid)
+            if deleted or obj is None:
+                value.append({"id": oid, "@removed": {"reason": "changed"}})
             else:
-                value.append(project(user, p, False))
-        body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#users"}
+                value.append(project(obj, p, False))
+        body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#{path}"}
         if offset + size < len(changes):
             body["@odata.nextLink"] = (
-                f"{call.base_url}/v1.0/users/delta?$skiptoken={encode_token(tok | {'o': offset + size})}"
+                f"{call.base_url}/v1.0/{path}/delta?$skiptoken={encode_token(tok | {'o': offset + size})}"
             )
         else:
             final = encode_token({"u": tok["u"], "sel": tok.get("sel")})
-            body["@odata.deltaLink"] = f"{call.base_url}/v1.0/users/delta?$deltatoken={final}"
+            body["@odata.deltaLink"] = f"{call.base_url}/v1.0/{path}/delta?$deltatoken={final}"
         body["value"] = value
         return self.ok(call, body)
 
@@ -693,22 +773,14 @@ class GraphService(Service):
         with_members = select is None or "members" in select
         p = plan([s for s in select if s != "members"] if select is not None else None, (GROUP,))
         only = set(tok["ids"]) if tok.get("ids") is not None else None
-        size = (
-            self.top(call)
-            if "$top" in q or "odata.maxpagesize" in call.request.headers.get("Prefer", "")
-            else self.state.settings.graph_page_size
-        )
+        size = self.delta_page_size(call)
         if tok.get("m") == "full":
             value, nxt = full_page(d, self.state.settings.delta_member_chunk, tok, p, with_members, only, size)
         else:
             try:
                 value, nxt = incremental_page(d, tok, p, with_members, only, size)
             except DirectoryError:
-                raise ServiceError(
-                    410,
-                    "SyncStateNotFound",
-                    "The delta token is no longer valid; start a new delta round without a token.",
-                ) from None
+                raise self.expired() from None
         body: dict[str, Any] = {"@odata.context": f"{call.base_url}/v1.0/$metadata#groups"}
         if nxt is not None:
             body["@odata.nextLink"] = f"{call.base_url}/v1.0/groups/delta?$skiptoken={encode_token(nxt)}"

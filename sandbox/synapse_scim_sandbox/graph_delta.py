@@ -45,7 +45,8 @@ def full_page(
 def incremental_page(
     d: Directory, tok: dict[str, Any], p: Plan, with_members: bool, only: set[str] | None, size: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    changes = [c for c in d.delta(int(tok["s"]), int(tok["u"])) if only is None or c.group_id in only]
+    select = tok.get("sel")
+    changes = [c for c in d.delta(int(tok["s"]), int(tok["u"]), select) if only is None or c.group_id in only]
     offset = int(tok.get("o", 0))
     value: list[dict[str, Any]] = []
     for change in changes[offset : offset + size]:

@@ -1,12 +1,14 @@
 """directory.py against the sandbox: member pages read as raw JSON, delta links taken without an
-initial listing, group and user changes reported, an expired link named as such."""
+initial listing, group, user and service principal changes reported, an expired link named as such in
+every form Graph uses, an inner 429's Retry-After kept, and no member counted as enabled unless Graph
+says so."""
 
 from __future__ import annotations
 
 import pytest
 
 from support.sandbox import gid, graph_calls, uid
-from synapse_scim.adapters.directory import Directory, DirectoryError
+from synapse_scim.adapters.directory import DeltaLinks, Directory, DirectoryError
 from synapse_scim_sandbox import Sandbox
 
 
@@ -46,19 +48,22 @@ async def test_group_delta_reports_membership_renames_and_deletions(sb: Sandbox,
     assert result.link and result.link != link
 
 
-async def test_both_rounds_in_one_batch_round_trip(sb: Sandbox, directory: Directory):
-    groups, users = await directory.deltas(None, None)
+async def test_every_round_in_one_batch_round_trip(sb: Sandbox, directory: Directory):
+    first = await directory.deltas(DeltaLinks(None, None, None))
     await sb.admin.add_member("Spark Team", "erin@contoso.com")
     await sb.admin.disable_user("bob@contoso.com")
-    groups2, users2 = await directory.deltas(groups.link, users.link)
-    assert groups2.changed_groups == {gid(sb, "Spark Team")} and users2.changed_groups == {uid(sb, "bob@contoso.com")}
+    second = await directory.deltas(first.links)
+    assert second.groups.changed_groups == {gid(sb, "Spark Team")}
+    assert second.users.changed_groups == {uid(sb, "bob@contoso.com")}
     assert await graph_calls(sb) == {"graph.batch.200": 2}
     inner = [(e["operation"], e["batched"]) for e in await sb.admin.request_log(service="graph") if e["batched"]]
-    assert sorted(inner) == [("groupsDelta", "groups")] * 2 + [("usersDelta", "users")] * 2
+    assert sorted(inner) == sorted(
+        [("groupsDelta", "groups"), ("usersDelta", "users"), ("servicePrincipalsDelta", "servicePrincipals")] * 2
+    )
     await sb.admin.add_member("Spark Team", "frank@contoso.com")
     await sb.admin.compact_change_log()
     with pytest.raises(DirectoryError) as info:
-        await directory.deltas(groups2.link, users2.link)
+        await directory.deltas(second.links)
     assert info.value.reason == "DeltaExpired"
 
 
@@ -106,3 +111,112 @@ async def test_a_disabled_user_named_directly_is_refused(sb: Sandbox, directory:
     with pytest.raises(DirectoryError) as info:
         await directory.resolve("User", name="bob@contoso.com")
     assert info.value.reason == "SubjectDisabled" and info.value.definitive
+
+
+# ---------------------------------------------------------------- issue 13, findings 12 and 13
+
+
+async def test_service_principal_changes_come_in_the_same_batch(sb: Sandbox, directory: Directory):
+    first = await directory.deltas(DeltaLinks(None, None, None))
+    assert all(r.link for r in first) and not any(r.changed_groups for r in first)
+    etl = sb.state.directory.sps_named("etl-pipeline")[0].id
+    await sb.admin.disable_service_principal("etl-pipeline")
+    then = await directory.deltas(first.links)
+    assert then.service_principals.changed_groups == {etl} and not then.users.changed_groups
+    assert await graph_calls(sb) == {"graph.batch.200": 2}, "one round trip per round, three resources"
+    inner = sorted(e["operation"] for e in await sb.admin.request_log(service="graph") if e["batched"])
+    assert inner == sorted(["groupsDelta", "usersDelta", "servicePrincipalsDelta"] * 2)
+    await sb.admin.delete_service_principal("etl-pipeline")
+    gone = await directory.deltas(then.links)
+    assert gone.service_principals.changed_groups == {etl}
+
+
+async def test_an_inner_429_carries_its_retry_after(sb: Sandbox, directory: Directory):
+    links = (await directory.deltas(DeltaLinks(None, None, None))).links
+    await sb.admin.set_throttle(rate=0.2, burst=1)  # one of the three inner requests goes through
+    with pytest.raises(DirectoryError) as info:
+        await directory.deltas(links)
+    assert info.value.reason == "DirectoryReadFailed" and not info.value.definitive
+    assert info.value.retry_after is not None and info.value.retry_after >= 4, "Retry-After of the inner 429"
+    assert "429" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "how", ["400 syncStateNotFound", "400 resyncRequired", "410 on a follow-up page", "400 on a follow-up page"]
+)
+async def test_every_documented_form_of_an_expired_link_is_reported_as_expired(
+    sb: Sandbox, directory: Directory, how: str
+):
+    links = (await directory.deltas(DeltaLinks(None, None, None))).links
+    status, form = how.split(" ", 1)
+    if form == "on a follow-up page":
+        for user in ("bob@contoso.com", "erin@contoso.com", "frank@contoso.com", "grace@contoso.com"):
+            await sb.admin.disable_user(user)
+        sb.settings.graph_page_size = 2  # the users round needs a follow-up page
+        await sb.admin.inject_fault(
+            {
+                "service": "graph",
+                "operation": "usersDelta",
+                "status": int(status),
+                "code": "syncStateNotFound",
+                "skip": 1,
+                "count": 1,
+            }
+        )
+    elif form == "syncStateNotFound":
+        await sb.admin.disable_user("bob@contoso.com")
+        await sb.admin.compact_change_log(status=400)
+    else:
+        await sb.admin.inject_fault(
+            {"service": "graph", "operation": "groupsDelta", "status": 400, "code": "resyncRequired", "count": 1}
+        )
+    with pytest.raises(DirectoryError) as info:
+        await directory.deltas(links)
+    assert info.value.reason == "DeltaExpired", info.value.message
+
+
+async def test_members_whose_account_state_is_missing_are_read_explicitly(sb: Sandbox, directory: Directory):
+    await sb.admin.disable_user("bob@contoso.com")
+    await sb.admin.disable_service_principal("etl-pipeline")
+    await sb.admin.inject_fault(
+        {"service": "graph", "operation": "transitiveMembers", "kind": "omit", "omit": ["accountEnabled"]}
+    )
+    group = await directory.resolve("Group", name="Data Engineers")
+    expansion = await directory.expand(group)
+    etl = sb.state.directory.sps_named("etl-pipeline")[0].id
+    assert {p.display for p in expansion.principals} == {"alice@contoso.com", "carol@contoso.com", "dave@contoso.com"}
+    assert expansion.disabled_ids == {uid(sb, "bob@contoso.com"), etl}
+    log = await sb.admin.request_log(service="graph")
+    explicit = [e for e in log if e["batched"] and e["operation"] in ("getUser", "getServicePrincipal")]
+    assert len(explicit) == 5, "each member Graph left accountEnabled out for is read once, in a batch"
+    assert [e["operation"] for e in log if not e["batched"]].count("batch") == 1
+
+
+async def test_a_member_whose_account_state_stays_unknown_fails_the_expansion(sb: Sandbox, directory: Directory):
+    await sb.admin.inject_fault(
+        {"service": "graph", "operation": "transitiveMembers", "kind": "omit", "omit": ["accountEnabled"]}
+    )
+    await sb.admin.inject_fault(
+        {"service": "graph", "operation": "getUser", "kind": "omit", "omit": ["accountEnabled"]}
+    )
+    with pytest.raises(DirectoryError) as unknown:
+        await directory.expand(await directory.resolve("Group", name="Analysts"))
+    assert unknown.value.reason == "DirectoryReadFailed" and not unknown.value.definitive
+    assert "accountEnabled" in unknown.value.message
+    await sb.admin.clear_faults()
+    await sb.admin.inject_fault(
+        {"service": "graph", "operation": "transitiveMembers", "kind": "omit", "omit": ["accountEnabled"]}
+    )
+    await sb.admin.inject_fault({"service": "graph", "operation": "getUser", "status": 429, "retry_after": 2})
+    with pytest.raises(DirectoryError) as throttled:
+        await directory.expand(await directory.resolve("Group", name="Analysts"))
+    assert throttled.value.retry_after == 2 and not throttled.value.definitive
+
+
+async def test_a_disabled_service_principal_named_directly_is_refused(sb: Sandbox, directory: Directory):
+    assert (await directory.resolve("ServicePrincipal", name="etl-pipeline")).type == "ServicePrincipal"
+    await sb.admin.disable_service_principal("etl-pipeline")
+    for ref in ({"name": "etl-pipeline"}, {"id": sb.state.directory.sps_named("etl-pipeline")[0].id}):
+        with pytest.raises(DirectoryError) as info:
+            await directory.resolve("ServicePrincipal", **ref)
+        assert info.value.reason == "SubjectDisabled" and info.value.definitive

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from support.sandbox import graph_calls
 from synapse_scim.adapters.directory import Directory, Expansion
 from synapse_scim.controller.tenant import Tenants
@@ -38,8 +40,8 @@ async def test_subscribing_primes_one_watch_per_tenant(sb: Sandbox, directory: D
     try:
         assert list(tenants.watches) == [TENANT] and tenants.watches[TENANT].trusted
         assert await graph_calls(sb) == {"graph.batch.200": 1}, "the second workspace reuses the first's links"
-        inner = [e["operation"] for e in await sb.admin.request_log(service="graph") if e["batched"]]
-        assert inner == ["groupsDelta", "usersDelta"]
+        inner = sorted(e["operation"] for e in await sb.admin.request_log(service="graph") if e["batched"])
+        assert inner == ["groupsDelta", "servicePrincipalsDelta", "usersDelta"]
     finally:
         await tenants.close()
 
@@ -85,3 +87,73 @@ async def test_the_last_workspace_leaving_ends_the_watch(sb: Sandbox, directory:
     assert task is not None
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+
+
+# ---------------------------------------------------------------- issue 13, findings 12 and 13
+
+
+async def test_a_throttled_poll_stops_vouching_honours_retry_after_and_then_catches_up(
+    sb: Sandbox, directory: Directory
+):
+    tenants, poked, gids = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    try:
+        await sb.admin.add_member("Analysts", "alice@contoso.com")  # made while the watch cannot see it
+        await sb.admin.set_throttle(rate=0.5, burst=1)  # one inner request of three goes through
+        assert await watch.poll() == set()
+        assert not watch.trusted, "a failed poll leaves the cache trusted: syncs would not see the change"
+        assert watch.cache.expansion(gids["Analysts"]) is not None, "kept, to know whom a catch-up concerns"
+        await sb.admin.clear_throttle()
+        calls = await graph_calls(sb)
+        assert await watch.poll() == set() and await graph_calls(sb) == calls, "asked again before Retry-After"
+        await asyncio.sleep(watch.retry_at - asyncio.get_running_loop().time())
+        assert await watch.poll() == {("ns", "analytics")} and poked == ["analytics"]
+        assert watch.trusted and watch.cache.expansion(gids["Analysts"]) is None
+    finally:
+        await tenants.close()
+
+
+async def test_a_poll_that_fails_otherwise_stops_vouching_too(sb: Sandbox, directory: Directory):
+    tenants, _, _ = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    try:
+        await sb.admin.inject_fault({"service": "graph", "operation": "batch", "status": 500, "count": 1})
+        assert await watch.poll() == set()
+        assert not watch.trusted and watch.retry_at is None
+        assert await watch.poll() == set() and watch.trusted, "the next poll catches up from the same links"
+    finally:
+        await tenants.close()
+
+
+@pytest.mark.parametrize("status", [400, 410])
+async def test_an_expired_link_in_either_form_empties_the_cache(sb: Sandbox, directory: Directory, status: int):
+    tenants, _, _ = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    try:
+        await sb.admin.disable_user("erin@contoso.com")
+        await sb.admin.compact_change_log(status=status)
+        assert await watch.poll() == set()
+        assert not watch.trusted and not watch.cache.expansions
+        assert await watch.poll() == {("ns", "engineering"), ("ns", "analytics")}
+    finally:
+        await tenants.close()
+
+
+async def test_a_disabled_or_deleted_service_principal_pokes_the_workspaces_it_is_in(sb: Sandbox, directory: Directory):
+    tenants, poked, gids = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    etl = sb.state.directory.sps_named("etl-pipeline")[0].id
+    watch.cache.keep_expansion(
+        gids["Data Engineers"],
+        Expansion((), frozenset({gids["Data Engineers"], gids["Spark Team"]}), frozenset({etl})),
+        watch.cache.epoch,
+    )
+    try:
+        await sb.admin.disable_service_principal("etl-pipeline")
+        assert await watch.poll() == {("ns", "engineering")} and poked == ["engineering"]
+        assert watch.cache.expansion(gids["Data Engineers"]) is None
+        watch.subscribers[("ns", "analytics")].users = frozenset({etl})  # named directly by a binding there
+        await sb.admin.delete_service_principal("etl-pipeline")
+        assert ("ns", "analytics") in await watch.poll()
+    finally:
+        await tenants.close()

@@ -5,6 +5,7 @@ that slows writes down instead of failing them. The sandbox's request log is the
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from support.harness import RB_PLURAL, WS_PLURAL
 from support.orgs import small_org, upn, with_big_group
 
 USER_ROLE = "2a385764-43e8-416c-9825-7b18d05a2c4b"
+CONTRIBUTOR_ROLE = "7572bffe-f453-4b66-912a-46cc5ef38fda"
+DELTAS = ("groupsDelta", "usersDelta", "servicePrincipalsDelta")  # the three rounds of one batch
 WS_SCOPE = "workspaces/analytics"
 
 
@@ -105,6 +108,30 @@ def test_a_disabled_account_loses_its_roles_at_the_next_poll(harness):
     assert held(h) == {h.user_id(upn("frank"))}
 
 
+def test_a_disabled_service_principal_loses_its_roles_within_a_poll_without_a_full_sync(harness):
+    h = harness
+    h.start_operator()  # polls every second; the directory's own resync interval is an hour
+    h.workspace()
+    h.binding("pipelines", ["Synapse User"], [{"kind": "Group", "name": "Pipelines"}])
+    h.binding("etl", ["Synapse Contributor"], [{"kind": "ServicePrincipal", "name": "etl-pipeline"}])
+    h.wait_condition(RB_PLURAL, "pipelines")
+    h.wait_condition(RB_PLURAL, "etl")
+    etl = h.sp_id("etl-pipeline")
+    h.wait_for(lambda: etl in held(h) and etl in held(h, CONTRIBUTOR_ROLE), "the service principal's roles granted")
+    polls_since(h, seq(h), 2)  # past the first sync's follow-ups
+    since = seq(h)
+    started = time.monotonic()
+    h.sb.admin.disable_service_principal("etl-pipeline")  # neither group nor user delta says a word
+    h.wait_for(
+        lambda: etl not in held(h) | held(h, CONTRIBUTOR_ROLE), "the disabled service principal's roles revoked", 30
+    )
+    assert time.monotonic() - started < 10, "about one poll interval (1 s), not the next full sync"
+    assert not requests_since(h, since, service="synapse", operation="listRoleAssignments"), "no full sync"
+    reads = requests_since(h, since, service="graph", operation="transitiveMembers")
+    assert {e["params"]["group"] for e in reads} == {h.group_id("Pipelines")}, "only the changed expansion re-read"
+    assert requests_since(h, since, service="graph", operation="servicePrincipalsDelta")
+
+
 def test_a_quiet_tenant_costs_only_the_delta_rounds_and_writes_nothing_to_kubernetes(harness):
     h = harness
     h.start_operator()
@@ -126,7 +153,7 @@ def test_a_quiet_tenant_costs_only_the_delta_rounds_and_writes_nothing_to_kubern
     window = requests_since(h, since)
     calls = {(e["service"], e["operation"]) for e in window if not e["batched"]}
     assert calls <= {("graph", "batch"), ("login", "token")}, calls
-    assert {e["operation"] for e in window if e["batched"]} == {"groupsDelta", "usersDelta"}
+    assert {e["operation"] for e in window if e["batched"]} == set(DELTAS)
     assert versions() == before, "a quiet tenant writes nothing to the Kubernetes API"
     assert len(h.core.list_namespaced_event(h.namespace).items) == events
 
@@ -141,7 +168,7 @@ def test_a_restart_takes_fresh_delta_links_without_listing_every_group(harness):
     since = seq(h)
     h.start_operator()
     polls_since(h, since, 3)
-    for op in ("groupsDelta", "usersDelta"):
+    for op in DELTAS:
         paths = [e["path"] for e in requests_since(h, since, service="graph", operation=op)]
         assert "deltatoken=latest" in paths[0], paths[0]
         assert all("deltatoken" in p for p in paths), "no initial round listing every group or user"
@@ -189,7 +216,7 @@ def test_the_naive_baseline_rereads_every_group_for_every_binding_every_interval
     window = [e for e in requests_since(h, since) if e["seq"] <= lists[-1]["seq"]]
     reads = [e for e in window if e["operation"] == "transitiveMembers"]
     assert len(reads) >= 4, "the same group read once per binding per interval"
-    assert not [e for e in window if e["operation"] in ("groupsDelta", "usersDelta")]
+    assert not [e for e in window if e["operation"] in DELTAS]
 
 
 def test_the_safety_net_relists_synapse_every_sync_interval_and_the_directory_on_its_own_interval(harness):
@@ -209,9 +236,5 @@ def test_the_safety_net_relists_synapse_every_sync_interval_and_the_directory_on
         lambda: (h.get(RB_PLURAL, "analysts")["status"].get("summary") or {}).get("unmanaged") == 1,
         "the manual grant reported",
     )
-    reads = [
-        e
-        for e in requests_since(h, since, service="graph")
-        if e["operation"] not in ("groupsDelta", "usersDelta", "batch")
-    ]
+    reads = [e for e in requests_since(h, since, service="graph") if e["operation"] not in (*DELTAS, "batch")]
     assert reads == [], "the directory is trusted to its delta watch until its own resync interval"

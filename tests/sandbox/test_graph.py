@@ -278,10 +278,10 @@ async def _round(gc: Any, first: Any) -> tuple[list[Any], str]:
 
 
 async def test_delta_initial_round_then_only_changes(sb: Sandbox, gc: Any, admin: AdminClient) -> None:
-    q = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=["displayName", "members"], top=2)
-    values, link = await _round(
-        gc, await gc.groups.delta.get(request_configuration=RequestConfiguration(query_parameters=q))
-    )
+    q = DeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(select=["displayName", "members"])
+    config = RequestConfiguration(query_parameters=q)
+    config.headers.add("Prefer", "odata.maxpagesize=2")  # $top is refused on delta, as by Graph
+    values, link = await _round(gc, await gc.groups.delta.get(request_configuration=config))
     initial = _delta_state(values)
     assert len(initial) == 6 and len(values) == 6  # 3 pages of 2
     engineers = gid(sb, "Data Engineers")
@@ -411,8 +411,10 @@ async def test_users_delta_initial_round_pages_then_reports_account_changes(
 ) -> None:
     from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder as UsersDelta
 
-    q = UsersDelta.DeltaRequestBuilderGetQueryParameters(select=["id", "accountEnabled"], top=2)
-    page = await gc.users.delta.get(request_configuration=RequestConfiguration(query_parameters=q))
+    q = UsersDelta.DeltaRequestBuilderGetQueryParameters(select=["id", "accountEnabled"])
+    config = RequestConfiguration(query_parameters=q)
+    config.headers.add("Prefer", "odata.maxpagesize=2")
+    page = await gc.users.delta.get(request_configuration=config)
     users, pages = list(page.value), 1
     while page.odata_next_link:
         page = await gc.users.delta.with_url(page.odata_next_link).get()

@@ -15,6 +15,7 @@ from synapse_scim import metrics
         ("graph", "GET", "https://g/v1.0/groups/delta()?$select=id", "groupsDelta"),
         ("graph", "GET", "https://g/v1.0/groups/delta?$deltatoken=x", "groupsDelta"),
         ("graph", "GET", "https://g/v1.0/users/delta?$deltatoken=x", "usersDelta"),
+        ("graph", "GET", "https://g/v1.0/servicePrincipals/delta?$skiptoken=x", "servicePrincipalsDelta"),
         ("graph", "POST", "https://g/v1.0/$batch", "batch"),
         ("graph", "GET", "https://g/v1.0/groups?$filter=displayName%20eq%20'x'", "listGroups"),
         ("graph", "GET", "https://g/v1.0/groups/abc", "getGroup"),

@@ -1,8 +1,13 @@
-"""Microsoft Graph adapter (msgraph-sdk, async): subjects, transitive members, group changes.
+"""Microsoft Graph adapter (msgraph-sdk, async): subjects, transitive members, directory changes.
 
 Errors are sorted into two kinds, because the planner treats them differently: a *definitive* answer
 (the group does not exist, the name matches two groups) and a *transient* one (throttled, 5xx,
 timeout, auth). Neither ever becomes a revocation; both are shown in status with their reason.
+
+An account counts as enabled only when Graph says so: `accountEnabled` is returned only on `$select`,
+and Graph leaves it out of some directoryObject collections even then, so a member without it is read
+explicitly (JSON batches of `GET /users/{id}` and `/servicePrincipals/{id}`), and a member whose state
+stays unknown fails the read instead of being granted.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import httpx
@@ -46,6 +51,10 @@ from synapse_scim.metrics import graph_request_hook, graph_response_hook
 
 MEMBER_FIELDS = ["id", "displayName", "userPrincipalName", "accountEnabled", "appId"]
 PAGE_SIZE = 999  # Graph's maximum for member lists: fewer round trips for big groups
+BATCH_LIMIT = 20  # requests per Graph JSON batch
+# Error codes with which Graph says a delta link expired, besides 410 Gone: a 400 syncStateNotFound
+# after the link's lifetime (7 days for directory objects), and resyncRequired.
+EXPIRED_DELTA_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
 _ERRORS: dict[str, Any] = {"XXX": ODataError}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
@@ -53,9 +62,10 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 class DirectoryError(ReasonedError):
     """`reason` is a CamelCase condition reason; `definitive` says whether retrying could change it."""
 
-    def __init__(self, reason: Reason, message: str, *, definitive: bool) -> None:
+    def __init__(self, reason: Reason, message: str, *, definitive: bool, retry_after: float | None = None) -> None:
         super().__init__(reason, message)
         self.definitive = definitive
+        self.retry_after = retry_after  # seconds Graph asked to wait (Retry-After), when it said
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,48 @@ class Expansion:
 
 @dataclass
 class DeltaResult:
-    changed_groups: set[str] = field(default_factory=set)  # object ids (users, for a user delta)
+    changed_groups: set[str] = field(default_factory=set)  # object ids (users or service principals in their rounds)
     names: dict[str, str] = field(default_factory=dict)  # new displayName of renamed or new groups
     link: str | None = None
+
+
+class DeltaLinks(NamedTuple):
+    """The delta links of one tenant's three rounds (None: take one from now on)."""
+
+    groups: str | None
+    users: str | None
+    service_principals: str | None
+
+
+class Deltas(NamedTuple):
+    """What one batched delta round found: group, user and service principal changes."""
+
+    groups: DeltaResult
+    users: DeltaResult
+    service_principals: DeltaResult
+
+    @property
+    def links(self) -> DeltaLinks:
+        return DeltaLinks(self.groups.link, self.users.link, self.service_principals.link)
+
+
+def delta_expired(status: int, code: str | None) -> bool:
+    """Whether Graph's answer to a delta request says its link (or nextLink) expired: 410 Gone, or a
+    4xx with syncStateNotFound / resyncRequired. Every form means: take a new link, read afresh."""
+    return status == 410 or (400 <= status < 500 and (code or "").casefold() in EXPIRED_DELTA_CODES)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Retry-After (seconds) from a batched response's headers (a plain JSON object: any case)."""
+    if not isinstance(headers, dict):
+        return None
+    for name, value in headers.items():
+        if str(name).lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def graph_client(
@@ -110,7 +159,12 @@ def _odata_quote(value: str) -> str:
 
 # What each delta round selects: Graph tracks only the selected properties, so group membership
 # changes are seen only with `members` selected, and account changes only with `accountEnabled`.
-_DELTA_SELECT = {"groups": "id,displayName,members", "users": "id,accountEnabled"}
+_DELTA_SELECT = {
+    "groups": "id,displayName,members",
+    "users": "id,accountEnabled",
+    "servicePrincipals": "id,accountEnabled",
+}
+_RESOURCES = tuple(_DELTA_SELECT)  # in the order of DeltaLinks and Deltas
 
 
 def _latest(resource: str) -> str:
@@ -118,7 +172,7 @@ def _latest(resource: str) -> str:
     return f"/{resource}/delta?$select={_DELTA_SELECT[resource]}&$deltatoken=latest"
 
 
-def _status_error(status: int, error: dict[str, Any], what: str) -> DirectoryError:
+def _status_error(status: int, error: dict[str, Any], what: str, retry_after: float | None = None) -> DirectoryError:
     """A batched response's failure, sorted as `directory_error` sorts an ODataError."""
     odata = ODataError()
     odata.response_status_code = status
@@ -126,7 +180,16 @@ def _status_error(status: int, error: dict[str, Any], what: str) -> DirectoryErr
     main.code = str(error.get("code") or "")
     main.message = str(error.get("message") or "")
     odata.error = main
-    return directory_error(odata, what)
+    found = directory_error(odata, what)
+    if retry_after is None:
+        return found
+    return DirectoryError(found.reason, found.message, definitive=found.definitive, retry_after=retry_after)
+
+
+def _expired(what: str) -> DirectoryError:
+    return DirectoryError(
+        Reason.DELTA_EXPIRED, f"{what}: Graph no longer knows the delta link: resync", definitive=False
+    )
 
 
 def directory_error(exc: Exception, what: str) -> DirectoryError:
@@ -167,6 +230,19 @@ def directory_error(exc: Exception, what: str) -> DirectoryError:
     return DirectoryError(
         Reason.DIRECTORY_READ_FAILED, f"reading {what} failed: {type(exc).__name__}: {exc}", definitive=False
     )
+
+
+def _unknown_state(what: str) -> DirectoryError:
+    return DirectoryError(
+        Reason.DIRECTORY_READ_FAILED,
+        f"Graph did not say whether {what} is enabled (no accountEnabled, even when asked for it): it gets no "
+        "role until Graph does; check that the operator's identity has User.Read.All and Application.Read.All",
+        definitive=False,
+    )
+
+
+# A member's kind -> where its account state is read explicitly.
+_ACCOUNT_PATHS = {"#microsoft.graph.user": "users", "#microsoft.graph.servicePrincipal": "servicePrincipals"}
 
 
 def principal_from_json(obj: dict[str, Any]) -> Principal | None:
@@ -261,16 +337,23 @@ class Directory:
                 request_configuration=RequestConfiguration(query_parameters=query)
             )
         )
-        if user.get("accountEnabled") is False:
+        self._refuse_disabled(user.get("accountEnabled"), what)
+        return Principal(id=str(user["id"]), type=PrincipalType.USER, display=user.get("userPrincipalName") or key)
+
+    @staticmethod
+    def _refuse_disabled(enabled: Any, what: str) -> None:
+        """A subject named directly gets a role only if Graph says its account is enabled."""
+        if enabled is False:
             raise DirectoryError(
                 Reason.SUBJECT_DISABLED, f"{what} is disabled in the directory: it gets no role", definitive=True
             )
-        return Principal(id=str(user["id"]), type=PrincipalType.USER, display=user.get("userPrincipalName") or key)
+        if enabled is not True:
+            raise _unknown_state(what)
 
     async def _resolve_service_principal(self, name: str | None, id: str | None, what: str) -> Principal:
         if id:
             by_id = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
-                select=["id", "displayName", "appId"]
+                select=["id", "displayName", "appId", "accountEnabled"]
             )
             sp = await self.get_json(
                 self.client.service_principals.by_service_principal_id(id).to_get_request_information(
@@ -280,7 +363,9 @@ class Directory:
         else:
             field_name = "appId" if _GUID.match(name or "") else "displayName"
             query = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
-                filter=f"{field_name} eq {_odata_quote(name or '')}", select=["id", "displayName", "appId"], top=2
+                filter=f"{field_name} eq {_odata_quote(name or '')}",
+                select=["id", "displayName", "appId", "accountEnabled"],
+                top=2,
             )
             page = await self.get_json(
                 self.client.service_principals.to_get_request_information(
@@ -288,6 +373,8 @@ class Directory:
                 )
             )
             sp = self._exactly_one(page.get("value") or [], what, "ServicePrincipal")
+        # A disabled service principal gets no role, as a disabled user does.
+        self._refuse_disabled(sp.get("accountEnabled"), what)
         return Principal(
             id=str(sp["id"]),
             type=PrincipalType.SERVICE_PRINCIPAL,
@@ -308,27 +395,98 @@ class Directory:
 
     async def expand(self, group: Principal) -> Expansion:
         """Every enabled user and service principal in the group, nested groups included (cycles are
-        Graph's problem: transitiveMembers lists each member once)."""
+        Graph's problem: transitiveMembers lists each member once). A member Graph listed without
+        `accountEnabled` is read again explicitly; one whose state stays unknown fails the read."""
         principals: dict[str, Principal] = {}
         groups = {group.id}
         disabled: set[str] = set()
+        unknown: dict[str, dict[str, Any]] = {}
+        what = f"members of group {group.display!r}"
         try:
             async for obj in self._transitive_members(group.id):
                 kind = obj.get("@odata.type", "")
                 if kind == "#microsoft.graph.group":
                     groups.add(str(obj["id"]))
                     continue
-                if obj.get("accountEnabled") is False:
+                enabled = obj.get("accountEnabled")
+                if enabled is False:
                     disabled.add(str(obj["id"]))
-                    continue
-                principal = principal_from_json(obj)
-                if principal is not None:
-                    principals[principal.id] = principal
+                elif enabled is True:
+                    if (principal := principal_from_json(obj)) is not None:
+                        principals[principal.id] = principal
+                elif kind in _ACCOUNT_PATHS:
+                    unknown[str(obj["id"])] = obj
         except Exception as exc:
-            raise directory_error(exc, f"members of group {group.display!r}") from exc
+            raise directory_error(exc, what) from exc
+        states = await self.accounts_enabled(
+            {oid: _ACCOUNT_PATHS[o["@odata.type"]] for oid, o in unknown.items()}, what
+        )
+        for oid, obj in unknown.items():
+            if states.get(oid) is True:
+                if (principal := principal_from_json(obj)) is not None:
+                    principals[principal.id] = principal
+            else:  # disabled, or deleted since it was listed: left out either way
+                disabled.add(oid)
         return Expansion(
             principals=tuple(principals.values()), groups=frozenset(groups), disabled_ids=frozenset(disabled)
         )
+
+    async def accounts_enabled(self, accounts: dict[str, str], what: str) -> dict[str, bool | None]:
+        """`accountEnabled` of each account (id -> "users" | "servicePrincipals"), read explicitly in JSON
+        batches; None for an account that no longer exists. Raises DirectoryError when Graph does not
+        say (never guessed as enabled) or a read fails (with Graph's Retry-After, when throttled)."""
+        found: dict[str, bool | None] = {}
+        items = list(accounts.items())
+        for start in range(0, len(items), BATCH_LIMIT):
+            chunk = items[start : start + BATCH_LIMIT]
+            answers = await self._batch(
+                {oid: f"/{path}/{oid}?$select=id,accountEnabled" for oid, path in chunk}, f"accounts among the {what}"
+            )
+            for oid, path in chunk:
+                account = f"{'user' if path == 'users' else 'service principal'} {oid} ({what})"
+                status, headers, body = answers[oid]
+                if status == 404:
+                    found[oid] = None
+                    continue
+                if status >= 400:
+                    raise _status_error(status, body.get("error") or {}, account, _retry_after(headers))
+                enabled = body.get("accountEnabled")
+                if not isinstance(enabled, bool):
+                    raise _unknown_state(account)
+                found[oid] = enabled
+        return found
+
+    async def _batch(self, urls: dict[str, str], what: str) -> dict[str, tuple[int, Any, dict[str, Any]]]:
+        """GET requests (id -> url relative to the version) in one Graph JSON batch: each answer as
+        (status, headers, body), by id (Graph answers in any order)."""
+        base = str(self.client.request_adapter.base_url)
+        info = RequestInformation(Method.POST)
+        info.url = f"{base}/$batch"
+        info.headers.try_add("Content-Type", "application/json")
+        info.headers.try_add("Accept", "application/json")
+        info.content = json.dumps(
+            {"requests": [{"id": rid, "method": "GET", "url": url} for rid, url in urls.items()]}
+        ).encode()
+        try:
+            answer = await self.get_json(info)
+        except Exception as exc:
+            raise directory_error(exc, what) from exc
+        out: dict[str, tuple[int, Any, dict[str, Any]]] = {}
+        for r in answer.get("responses") or ():
+            body = r.get("body")
+            out[str(r.get("id"))] = (
+                int(r.get("status") or 0),
+                r.get("headers"),
+                body if isinstance(body, dict) else {},
+            )
+        missing = set(urls) - set(out)
+        if missing:
+            raise DirectoryError(
+                Reason.DIRECTORY_READ_FAILED,
+                f"{what}: {', '.join(sorted(missing))} missing from the $batch answer",
+                definitive=False,
+            )
+        return out
 
     async def pages(self, info: RequestInformation) -> AsyncIterator[dict[str, Any]]:
         """Raw JSON pages, following @odata.nextLink.
@@ -361,7 +519,8 @@ class Directory:
 
         With no link, only a link is taken (`$deltatoken=latest`: one round trip, no initial listing
         of every group): the caller reads what it needs fresh, and asks for changes from then on.
-        A link Graph no longer knows (410) raises DirectoryError reason DeltaExpired.
+        A link Graph no longer knows (410, or a 4xx syncStateNotFound / resyncRequired, on any page)
+        raises DirectoryError reason DeltaExpired.
         """
         return await self._delta("groups", link)
 
@@ -371,58 +530,63 @@ class Directory:
         Group delta does not report a disabled account: this is how a leaver's access goes at once."""
         return await self._delta("users", link)
 
-    async def deltas(self, group_link: str | None, user_link: str | None) -> tuple[DeltaResult, DeltaResult]:
-        """`delta(group_link)` and `user_delta(user_link)` in one round trip (Graph JSON batching).
+    async def service_principal_delta(self, link: str | None) -> DeltaResult:
+        """Service principals created, disabled, enabled or deleted since `link` (ids in `changed_groups`)."""
+        return await self._delta("servicePrincipals", link)
+
+    async def deltas(self, links: DeltaLinks) -> Deltas:
+        """`delta`, `user_delta` and `service_principal_delta` in one round trip (Graph JSON batching).
 
         A quiet tenant then costs one request per poll interval, whatever it watches. Further pages of
-        a big change are read one by one, as `delta` would."""
-        asks = {"groups": group_link, "users": user_link}
+        a big change are read one by one, as `delta` would. Any failed round fails them all (no link
+        moves): an expired link raises DeltaExpired first; a throttled round carries the Retry-After
+        Graph put on the inner response (the batch itself answers 200)."""
+        asks = dict(zip(_RESOURCES, links, strict=True))
         base = str(self.client.request_adapter.base_url)
-        body = {
-            "requests": [
-                {"id": resource, "method": "GET", "url": self._relative(base, resource, link)}
-                for resource, link in asks.items()
-            ]
-        }
-        info = RequestInformation(Method.POST)
-        info.url = f"{base}/$batch"
-        info.headers.try_add("Content-Type", "application/json")
-        info.headers.try_add("Accept", "application/json")
-        info.content = json.dumps(body).encode()
-        try:
-            answer = await self.get_json(info)
-        except Exception as exc:
-            raise directory_error(exc, "directory changes ($batch of groups/delta and users/delta)") from exc
-        by_id = {str(r.get("id")): r for r in answer.get("responses") or ()}
+        answers = await self._batch(
+            {resource: self._relative(base, resource, link) for resource, link in asks.items()},
+            "directory changes ($batch of groups/delta, users/delta and servicePrincipals/delta)",
+        )
+        failures: list[DirectoryError] = []
+        for resource in asks:
+            status, headers, page = answers[resource]
+            what = f"{resource} changes ({resource}/delta)"
+            if delta_expired(status, (page.get("error") or {}).get("code")):
+                raise _expired(what)
+            if status >= 400:
+                failures.append(_status_error(status, page.get("error") or {}, what, _retry_after(headers)))
+        if failures:
+            waits = [f.retry_after for f in failures if f.retry_after is not None]
+            first = failures[0]
+            raise DirectoryError(
+                first.reason,
+                "; ".join(f.message for f in failures),
+                definitive=first.definitive,
+                retry_after=max(waits) if waits else None,
+            )
         results = []
         for resource, link in asks.items():
-            what = f"{resource} changes ({resource}/delta)"
-            r = by_id.get(resource)
-            if r is None:
-                raise DirectoryError(
-                    Reason.DIRECTORY_READ_FAILED, f"{what}: missing from the $batch answer", definitive=False
-                )
-            status = int(r.get("status") or 0)
-            page = r.get("body") if isinstance(r.get("body"), dict) else {}
-            if status == 410:
-                raise DirectoryError(
-                    Reason.DELTA_EXPIRED, f"{what}: Graph no longer knows the delta link: resync", definitive=False
-                )
-            if status >= 400:
-                raise _status_error(status, (page.get("error") or {}) if isinstance(page, dict) else {}, what)
-            result = self._collect(DeltaResult(), page)
-            if page.get("@odata.nextLink"):
-                rest = self.client.groups.with_url(page["@odata.nextLink"]).to_get_request_information()
-                try:
-                    async for more in self.pages(rest):
-                        self._collect(result, more)
-                except Exception as exc:
-                    raise directory_error(exc, what) from exc
+            result = self._collect(DeltaResult(), answers[resource][2])
+            if result.link is None and (more := answers[resource][2].get("@odata.nextLink")):
+                await self._more_pages(result, self.client.groups.with_url(more).to_get_request_information(), resource)
             if not link:
                 result.changed_groups.clear()
                 result.names.clear()
             results.append(result)
-        return results[0], results[1]
+        return Deltas(*results)
+
+    async def _more_pages(self, result: DeltaResult, info: RequestInformation, resource: str) -> None:
+        """Collect every page from `info` on; an expired nextLink (any form) raises DeltaExpired."""
+        what = f"{resource} changes ({resource}/delta)"
+        try:
+            async for page in self.pages(info):
+                self._collect(result, page)
+        except ODataError as exc:
+            if delta_expired(exc.response_status_code or 0, exc.error.code if exc.error else None):
+                raise _expired(what) from exc
+            raise directory_error(exc, what) from exc
+        except Exception as exc:
+            raise directory_error(exc, what) from exc
 
     @staticmethod
     def _relative(base: str, resource: str, link: str | None) -> str:
@@ -445,19 +609,7 @@ class Directory:
     async def _delta(self, resource: str, link: str | None) -> DeltaResult:
         result = DeltaResult()
         url = link or f"{self.client.request_adapter.base_url}{_latest(resource)}"
-        info = self.client.groups.delta.with_url(url).to_get_request_information()
-        what = f"{resource} changes ({resource}/delta)"
-        try:
-            async for page in self.pages(info):
-                self._collect(result, page)
-        except ODataError as exc:
-            if exc.response_status_code == 410:
-                raise DirectoryError(
-                    Reason.DELTA_EXPIRED, f"{what}: Graph no longer knows the delta link: resync", definitive=False
-                ) from exc
-            raise directory_error(exc, what) from exc
-        except Exception as exc:
-            raise directory_error(exc, what) from exc
+        await self._more_pages(result, self.client.groups.delta.with_url(url).to_get_request_information(), resource)
         if not link:
             result.changed_groups.clear()
             result.names.clear()

@@ -2,16 +2,23 @@
 the workspaces they wake.
 
 Many workspaces (and their bindings) share one tenant. Asking Graph what changed costs one round
-trip for the whole tenant (a JSON batch of groups/delta for memberships and users/delta for disabled
-or deleted accounts, which group delta does not report), however many groups are bound. The answer
-invalidates exactly the cached group expansions and name lookups it touches (a change in a nested
-group invalidates every cached parent that expanded through it) and pokes only the workspaces
-whose bindings use those groups.
+trip for the whole tenant (a JSON batch of groups/delta for memberships, and users/delta and
+servicePrincipals/delta for disabled or deleted accounts, which group delta does not report),
+however many groups are bound. The answer invalidates exactly the cached group expansions and name
+lookups it touches (a change in a nested group invalidates every cached parent that expanded through
+it; a changed account, every expansion that contains it) and pokes only the workspaces whose
+bindings use those groups or name those accounts.
 
-Safety: the cache only ever serves syncs that the watch can vouch for. It is emptied whenever the
-watch loses track (no delta link yet, or the link expired). A failed poll keeps the links and the
-cache: the next round from the same links reports every change made meanwhile. A read that raced
-with an invalidation of the group it read is used once but not kept.
+Safety: the cache only ever serves syncs that the watch can vouch for (`trusted`).
+- No delta links yet, or Graph says a link expired (410, or a 4xx syncStateNotFound/resyncRequired,
+  on the first page or a later one): the links are dropped and the cache emptied; the next poll
+  takes new links and every workspace reads afresh.
+- A poll that fails otherwise (throttled, 5xx, a credential): the watch is *behind*. It vouches for
+  nothing until a poll succeeds, so every sync meanwhile reads the directory fresh. It keeps its links
+  (the next round from them reports every change made meanwhile) and its cache (to know whom those
+  changes concern). When Graph said Retry-After, even inside a 200 batch, it is not asked again
+  before then.
+A read that raced with an invalidation of the group it read is used once but not kept.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from synapse_scim.adapters.credentials import CredentialError
-from synapse_scim.adapters.directory import Directory, DirectoryError
+from synapse_scim.adapters.directory import DeltaLinks, Directory, DirectoryError
 from synapse_scim.adapters.directory_cache import DirectoryCache
 from synapse_scim.core.reasons import Reason
 
@@ -39,7 +46,7 @@ class Subscription:
     # The workspace's current Directory, rebuilt when its credential Secret changed (None: same as before).
     connect: Callable[[], Awaitable[Directory]] | None = None
     groups: frozenset[str] = frozenset()  # every group its bindings expand, nested ones included
-    users: frozenset[str] = frozenset()  # accounts its bindings name directly (User subjects)
+    users: frozenset[str] = frozenset()  # accounts its bindings name directly (User and ServicePrincipal subjects)
 
 
 @dataclass
@@ -47,8 +54,9 @@ class TenantWatch:
     key: TenantKey
     interval: float
     cache: DirectoryCache = field(default_factory=DirectoryCache)
-    link: str | None = None
-    user_link: str | None = None
+    links: DeltaLinks | None = None  # groups, users, service principals: all three, or none
+    behind: bool = False  # the last poll failed: changes since the links may be unseen
+    retry_at: float | None = None  # event-loop time before which Graph asked not to be asked again
     subscribers: dict[WorkspaceKey, Subscription] = field(default_factory=dict)
     polls: int = 0
     task: asyncio.Task[None] | None = None
@@ -56,23 +64,39 @@ class TenantWatch:
     @property
     def trusted(self) -> bool:
         """Whether the cache reflects every change Graph reported (a sync may use it)."""
-        return self.link is not None and self.user_link is not None
+        return self.links is not None and not self.behind
+
+    def _waiting(self) -> float:
+        """Seconds left of the Retry-After Graph gave (0: ask now)."""
+        if self.retry_at is None:
+            return 0.0
+        return max(0.0, self.retry_at - asyncio.get_running_loop().time())
+
+    def _wait(self, exc: Exception) -> None:
+        retry_after = getattr(exc, "retry_after", None)
+        self.retry_at = asyncio.get_running_loop().time() + retry_after if retry_after else None
 
     async def prime(self, directory: Directory) -> None:
-        """Take delta links before anything is read, so no change slips between the reads and the links."""
-        if self.trusted:
+        """Take delta links before anything is read, so no change slips between the reads and the links.
+
+        A watch that is only behind keeps its links: new ones would skip the changes it has not seen."""
+        if self.links is not None or self._waiting():
             return
         try:
-            groups, users = await directory.deltas(None, None)
-            self.link, self.user_link = groups.link, users.link
+            found = await directory.deltas(DeltaLinks(None, None, None))
         except (CredentialError, DirectoryError) as exc:
-            self.link = self.user_link = None
+            self._wait(exc)
             log.warning("cannot start watching directory changes in tenant %s: %s", self.key[0], exc)
             return
+        if None in found.links:
+            log.warning("cannot start watching directory changes in tenant %s: Graph gave no delta link", self.key[0])
+            return
+        self.links, self.behind, self.retry_at = found.links, False, None
         self.cache.clear()
 
     def forget(self) -> None:
-        self.link = self.user_link = None
+        self.links = None
+        self.behind = False
         self.cache.clear()
 
     async def poll(self) -> set[WorkspaceKey]:
@@ -84,19 +108,29 @@ class TenantWatch:
         if not self.subscribers:
             return set()
         ws_key, sub = next(iter(self.subscribers.items()))
-        if not self.trusted:
+        if self._waiting():
+            log.debug("directory change poll of tenant %s waits %.0fs more (Retry-After)", self.key[0], self._waiting())
+            return set()
+        if self.links is None:
             await self.prime(sub.directory)
             if not self.trusted:
                 return set()
             return self._poke(set(self.subscribers), "a full read after the change watch (re)started")
         try:
-            groups, users = await sub.directory.deltas(self.link, self.user_link)
+            found = await sub.directory.deltas(self.links)
         except (CredentialError, DirectoryError) as exc:
             reason = getattr(exc, "reason", "")
             log.warning("directory change poll failed for tenant %s (via %s/%s): %s", self.key[0], *ws_key, exc)
             if reason == Reason.DELTA_EXPIRED:
                 self.forget()
                 return set()
+            if not self.behind:
+                log.warning(
+                    "directory changes in tenant %s are unseen until a poll succeeds: syncs read the directory fresh",
+                    self.key[0],
+                )
+            self.behind = True
+            self._wait(exc)
             # Rotate to another workspace's credential next time; a credential that stopped working
             # must show in its workspace's status now, not at the next full sync.
             self.subscribers.pop(ws_key)
@@ -105,17 +139,20 @@ class TenantWatch:
                 sub.poke()
                 return {ws_key}
             return set()
-        # Both links move only once both rounds are in: a failed second round repeats the first.
-        self.link = groups.link or self.link
-        self.user_link = users.link or self.user_link
+        # The links move only once every round is in: a failed round repeats them all.
+        self.links = DeltaLinks(*(new or old for new, old in zip(found.links, self.links, strict=True)))
+        self.behind, self.retry_at = False, None
+        groups, accounts = found.groups, found.users.changed_groups | found.service_principals.changed_groups
         affected = self.cache.invalidate(groups.changed_groups, groups.names)
-        affected |= self.cache.invalidate_members(users.changed_groups)
-        if not affected and not users.changed_groups:
+        affected |= self.cache.invalidate_members(accounts)
+        if not affected and not accounts:
             return set()
-        changed_users = {u.lower() for u in users.changed_groups}
-        hit = {k for k, s in self.subscribers.items() if s.groups & affected or not changed_users.isdisjoint(s.users)}
+        changed = {a.lower() for a in accounts}
+        hit = {k for k, s in self.subscribers.items() if s.groups & affected or not changed.isdisjoint(s.users)}
         return self._poke(
-            hit, f"{len(groups.changed_groups)} group(s) and {len(users.changed_groups)} account(s) changed"
+            hit,
+            f"{len(groups.changed_groups)} group(s), {len(found.users.changed_groups)} user(s) and "
+            f"{len(found.service_principals.changed_groups)} service principal(s) changed",
         )
 
     async def _reconnect(self) -> None:
@@ -141,7 +178,7 @@ class TenantWatch:
 
     async def run(self) -> None:
         while self.subscribers:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(max(self.interval, self._waiting()))
             try:
                 await self.poll()
             except Exception:  # the watch must outlive any one bad round
