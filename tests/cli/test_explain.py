@@ -55,6 +55,22 @@ def test_a_service_principal_by_name_app_id_or_object_id(cli: Cli, repo: Path) -
     assert cli(*EXPLAIN, str(sp.id)).stdout == by_name.stdout
 
 
+def test_a_disabled_service_principal_is_explained_and_said_disabled(cli: Cli, repo: Path) -> None:
+    # Bindings refuse a disabled subject; explain must not: what it still holds is the point.
+    sp = cli.sb.state.directory.resolve("etl-pipeline", kinds=("servicePrincipal",))
+    cli.sb.admin.add_assignment("analytics", "Synapse User", str(sp.id))
+    cli.sb.admin.disable_service_principal(str(sp.id))
+    outputs = [cli(*EXPLAIN, ref) for ref in ("etl-pipeline", str(sp.app_id), str(sp.id))]
+    for result in outputs:
+        assert result.rc == 0, result.stdout + result.stderr
+        assert "disabled in the directory" in result.stdout.splitlines()[0]
+        assert result.stdout == outputs[0].stdout
+    doc = json.loads(cli(*EXPLAIN, "etl-pipeline", "-o", "json").stdout)
+    assert doc["principal"]["accountEnabled"] is False
+    (held,) = doc["workspaces"][0]["assignments"]
+    assert (held["role"]["name"], held["status"]) == ("Synapse User", "held")
+
+
 def test_a_group_as_json(cli: Cli, repo: Path) -> None:
     result = cli(*EXPLAIN, "Contractors", "-o", "json")
     assert result.rc == 0, result.stderr

@@ -282,11 +282,22 @@ class Directory:
             await inner.aclose()
 
     async def resolve(self, kind: str, *, name: str | None = None, id: str | None = None) -> Principal:
-        """A subject of a binding as a directory object; DirectoryError when it does not resolve."""
-        what = f"{kind} {name or id!r}" if name else f"{kind} with id {id!r}"
+        """A subject of a binding as a directory object; DirectoryError when it does not resolve, or is
+        a user or service principal whose account is disabled (or whose state Graph left out)."""
+        principal, enabled = await self.look_up(kind, name=name, id=id)
+        if principal.type is not PrincipalType.GROUP:
+            self._refuse_disabled(enabled, _what(kind, name, id))
+        return principal
+
+    async def look_up(
+        self, kind: str, *, name: str | None = None, id: str | None = None
+    ) -> tuple[Principal, bool | None]:
+        """The object and its accountEnabled (None for a group, or when Graph left it out), not judged:
+        `explain` shows the grants a disabled account still holds."""
+        what = _what(kind, name, id)
         try:
             if kind == "Group":
-                return await self._resolve_group(name, id, what)
+                return await self._resolve_group(name, id, what), None
             if kind == "User":
                 return await self._resolve_user(name or id or "", what)
             if kind == "ServicePrincipal":
@@ -327,7 +338,7 @@ class Directory:
         found = self._exactly_one(page.get("value") or [], what, "Group")
         return Principal(id=str(found["id"]), type=PrincipalType.GROUP, display=found.get("displayName") or "")
 
-    async def _resolve_user(self, key: str, what: str) -> Principal:
+    async def _resolve_user(self, key: str, what: str) -> tuple[Principal, bool | None]:
         # accountEnabled is not among Graph's default user properties: without $select it is None.
         query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
             select=["id", "displayName", "userPrincipalName", "accountEnabled"]
@@ -337,8 +348,8 @@ class Directory:
                 request_configuration=RequestConfiguration(query_parameters=query)
             )
         )
-        self._refuse_disabled(user.get("accountEnabled"), what)
-        return Principal(id=str(user["id"]), type=PrincipalType.USER, display=user.get("userPrincipalName") or key)
+        principal = Principal(id=str(user["id"]), type=PrincipalType.USER, display=user.get("userPrincipalName") or key)
+        return principal, _account_state(user)
 
     @staticmethod
     def _refuse_disabled(enabled: Any, what: str) -> None:
@@ -350,7 +361,9 @@ class Directory:
         if enabled is not True:
             raise _unknown_state(what)
 
-    async def _resolve_service_principal(self, name: str | None, id: str | None, what: str) -> Principal:
+    async def _resolve_service_principal(
+        self, name: str | None, id: str | None, what: str
+    ) -> tuple[Principal, bool | None]:
         if id:
             by_id = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
                 select=["id", "displayName", "appId", "accountEnabled"]
@@ -373,13 +386,12 @@ class Directory:
                 )
             )
             sp = self._exactly_one(page.get("value") or [], what, "ServicePrincipal")
-        # A disabled service principal gets no role, as a disabled user does.
-        self._refuse_disabled(sp.get("accountEnabled"), what)
-        return Principal(
+        principal = Principal(
             id=str(sp["id"]),
             type=PrincipalType.SERVICE_PRINCIPAL,
             display=sp.get("displayName") or sp.get("appId") or "",
         )
+        return principal, _account_state(sp)
 
     @staticmethod
     def _exactly_one(found: list[dict[str, Any]], what: str, kind: str) -> dict[str, Any]:
@@ -614,3 +626,12 @@ class Directory:
             result.changed_groups.clear()
             result.names.clear()
         return result
+
+
+def _what(kind: str, name: str | None, id: str | None) -> str:
+    return f"{kind} {name or id!r}" if name else f"{kind} with id {id!r}"
+
+
+def _account_state(obj: dict[str, Any]) -> bool | None:
+    enabled = obj.get("accountEnabled")
+    return enabled if isinstance(enabled, bool) else None

@@ -112,7 +112,11 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
         if _GUID.match(ref):
             by_id = await walker.object(ref)
             if by_id is None:
-                return await directory.resolve("ServicePrincipal", name=ref), True  # an appId
+                sp, enabled = await directory.look_up("ServicePrincipal", name=ref)  # an appId
+                return sp, enabled is not False
+            if by_id.type is PrincipalType.SERVICE_PRINCIPAL:
+                sp, enabled = await directory.look_up("ServicePrincipal", id=by_id.id)
+                return sp, enabled is not False
             if by_id.type is not PrincipalType.USER:
                 return by_id, True
             ref = by_id.id
@@ -134,10 +138,11 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
             return principal, user.get("accountEnabled") is not False
     except ODataError as exc:
         raise directory_error(exc, f"principal {ref!r}") from exc
-    found: list[Principal] = []
+    # Not Directory.resolve, for the same reason: a disabled service principal may still hold grants.
+    found: list[tuple[Principal, bool | None]] = []
     for kind in ("Group", "ServicePrincipal"):
         try:
-            found.append(await directory.resolve(kind, name=ref))
+            found.append(await directory.look_up(kind, name=ref))
         except DirectoryError as exc:
             if exc.reason != Reason.SUBJECT_NOT_FOUND:
                 raise
@@ -153,7 +158,8 @@ async def find_principal(directory: Directory, walker: GroupWalker, ref: str) ->
         raise DirectoryError(
             Reason.SUBJECT_AMBIGUOUS, f"{ref!r} is both a group and a service principal: name it by id", definitive=True
         )
-    return found[0], True
+    principal, enabled = found[0]
+    return principal, enabled is not False
 
 
 class ScopeError(ValueError):
