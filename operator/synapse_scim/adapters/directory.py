@@ -39,7 +39,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from synapse_scim.adapters.credentials import Cloud
-from synapse_scim.core.errors import ReasonedError, first_line, untrusted_certificate
+from synapse_scim.core.errors import ReasonedError, first_line, retry_after_header, untrusted_certificate
 from synapse_scim.core.model import Principal, PrincipalType
 from synapse_scim.core.reasons import Reason
 from synapse_scim.metrics import graph_request_hook, graph_response_hook
@@ -53,8 +53,8 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 class DirectoryError(ReasonedError):
     """`reason` is a CamelCase condition reason; `definitive` says whether retrying could change it."""
 
-    def __init__(self, reason: Reason, message: str, *, definitive: bool) -> None:
-        super().__init__(reason, message)
+    def __init__(self, reason: Reason, message: str, *, definitive: bool, retry_after: float | None = None) -> None:
+        super().__init__(reason, message, retry_after=retry_after)
         self.definitive = definitive
 
 
@@ -147,7 +147,11 @@ def directory_error(exc: Exception, what: str) -> DirectoryError:
                 definitive=False,
             )
         return DirectoryError(
-            Reason.DIRECTORY_READ_FAILED, f"reading {what} failed: {status} {code} {message}", definitive=False
+            Reason.DIRECTORY_READ_FAILED,
+            f"reading {what} failed: {status} {code} {message}",
+            definitive=False,
+            # What Graph asked for after the SDK's own retries (429, 503): the sync's retry waits as long.
+            retry_after=retry_after_header(exc.response_headers),
         )
     if isinstance(exc, ClientAuthenticationError):
         first = first_line(str(exc)) or type(exc).__name__

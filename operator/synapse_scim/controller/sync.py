@@ -95,7 +95,7 @@ async def sync_workspace(
             shared_reads=shared_reads,
         )
     except WorkspaceError as exc:
-        return workspace_failure(ws, bindings, Problem(exc.reason, exc.message), when)
+        return workspace_failure(ws, bindings, Problem(exc.reason, exc.message, retry_after=exc.retry_after), when)
 
     inputs = read.inputs
     plan = plan_workspace(inputs, reports=False)  # the reports come from the plan after the writes
