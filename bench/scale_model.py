@@ -389,16 +389,21 @@ class World:
                     out[b.workspace].add((ROLE_IDS[role], principal, b.scope_path()))
         return out
 
-    def plan_changes(self, n: int, seed: int, max_removals: int = 5) -> list[Change]:
+    def plan_changes(
+        self,
+        n: int,
+        seed: int,
+        max_removals: int = 5,
+        kinds: tuple[str, ...] = ("add", "remove", "add-nested", "remove-nested"),
+    ) -> list[Change]:
         """`n` membership changes, each on a different user (so their effects never overlap), cycling
-        through: add to a bound group, remove from a bound group, add to a nested child group of a
-        bound group, remove from such a child group. Each must create or delete at least one
+        through `kinds`: add to a bound group, remove from a bound group, add to a nested child group of
+        a bound group, remove from such a child group. Each must create or delete at least one
         assignment and at most `max_removals` (under the removal guard's floor). Applied to this
         world as they are planned, so `expected()` afterwards is the state after all of them."""
         rng = random.Random(seed)
         bound = sorted({g for b in self.bindings for g in b.groups})
         children = sorted({c for g in bound for c in self.transitive(g) if c in self.members and c not in bound})
-        kinds = ("add", "remove", "add-nested", "remove-nested")
         used: set[str] = set()
         manual = {ws: set(m.values()) for ws, m in self.manual.items()}
         out: list[Change] = []

@@ -590,6 +590,8 @@ def _raise_for(status: int, text: str) -> None:
         err = json.loads(text).get("error", {})
     except (ValueError, AttributeError):
         err = {}
+    if not isinstance(err, dict):  # an OAuth-shaped error, e.g. the login service's 404 for an unknown path
+        err = {"code": str(err)}
     raise AdminError(status, err.get("code", "Error"), err.get("message", text))
 
 

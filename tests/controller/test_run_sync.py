@@ -2,7 +2,7 @@
 operator's own Connections (the real SDKs against the sandbox), Registry, Tenants and Settings; the
 statuses it writes, the events it posts, the bindings it releases and the metrics it records.
 
-Its Kubernetes side is the one stand-in: `FakeKube` below answers the four calls run_sync makes of the
+Its Kubernetes side is the one stand-in: `FakeKube` (support.controller) answers the four calls run_sync makes of the
 Kube adapter from dicts. That side is tested against the real API server by tests/e2e (the operator as
 its own process); here we test the orchestration around it, which needs no cluster.
 """
@@ -10,92 +10,21 @@ its own process); here we test the orchestration around it, which needs no clust
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
-from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import kopf
-import pytest
-from kopf._core.engines import posting  # kopf's own event queue: see kopf_event_queue
+from kopf._core.engines import posting  # kopf's own event queue: see the fixture `events`
 
-from support.controller import SECRET, binding_body, condition, run_sync, workspace_body
-from support.sandbox import OPERATOR, holders, object_id, role_id
+from support.controller import FakeKube, binding_body, condition, run_sync, workspace_body
+from support.sandbox import holders, object_id, role_id
 from synapse_scim import metrics
-from synapse_scim.adapters.connections import Connections
-from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.kube import BINDINGS, WORKSPACES
-from synapse_scim.controller.registry import Registry
-from synapse_scim.controller.settings import Settings
-from synapse_scim.controller.tenant import Tenants
 from synapse_scim.core.model import BindingKey
 from synapse_scim_sandbox import Sandbox
 
 CONTRIBUTOR = "Synapse Contributor"
 ENGINEERS = [{"kind": "Group", "name": "Data Engineers"}]
 LOG = logging.getLogger("test.run_sync")
-
-
-class FakeKube:
-    """The Kube adapter's calls run_sync makes, on dicts. patch_status stores `new` as the status, which
-    is what Kube.patch_status's merge patch makes of it (keys that disappeared are deleted explicitly)."""
-
-    def __init__(self) -> None:
-        self.workspaces: dict[tuple[str, str], dict[str, Any]] = {}
-        self.bindings: dict[tuple[str, str], dict[str, Any]] = {}
-        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
-        self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
-
-    def add(self, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        store = self.workspaces if body["kind"] == "SynapseWorkspace" else self.bindings
-        store[(meta["namespace"], meta["name"])] = body
-
-    async def get_workspace(self, namespace: str, name: str) -> dict[str, Any] | None:
-        found = self.workspaces.get((namespace, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    async def list_bindings(self, namespace: str, workspace: str) -> list[dict[str, Any]]:
-        return [
-            copy.deepcopy(b)
-            for (ns, _), b in self.bindings.items()
-            if ns == namespace and b["spec"]["workspaceRef"]["name"] == workspace
-        ]
-
-    async def patch_status(
-        self, plural: str, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
-    ) -> None:
-        self.patches.append((plural, namespace, name, copy.deepcopy(dict(new))))
-        store = self.workspaces if plural == WORKSPACES else self.bindings
-        if (namespace, name) in store:
-            store[(namespace, name)]["status"] = copy.deepcopy(dict(new))
-
-    async def read_secret(self, namespace: str, name: str, key: str) -> bytes:
-        data = self.secrets.get((namespace, name))
-        if data is None or key not in data:
-            raise CredentialError("SecretNotFound", f"Secret {namespace}/{name} has no key {key!r}")
-        return data[key]
-
-    def status(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
-        store = self.workspaces if plural == WORKSPACES else self.bindings
-        return store[(namespace, name)]["status"]
-
-
-@pytest.fixture
-async def events() -> AsyncIterator[asyncio.Queue[posting.K8sEvent]]:
-    """kopf.event outside a running operator raises LookupError: it reads the operator's settings and
-    the per-object event queue from context variables that kopf's reactor sets (kopf._core.engines.
-    posting). Set the same three, as the operator would have them, and hand over the queue its event
-    poster drains, so a test can read what was posted (pytest-asyncio runs the test in this context)."""
-    queue: asyncio.Queue[posting.K8sEvent] = asyncio.Queue()
-    tokens = [
-        (posting.settings_var, posting.settings_var.set(kopf.OperatorSettings())),
-        (posting.event_queue_var, posting.event_queue_var.set(queue)),
-        (posting.event_queue_loop_var, posting.event_queue_loop_var.set(asyncio.get_running_loop())),
-    ]
-    yield queue
-    for var, token in reversed(tokens):
-        var.reset(token)
 
 
 def drain(queue: asyncio.Queue[posting.K8sEvent]) -> list[tuple[str, str, str]]:
@@ -109,22 +38,6 @@ def drain(queue: asyncio.Queue[posting.K8sEvent]) -> list[tuple[str, str, str]]:
 
 def sample(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-async def memo(sb: Sandbox, ns: str, trust_sandbox: None) -> Any:
-    """What the operator's startup handler puts in its memo, with FakeKube for Kube."""
-    kube = FakeKube()
-    kube.secrets[(ns, SECRET)] = {"clientSecret": (sb.client(OPERATOR).secret or "").encode()}
-    memo = kopf.Memo()
-    memo.settings = Settings(directory_poll_interval=3600.0)  # the tenant watch never polls by itself here
-    memo.kube = kube
-    memo.connections = Connections(kube.read_secret, memo.settings.write_concurrency)
-    memo.registry = Registry()
-    memo.tenants = Tenants(memo.settings.directory_poll_interval)
-    yield memo
-    await memo.tenants.close()
-    await memo.connections.close()
 
 
 async def test_statuses_are_written_when_they_change_and_only_then(sb: Sandbox, memo: Any, ns: str, events: Any):

@@ -238,3 +238,37 @@ def test_the_safety_net_relists_synapse_every_sync_interval_and_the_directory_on
     )
     reads = [e for e in requests_since(h, since, service="graph") if e["operation"] not in (*DELTAS, "batch")]
     assert reads == [], "the directory is trusted to its delta watch until its own resync interval"
+
+
+@pytest.mark.parametrize("operation", ["transitiveMembers", "batch"])
+def test_a_leaver_loses_the_role_within_a_poll_interval_of_the_end_of_a_graph_storm(harness, operation: str):
+    """Issue 13: a storm of 429s on the group's membership reads (the sync fails; it is retried with
+    backoff) or on the tenant watch's delta $batch (the poll fails; the next one asks again from the
+    same links). Nothing is revoked during the storm; after it, the revocation comes within one poll
+    interval (5 s here), not at the next full sync (syncInterval 10m)."""
+    h = harness
+    h.start_operator(SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL="5s")
+    h.workspace()
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    h.wait_condition(RB_PLURAL, "analysts")
+    erin = h.user_id(upn("erin"))
+    assert erin in held(h)
+    h.sb.admin.inject_fault({"service": "graph", "operation": operation, "status": 429, "retry_after": 1})
+    h.sb.admin.remove_member("Analysts", upn("erin"))
+    # A failed attempt is the SDK's own four tries.
+    h.wait_for(lambda: h.sb.admin.counters().get(f"graph.{operation}.429", 0) >= 4, "a failed attempt", timeout=60)
+    if operation == "transitiveMembers":
+
+        def reconciling() -> tuple[str, str]:
+            found = {c["type"]: c for c in (h.get(RB_PLURAL, "analysts").get("status") or {}).get("conditions") or ()}
+            return found["Reconciling"]["status"], found["Reconciling"]["reason"]
+
+        h.wait_for(lambda: reconciling() == ("True", "DirectoryReadFailed"), "the binding says why", timeout=30)
+    assert erin in held(h), "nothing is revoked while the directory cannot be read"
+    since = seq(h)
+    h.sb.admin.clear_faults()
+    ended = time.monotonic()
+    h.wait_for(lambda: erin not in held(h), "erin's role revoked after the storm", timeout=60)
+    took = time.monotonic() - ended
+    assert took <= 5 + 5, f"revoked {took:.1f} s after the storm ended"
+    assert not requests_since(h, since, service="synapse", operation="listRoleAssignments"), "no full sync"

@@ -6,8 +6,12 @@ Also the custom resources' bodies as the API server would hand them to the opera
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
+from synapse_scim.adapters.credentials import CredentialError
+from synapse_scim.adapters.kube import WORKSPACES
 from synapse_scim.controller.reconcile import run_sync
 from synapse_scim.controller.sync import SyncResult, sync_workspace
 from synapse_scim.core.objects import APPROVE_ANNOTATION, BindingObject, WorkspaceObject
@@ -16,6 +20,7 @@ __all__ = [
     "APPROVE_ANNOTATION",
     "SECRET",
     "BindingObject",
+    "FakeKube",
     "SyncResult",
     "WorkspaceObject",
     "binding_body",
@@ -99,3 +104,48 @@ def condition(status: dict[str, Any], type_: str = "Ready") -> dict[str, Any]:
     found = {c["type"]: c for c in status.get("conditions") or ()}
     assert type_ in found, f"no condition {type_} in {sorted(found)}"
     return found[type_]
+
+
+class FakeKube:
+    """The Kube adapter's calls run_sync makes, on dicts. patch_status stores `new` as the status, which
+    is what Kube.patch_status's merge patch makes of it (keys that disappeared are deleted explicitly)."""
+
+    def __init__(self) -> None:
+        self.workspaces: dict[tuple[str, str], dict[str, Any]] = {}
+        self.bindings: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    def add(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        store = self.workspaces if body["kind"] == "SynapseWorkspace" else self.bindings
+        store[(meta["namespace"], meta["name"])] = body
+
+    async def get_workspace(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.workspaces.get((namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    async def list_bindings(self, namespace: str, workspace: str) -> list[dict[str, Any]]:
+        return [
+            copy.deepcopy(b)
+            for (ns, _), b in self.bindings.items()
+            if ns == namespace and b["spec"]["workspaceRef"]["name"] == workspace
+        ]
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+    ) -> None:
+        self.patches.append((plural, namespace, name, copy.deepcopy(dict(new))))
+        store = self.workspaces if plural == WORKSPACES else self.bindings
+        if (namespace, name) in store:
+            store[(namespace, name)]["status"] = copy.deepcopy(dict(new))
+
+    async def read_secret(self, namespace: str, name: str, key: str) -> bytes:
+        data = self.secrets.get((namespace, name))
+        if data is None or key not in data:
+            raise CredentialError("SecretNotFound", f"Secret {namespace}/{name} has no key {key!r}")
+        return data[key]
+
+    def status(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        store = self.workspaces if plural == WORKSPACES else self.bindings
+        return store[(namespace, name)]["status"]

@@ -44,7 +44,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from synapse_scim.adapters.credentials import Cloud
-from synapse_scim.core.errors import ReasonedError, first_line, untrusted_certificate
+from synapse_scim.core.errors import ReasonedError, first_line, retry_after_header, untrusted_certificate
 from synapse_scim.core.model import Principal, PrincipalType
 from synapse_scim.core.reasons import Reason
 from synapse_scim.metrics import graph_request_hook, graph_response_hook
@@ -63,9 +63,8 @@ class DirectoryError(ReasonedError):
     """`reason` is a CamelCase condition reason; `definitive` says whether retrying could change it."""
 
     def __init__(self, reason: Reason, message: str, *, definitive: bool, retry_after: float | None = None) -> None:
-        super().__init__(reason, message)
+        super().__init__(reason, message, retry_after=retry_after)  # seconds Graph asked to wait
         self.definitive = definitive
-        self.retry_after = retry_after  # seconds Graph asked to wait (Retry-After), when it said
 
 
 @dataclass(frozen=True)
@@ -120,16 +119,10 @@ def delta_expired(status: int, code: str | None) -> bool:
 
 
 def _retry_after(headers: Any) -> float | None:
-    """Retry-After (seconds) from a batched response's headers (a plain JSON object: any case)."""
+    """Retry-After of one batched response: its headers are a plain JSON object, in any case."""
     if not isinstance(headers, dict):
         return None
-    for name, value in headers.items():
-        if str(name).lower() == "retry-after":
-            try:
-                return max(0.0, float(value))
-            except (TypeError, ValueError):
-                return None
-    return None
+    return retry_after_header({"Retry-After": str(v) for k, v in headers.items() if str(k).lower() == "retry-after"})
 
 
 def graph_client(
@@ -210,7 +203,11 @@ def directory_error(exc: Exception, what: str) -> DirectoryError:
                 definitive=False,
             )
         return DirectoryError(
-            Reason.DIRECTORY_READ_FAILED, f"reading {what} failed: {status} {code} {message}", definitive=False
+            Reason.DIRECTORY_READ_FAILED,
+            f"reading {what} failed: {status} {code} {message}",
+            definitive=False,
+            # What Graph asked for after the SDK's own retries (429, 503): the sync's retry waits as long.
+            retry_after=retry_after_header(exc.response_headers),
         )
     if isinstance(exc, ClientAuthenticationError):
         first = first_line(str(exc)) or type(exc).__name__

@@ -29,7 +29,7 @@ from azure.synapse.accesscontrol.aio import AccessControlClient
 
 from synapse_scim.adapters.credentials import Cloud, azure_ca_bundle
 from synapse_scim.adapters.throttle import AdaptiveLimit, ThrottlePolicy, retry_after_seconds
-from synapse_scim.core.errors import ReasonedError, first_line, untrusted_certificate
+from synapse_scim.core.errors import ReasonedError, first_line, retry_after_header, untrusted_certificate
 from synapse_scim.core.model import Assignment, Grant, assignment_id
 from synapse_scim.core.reasons import Reason
 from synapse_scim.metrics import SynapseMetricsPolicy
@@ -70,7 +70,11 @@ def workspace_error(exc: Exception, what: str) -> WorkspaceError:
             )
         if status == 404:
             return WorkspaceError(Reason.WORKSPACE_NOT_FOUND, f"{what}: 404 {code}: check spec.endpoint")
-        return WorkspaceError(Reason.WORKSPACE_READ_FAILED, f"{what}: HTTP {status} {code}".strip())
+        return WorkspaceError(
+            Reason.WORKSPACE_READ_FAILED,
+            f"{what}: HTTP {status} {code}".strip(),
+            retry_after=retry_after_header(getattr(exc.response, "headers", None)),
+        )
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, OSError, asyncio.TimeoutError)):
         return WorkspaceError(
             Reason.WORKSPACE_UNREACHABLE,
@@ -237,6 +241,7 @@ class Workspace:
             Reason.THROTTLED,
             f"{what}: Synapse kept answering 429 (throttled) after "
             f"{THROTTLED_ATTEMPTS} rounds of retries; tried again next sync",
+            retry_after=max(0.0, self.limit.resume_at - time.monotonic()),
         )
 
     async def close(self) -> None:

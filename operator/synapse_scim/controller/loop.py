@@ -4,20 +4,69 @@ It syncs at start (everything read fresh), when poked (a binding changed, or the
 watch saw one of its groups change: incremental, through the caches), and every spec.syncInterval:
 the safety net, where Synapse (which has no change feed) is listed again, and the directory is read
 again once per SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL.
+
+A sync that failed in a way a later try can cure (a read or write that was throttled, timed out or
+got a 5xx: the status says Reconciling) is tried again with backoff: 2 s, 4 s, 8 s ... up to the
+directory poll interval (at most 60 s), never sooner than the Retry-After the failure carried, until
+a sync succeeds. A leaver whose removal a Graph storm kept unknown thus loses access within about one
+poll interval of the storm's end, not at the next safety net. The retry reads again only what the
+failed sync read: it lists Synapse again only if the failed sync was a full one and failed on
+Synapse's side, and it reads the directory fresh only if the failed sync did. A read that failed is
+never stored in the tenant cache, so even an incremental retry reads it from Graph again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
 from synapse_scim.controller.reconcile import run_sync
 from synapse_scim.controller.settings import Settings, Strategy
+from synapse_scim.controller.sync import SyncResult
 from synapse_scim.core.durations import parse_duration
+
+RETRY_FIRST = 2.0  # seconds before the first retry of a failed sync; doubled at each failure in a row
+RETRY_MAX = 60.0  # the longest backoff (the directory poll interval, when that is shorter)
+
+
+def retry_delay(failures: int, retry_after: float | None, cap: float) -> float:
+    """Seconds before retrying a sync that failed ``failures`` times in a row: RETRY_FIRST doubled at
+    each failure, at most ``cap``, and never less than the Retry-After the failure carried."""
+    backoff = min(cap, RETRY_FIRST * 2.0 ** min(max(failures, 1) - 1, 30))
+    return max(backoff, retry_after or 0.0)
+
+
+@dataclass
+class Retry:
+    """The retry a failed sync leaves pending: when, and what it reads again."""
+
+    failures: int = 0  # failed syncs in a row
+    at: float = float("inf")  # time.monotonic() of the retry; inf when none is pending
+    full: bool = False  # list Synapse's assignments again (a full sync failed on Synapse's side)
+    directory: bool = False  # read the whole directory fresh again (the failed sync did, and it failed)
+
+    def after(self, result: SyncResult | None, *, full: bool, directory: bool, cap: float) -> float | None:
+        """Record how a sync ended; the seconds until its retry, or None when no retry is due."""
+        if result is None or not result.transient():
+            self.failures, self.at, self.full, self.directory = 0, float("inf"), False, False
+            return None
+        self.failures += 1
+        self.full = full and result.problem is not None
+        # A fresh read of the directory that failed halfway leaves the older cache entries of what it
+        # could not read: the retry must not trust them, so it reads fresh again.
+        self.directory = directory and (result.problem is not None or bool(result.read_problems))
+        # Jitter below the backoff, never below a Retry-After: workspaces that one storm failed
+        # together do not all come back in the same instant.
+        delay = retry_delay(self.failures, None, cap) * random.uniform(0.9, 1.0)
+        delay = max(delay, result.retry_after() or 0.0)
+        self.at = time.monotonic() + delay
+        return delay
 
 
 async def run_workspace_loop(
@@ -34,6 +83,7 @@ async def run_workspace_loop(
     trigger = memo.registry.trigger(key)
     trigger.set()  # first sync at once
     last_full = last_directory = -float("inf")
+    retry = Retry()
     # kopf sets `stopped` when the workspace is deleted or the operator exits. The wait below ends on
     # it too: a loop that only checked it between waits would sleep on until kopf cancels it.
     stopping = asyncio.ensure_future(stopped.wait())
@@ -47,7 +97,7 @@ async def run_workspace_loop(
             try:
                 await asyncio.wait(
                     (poked, stopping),
-                    timeout=max(0.0, last_full + interval - time.monotonic()),
+                    timeout=max(0.0, min(last_full + interval, retry.at) - time.monotonic()),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
@@ -56,15 +106,31 @@ async def run_workspace_loop(
                 break
             trigger.clear()
             now = time.monotonic()
-            full = now >= last_full + interval
-            directory = full and (
-                settings.strategy is Strategy.NAIVE or now >= last_directory + settings.directory_resync_interval
+            due = now >= last_full + interval
+            # A sync while a retry is pending (poked before it was due) reads at least what the retry would.
+            full = due or retry.full
+            directory = retry.directory or (
+                due
+                and (settings.strategy is Strategy.NAIVE or now >= last_directory + settings.directory_resync_interval)
             )
-            await run_sync(key, memo, logger, full=full, fresh_directory=directory)
+            result = await run_sync(key, memo, logger, full=full, fresh_directory=directory)
             if full:
                 last_full = now
             if directory:
                 last_directory = now
+            cap = min(RETRY_MAX, settings.directory_poll_interval)
+            delay = retry.after(result, full=full, directory=directory, cap=cap)
+            if delay is not None and result is not None:
+                first = result.transient()[0]
+                logger.info(
+                    "sync of %s/%s failed (%s: %s): retrying in %.1f s (%d failed in a row)",
+                    namespace,
+                    name,
+                    first.reason,
+                    first.message,
+                    delay,
+                    retry.failures,
+                )
     finally:
         stopping.cancel()
         memo.registry.running.discard(key)

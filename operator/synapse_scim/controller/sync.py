@@ -19,7 +19,7 @@ from synapse_scim.controller.writes import AuditRecord, execute
 from synapse_scim.core.model import BindingKey, ManagementPolicy, Plan, Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject, approve_command
 from synapse_scim.core.planner import apply, plan_workspace
-from synapse_scim.core.reasons import TRANSIENT_WORKSPACE_REASONS, Reason
+from synapse_scim.core.reasons import STALLING_REASONS, TRANSIENT_WORKSPACE_REASONS, Reason
 from synapse_scim.core.status import BindingOutcome, Condition, conditions, ready_conditions
 from synapse_scim.reads.inputs import read_workspace
 
@@ -33,7 +33,19 @@ class SyncResult:
     groups_seen: frozenset[str] = frozenset()
     users_seen: frozenset[str] = frozenset()  # accounts bindings name directly (not through a group)
     plan: Plan | None = None
-    problem: Problem | None = None
+    problem: Problem | None = None  # the whole workspace failed: nothing was read past it, nothing written
+    read_problems: tuple[Problem, ...] = ()  # what kept bindings' wishes unknown (directory, roles, scope)
+    write_problems: tuple[Problem, ...] = ()  # every write that failed
+
+    def transient(self) -> tuple[Problem, ...]:
+        """The failures a later try can cure: those that make status say Reconciling (not Stalled).
+        The loop retries the sync, with backoff, while there are any."""
+        found = (self.problem,) if self.problem is not None else (*self.read_problems, *self.write_problems)
+        return tuple(p for p in found if p is not None and p.reason not in STALLING_REASONS)
+
+    def retry_after(self) -> float | None:
+        """The longest Retry-After the transient failures carried (seconds), None when none did."""
+        return max((p.retry_after for p in self.transient() if p.retry_after is not None), default=None)
 
 
 def workspace_failure(
@@ -95,7 +107,7 @@ async def sync_workspace(
             shared_reads=shared_reads,
         )
     except WorkspaceError as exc:
-        return workspace_failure(ws, bindings, Problem(exc.reason, exc.message), when)
+        return workspace_failure(ws, bindings, Problem(exc.reason, exc.message, retry_after=exc.retry_after), when)
 
     inputs = read.inputs
     plan = plan_workspace(inputs, reports=False)  # the reports come from the plan after the writes
@@ -187,4 +199,6 @@ async def sync_workspace(
         groups_seen=read.groups_seen,
         users_seen=read.users_seen,
         plan=plan,
+        read_problems=tuple(p for state in read.states for p in state.errors),
+        write_problems=tuple(p for ps in written.errors.values() for p in ps),
     )

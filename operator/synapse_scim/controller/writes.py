@@ -79,7 +79,7 @@ async def execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, str
         except WorkspaceError as exc:
             out.audit.append(record(Action.GRANT, outcome=_failed(exc)))
             for b in c.bindings:
-                out.errors.setdefault(b, []).append(Problem(exc.reason, exc.message))
+                out.errors.setdefault(b, []).append(Problem(exc.reason, exc.message, retry_after=exc.retry_after))
             return
         out.creates.append(c)
         if created:
@@ -103,7 +103,7 @@ async def execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, str
             deleted = await workspace.delete(a)
         except WorkspaceError as exc:
             out.audit.append(record(outcome=_failed(exc)))
-            out.errors.setdefault(NO_BINDING, []).append(Problem(exc.reason, exc.message))
+            out.errors.setdefault(NO_BINDING, []).append(Problem(exc.reason, exc.message, retry_after=exc.retry_after))
             return
         out.deletes.append(a)
         out.audit.append(record(outcome=Outcome.DONE if deleted else Outcome.ALREADY))

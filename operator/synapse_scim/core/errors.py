@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 from synapse_scim.core.reasons import Reason
 
 
 class ReasonedError(Exception):
-    def __init__(self, reason: Reason, message: str) -> None:
+    """``retry_after``: the seconds the service asked us to wait (its Retry-After) before trying again,
+    when it said so; the operator retries a failed sync no earlier than that."""
+
+    def __init__(self, reason: Reason, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
+
+
+def retry_after_header(headers: Mapping[str, str] | None) -> float | None:
+    """A response's Retry-After in seconds (delta-seconds or an HTTP date); None when it has none or it
+    does not parse. ``headers`` must look names up case-insensitively (httpx and azure-core's do)."""
+    value = (headers or {}).get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def first_line(text: str, limit: int = 300) -> str:

@@ -224,11 +224,15 @@ class DesiredGrant:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Something that keeps a binding from being Ready, with the reason status shows."""
+    """Something that keeps a binding from being Ready, with the reason status shows.
+
+    ``retry_after``: the Retry-After (seconds) of the failure, when the service sent one. It is not
+    part of the problem's identity: two syncs that fail alike have equal problems."""
 
     reason: Reason
     message: str
     subject: str | None = None
+    retry_after: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ async def resolve_binding(
         if isinstance(found, DirectoryError):
             if found.reason == Reason.SUBJECT_DISABLED:
                 continue  # a disabled account gets nothing: offboarding follows the directory
-            problems.append(Problem(found.reason, found.message, subject=label))
+            problems.append(Problem(found.reason, found.message, subject=label, retry_after=found.retry_after))
             continue
         if isinstance(found, BaseException):
             problems.append(Problem(Reason.DIRECTORY_READ_FAILED, f"{label}: {found}", subject=label))
@@ -129,7 +129,9 @@ async def resolve_binding(
         try:
             expansion = await task
         except DirectoryError as exc:
-            problems.append(Problem(exc.reason, exc.message, subject=f"Group {group.display}"))
+            problems.append(
+                Problem(exc.reason, exc.message, subject=f"Group {group.display}", retry_after=exc.retry_after)
+            )
             continue
         groups |= expansion.groups
         principals.extend((p, (group.display,)) for p in expansion.principals)
