@@ -122,7 +122,8 @@ def _retry_after(headers: Any) -> float | None:
     """Retry-After of one batched response: its headers are a plain JSON object, in any case."""
     if not isinstance(headers, dict):
         return None
-    return retry_after_header({"Retry-After": str(v) for k, v in headers.items() if str(k).lower() == "retry-after"})
+    values = [str(v) for k, v in headers.items() if str(k).lower() == "retry-after"]
+    return retry_after_header({"Retry-After": values[0]}) if values else None
 
 
 def graph_client(
