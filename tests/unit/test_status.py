@@ -12,7 +12,9 @@ from synapse_scim.core.status import (
     binding_status,
     changed,
     conditions,
+    observed,
     ready_conditions,
+    reconciling_status,
     stamp,
 )
 
@@ -189,3 +191,24 @@ def test_quiet_sync_changes_nothing_and_keeps_the_sync_time():
         T1,
     )
     assert drifted["lastSyncTime"] == T1
+
+
+def test_a_status_is_observed_only_when_written_for_the_generation():
+    assert not observed(None, 1)
+    assert not observed({"observedGeneration": 0}, 1), "the schema's default: the operator has not looked yet"
+    written = binding_status(BindingOutcome(report=report()), generation=1, old=None, workspace_ref="ws", when=T0)
+    assert observed(written, 1)
+    assert not observed(written, 2), "the spec changed since"
+
+
+def test_reconciling_status_says_in_progress_and_keeps_what_the_sync_reads():
+    old = binding_status(
+        BindingOutcome(report=report(), claims=(("r", "s"),)), generation=1, old=None, workspace_ref="ws", when=T0
+    )
+    new = reconciling_status(old, generation=2, when="2026-01-02T00:00:00Z", message="working on generation 2")
+    c = {x["type"]: x for x in new["conditions"]}
+    assert new["observedGeneration"] == 2 and all(x["observedGeneration"] == 2 for x in c.values())
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Applying")
+    assert (c["Reconciling"]["status"], c["Stalled"]["status"]) == ("True", "False")
+    assert new["claims"] == old["claims"] and new["summary"] == old["summary"]
+    assert c["Stalled"]["lastTransitionTime"] == T0, "a condition that did not flip keeps its time"

@@ -98,6 +98,34 @@ def settled_conditions(reason: str, message: str) -> list[Condition]:
     return ready_conditions(ready=True, reason=reason, message=message)
 
 
+def observed(status: Mapping[str, Any] | None, generation: int) -> bool:
+    """Whether the operator has written `status` for this generation: its observedGeneration is the
+    generation and it has a Ready condition. A resource the operator has not looked at yet has only the
+    schema's default `{observedGeneration: 0}`."""
+    s = status or {}
+    return s.get("observedGeneration") == generation and any(
+        c.get("type") == "Ready" for c in s.get("conditions") or ()
+    )
+
+
+def reconciling_status(old: Mapping[str, Any] | None, *, generation: int, when: str, message: str) -> dict[str, Any]:
+    """What a resource says from the moment a sync starts on a generation it has not reported yet
+    (a new resource, a changed spec) until the sync ends: Reconciling=True (reason Applying), so that
+    kstatus and Argo CD read it as in progress during a long first sync. The other fields (claims,
+    summary, drift, held plan, orphaned ids) keep their values: the sync reads some of them."""
+    old = dict(old or {})
+    return {
+        **old,
+        "observedGeneration": generation,
+        "conditions": conditions(
+            ready_conditions(ready=False, reason=Reason.APPLYING, message=message, reconciling=True),
+            old.get("conditions"),
+            generation,
+            when,
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class BindingOutcome:
     """What one sync learned about one binding, ready to be written as status."""
