@@ -46,7 +46,9 @@ def workspace_failure(
         "observedGeneration": ws.generation,
         "reachable": problem.reason not in (Reason.WORKSPACE_UNREACHABLE, Reason.WORKSPACE_NOT_FOUND),
         "conditions": conditions(
-            ready_conditions(ready=False, reason=problem.reason, message=problem.message, stalled=stalled),
+            ready_conditions(
+                ready=False, reason=problem.reason, message=problem.message, stalled=stalled, reconciling=not stalled
+            ),
             ws.status.get("conditions"),
             ws.generation,
             when,
