@@ -13,6 +13,9 @@
 //   - "argocd": what Argo CD shows: gitops-engine's GetResourceHealth runs no script for an object being
 //     deleted ("Progressing", "Pending deletion"), and a script error becomes "Unknown".
 //
+// With -check-manifests it decodes YAML files instead, each Flux kind strictly into the Go type of its
+// pinned API module (kustomize-controller, helm-controller, source-controller): the examples' check.
+//
 // The objects are decoded the way client-go decodes them for both tools (unstructured JSON: integers as
 // int64), and handed to Lua as Argo does (maps as tables, lists as sequences, numbers as numbers).
 package main
@@ -53,7 +56,18 @@ var argoCodes = map[string]bool{
 
 func main() {
 	healthDir := flag.String("health-dir", "health/argocd", "the Argo CD health scripts: <dir>/<group>/<Kind>/health.lua")
+	check := flag.Bool("check-manifests", false, "instead: decode the YAML files named as arguments, Flux kinds strictly into their API types")
 	flag.Parse()
+	if *check {
+		found, err := checkManifests(flag.Args())
+		if err != nil {
+			fail(err)
+		}
+		if err := json.NewEncoder(os.Stdout).Encode(found); err != nil {
+			fail(err)
+		}
+		return
+	}
 	raw, err := io.ReadAll(os.Stdin)
 	if err != nil {
 		fail(err)
