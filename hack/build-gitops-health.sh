@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src="$here/gitops-health"
 cache_root=${SYNAPSE_SCIM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/synapse-scim}
-key=$( { go env GOVERSION GOOS GOARCH; cat "$0" "$src/go.mod" "$src/go.sum" "$src/main.go"; } | sha256sum | cut -c1-12)
+key=$( { go env GOVERSION GOOS GOARCH; cat "$0" "$src/go.mod" "$src/go.sum" "$src"/*.go; } | sha256sum | cut -c1-12)
 out="$cache_root/gitops-health/$key"
 
 if [ ! -x "$out/gitops-health" ]; then
