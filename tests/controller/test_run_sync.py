@@ -274,3 +274,24 @@ async def test_a_changed_spec_says_reconciling_before_the_sync_reads(sb: Sandbox
     assert all(
         p[0] == BINDINGS for p in kube.patches[patches:] if p[3].get("conditions", [{}])[0].get("reason") == "Applying"
     )
+
+
+async def test_a_reconciling_mark_that_cannot_be_written_does_not_stop_the_sync(
+    sb: Sandbox, memo: Any, ns: str, events: Any
+):
+    # The marks are advisory: without the right to patch a binding's status (RBAC), the grants are
+    # still made, as before the marks existed; the final status write fails as it always did.
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    patch = kube.patch_status
+
+    async def forbidden_for_bindings(plural: str, namespace: str, name: str, old: Any, new: Any) -> None:
+        if plural == BINDINGS:
+            raise RuntimeError("(403) Forbidden")
+        await patch(plural, namespace, name, old, new)
+
+    kube.patch_status = forbidden_for_bindings  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="403"):
+        await run_sync((ns, "analytics"), memo, LOG)
+    assert len(await holders(sb, CONTRIBUTOR)) == 5

@@ -61,7 +61,7 @@ async def run_sync(
     ws = WorkspaceObject.from_body(ws_body)
     bindings = [BindingObject.from_body(b) for b in await kube.list_bindings(namespace, name)]
     when = now_iso()
-    ws, bindings = await mark_reconciling(kube, ws, bindings, when)
+    ws, bindings = await mark_reconciling(kube, ws, bindings, when, logger)
     settings: Settings = memo.settings
     watch: TenantWatch | None = None
     try:
@@ -136,13 +136,27 @@ async def run_sync(
 
 
 async def mark_reconciling(
-    kube: Kube, ws: WorkspaceObject, bindings: list[BindingObject], when: str
+    kube: Kube,
+    ws: WorkspaceObject,
+    bindings: list[BindingObject],
+    when: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> tuple[WorkspaceObject, list[BindingObject]]:
     """Before any read: each resource whose status does not describe its generation yet (new, or its
     spec changed) says Reconciling=True (reason Applying), so that the minutes a first sync of a large
     group can take read as in progress to kstatus, Argo CD and kubectl. A resource already reported
     for its generation is left alone (a quiet sync writes nothing), and so is a binding being deleted
-    (kstatus and Argo CD read it as terminating whatever its status says)."""
+    (kstatus and Argo CD read it as terminating whatever its status says). The marks are advisory: one
+    that cannot be written (e.g. RBAC) is logged and the sync goes on, as it did before they existed."""
+
+    async def write(plural: str, namespace: str, name: str, old: Any, new: dict[str, Any]) -> bool:
+        try:
+            await kube.patch_status(plural, namespace, name, old, new)
+        except Exception as exc:  # the sync's own status write reports it again, after the grants
+            logger.warning("could not mark %s %s/%s Reconciling: %s", plural, namespace, name, exc)
+            return False
+        return True
+
     if not observed(ws.status, ws.generation):
         new = reconciling_status(
             ws.status,
@@ -151,8 +165,8 @@ async def mark_reconciling(
             message=f"syncing generation {ws.generation}: reading the role definitions, the assignments "
             "and the directory, then granting and revoking",
         )
-        await kube.patch_status(WORKSPACES, ws.namespace, ws.name, ws.status, new)
-        ws = dataclasses.replace(ws, status=new)
+        if await write(WORKSPACES, ws.namespace, ws.name, ws.status, new):
+            ws = dataclasses.replace(ws, status=new)
     marked = []
     for b in bindings:
         if not b.deleting and not observed(b.status, b.generation):
@@ -163,8 +177,8 @@ async def mark_reconciling(
                 message=f"working on generation {b.generation}: reading its subjects and the workspace, "
                 "then granting and revoking",
             )
-            await kube.patch_status(BINDINGS, b.key.namespace, b.key.name, b.status, new)
-            b = dataclasses.replace(b, status=new)
+            if await write(BINDINGS, b.key.namespace, b.key.name, b.status, new):
+                b = dataclasses.replace(b, status=new)
         marked.append(b)
     return ws, marked
 
