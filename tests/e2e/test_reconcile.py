@@ -102,7 +102,7 @@ def test_observe_mode_writes_nothing_and_reports_drift(harness):
     h.start_operator()
     h.workspace()
     h.binding("watch", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}], managementPolicy="Observe")
-    obj = ready(h, "watch", status="False", reason="DriftDetected")
+    obj = ready(h, "watch", status="True", reason="DriftDetected")
     assert held(h, USER_ROLE) == {h.user_id(upn("grace"))}, "nothing was written"
     drift = obj["status"]["drift"]
     assert {d["principalId"] for d in drift["missing"]} == {h.user_id(upn("erin")), h.user_id(upn("frank"))}

@@ -38,15 +38,15 @@ PRINTER_COLUMNS = {
     },
     "SynapseRoleBinding": {
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Reason": '.status.conditions[?(@.type=="Ready")].reason',
         "Workspace": ".spec.workspaceRef.name",
         "Desired": ".status.summary.desired",
         "Missing": ".status.summary.missing",
         "Age": ".metadata.creationTimestamp",
         "Mode": ".spec.managementPolicy",
-        "Reason": '.status.conditions[?(@.type=="Ready")].reason',
     },
 }
-WIDE_ONLY = {"Endpoint", "Mode", "Reason"}
+WIDE_ONLY = {"Endpoint", "Mode"}
 
 # The field names the operator code reads and writes: a change here is an API change.
 SPEC_FIELDS = {

@@ -625,11 +625,11 @@ def test_kubectl_printer_columns_short_names_and_category(cluster, objects, name
     )
 
     rb_out = cluster.kubectl("get", "synrb", "-n", namespace).stdout.splitlines()
-    assert rb_out[0].split() == ["NAME", "READY", "WORKSPACE", "DESIRED", "MISSING", "AGE"]
-    assert rb_out[1].split()[:5] == ["data-engineers", "False", "analytics", "118", "2"]
+    assert rb_out[0].split() == ["NAME", "READY", "REASON", "WORKSPACE", "DESIRED", "MISSING", "AGE"]
+    assert rb_out[1].split()[:6] == ["data-engineers", "False", "Drift", "analytics", "118", "2"]
     wide = cluster.kubectl("get", "synrb", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "READY", "WORKSPACE", "DESIRED", "MISSING", "MODE", "REASON", "AGE"]
-    assert wide[1].split()[5:7] == ["Enforce", "Drift"]
+    assert wide[0].split() == ["NAME", "READY", "REASON", "WORKSPACE", "DESIRED", "MISSING", "MODE", "AGE"]
+    assert wide[1].split()[6] == "Enforce"
 
     ws_out = cluster.kubectl("get", "synws", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert ws_out[0].split() == ["NAME", "READY", "REASON", "ENDPOINT", "MANAGED", "UNMANAGED", "AGE"]

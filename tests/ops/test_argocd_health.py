@@ -61,14 +61,14 @@ CASES = [
     ),
     (
         "suspended",
-        {"ready": False, "reason": "Suspended", "message": "spec.suspend is true"},
+        {"ready": True, "reason": "Suspended", "message": "spec.suspend is true"},
         "Suspended",
         "spec.suspend",
     ),
     (
         "workspace-suspended",
         {
-            "ready": False,
+            "ready": True,
             "reason": "WorkspaceSuspended",
             "message": "SynapseWorkspace ns/analytics has spec.suspend: true, so nothing is granted or revoked",
         },
@@ -77,7 +77,7 @@ CASES = [
     ),
     (
         "observe-drift",
-        {"ready": False, "reason": "DriftDetected", "message": "Observe mode: 2 missing"},
+        {"ready": True, "reason": "DriftDetected", "message": "Observe mode: 2 missing"},
         "Suspended",
         "Observe mode: 2 missing",
     ),
@@ -121,8 +121,8 @@ def test_health_of_what_the_operator_writes(harness):
     expected = {
         "analysts": (h.wait_condition(RB_PLURAL, "analysts"), "Healthy"),
         "typo": (h.wait_condition(RB_PLURAL, "typo", type_="Stalled", reason="RoleNotFound"), "Degraded"),
-        "watch": (h.wait_condition(RB_PLURAL, "watch", status="False", reason="DriftDetected"), "Suspended"),
-        "paused": (h.wait_condition(RB_PLURAL, "paused", status="False", reason="Suspended"), "Suspended"),
+        "watch": (h.wait_condition(RB_PLURAL, "watch", status="True", reason="DriftDetected"), "Suspended"),
+        "paused": (h.wait_condition(RB_PLURAL, "paused", status="True", reason="Suspended"), "Suspended"),
     }
     for name, (obj, want) in expected.items():
         got, message = health("SynapseRoleBinding", obj)

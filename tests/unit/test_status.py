@@ -7,7 +7,16 @@ import dataclasses
 import pytest
 
 from synapse_scim.core.model import BindingReport, DriftItem, Problem
-from synapse_scim.core.status import BindingOutcome, binding_status, changed, conditions, ready_conditions, stamp
+from synapse_scim.core.status import (
+    BindingOutcome,
+    binding_status,
+    changed,
+    conditions,
+    observed,
+    ready_conditions,
+    reconciling_status,
+    stamp,
+)
 
 T0, T1 = "2026-11-28T10:00:00Z", "2026-11-28T10:05:00Z"
 
@@ -93,16 +102,19 @@ def test_a_deleting_binding_shows_what_its_finalizer_waits_for():
     # Observe or not, a deleting binding is never InSync: it is waiting to go.
     assert conds(dataclasses.replace(waiting, observe=True))["Ready"] == ("False", "Applying")
     # No binding leaves a suspended workspace (rule 9).
-    assert conds(dataclasses.replace(waiting, workspace_suspended=True))["Ready"] == ("False", "WorkspaceSuspended")
+    assert conds(dataclasses.replace(waiting, workspace_suspended=True))["Ready"] == ("True", "WorkspaceSuspended")
 
 
-def test_observe_mode_with_drift_is_not_ready_and_not_stalled():
+def test_observe_mode_with_drift_is_settled_not_stalled_not_reconciling():
+    # Ready=True with reason DriftDetected: the operator did what Observe asks (report, write nothing),
+    # and kstatus reads the binding as Current (docs/gitops.md).
     c = conds(BindingOutcome(report=report(missing=(item(),)), observe=True))
-    assert c["Ready"] == ("False", "DriftDetected") and c["Stalled"][0] == "False" and c["Reconciling"][0] == "False"
+    assert c["Ready"] == ("True", "DriftDetected") and c["Stalled"][0] == "False" and c["Reconciling"][0] == "False"
 
 
 def test_suspended_binding_says_so():
-    assert conds(BindingOutcome(report=None, suspended=True))["Ready"] == ("False", "Suspended")
+    c = conds(BindingOutcome(report=None, suspended=True))
+    assert c["Ready"] == ("True", "Suspended") and c["Stalled"][0] == c["Reconciling"][0] == "False"
 
 
 def test_a_binding_on_a_suspended_workspace_says_so_and_is_not_reconciling():
@@ -112,12 +124,12 @@ def test_a_binding_on_a_suspended_workspace_says_so_and_is_not_reconciling():
     )
     status = binding_status(o, generation=1, old=None, workspace_ref="ws", when=T0)
     c = {x["type"]: x for x in status["conditions"]}
-    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "WorkspaceSuspended")
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("True", "WorkspaceSuspended")
     assert c["Reconciling"]["status"] == c["Stalled"]["status"] == "False"
     assert "SynapseWorkspace team/ws" in c["Ready"]["message"] and "spec.suspend" in c["Ready"]["message"]
     assert "1 missing" in c["Ready"]["message"] and status["summary"]["missing"] == 1
     # Its own suspend, a failed read, a spec a person must fix and held removals say so first.
-    assert conds(dataclasses.replace(o, suspended=True))["Ready"] == ("False", "Suspended")
+    assert conds(dataclasses.replace(o, suspended=True))["Ready"] == ("True", "Suspended")
     failed = dataclasses.replace(o, report=None, workspace_problem=Problem("WorkspaceUnreachable", "x"))
     assert conds(failed)["Ready"] == ("False", "WorkspaceUnreachable")
     typo = dataclasses.replace(o, problems=(Problem("RoleNotFound", "x"),))
@@ -125,8 +137,8 @@ def test_a_binding_on_a_suspended_workspace_says_so_and_is_not_reconciling():
     held = dataclasses.replace(o, report=report(pending_removal=9, held=9), hold_reason="RemovalsHeld", plan_id="p")
     assert conds(held)["Stalled"] == ("True", "RemovalsHeld")
     # In sync or not, Observe or not: nothing is written for it while the workspace is suspended.
-    assert conds(dataclasses.replace(o, report=report()))["Ready"] == ("False", "WorkspaceSuspended")
-    assert conds(dataclasses.replace(o, observe=True))["Ready"] == ("False", "WorkspaceSuspended")
+    assert conds(dataclasses.replace(o, report=report()))["Ready"] == ("True", "WorkspaceSuspended")
+    assert conds(dataclasses.replace(o, observe=True))["Ready"] == ("True", "WorkspaceSuspended")
 
 
 def test_drift_lists_are_truncated_to_fifty_with_a_flag():
@@ -179,3 +191,24 @@ def test_quiet_sync_changes_nothing_and_keeps_the_sync_time():
         T1,
     )
     assert drifted["lastSyncTime"] == T1
+
+
+def test_a_status_is_observed_only_when_written_for_the_generation():
+    assert not observed(None, 1)
+    assert not observed({"observedGeneration": 0}, 1), "the schema's default: the operator has not looked yet"
+    written = binding_status(BindingOutcome(report=report()), generation=1, old=None, workspace_ref="ws", when=T0)
+    assert observed(written, 1)
+    assert not observed(written, 2), "the spec changed since"
+
+
+def test_reconciling_status_says_in_progress_and_keeps_what_the_sync_reads():
+    old = binding_status(
+        BindingOutcome(report=report(), claims=(("r", "s"),)), generation=1, old=None, workspace_ref="ws", when=T0
+    )
+    new = reconciling_status(old, generation=2, when="2026-01-02T00:00:00Z", message="working on generation 2")
+    c = {x["type"]: x for x in new["conditions"]}
+    assert new["observedGeneration"] == 2 and all(x["observedGeneration"] == 2 for x in c.values())
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Applying")
+    assert (c["Reconciling"]["status"], c["Stalled"]["status"]) == ("True", "False")
+    assert new["claims"] == old["claims"] and new["summary"] == old["summary"]
+    assert c["Stalled"]["lastTransitionTime"] == T0, "a condition that did not flip keeps its time"

@@ -3,6 +3,7 @@ the tenant watch's subscription, status writes, Events, metrics, and a refused c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from enum import StrEnum
@@ -22,7 +23,14 @@ from synapse_scim.controller.tenant import TenantWatch
 from synapse_scim.core.model import Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim.core.reasons import TOKEN_REFUSED_REASONS, Action, Outcome, Reason
-from synapse_scim.core.status import binding_conditions, binding_status, now_iso, stamp
+from synapse_scim.core.status import (
+    binding_conditions,
+    binding_status,
+    now_iso,
+    observed,
+    reconciling_status,
+    stamp,
+)
 
 
 class SyncKind(StrEnum):
@@ -53,6 +61,7 @@ async def run_sync(
     ws = WorkspaceObject.from_body(ws_body)
     bindings = [BindingObject.from_body(b) for b in await kube.list_bindings(namespace, name)]
     when = now_iso()
+    ws, bindings = await mark_reconciling(kube, ws, bindings, when, logger)
     settings: Settings = memo.settings
     watch: TenantWatch | None = None
     try:
@@ -124,6 +133,54 @@ async def run_sync(
             len(result.plan.held),
         )
     return result
+
+
+async def mark_reconciling(
+    kube: Kube,
+    ws: WorkspaceObject,
+    bindings: list[BindingObject],
+    when: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> tuple[WorkspaceObject, list[BindingObject]]:
+    """Before any read: each resource whose status does not describe its generation yet (new, or its
+    spec changed) says Reconciling=True (reason Applying), so that the minutes a first sync of a large
+    group can take read as in progress to kstatus, Argo CD and kubectl. A resource already reported
+    for its generation is left alone (a quiet sync writes nothing), and so is a binding being deleted
+    (kstatus and Argo CD read it as terminating whatever its status says). The marks are advisory: one
+    that cannot be written (e.g. RBAC) is logged and the sync goes on, as it did before they existed."""
+
+    async def write(plural: str, namespace: str, name: str, old: Any, new: dict[str, Any]) -> bool:
+        try:
+            await kube.patch_status(plural, namespace, name, old, new)
+        except Exception as exc:  # the sync's own status write reports it again, after the grants
+            logger.warning("could not mark %s %s/%s Reconciling: %s", plural, namespace, name, exc)
+            return False
+        return True
+
+    if not observed(ws.status, ws.generation):
+        new = reconciling_status(
+            ws.status,
+            generation=ws.generation,
+            when=when,
+            message=f"syncing generation {ws.generation}: reading the role definitions, the assignments "
+            "and the directory, then granting and revoking",
+        )
+        if await write(WORKSPACES, ws.namespace, ws.name, ws.status, new):
+            ws = dataclasses.replace(ws, status=new)
+    marked = []
+    for b in bindings:
+        if not b.deleting and not observed(b.status, b.generation):
+            new = reconciling_status(
+                b.status,
+                generation=b.generation,
+                when=when,
+                message=f"working on generation {b.generation}: reading its subjects and the workspace, "
+                "then granting and revoking",
+            )
+            if await write(BINDINGS, b.key.namespace, b.key.name, b.status, new):
+                b = dataclasses.replace(b, status=new)
+        marked.append(b)
+    return ws, marked
 
 
 def record_metrics(namespace: str, name: str, result: SyncResult, seconds: float) -> None:

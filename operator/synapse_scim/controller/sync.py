@@ -20,7 +20,7 @@ from synapse_scim.core.model import BindingKey, ManagementPolicy, Plan, Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject, approve_command
 from synapse_scim.core.planner import apply, plan_workspace
 from synapse_scim.core.reasons import STALLING_REASONS, TRANSIENT_WORKSPACE_REASONS, Reason
-from synapse_scim.core.status import BindingOutcome, Condition, conditions, ready_conditions
+from synapse_scim.core.status import BindingOutcome, Condition, conditions, ready_conditions, settled_conditions
 from synapse_scim.reads.inputs import read_workspace
 
 
@@ -58,7 +58,9 @@ def workspace_failure(
         "observedGeneration": ws.generation,
         "reachable": problem.reason not in (Reason.WORKSPACE_UNREACHABLE, Reason.WORKSPACE_NOT_FOUND),
         "conditions": conditions(
-            ready_conditions(ready=False, reason=problem.reason, message=problem.message, stalled=stalled),
+            ready_conditions(
+                ready=False, reason=problem.reason, message=problem.message, stalled=stalled, reconciling=not stalled
+            ),
             ws.status.get("conditions"),
             ws.generation,
             when,
@@ -177,9 +179,7 @@ async def sync_workspace(
         )
         conds = ready_conditions(ready=False, reason=Reason.REMOVALS_HELD, message=msg, stalled=True)
     elif ws.suspended:
-        conds = ready_conditions(
-            ready=False, reason=Reason.SUSPENDED, message="spec.suspend is true: nothing is written to this workspace"
-        )
+        conds = settled_conditions(Reason.SUSPENDED, "spec.suspend is true: nothing is written to this workspace")
     elif failed_any:
         first = next(p for ps in written.errors.values() for p in ps)
         conds = ready_conditions(ready=False, reason=first.reason, message=first.message, reconciling=True)

@@ -88,6 +88,12 @@ TRANSIENT_WORKSPACE_REASONS = frozenset(
     {Reason.WORKSPACE_UNREACHABLE, Reason.WORKSPACE_READ_FAILED, Reason.DIRECTORY_READ_FAILED}
 )
 
+# Deliberate states: the operator has done everything the spec asks (report the drift, write nothing)
+# and will do nothing more until a person changes a spec. Ready is True with one of these reasons,
+# so that kstatus (Flux) reads them as Current and a GitOps rollout finishes; the reason, not the
+# status, says that the access is not what the binding lists. docs/gitops.md says why.
+SETTLED_REASONS = frozenset({Reason.SUSPENDED, Reason.WORKSPACE_SUSPENDED, Reason.DRIFT_DETECTED})
+
 # Azure refused the credential's token: it is dropped, so that the next sync asks for a fresh one.
 TOKEN_REFUSED_REASONS = frozenset({Reason.AUTHENTICATION_FAILED, Reason.DIRECTORY_ACCESS_DENIED})
 

@@ -1,9 +1,17 @@
 """Status of SynapseRoleBinding and SynapseWorkspace: kstatus conditions, summary, drift lists.
 
 Pure functions: a sync result in, a status dict out. Conditions follow the kstatus convention that
-`kubectl wait --for=condition=Ready`, Flux and Argo CD read: Ready (the resource is what its spec
-says), Reconciling (the operator is still working on it), Stalled (it cannot progress without a
-person), each with a CamelCase reason, a message, and observedGeneration.
+`kubectl wait --for=condition=Ready`, Flux and Argo CD read: Ready (the operator has done everything
+this generation of the spec asks), Reconciling (the operator is still working on it), Stalled (it
+cannot progress without a person), each with a CamelCase reason, a message, and observedGeneration.
+
+Ready is True in two kinds of state, told apart by its reason: `InSync` / `Synced` (the access is what
+the spec lists) and the deliberate states of SETTLED_REASONS (`Suspended`, `WorkspaceSuspended`,
+`DriftDetected` in Observe mode: the drift is reported and nothing is written, as the spec asks).
+kstatus, which Flux uses, reads a custom resource as Current only when no Reconciling or Stalled
+condition is True and Ready is True (or absent): with Ready=False those states would read as
+InProgress for ever, and a Flux health check on them would fail by timeout. docs/gitops.md has the
+whole mapping (kstatus, Argo CD, kubectl wait) for every reason.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from typing import Any
 
 from synapse_scim.core.model import BindingReport, DriftItem, Problem, truncated
 from synapse_scim.core.objects import approve_command
-from synapse_scim.core.reasons import STALLING_REASONS, Reason
+from synapse_scim.core.reasons import SETTLED_REASONS, STALLING_REASONS, Reason
 
 DRIFT_LIMIT = 50
 
@@ -84,6 +92,40 @@ def ready_conditions(
     ]
 
 
+def settled_conditions(reason: str, message: str) -> list[Condition]:
+    """A deliberate state (SETTLED_REASONS): Ready with that reason, nothing in progress, nothing stalled."""
+    assert reason in SETTLED_REASONS, reason
+    return ready_conditions(ready=True, reason=reason, message=message)
+
+
+def observed(status: Mapping[str, Any] | None, generation: int) -> bool:
+    """Whether the operator has written `status` for this generation: its observedGeneration is the
+    generation and it has a Ready condition. A resource the operator has not looked at yet has only the
+    schema's default `{observedGeneration: 0}`."""
+    s = status or {}
+    return s.get("observedGeneration") == generation and any(
+        c.get("type") == "Ready" for c in s.get("conditions") or ()
+    )
+
+
+def reconciling_status(old: Mapping[str, Any] | None, *, generation: int, when: str, message: str) -> dict[str, Any]:
+    """What a resource says from the moment a sync starts on a generation it has not reported yet
+    (a new resource, a changed spec) until the sync ends: Reconciling=True (reason Applying), so that
+    kstatus and Argo CD read it as in progress during a long first sync. The other fields (claims,
+    summary, drift, held plan, orphaned ids) keep their values: the sync reads some of them."""
+    old = dict(old or {})
+    return {
+        **old,
+        "observedGeneration": generation,
+        "conditions": conditions(
+            ready_conditions(ready=False, reason=Reason.APPLYING, message=message, reconciling=True),
+            old.get("conditions"),
+            generation,
+            when,
+        ),
+    }
+
+
 @dataclass(frozen=True)
 class BindingOutcome:
     """What one sync learned about one binding, ready to be written as status."""
@@ -114,10 +156,8 @@ def _problem_message(problems: Iterable[Problem]) -> str:
 
 def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]:
     if o.suspended:
-        return ready_conditions(
-            ready=False,
-            reason=Reason.SUSPENDED,
-            message="spec.suspend is true: nothing is granted or revoked for this binding",
+        return settled_conditions(
+            Reason.SUSPENDED, "spec.suspend is true: nothing is granted or revoked for this binding"
         )
     if o.workspace_problem:
         p = o.workspace_problem
@@ -157,10 +197,9 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
         # Rule 9: nothing is written to the workspace, so nothing is in progress and nothing leaves;
         # the counts still tell what would change.
         waits = " (and this binding, being deleted, waits for it)" if o.deleting else ""
-        return ready_conditions(
-            ready=False,
-            reason=Reason.WORKSPACE_SUSPENDED,
-            message=f"SynapseWorkspace {_workspace_label(o, workspace_ref)} has spec.suspend: true, so nothing is "
+        return settled_conditions(
+            Reason.WORKSPACE_SUSPENDED,
+            f"SynapseWorkspace {_workspace_label(o, workspace_ref)} has spec.suspend: true, so nothing is "
             f"granted or revoked for this binding ({len(r.missing)} missing, {r.pending_removal} to revoke); "
             f"set it to false to resume{waits}",
         )
@@ -185,10 +224,9 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
     drift = len(r.missing) + r.pending_removal
     if o.observe:
         if drift:
-            return ready_conditions(
-                ready=False,
-                reason=Reason.DRIFT_DETECTED,
-                message=f"Observe mode: {len(r.missing)} missing and {r.pending_removal} unexpected "
+            return settled_conditions(
+                Reason.DRIFT_DETECTED,
+                f"Observe mode: {len(r.missing)} missing and {r.pending_removal} unexpected "
                 "assignment(s); nothing is written (set managementPolicy: Enforce to apply)",
             )
         return ready_conditions(

@@ -1,31 +1,35 @@
 -- Argo CD health check for synapse-scim.io SynapseRoleBinding and SynapseWorkspace (one script for both kinds;
 -- SynapseWorkspace/health.lua is a symlink to this file, argocd-cm-patch.yaml carries it under both keys).
--- Install: health/argocd/argocd-cm-patch.yaml. Argo runs this with gopher-lua (Lua 5.1), the live
--- object in the global `obj`; it must return {status = ..., message = ...}.
+-- Install: health/argocd/argocd-cm-patch.yaml. Argo runs this with gopher-lua (Lua 5.1) and only the
+-- base, table, package and a reduced os library (util/lua of argo-cd: no string or math library), the
+-- live object in the global `obj`; it must return {status = ..., message = ...}. Argo does not run it
+-- for an object being deleted: that is Progressing "Pending deletion" whatever the script says.
 --
 -- The operator writes kstatus conditions (operator/synapse_scim/core/status.py): Ready, Reconciling,
--- Stalled, each with reason, message and observedGeneration. The mapping, first match wins:
+-- Stalled, each with reason, message and observedGeneration. The mapping, first match wins
+-- (docs/gitops.md has it for every reason, next to what Flux's kstatus computes):
 --
+--   no status / no Ready condition    -> Progressing "waiting for the operator"
 --   status.observedGeneration, or Ready's observedGeneration, behind metadata.generation
 --                                      -> Progressing "waiting for the operator to observe generation N"
---   no status / no Ready condition    -> Progressing "waiting for the operator"
 --   Stalled=True                      -> Degraded (a person must act: unknown role, bad credentials,
 --                                         removals held by the guard, ...), with the Stalled message
---   Ready=True                        -> Healthy
---   Ready=False reason=Suspended      -> Suspended (spec.suspend: the operator deliberately writes nothing)
---   Ready=False reason=WorkspaceSuspended
---                                     -> Suspended (a binding whose SynapseWorkspace has spec.suspend: likewise)
---   Ready=False reason=DriftDetected  -> Suspended, NOT Degraded and NOT Progressing. This is a binding
---                                         with managementPolicy: Observe whose workspace differs from the
---                                         spec. The operator is doing exactly what it was asked (report,
+--   Ready's reason Suspended          -> Suspended (spec.suspend: the operator deliberately writes nothing)
+--   Ready's reason WorkspaceSuspended -> Suspended (a binding whose SynapseWorkspace has spec.suspend: likewise)
+--   Ready's reason DriftDetected      -> Suspended, NOT Healthy, NOT Degraded and NOT Progressing. This is a
+--                                         binding with managementPolicy: Observe whose workspace differs from
+--                                         the spec. The operator is doing exactly what it was asked (report,
 --                                         never write), so Degraded would page people and trip
 --                                         on-health-degraded notifications for an intended state; and
 --                                         Progressing would claim the operator is converging when it never
---                                         will on its own, leaving syncs and waves "progressing" forever.
---                                         Healthy would hide the drift. Suspended is Argo's state for
---                                         "deliberately not acting until a person decides" (a paused
---                                         Rollout, a suspended CronJob): visible, not green, not an alarm.
---                                         The message carries the counts.
+--                                         will on its own. Healthy would hide the drift. Suspended is Argo's
+--                                         state for "deliberately not acting until a person decides" (a
+--                                         suspended CronJob): visible, not green, not an alarm. The message
+--                                         carries the counts.
+--                                         These three states have Ready=True (their reason says why), so
+--                                         kstatus and Flux read them as Current. Argo CD has a state of its
+--                                         own for them, kstatus has none: the one place where the two differ.
+--   Ready=True                        -> Healthy
 --   Reconciling=True, or any other Ready=False
 --                                      -> Progressing (the operator retries on its own: Applying,
 --                                         throttling, a transient Azure error, ...), with its message
@@ -80,12 +84,12 @@ elseif behind(status.observedGeneration, generation) or behind(ready.observedGen
 elseif stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = message(stalled, "stalled")
-elseif ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = message(ready, "ready")
 elseif ready.reason == "Suspended" or ready.reason == "WorkspaceSuspended" or ready.reason == "DriftDetected" then
   hs.status = "Suspended"
   hs.message = message(ready, ready.reason)
+elseif ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = message(ready, "ready")
 else
   hs.status = "Progressing"
   if reconciling ~= nil and reconciling.status == "True" then
