@@ -197,3 +197,23 @@ async def serve(port: int, host: str = "0.0.0.0") -> web.AppRunner:
     await web.TCPSite(runner, host, port).start()
     _serving[(host, port)] = runner
     return runner
+
+
+def forget_binding(namespace: str, name: str) -> None:
+    """Drop a binding's gauges once it is gone: a deleted binding must not read as ready or drifted."""
+    _remove(BINDING_READY, namespace, name)
+    for direction in ("missing", "unexpected"):
+        _remove(BINDING_DRIFT, namespace, name, direction)
+
+
+def forget_workspace(namespace: str, name: str) -> None:
+    """Drop a workspace's gauges when its loop ends (deleted, or this replica stopped acting for it)."""
+    _remove(REMOVALS_HELD, namespace, name)
+    _remove(WRITE_LIMIT, namespace, name)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    try:
+        gauge.remove(*labels)
+    except KeyError:
+        pass  # never set: nothing to drop

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+import pytest
 from kopf._core.engines import posting  # kopf's own event queue: see the fixture `events`
 
 from support.controller import FakeKube, binding_body, condition, run_sync, workspace_body
@@ -95,6 +96,8 @@ async def test_a_deleted_binding_is_released_once_what_it_granted_is_revoked(
     kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
     await run_sync((ns, "analytics"), memo, LOG)
     assert len(await holders(sb, CONTRIBUTOR)) == 5 and drain(events) == [("engineers", "Normal", "Granted")]
+    ready = {"namespace": ns, "binding": "engineers"}
+    assert metrics.REGISTRY.get_sample_value("synapse_scim_binding_ready", ready) == 1
 
     # What binding_deleted does: the binding is deleting, its finalizer waits to be released.
     kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS, deleting=True))
@@ -109,6 +112,10 @@ async def test_a_deleted_binding_is_released_once_what_it_granted_is_revoked(
     assert [(p[0], p[2]) for p in kube.patches[patches:]] == [(WORKSPACES, "analytics")]
     labels = {"namespace": ns, "workspace": "analytics"}
     assert sample("synapse_scim_assignments_deleted_total", **labels) == 5
+    # A binding that is gone has no gauges left to read as ready or drifted.
+    assert metrics.REGISTRY.get_sample_value("synapse_scim_binding_ready", ready) is None
+    drift = {**ready, "direction": "missing"}
+    assert metrics.REGISTRY.get_sample_value("synapse_scim_binding_drift", drift) is None
 
 
 async def test_a_deleted_binding_whose_removals_are_held_shows_it_and_is_not_released(

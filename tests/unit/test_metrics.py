@@ -41,3 +41,22 @@ def test_errors_are_counted_by_status_code():
     )
     assert 'synapse_scim_azure_request_errors_total{code="200"' not in text
     assert 'synapse_scim_azure_requests_total{code="200",operation="createRoleAssignment",service="synapse"}' in text
+
+
+def test_a_gone_binding_or_workspace_leaves_no_gauges():
+    value = metrics.REGISTRY.get_sample_value
+    metrics.BINDING_READY.labels("ns-forget", "b").set(1)
+    metrics.BINDING_DRIFT.labels("ns-forget", "b", "missing").set(3)
+    metrics.BINDING_READY.labels("ns-forget", "other").set(1)
+    metrics.REMOVALS_HELD.labels("ns-forget", "ws").set(7)
+    metrics.WRITE_LIMIT.labels("ns-forget", "ws").set(8)
+    metrics.forget_binding("ns-forget", "b")
+    metrics.forget_workspace("ns-forget", "ws")
+    assert value("synapse_scim_binding_ready", {"namespace": "ns-forget", "binding": "b"}) is None
+    assert (
+        value("synapse_scim_binding_drift", {"namespace": "ns-forget", "binding": "b", "direction": "missing"}) is None
+    )
+    assert value("synapse_scim_removals_held", {"namespace": "ns-forget", "workspace": "ws"}) is None
+    assert value("synapse_scim_write_concurrency", {"namespace": "ns-forget", "workspace": "ws"}) is None
+    assert value("synapse_scim_binding_ready", {"namespace": "ns-forget", "binding": "other"}) == 1
+    metrics.forget_binding("ns-forget", "never-seen")  # nothing to drop is not an error

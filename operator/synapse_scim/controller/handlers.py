@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 
+from synapse_scim import metrics
 from synapse_scim.adapters.kube import BINDINGS, GROUP, VERSION, WORKSPACES
 from synapse_scim.controller import runtime
 from synapse_scim.controller.loop import run_workspace_loop
@@ -52,6 +53,7 @@ async def binding_deleted(namespace: str | None, name: str, spec: kopf.Spec, mem
     namespace = _namespaced(namespace)
     ws = spec["workspaceRef"]["name"]
     if (namespace, ws) not in memo.registry.running and not await memo.kube.get_workspace(namespace, ws):
+        metrics.forget_binding(namespace, name)
         return  # no workspace, nothing it could have granted through us is reachable
     if not await memo.registry.released(BindingKey(namespace, name), (namespace, ws), memo.settings.finalizer_wait):
         raise kopf.TemporaryError(

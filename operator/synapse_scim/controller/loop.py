@@ -26,6 +26,7 @@ from typing import Any
 
 import kopf
 
+from synapse_scim import metrics
 from synapse_scim.controller.reconcile import run_sync
 from synapse_scim.controller.settings import Settings, Strategy
 from synapse_scim.controller.sync import SyncResult
@@ -135,6 +136,7 @@ async def run_workspace_loop(
         stopping.cancel()
         memo.registry.running.discard(key)
         memo.tenants.unsubscribe(key)
+        metrics.forget_workspace(namespace, name)
         await memo.connections.drop(namespace, name)
 
 

@@ -123,6 +123,7 @@ async def run_sync(
     record_metrics(namespace, name, result, time.monotonic() - started)
     for bkey in result.finalizable:
         memo.registry.release(bkey)
+        metrics.forget_binding(bkey.namespace, bkey.name)
     if result.plan is not None and (result.plan.creates or result.plan.deletes or result.plan.held):
         logger.info(
             "sync of %s/%s: %d granted, %d revoked, %d held",
