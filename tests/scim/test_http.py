@@ -252,3 +252,16 @@ async def test_each_change_has_one_audit_line_with_the_token_fingerprint(
     assert records[1].audit["detail"] == "active=false"  # type: ignore[attr-defined]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert OKTA_TOKEN not in logged and "Hunter2!" not in logged
+
+
+async def test_search_by_post(endpoint: Endpoint) -> None:
+    await call("POST", endpoint.base() + "/Users", body={"userName": "s@example.com"})
+    search = {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": 'userName eq "S@example.com"',
+        "count": 10,
+    }
+    status, _, body = await call("POST", endpoint.base() + "/Users/.search", body=search)
+    assert status == 200 and body["totalResults"] == 1
+    status, headers, body = await call("POST", endpoint.base() + "/Users/.search", body={"filter": "nope nope"})
+    assert_scim_error(status, headers, body, 400, "invalidFilter")

@@ -213,6 +213,41 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
     return app
 
 
+def _joined(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(each, str) for each in value):
+        return ",".join(value)
+    if isinstance(value, str):
+        return value
+    raise _Refused(
+        scim_error(400, "attributes and excludedAttributes must be lists of attribute names", "invalidValue")
+    )
+
+
+async def _search(service: ScimService, kind: Kind, body: Any, base: str) -> Answer:
+    """POST /.search (RFC 7644 §3.4.3): the same list as GET, its parameters in a SearchRequest body."""
+    if not isinstance(body, dict):
+        raise _Refused(scim_error(400, "the request body must be a JSON object", "invalidSyntax"))
+    fields = {key.lower(): value for key, value in body.items()}
+    for name in ("sortby", "cursor"):
+        if fields.get(name) is not None:
+            raise _Refused(scim_error(400, f"{name} is not supported", "invalidValue"))
+    filter_ = fields.get("filter")
+    if filter_ is not None and not isinstance(filter_, str):
+        raise _Refused(scim_error(400, "filter must be a string", "invalidFilter"))
+    start, count = fields.get("startindex"), fields.get("count")
+    return await service.list(
+        kind,
+        base,
+        filter=filter_,
+        start_index=None if start is None else str(start),
+        count=None if count is None else str(count),
+        attributes=_joined(fields.get("attributes")),
+        excluded=_joined(fields.get("excludedattributes")),
+    )
+
+
 async def _dispatch(provider: Provider, request: web.Request, tail: str, base: str, settings: ServerSettings) -> Answer:
     parts = [part for part in tail.split("/") if part]
     method = request.method.upper()
@@ -236,6 +271,10 @@ async def _dispatch(provider: Provider, request: web.Request, tail: str, base: s
                 )
             if method == "POST":
                 return await service.create(kind, await _json_body(request, settings.max_body), base)
+        elif len(parts) == 2 and parts[1] == ".search":
+            if method != "POST":
+                raise _Refused(scim_error(405, f"{method} is not supported here"))
+            return await _search(service, kind, await _json_body(request, settings.max_body), base)
         elif len(parts) == 2:
             resource_id = parts[1]
             if method == "GET":
