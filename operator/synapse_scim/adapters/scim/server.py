@@ -9,23 +9,31 @@ What it adds to core/scim/service.py, which decides everything else:
 - limits: a body cap (413), a token bucket per provider (429 with `Retry-After`), the page size;
 - the SCIM wire: `application/scim+json` on every response, the SCIM error body, JSON parsing;
 - one audit line per change on the `synapse_scim.audit` logger (provider, operation, resource type and
-  id, userName/displayName, outcome, token fingerprint)."""
+  id, userName/displayName, outcome, token fingerprint);
+- timeouts: a body that does not arrive within `body_timeout` is 408; an operation that takes longer
+  than `request_timeout` is answered 503 with `Retry-After` while the write it started finishes (it is
+  never cut in the middle);
+- metrics: synapse_scim_scim_requests_total{provider,resource,method,code} and the latency histogram
+  synapse_scim_scim_request_duration_seconds (metrics.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from scim2_models import SCIMException
 
+from synapse_scim import metrics
 from synapse_scim.core.scim import discovery
 from synapse_scim.core.scim.errors import error_body, from_exception
 from synapse_scim.core.scim.resources import Kind
@@ -70,19 +78,27 @@ class Provider:
     namespace: str
     name: str
     service: ScimService
-    tokens: Callable[[], Sequence[str]]  # the accepted tokens now (every key of its Secret)
+    # The accepted tokens now (every key of its Secret): a list, or a coroutine (read with a short cache).
+    tokens: Callable[[], Sequence[str] | Awaitable[Sequence[str]]]
     limiter: TokenBucket = field(default_factory=lambda: TokenBucket(rate=50, burst=100))
+    last_request: float | None = None  # time.time() of the last authenticated request
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def authenticate(self, presented: str) -> str | None:
+    async def current_tokens(self) -> Sequence[str]:
+        found = self.tokens()
+        if inspect.isawaitable(found):
+            return await found
+        return found
+
+    async def authenticate(self, presented: str) -> str | None:
         """The fingerprint of the matching token, or None. Every token is compared, each in constant time
         on digests of equal length, so neither timing nor the number of tokens tells which one failed."""
         wanted = hashlib.sha256(presented.encode()).digest()
         matched: str | None = None
-        for token in self.tokens():
+        for token in await self.current_tokens():
             if token and hmac.compare_digest(wanted, hashlib.sha256(token.encode()).digest()):
                 matched = token
         return fingerprint(matched) if matched is not None else None
@@ -127,12 +143,17 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def _json_body(request: web.Request, max_body: int) -> Any:
+async def _json_body(request: web.Request, settings: ServerSettings) -> Any:
+    max_body = settings.max_body
     if request.content_length is not None and request.content_length > max_body:
         raise _Refused(scim_error(413, f"the request body is larger than {max_body} bytes"))
     if not _is_json(request.content_type):
         raise _Refused(scim_error(415, f"the request body must be {SCIM_CONTENT_TYPE}", "invalidSyntax"))
-    raw = await request.content.read(max_body + 1)
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            raw = await request.content.read(max_body + 1)
+    except TimeoutError:
+        raise _Refused(scim_error(408, f"the request body did not arrive within {settings.body_timeout:g}s")) from None
     if len(raw) > max_body:
         raise _Refused(scim_error(413, f"the request body is larger than {max_body} bytes"))
     try:
@@ -150,12 +171,37 @@ class _Refused(Exception):
 class ServerSettings:
     max_body: int = MAX_BODY_BYTES
     public_url: str | None = None  # https://scim.example.com, when behind an Ingress; else from the request
+    body_timeout: float = 10.0  # a client that sends its body slower than this gets 408
+    request_timeout: float = 30.0  # an answer that takes longer is 503 (the write goes on to its end)
+
+
+DISCOVERY = {"serviceproviderconfig": "discovery", "resourcetypes": "discovery", "schemas": "discovery"}
+
+
+def resource_label(tail: str) -> str:
+    """The bounded `resource` label of a request: Users, Groups, discovery or other (never an id)."""
+    head = tail.strip("/").split("/")[0].lower()
+    if head == "users":
+        return "Users"
+    if head == "groups":
+        return "Groups"
+    return DISCOVERY.get(head, "other")
 
 
 def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) -> web.Application:
     app = web.Application(client_max_size=settings.max_body + 1)
 
     async def handle(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        response = await answer(request)
+        known = registry.get(request.match_info["namespace"], request.match_info["provider"]) is not None
+        provider_label = f"{request.match_info['namespace']}/{request.match_info['provider']}" if known else "unknown"
+        resource, method = resource_label(request.match_info["tail"]), request.method.upper()
+        metrics.SCIM_REQUESTS.labels(provider_label, resource, method, str(response.status)).inc()
+        metrics.SCIM_SECONDS.labels(provider_label, resource, method).observe(time.perf_counter() - started)
+        return response
+
+    async def answer(request: web.Request) -> web.Response:
         namespace, name, tail = (
             request.match_info["namespace"],
             request.match_info["provider"],
@@ -164,11 +210,12 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
         provider = registry.get(namespace, name)
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        token_id = provider.authenticate(presented.strip()) if provider and scheme.lower() == "bearer" else None
+        token_id = await provider.authenticate(presented.strip()) if provider and scheme.lower() == "bearer" else None
         if provider is None or token_id is None:
             # The same answer for an unknown provider and a wrong token: nothing tells which exists.
             log.info("scim: 401 for %s/%s %s %s", namespace, name, request.method, tail.split("/")[0])
             return scim_error(401, "a valid bearer token for this provider is required", headers=UNAUTHORIZED_HEADERS)
+        provider.last_request = time.time()
         wait = provider.limiter.take()
         if wait > 0:
             return scim_error(
@@ -176,15 +223,26 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
             )
         origin = settings.public_url.rstrip("/") if settings.public_url else str(request.url.origin())
         base = f"{origin}{PREFIX}/{namespace}/{name}"
+        # The operation runs as its own task: past the timeout the client is answered 503, and a write
+        # already sent to the store finishes rather than being cut between two of its objects.
+        work = asyncio.ensure_future(_dispatch(provider, request, tail, base, settings))
         try:
-            answer = await _dispatch(provider, request, tail, base, settings)
+            result = await asyncio.wait_for(asyncio.shield(work), settings.request_timeout)
         except _Refused as refused:
             return refused.response
         except SCIMException as exc:
             status, body = from_exception(exc)
             return scim_response(status, body)
-        if answer.change is not None:
-            change = answer.change
+        except TimeoutError:
+            work.add_done_callback(_log_late)
+            log.warning(
+                "scim: %s %s of %s took longer than %gs", request.method, tail, provider.key, settings.request_timeout
+            )
+            return scim_error(
+                503, f"the request took longer than {settings.request_timeout:g}s", headers={"Retry-After": "5"}
+            )
+        if result.change is not None:
+            change = result.change
             record = {
                 "provider": provider.key,
                 "operation": change.operation,
@@ -192,7 +250,7 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
                 "id": change.id,
                 "name": change.name,
                 "detail": change.detail,
-                "outcome": str(answer.status),
+                "outcome": str(result.status),
                 "token": token_id,
             }
             audit_log.info(
@@ -202,15 +260,36 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
                 change.id,
                 change.name,
                 change.detail,
-                answer.status,
+                result.status,
                 provider.key,
                 token_id,
                 extra={"audit": record},
             )
-        return scim_response(answer.status, answer.body)
+        return scim_response(result.status, result.body)
 
     app.router.add_route("*", PREFIX + "/{namespace}/{provider}/{tail:.*}", handle)
     return app
+
+
+def _log_late(task: asyncio.Future[Answer]) -> None:
+    """What became of an operation whose client was already answered 503 (its audit line is lost)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        change = task.result().change
+        if change is not None:
+            audit_log.info(
+                "scim %s %s %s %r %s outcome=%s (after the client's timeout)",
+                change.operation,
+                change.kind.value,
+                change.id,
+                change.name,
+                change.detail,
+                task.result().status,
+            )
+    elif not isinstance(exc, (SCIMException, _Refused)):
+        log.warning("scim: an operation that timed out failed: %s", exc)
 
 
 def _joined(value: Any) -> str | None:
@@ -270,11 +349,11 @@ async def _dispatch(provider: Provider, request: web.Request, tail: str, base: s
                     excluded=query.get("excludedAttributes"),
                 )
             if method == "POST":
-                return await service.create(kind, await _json_body(request, settings.max_body), base)
+                return await service.create(kind, await _json_body(request, settings), base)
         elif len(parts) == 2 and parts[1] == ".search":
             if method != "POST":
                 raise _Refused(scim_error(405, f"{method} is not supported here"))
-            return await _search(service, kind, await _json_body(request, settings.max_body), base)
+            return await _search(service, kind, await _json_body(request, settings), base)
         elif len(parts) == 2:
             resource_id = parts[1]
             if method == "GET":
@@ -286,9 +365,9 @@ async def _dispatch(provider: Provider, request: web.Request, tail: str, base: s
                     excluded=query.get("excludedAttributes"),
                 )
             if method == "PUT":
-                return await service.replace(kind, resource_id, await _json_body(request, settings.max_body), base)
+                return await service.replace(kind, resource_id, await _json_body(request, settings), base)
             if method == "PATCH":
-                return await service.patch(kind, resource_id, await _json_body(request, settings.max_body), base)
+                return await service.patch(kind, resource_id, await _json_body(request, settings), base)
             if method == "DELETE":
                 return await service.delete(kind, resource_id)
         else:
