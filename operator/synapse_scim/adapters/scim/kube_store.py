@@ -18,33 +18,32 @@ One `KubeScimStore` per ScimProvider. It keeps:
   of one large group lose no member.
 
 The official client is synchronous: calls run in worker threads (asyncio.to_thread), and each watch
-runs in a daemon thread that hands its events to the event loop."""
+runs in a daemon thread that hands its events to the event loop (watch.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import logging
 import random
 import secrets
-import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from scim2_models import NotFoundException, UniquenessException
 
+from synapse_scim.adapters.scim.watch import GROUP, VERSION, Watcher
 from synapse_scim.core.scim.errors import VersionConflict
 from synapse_scim.core.scim.resources import UNIQUE, Kind, index_keys, unique_key
 from synapse_scim.core.scim.store import Record
 
-GROUP = "synapse-scim.io"
-VERSION = "v1alpha1"
 USERS, GROUPS, SHARDS = "scimusers", "scimgroups", "scimgroupmembers"
 KINDS = {USERS: "ScimUser", GROUPS: "ScimGroup", SHARDS: "ScimGroupMembers"}
 PROVIDER_LABEL = "synapse-scim.io/scim-provider"
@@ -52,7 +51,6 @@ GROUP_LABEL = "synapse-scim.io/scim-group"
 INLINE_LIMIT = 8192  # member ids kept in the ScimGroup itself (docs/scim.md: 320 KB, a fifth of etcd's limit)
 HEX = "0123456789abcdef"
 SHARD_ATTEMPTS = 20  # a shard is written by set operations: retrying it is always safe
-LIST_PAGE = 500
 CONFLICT_PAUSE = 0.05  # seconds, at most, before a write that lost a conflict is applied again
 
 log = logging.getLogger(__name__)
@@ -108,9 +106,8 @@ class KubeScimStore:
         self._index: dict[tuple[Kind, str, str], set[str]] = defaultdict(set)
         self._groups_of: dict[str, set[str]] = defaultdict(set)
         self._synced: dict[str, asyncio.Event] = {}
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watchers: list[Watcher] = []
+        self._ready = False
 
     # -- the watch -----------------------------------------------------------------------------------
 
@@ -120,107 +117,41 @@ class KubeScimStore:
 
     async def start(self) -> None:
         """List and watch the provider's objects; returns once the first listing of each kind is in."""
-        self._loop = asyncio.get_running_loop()
         for plural in (USERS, GROUPS, SHARDS):
             self._synced[plural] = asyncio.Event()
-            thread = threading.Thread(
-                target=self._watch_forever,
-                args=(plural,),
-                name=f"scim-watch-{self.namespace}-{self.provider}-{plural}",
-                daemon=True,
+            watcher = Watcher(
+                self.custom,
+                plural,
+                self.namespace,
+                self.selector,
+                functools.partial(self._apply_listing, plural),
+                functools.partial(self._apply_event, plural),
+                timeout=self._watch_timeout,
             )
-            self._threads.append(thread)
-            thread.start()
+            self._watchers.append(watcher)
+            watcher.start()
         await self.ready()
 
+    @property
+    def is_ready(self) -> bool:
+        return self._ready or (bool(self._synced) and all(event.is_set() for event in self._synced.values()))
+
     async def ready(self) -> None:
+        """Until the first listing of each kind is in, every read and write waits (a replica that just
+        started answers late rather than wrong)."""
+        if self._ready:
+            return
         for event in self._synced.values():
             await event.wait()
+        self._ready = all(event.is_set() for event in self._synced.values())
 
     def close(self) -> None:
         """Stop the watches (each thread ends at its next event or watch timeout; they are daemons)."""
-        self._stopping.set()
-
-    def _post(self, method: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not self._stopping.is_set():
-            try:
-                loop.call_soon_threadsafe(method, *args)
-            except RuntimeError:  # the loop is closed: the process is ending
-                self._stopping.set()
-
-    def _list_all(self, plural: str) -> tuple[list[dict[str, Any]], str]:
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"label_selector": self.selector, "limit": LIST_PAGE}
-            if token:
-                kwargs["_continue"] = token
-            page = cast(
-                dict[str, Any],
-                self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, **kwargs),
-            )
-            items.extend(page.get("items") or [])
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue")
-            if not token:
-                return items, str(metadata.get("resourceVersion") or "")
-
-    def _watch_forever(self, plural: str) -> None:
-        resource_version = ""
-        while not self._stopping.is_set():
-            try:
-                if not resource_version:
-                    items, resource_version = self._list_all(plural)
-                    self._post(self._apply_listing, plural, items)
-                stream = watch.Watch()  # type: ignore[no-untyped-call]
-                for event in stream.stream(  # type: ignore[no-untyped-call]
-                    self.custom.list_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    plural,
-                    label_selector=self.selector,
-                    resource_version=resource_version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=self._watch_timeout,
-                    _request_timeout=self._watch_timeout + 30,
-                ):
-                    if self._stopping.is_set():
-                        stream.stop()  # type: ignore[no-untyped-call]
-                        return
-                    obj = event.get("object")
-                    if not isinstance(obj, dict):
-                        continue
-                    version = (obj.get("metadata") or {}).get("resourceVersion")
-                    if version:
-                        resource_version = str(version)
-                    if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                        self._post(self._apply_event, plural, str(event["type"]), obj)
-            except ApiException as exc:
-                if exc.status == 410:  # too old: list again
-                    resource_version = ""
-                    continue
-                if self._stopping.is_set():
-                    return
-                log.warning(
-                    "scim store %s/%s: watching %s: %s %s",
-                    self.namespace,
-                    self.provider,
-                    plural,
-                    exc.status,
-                    exc.reason,
-                )
-                resource_version = ""
-                self._stopping.wait(2)
-            except Exception as exc:  # the API server unreachable, a dropped connection: list again
-                if self._stopping.is_set():
-                    return
-                log.warning("scim store %s/%s: watching %s: %s", self.namespace, self.provider, plural, exc)
-                resource_version = ""
-                self._stopping.wait(2)
+        for watcher in self._watchers:
+            watcher.stop()
 
     def _apply_listing(self, plural: str, items: list[dict[str, Any]]) -> None:
+        """A full listing (at start, and after the watch lost track): what is not in it is gone."""
         listed = {_name(obj) for obj in items}
         for obj in items:
             self._apply_event(plural, "ADDED", obj)
@@ -336,9 +267,11 @@ class KubeScimStore:
     # -- reads: from the index -----------------------------------------------------------------------
 
     async def get(self, kind: Kind, resource_id: str) -> Record | None:
+        await self.ready()
         return self._records[kind].get(resource_id)
 
     async def lookup(self, kind: Kind, attribute: str, key: str) -> list[Record]:
+        await self.ready()
         if attribute == "id":
             found = self._records[kind].get(key)
             return [found] if found is not None else []
@@ -346,12 +279,15 @@ class KubeScimStore:
         return [self._records[kind][each] for each in ids if each in self._records[kind]]
 
     async def scan(self, kind: Kind) -> list[Record]:
+        await self.ready()
         return [self._records[kind][each] for each in sorted(self._records[kind])]
 
     async def count(self, kind: Kind) -> int:
+        await self.ready()
         return len(self._records[kind])
 
     async def missing_users(self, ids: frozenset[str]) -> frozenset[str]:
+        await self.ready()
         return frozenset(each for each in ids if each not in self._records[Kind.USER])
 
     def _check_unique(self, kind: Kind, attributes: dict[str, Any], own_id: str | None) -> None:
@@ -443,6 +379,7 @@ class KubeScimStore:
         }
 
     async def create(self, kind: Kind, attributes: dict[str, Any], members: tuple[str, ...] = ()) -> Record:
+        await self.ready()
         self._check_unique(kind, attributes, None)
         now = self._clock()
         resource_id = self._new_id()
@@ -467,6 +404,7 @@ class KubeScimStore:
     async def update(
         self, record: Record, attributes: dict[str, Any], members: tuple[str, ...] | None, *, expected_version: str
     ) -> Record:
+        await self.ready()
         plural = USERS if record.kind is Kind.USER else GROUPS
         current = self._objects[plural].get(record.id)
         if current is None:
@@ -520,6 +458,7 @@ class KubeScimStore:
         return self._records[record.kind][record.id]
 
     async def delete(self, kind: Kind, resource_id: str) -> None:
+        await self.ready()
         if kind is Kind.USER:
             if resource_id not in self._records[Kind.USER] and await self._read(USERS, resource_id) is None:
                 raise NotFoundException(detail=f"User {resource_id} not found")
