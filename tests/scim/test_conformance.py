@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx2
 import pytest
 from aiohttp import web
+from kubernetes import client
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_tester import check_server
 from scim2_tester.utils import Status
 
+from synapse_scim.adapters.scim.kube_store import KubeScimStore
 from synapse_scim.adapters.scim.server import Provider, Registry, TokenBucket, make_app
 from synapse_scim.core.scim.memory import MemoryStore
 from synapse_scim.core.scim.service import ScimService
+from synapse_scim.core.scim.store import ScimStore
 
 TOKEN = "conformance-token-0123456789abcdef01234567"
 PASSING = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE}
@@ -31,8 +36,8 @@ OUR_DECISIONS = {"check_remove_attribute", "check_add_attribute", "check_replace
 NOT_DONE = {"search_with_attributes"}
 
 
-@pytest.fixture
-def base_url() -> Iterator[str]:
+@contextmanager
+def serving(make_store: Callable[[], Awaitable[ScimStore]]) -> Iterator[str]:
     """The endpoint on its own event loop in a thread: check_server drives a synchronous client."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -40,9 +45,8 @@ def base_url() -> Iterator[str]:
 
     async def start() -> None:
         registry = Registry()
-        registry.add(
-            Provider("ns", "conformance", ScimService(MemoryStore()), lambda: [TOKEN], TokenBucket(1e6, 10**6))
-        )
+        store = await make_store()
+        registry.add(Provider("ns", "conformance", ScimService(store), lambda: [TOKEN], TokenBucket(1e6, 10**6)))
         runner = web.AppRunner(make_app(registry))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -62,7 +66,36 @@ def base_url() -> Iterator[str]:
         thread.join(30)
 
 
+@pytest.fixture
+def base_url() -> Iterator[str]:
+    async def memory() -> ScimStore:
+        return MemoryStore()
+
+    with serving(memory) as url:
+        yield url
+
+
 def test_scim2_tester_checks(base_url: str) -> None:
+    check(base_url)
+
+
+def test_scim2_tester_checks_on_the_kubernetes_store(cluster: Any, namespace: str) -> None:
+    """The same checks with the users and groups kept in the real kube-apiserver."""
+    with cluster.api_client() as api:
+        store = KubeScimStore(client.CustomObjectsApi(api), namespace, "conformance")
+
+        async def kube() -> ScimStore:
+            await store.start()
+            return store
+
+        try:
+            with serving(kube) as url:
+                check(url)
+        finally:
+            store.close()
+
+
+def check(base_url: str) -> None:
     with httpx2.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         results = check_server(SyncSCIMClient(http))
     failing = [r for r in results if r.status not in PASSING and r.status is not Status.SKIPPED]
