@@ -143,6 +143,20 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The body up to `limit` bytes. One read() returns what has arrived so far, which for a body sent in
+    several TCP segments is only its beginning: read until the end (or the limit)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: web.Request, settings: ServerSettings) -> Any:
     max_body = settings.max_body
     if request.content_length is not None and request.content_length > max_body:
@@ -151,7 +165,7 @@ async def _json_body(request: web.Request, settings: ServerSettings) -> Any:
         raise _Refused(scim_error(415, f"the request body must be {SCIM_CONTENT_TYPE}", "invalidSyntax"))
     try:
         async with asyncio.timeout(settings.body_timeout):
-            raw = await request.content.read(max_body + 1)
+            raw = await _read_body(request, max_body + 1)
     except TimeoutError:
         raise _Refused(scim_error(408, f"the request body did not arrive within {settings.body_timeout:g}s")) from None
     if len(raw) > max_body:
