@@ -397,7 +397,9 @@ def render_api_doc() -> str:
             " ".join(root["description"].split()),
             "",
             f"Namespaced; short name `{names['shortNames'][0]}`; category `{names['categories'][0]}`; "
-            + ("status subresource." if "status" in root["properties"] else "no status (written by the operator only)."),
+            + (
+                "status subresource." if "status" in root["properties"] else "no status (written by the operator only)."
+            ),
             "",
             "Columns of `kubectl get` (`-o wide` adds the starred ones): "
             + ", ".join(c["name"] + ("*" if c.get("priority") else "") for c in version["additionalPrinterColumns"])
