@@ -33,6 +33,7 @@ from synapse_scim.adapters.scim.providers import ReloadingTLS, SecretTokens
 from synapse_scim.adapters.scim.server import PREFIX, Provider, Registry, ServerSettings, TokenBucket, make_app
 from synapse_scim.adapters.scim.watch import Watcher
 from synapse_scim.core.durations import parse_duration
+from synapse_scim.core.reasons import Reason
 from synapse_scim.core.scim.resources import Kind
 from synapse_scim.core.scim.service import ScimService
 
@@ -247,9 +248,9 @@ class ScimEndpoint:
         problem = served.tokens.problem
         endpoint = self.settings.endpoint(namespace, name)
         if problem is None:
-            ready = ("True", "Serving", f"the SCIM endpoint serves this provider at {endpoint}")
+            ready = ("True", Reason.SERVING.value, f"the SCIM endpoint serves this provider at {endpoint}")
         else:
-            ready = ("False", problem.reason, problem.message)
+            ready = ("False", problem.reason.value, problem.message)
         before = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), None)
         changed = before is None or (before.get("status"), before.get("reason"), before.get("message")) != ready
         condition = {

@@ -50,6 +50,10 @@ class Reason(StrEnum):
     DRIFT_DETECTED = "DriftDetected"
     IDLE = "Idle"
     PROGRESSING = "Progressing"
+    # A ScimProvider as the SCIM endpoint serves it (SecretNotFound above when its Secret is missing).
+    SERVING = "Serving"
+    SECRET_NOT_READABLE = "SecretNotReadable"
+    NO_TOKENS = "NoTokens"
     # Kubernetes Events of a sync.
     GRANTED = "Granted"
     GRANT_FAILED = "GrantFailed"

@@ -19,17 +19,18 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from synapse_scim.adapters.scim.server import fingerprint
+from synapse_scim.core.reasons import Reason
 
 log = logging.getLogger(__name__)
 
-SECRET_NOT_FOUND = "SecretNotFound"
-SECRET_NOT_READABLE = "SecretNotReadable"
-NO_TOKENS = "NoTokens"
+SECRET_NOT_FOUND = Reason.SECRET_NOT_FOUND
+SECRET_NOT_READABLE = Reason.SECRET_NOT_READABLE
+NO_TOKENS = Reason.NO_TOKENS
 
 
 @dataclass(frozen=True)
 class Problem:
-    reason: str  # CamelCase, for the Ready condition
+    reason: Reason  # for the Ready condition
     message: str
 
 
