@@ -184,7 +184,7 @@ class ScimEndpoint:
 
     # -- the ScimProviders ---------------------------------------------------------------------------
 
-    def _listing(self, items: list[dict[str, Any]]) -> None:
+    def _listing(self, items: list[dict[str, Any]], resource_version: str) -> None:
         listed = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in items}
         for obj in items:
             self._event("ADDED", obj)

@@ -124,8 +124,8 @@ class KubeScimStore:
                 plural,
                 self.namespace,
                 self.selector,
-                functools.partial(self._apply_listing, plural),
-                functools.partial(self._apply_event, plural),
+                functools.partial(self.take_listing, plural),
+                functools.partial(self.take_event, plural),
                 timeout=self._watch_timeout,
             )
             self._watchers.append(watcher)
@@ -150,19 +150,27 @@ class KubeScimStore:
         for watcher in self._watchers:
             watcher.stop()
 
-    def _apply_listing(self, plural: str, items: list[dict[str, Any]]) -> None:
-        """A full listing (at start, and after the watch lost track): what is not in it is gone."""
+    def take_listing(self, plural: str, items: list[dict[str, Any]], resource_version: str = "") -> None:
+        """A full listing (at start, and after the watch lost track) as of `resource_version`: what is not
+        in it is gone, unless this replica saw it written after the listing was taken."""
         listed = {_name(obj) for obj in items}
         for obj in items:
-            self._apply_event(plural, "ADDED", obj)
-        for name in list(self._objects[plural]):
-            if name not in listed:
-                self._apply_event(plural, "DELETED", self._objects[plural][name])
-        self._synced[plural].set()
+            self.take_event(plural, "ADDED", obj)
+        as_of = int(resource_version) if resource_version.isdigit() else None
+        for name, obj in list(self._objects[plural].items()):
+            if name not in listed and (as_of is None or _rv(obj) <= as_of):
+                self.take_event(
+                    plural,
+                    "DELETED",
+                    {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(as_of or _rv(obj))}},
+                )
+        synced = self._synced.get(plural)
+        if synced is not None:
+            synced.set()
 
-    def _apply_event(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
+    def take_event(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
         """Take in one object as seen (a watch event or this replica's own write), unless it is older
-        than what the index holds."""
+        than what the index holds (or than its deletion)."""
         name = _name(obj)
         version = _rv(obj)
         known = self._objects[plural].get(name)
@@ -313,7 +321,7 @@ class KubeScimStore:
                 self.custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, plural, body
             ),
         )
-        self._apply_event(plural, "ADDED", created)
+        self.take_event(plural, "ADDED", created)
         return created
 
     async def _replace(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -330,7 +338,7 @@ class KubeScimStore:
                 body,
             ),
         )
-        self._apply_event(plural, "MODIFIED", replaced)
+        self.take_event(plural, "MODIFIED", replaced)
         return replaced
 
     async def _read(self, plural: str, name: str) -> dict[str, Any] | None:
@@ -347,9 +355,9 @@ class KubeScimStore:
                 raise
             known = self._objects[plural].get(name)
             if known is not None:
-                self._apply_event(plural, "DELETED", known)
+                self.take_event(plural, "DELETED", known)
             return None
-        self._apply_event(plural, "MODIFIED", found)
+        self.take_event(plural, "MODIFIED", found)
         return found
 
     async def _delete(self, plural: str, name: str) -> bool:
@@ -365,7 +373,7 @@ class KubeScimStore:
             found = True
         known = self._objects[plural].get(name)
         if known is not None:
-            self._apply_event(plural, "DELETED", known)
+            self.take_event(plural, "DELETED", known)
         return found
 
     # -- writes --------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class Watcher:
-    """`on_listing(items)` after each full listing, `on_event(type, object)` for each ADDED, MODIFIED or
-    DELETED; both called in the event loop that called start()."""
+    """`on_listing(items, resourceVersion)` after each full listing, `on_event(type, object)` for each
+    ADDED, MODIFIED or DELETED; both called in the event loop that called start()."""
 
     def __init__(
         self,
@@ -35,7 +35,7 @@ class Watcher:
         plural: str,
         namespace: str | None,
         selector: str | None,
-        on_listing: Callable[[list[dict[str, Any]]], None],
+        on_listing: Callable[[list[dict[str, Any]], str], None],
         on_event: Callable[[str, dict[str, Any]], None],
         *,
         timeout: int = 240,
@@ -97,7 +97,7 @@ class Watcher:
             try:
                 if not resource_version:
                     items, resource_version = self._list_all()
-                    self._post(self.on_listing, items)
+                    self._post(self.on_listing, items, resource_version)
                 stream = watch.Watch()  # type: ignore[no-untyped-call]
                 for event in stream.stream(  # type: ignore[no-untyped-call]
                     call,
