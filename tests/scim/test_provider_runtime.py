@@ -16,7 +16,7 @@ import pytest
 import trustme
 from kubernetes.client.exceptions import ApiException
 
-from synapse_scim.adapters.scim.providers import NO_TOKENS, SECRET_NOT_FOUND, ReloadingTLS, SecretTokens
+from synapse_scim.adapters.scim.providers import NO_TOKENS, SECRET_NOT_FOUND, ReloadingTLS, SecretTokens, TLSFilesError
 from synapse_scim.adapters.scim.server import Provider, fingerprint
 from synapse_scim.controller.scim import ScimEndpoint, ScimSettings, Served
 from synapse_scim.core.scim.memory import MemoryStore
@@ -153,3 +153,8 @@ def test_tls_is_reloaded_when_the_files_change_and_kept_when_they_do_not_load(tm
     assert tls.check() is True and tls.reloads == 1
     (tmp_path / "tls.key").write_text("not a key")
     assert tls.check() is False and tls.reloads == 1  # the previous certificate stays
+
+
+def test_missing_tls_files_say_which_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(TLSFilesError, match=r"tls\.crt.*tls\.key.*SYNAPSE_SCIM_SCIM_TLS_DIR"):
+        ReloadingTLS(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))

@@ -29,7 +29,7 @@ from kubernetes import client
 
 from synapse_scim.adapters.kube import Kube, api_client
 from synapse_scim.adapters.scim.kube_store import KubeScimStore
-from synapse_scim.adapters.scim.providers import ReloadingTLS, SecretTokens
+from synapse_scim.adapters.scim.providers import ReloadingTLS, SecretTokens, TLSFilesError
 from synapse_scim.adapters.scim.server import PREFIX, Provider, Registry, ServerSettings, TokenBucket, make_app
 from synapse_scim.adapters.scim.watch import Watcher
 from synapse_scim.core.durations import parse_duration
@@ -308,7 +308,7 @@ async def serve_scim(namespaces: Sequence[str]) -> ScimEndpoint | None:
     endpoint = ScimEndpoint(settings, api_client(), namespaces)
     try:
         await endpoint.start()
-    except (OSError, ssl.SSLError) as exc:  # no certificate mounted, the port taken: one line, exit 1
+    except (OSError, ssl.SSLError, TLSFilesError) as exc:  # no certificate, the port taken: one line, exit 1
         log.error("scim: cannot serve the SCIM endpoint on port %s: %s", settings.port, exc)
         await endpoint.close()
         raise SystemExit(1) from None

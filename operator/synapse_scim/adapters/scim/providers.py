@@ -121,6 +121,10 @@ class SecretTokens:
             self._fingerprints = prints
 
 
+class TLSFilesError(Exception):
+    """The endpoint's certificate and key cannot be loaded at start: the message says which files."""
+
+
 class ReloadingTLS:
     """A server SSLContext (TLS 1.2 at least) from a certificate and key file, loaded again when either
     file changes (checked every `interval` seconds: a mounted Secret changes by a symlink swap, which
@@ -131,7 +135,13 @@ class ReloadingTLS:
         self.cert, self.key, self.interval = cert, key, interval
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.load_cert_chain(cert, key)
+        try:
+            self.context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise TLSFilesError(
+                f"the TLS certificate {cert} and key {key} do not load ({exc.strerror or exc}): mount a "
+                "kubernetes.io/tls Secret there (tls.crt, tls.key) or set SYNAPSE_SCIM_SCIM_TLS_DIR"
+            ) from None
         self._seen = self._stamp()
         self.reloads = 0
 
