@@ -73,6 +73,21 @@ def _rv(obj: dict[str, Any]) -> int:
         return 0
 
 
+KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
+
+
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the index keeps of an object: its spec and the metadata a write needs (not managedFields,
+    which is most of a small object: 50,000 users are held in every replica)."""
+    metadata = obj.get("metadata") or {}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {key: metadata[key] for key in KEPT_METADATA if key in metadata},
+        "spec": obj.get("spec") or {},
+    }
+
+
 def _name(obj: dict[str, Any]) -> str:
     return str(obj["metadata"]["name"])
 
@@ -184,7 +199,7 @@ class KubeScimStore:
         else:
             if version and self._deleted.get((plural, name), 0) >= version:
                 return
-            self._objects[plural][name] = obj
+            self._objects[plural][name] = _slim(obj)
         if plural == USERS:
             self._refresh_user(name)
         elif plural == GROUPS:
@@ -225,7 +240,7 @@ class KubeScimStore:
                 Record(
                     Kind.USER,
                     name,
-                    dict(spec.get("attributes") or {}),
+                    spec.get("attributes") or {},
                     str(obj["metadata"]["resourceVersion"]),
                     str(spec.get("created") or ""),
                     str(spec.get("lastModified") or ""),
@@ -262,7 +277,7 @@ class KubeScimStore:
         record = Record(
             Kind.GROUP,
             name,
-            dict(spec.get("attributes") or {}),
+            spec.get("attributes") or {},
             str(obj["metadata"]["resourceVersion"]),
             str(spec.get("created") or ""),
             str(spec.get("lastModified") or ""),

@@ -98,6 +98,7 @@ class Watcher:
                 if not resource_version:
                     items, resource_version = self._list_all()
                     self._post(self.on_listing, items, resource_version)
+                    del items  # this thread must not keep a whole listing alive while it watches
                 stream = watch.Watch()  # type: ignore[no-untyped-call]
                 for event in stream.stream(  # type: ignore[no-untyped-call]
                     call,
