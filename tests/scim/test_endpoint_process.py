@@ -114,6 +114,10 @@ class Operator:
                     proc.wait()
         self.processes.clear()
 
+    def replica_log(self, name: str) -> str:
+        path = self.tmp / f"operator-{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def log(self) -> str:
         return "\n".join(
             f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}"
@@ -270,6 +274,13 @@ def test_objects_survive_sigkill_with_their_ids_and_status_reports_them(operator
     # A token opens only its own provider's URL, both ways; the objects are not there for the other.
     with operator.http(ENTRA_TOKEN) as http:
         assert http.get(f"{base}/Users/{written['users'][0]}").status_code == 401
+        assert http.post(f"{base}/Users", json={"userName": "intruder"}).status_code == 401
+        assert http.delete(f"{base}/Users/{written['users'][0]}").status_code == 401
+        answer = http.patch(
+            f"{base}/Groups/{written['group']}",
+            json={"Operations": [{"op": "remove", "path": "members", "value": [{"value": written["users"][0]}]}]},
+        )
+        assert answer.status_code == 401
         assert http.get(f"{operator.base('entra')}/Users").json()["totalResults"] == 0
     with operator.http(OKTA_TOKEN) as http:
         assert http.get(f"{operator.base('entra')}/Users").status_code == 401
@@ -303,6 +314,11 @@ def test_two_replicas_write_through_one_read_through_the_other(operator: Operato
     operator.start("b", POD_NAME="replica-b", **election)
     for replica in ("a", "b"):  # the standby serves too: the endpoint is no kopf handler
         wait_for(lambda r=replica: _serving(operator, OKTA_TOKEN, replica=r), f"replica {replica}", operator=operator)
+    wait_for(
+        lambda: sorted("acquired Lease" in operator.replica_log(r) for r in ("a", "b")) == [False, True],
+        "one leader and one standby",
+        operator=operator,
+    )
     with operator.http(OKTA_TOKEN) as http:
         written = _push(operator, http, operator.base(replica="a"))
         through_a = _snapshot(http, operator.base(replica="a"), written)
