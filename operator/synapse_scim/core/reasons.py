@@ -77,6 +77,8 @@ STALLING_REASONS = frozenset(
         Reason.SECRET_NOT_FOUND,
         Reason.SECRET_KEY_MISSING,
         Reason.SECRET_KEY_EMPTY,
+        Reason.SECRET_NOT_READABLE,
+        Reason.NO_TOKENS,
         Reason.CERTIFICATE_INVALID,
         Reason.WORKLOAD_IDENTITY_UNAVAILABLE,
         Reason.DIRECTORY_ACCESS_DENIED,
