@@ -121,3 +121,15 @@ async def test_a_body_sent_in_pieces_is_read_whole(served: tuple[str, SlowStore]
     assert head.startswith(b"HTTP/1.1 201"), head
     writer.close()
     assert [r.attributes["userName"] for r in await store.scan(Kind.USER)] == ["pieces"]
+
+
+async def test_a_failing_store_is_a_scim_500_not_a_stack_trace(served: tuple[str, SlowStore]) -> None:
+    origin, store = served
+
+    async def broken(kind: Kind) -> Any:
+        raise RuntimeError("the API server is away")
+
+    store.scan = broken  # type: ignore[method-assign]
+    status, headers, body = await call("GET", f"{origin}/scim/v2/ns/slow/Users", TOKEN)
+    assert status == 500 and headers["Content-Type"] == "application/scim+json"
+    assert body["status"] == "500" and "API server" not in body["detail"]  # the cause is in the log only

@@ -456,7 +456,11 @@ class KubeScimStore:
             else:
                 # Over the limit: a new shard set with exactly these ids, then the group pointing at it.
                 new_set = secrets.token_hex(2)
-                await self._write_shard_set(current, new_set, ids)
+                try:
+                    await self._write_shard_set(current, new_set, ids)
+                except BaseException:
+                    await self._delete_shards(record.id, only_set=new_set)
+                    raise
                 spec["shardSet"] = new_set
                 spec["members"] = []
         try:

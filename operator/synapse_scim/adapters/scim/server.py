@@ -255,6 +255,9 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
             return scim_error(
                 503, f"the request took longer than {settings.request_timeout:g}s", headers={"Retry-After": "5"}
             )
+        except Exception:  # the store failed (the API server away, a permission missing): logged, a SCIM 500
+            log.exception("scim: %s %s of %s failed", request.method, tail, provider.key)
+            return scim_error(500, "the operator could not complete this request; its log says why")
         if result.change is not None:
             change = result.change
             record = {
