@@ -123,6 +123,26 @@ async def test_users_and_groups_round_trip_and_another_replica_sees_them(
         other.close()
 
 
+async def test_a_write_keeps_labels_someone_else_added(custom: Any, namespace: str, store: KubeScimStore) -> None:
+    record = await store.create(Kind.USER, {"userName": "barbara"})
+    patch = {"metadata": {"labels": {"backup.example.com/restored": "yes"}}}
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, USERS, record.id, patch)
+
+    async def labelled() -> bool:
+        return (await store.get(Kind.USER, record.id)).version != record.version
+
+    await _eventually(labelled)
+    current = await store.get(Kind.USER, record.id)
+    await store.update(current, {"userName": "barbara", "title": "x"}, None, expected_version=current.version)
+    [obj] = _objects(custom, namespace, USERS)
+    assert obj["metadata"]["labels"] == {
+        "synapse-scim.io/scim-provider": "okta",
+        "app.kubernetes.io/managed-by": "synapse-scim",
+        "backup.example.com/restored": "yes",
+    }
+    assert obj["spec"]["attributes"]["title"] == "x"
+
+
 async def test_a_stale_version_is_a_conflict_and_the_index_is_refreshed(store: KubeScimStore) -> None:
     record = await store.create(Kind.USER, {"userName": "grace"})
     newer = await store.update(record, {"userName": "grace", "displayName": "G"}, None, expected_version=record.version)

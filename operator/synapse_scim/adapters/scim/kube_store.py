@@ -48,6 +48,8 @@ USERS, GROUPS, SHARDS = "scimusers", "scimgroups", "scimgroupmembers"
 KINDS = {USERS: "ScimUser", GROUPS: "ScimGroup", SHARDS: "ScimGroupMembers"}
 PROVIDER_LABEL = "synapse-scim.io/scim-provider"
 GROUP_LABEL = "synapse-scim.io/scim-group"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+STANDARD_LABELS = frozenset({PROVIDER_LABEL, GROUP_LABEL, MANAGED_BY})
 INLINE_LIMIT = 8192  # member ids kept in the ScimGroup itself (docs/scim.md: 320 KB, a fifth of etcd's limit)
 HEX = "0123456789abcdef"
 SHARD_ATTEMPTS = 20  # a shard is written by set operations: retrying it is always safe
@@ -73,19 +75,19 @@ def _rv(obj: dict[str, Any]) -> int:
         return 0
 
 
-KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
+KEPT_METADATA = ("name", "uid", "resourceVersion", "labels", "ownerReferences")
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
-    """What the index keeps of an object: its spec and the metadata a write needs (not managedFields,
-    which is most of a small object: 50,000 users are held in every replica)."""
+    """What the index keeps of an object: its spec and the metadata a write needs, not managedFields
+    (most of a small object) nor what every object of the store has (apiVersion, kind, namespace, the
+    standard labels: _full() puts them back). 50,000 users are held in every replica."""
     metadata = obj.get("metadata") or {}
-    return {
-        "apiVersion": obj.get("apiVersion"),
-        "kind": obj.get("kind"),
-        "metadata": {key: metadata[key] for key in KEPT_METADATA if key in metadata},
-        "spec": obj.get("spec") or {},
-    }
+    kept = {key: metadata[key] for key in KEPT_METADATA if key in metadata}
+    labels = kept.get("labels") or {}
+    if set(labels) <= STANDARD_LABELS:
+        kept.pop("labels", None)
+    return {"metadata": kept, "spec": obj.get("spec") or {}}
 
 
 def _name(obj: dict[str, Any]) -> str:
@@ -118,7 +120,9 @@ class KubeScimStore:
         self._shards_of: dict[str, set[str]] = defaultdict(set)  # group id -> shard object names
         # What the reads use, derived from the objects.
         self._records: dict[Kind, dict[str, Record]] = {Kind.USER: {}, Kind.GROUP: {}}
-        self._index: dict[tuple[Kind, str, str], set[str]] = defaultdict(set)
+        # (kind, attribute, comparison key) -> the id holding it, or a set of ids when several do (one
+        # string instead of a one-element set is ~200 bytes less per entry, three entries per user).
+        self._index: dict[tuple[Kind, str, str], str | set[str]] = {}
         self._groups_of: dict[str, set[str]] = defaultdict(set)
         self._synced: dict[str, asyncio.Event] = {}
         self._watchers: list[Watcher] = []
@@ -218,16 +222,32 @@ class KubeScimStore:
     def _index_put(self, record: Record) -> None:
         self._records[record.kind][record.id] = record
         for attribute, key in index_keys(record.kind, record.attributes).items():
-            self._index[(record.kind, attribute, key)].add(record.id)
+            entry = (record.kind, attribute, key)
+            holders = self._index.get(entry)
+            if holders is None or holders == record.id:
+                self._index[entry] = record.id
+            elif isinstance(holders, set):
+                holders.add(record.id)
+            else:
+                self._index[entry] = {holders, record.id}
 
     def _index_drop(self, record: Record) -> None:
         self._records[record.kind].pop(record.id, None)
         for attribute, key in index_keys(record.kind, record.attributes).items():
-            holders = self._index.get((record.kind, attribute, key))
-            if holders is not None:
+            entry = (record.kind, attribute, key)
+            holders = self._index.get(entry)
+            if holders == record.id:
+                del self._index[entry]
+            elif isinstance(holders, set):
                 holders.discard(record.id)
-                if not holders:
-                    del self._index[(record.kind, attribute, key)]
+                if len(holders) == 1:
+                    self._index[entry] = next(iter(holders))
+
+    def _holders(self, entry: tuple[Kind, str, str]) -> set[str]:
+        holders = self._index.get(entry)
+        if holders is None:
+            return set()
+        return set(holders) if isinstance(holders, set) else {holders}
 
     def _refresh_user(self, name: str) -> None:
         old = self._records[Kind.USER].get(name)
@@ -298,7 +318,7 @@ class KubeScimStore:
         if attribute == "id":
             found = self._records[kind].get(key)
             return [found] if found is not None else []
-        ids = sorted(self._index.get((kind, attribute, key), set()))
+        ids = sorted(self._holders((kind, attribute, key)))
         return [self._records[kind][each] for each in ids if each in self._records[kind]]
 
     async def scan(self, kind: Kind) -> list[Record]:
@@ -317,14 +337,14 @@ class KubeScimStore:
         key = unique_key(kind, attributes)
         if key is None:
             return
-        holders = self._index.get((kind, UNIQUE[kind], key), set()) - {own_id}
+        holders = self._holders((kind, UNIQUE[kind], key)) - {own_id}
         if holders:
             raise UniquenessException(detail=f"{UNIQUE[kind]} {attributes[UNIQUE[kind]]!r} is already taken")
 
     # -- the API server ------------------------------------------------------------------------------
 
     def _labels(self, group: str | None = None) -> dict[str, str]:
-        labels = {PROVIDER_LABEL: self.provider, "app.kubernetes.io/managed-by": "synapse-scim"}
+        labels = {PROVIDER_LABEL: self.provider, MANAGED_BY: "synapse-scim"}
         if group is not None:
             labels[GROUP_LABEL] = group
         return labels
@@ -393,6 +413,16 @@ class KubeScimStore:
 
     # -- writes --------------------------------------------------------------------------------------
 
+    def _full(self, plural: str, slim: dict[str, Any]) -> dict[str, Any]:
+        """A copy of an object as the index keeps it, whole again for a replace (which writes every field:
+        what is left out of it is gone, the labels the watch selects by first of all)."""
+        body = copy.deepcopy(slim)
+        metadata = body["metadata"]
+        group = (body.get("spec") or {}).get("group") if plural == SHARDS else None
+        metadata["labels"] = {**self._labels(str(group) if group else None), **(metadata.get("labels") or {})}
+        metadata["namespace"] = self.namespace
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KINDS[plural], **body}
+
     def _body(self, plural: str, name: str, spec: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
@@ -433,7 +463,7 @@ class KubeScimStore:
         if current is None:
             raise NotFoundException(detail=f"{record.kind.value} {record.id} not found")
         self._check_unique(record.kind, attributes, record.id)
-        body = copy.deepcopy(current)
+        body = self._full(plural, current)
         body["metadata"]["resourceVersion"] = expected_version
         spec = body.setdefault("spec", {})
         spec["attributes"] = dict(attributes)
@@ -557,7 +587,7 @@ class KubeScimStore:
                     if current is None:
                         await self._create(SHARDS, self._shard_body(group, shard_set, digit, sorted(plus)))
                         break
-                    body = copy.deepcopy(current)
+                    body = self._full(SHARDS, current)
                     ids = [each for each in body["spec"].get("members") or [] if each not in minus]
                     present = set(ids)
                     ids.extend(sorted(each for each in plus if each not in present))

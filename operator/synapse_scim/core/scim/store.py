@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from synapse_scim.core.scim.resources import Kind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One stored resource: its attributes (resources.stored(): no id, meta, members or password), a
     version that changes with every write, and a group's member ids (ordered)."""
