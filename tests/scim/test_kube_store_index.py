@@ -20,9 +20,9 @@ def _user(name: str, version: int, user_name: str) -> dict[str, Any]:
 async def test_a_listing_older_than_an_own_write_keeps_it() -> None:
     store = KubeScimStore(None, "ns", "okta")  # type: ignore[arg-type]
     store.take_event(USERS, "ADDED", _user("u1", 105, "ada"))  # written by this replica at 105
-    store.take_listing(USERS, [], "100")  # a listing taken before the write
+    store.take_listing(USERS, set(), "100")  # a listing taken before the write
     assert await store.get(Kind.USER, "u1") is not None
-    store.take_listing(USERS, [], "110")  # a listing after it: the user is gone
+    store.take_listing(USERS, set(), "110")  # a listing after it: the user is gone
     assert await store.get(Kind.USER, "u1") is None
     store.take_event(USERS, "MODIFIED", _user("u1", 107, "ada"))  # a late event of before the deletion
     assert await store.get(Kind.USER, "u1") is None

@@ -158,3 +158,14 @@ def test_tls_is_reloaded_when_the_files_change_and_kept_when_they_do_not_load(tm
 def test_missing_tls_files_say_which_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(TLSFilesError, match=r"tls\.crt.*tls\.key.*SYNAPSE_SCIM_SCIM_TLS_DIR"):
         ReloadingTLS(str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))
+
+
+def test_a_namespace_listing_forgets_only_its_own_missing_providers() -> None:
+    endpoint = ScimEndpoint.__new__(ScimEndpoint)
+    forgotten: list[tuple[str, str]] = []
+    endpoint.served = {("a", "entra"): None, ("b", "okta"): None, ("b", "gone"): None}  # type: ignore[dict-item]
+    endpoint.forget = lambda key: (forgotten.append(key), endpoint.served.pop(key))  # type: ignore[method-assign]
+    endpoint.take_listing("b", {"okta"}, "10")
+    assert forgotten == [("b", "gone")]
+    endpoint.take_listing(None, {"a/entra"}, "11")  # watching every namespace: names are namespace/name
+    assert forgotten == [("b", "gone"), ("b", "okta")]

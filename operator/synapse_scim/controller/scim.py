@@ -16,6 +16,7 @@ here is a kopf handler: each replica watches the ScimProviders itself and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import ssl
@@ -160,7 +161,8 @@ class ScimEndpoint:
         await site.start()
         targets: list[str | None] = [*self.namespaces] or [None]  # None: every namespace
         for namespace in targets:
-            watcher = Watcher(self.custom, PROVIDERS, namespace, None, self._listing, self._event)
+            listing = functools.partial(self.take_listing, namespace)
+            watcher = Watcher(self.custom, PROVIDERS, namespace, None, listing, self.take_event)
             watcher.start()
             self._watchers.append(watcher)
         self._tasks.append(asyncio.create_task(self._status_loop()))
@@ -184,18 +186,20 @@ class ScimEndpoint:
 
     # -- the ScimProviders ---------------------------------------------------------------------------
 
-    def _listing(self, items: list[dict[str, Any]], resource_version: str) -> None:
-        listed = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in items}
-        for obj in items:
-            self._event("ADDED", obj)
+    def take_listing(self, namespace: str | None, names: set[str], resource_version: str) -> None:
+        """A full listing of `namespace` (None: every namespace; names are then namespace/name) is in (its
+        providers came as events): the providers it lacks are gone."""
         for key in list(self.served):
-            if key not in listed and (not self.namespaces or key[0] in self.namespaces):
-                self._forget(key)
+            if namespace is None:
+                if f"{key[0]}/{key[1]}" not in names:
+                    self.forget(key)
+            elif key[0] == namespace and key[1] not in names:
+                self.forget(key)
 
-    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+    def take_event(self, kind: str, obj: dict[str, Any]) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         if kind == "DELETED":
-            self._forget(key)
+            self.forget(key)
             return
         secret = str(((obj.get("spec") or {}).get("tokenSecretRef") or {}).get("name") or "")
         served = self.served.get(key)
@@ -218,7 +222,7 @@ class ScimEndpoint:
         self._tasks.append(asyncio.create_task(store.start()))
         log.info("scim: serving provider %s/%s at %s", namespace, name, self.settings.endpoint(namespace, name))
 
-    def _forget(self, key: tuple[str, str]) -> None:
+    def forget(self, key: tuple[str, str]) -> None:
         served = self.served.pop(key, None)
         if served is not None:
             self.registry.remove(*key)

@@ -169,20 +169,15 @@ class KubeScimStore:
         for watcher in self._watchers:
             watcher.stop()
 
-    def take_listing(self, plural: str, items: list[dict[str, Any]], resource_version: str = "") -> None:
-        """A full listing (at start, and after the watch lost track) as of `resource_version`: what is not
-        in it is gone, unless this replica saw it written after the listing was taken."""
-        listed = {_name(obj) for obj in items}
-        for obj in items:
-            self.take_event(plural, "ADDED", obj)
+    def take_listing(self, plural: str, names: set[str], resource_version: str = "") -> None:
+        """A full listing (at start, and after the watch lost track) as of `resource_version` is in (its
+        objects came as ADDED events): what it lacks is gone, unless this replica saw it written after
+        the listing was taken."""
         as_of = int(resource_version) if resource_version.isdigit() else None
         for name, obj in list(self._objects[plural].items()):
-            if name not in listed and (as_of is None or _rv(obj) <= as_of):
-                self.take_event(
-                    plural,
-                    "DELETED",
-                    {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(as_of or _rv(obj))}},
-                )
+            if name not in names and (as_of is None or _rv(obj) <= as_of):
+                gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(as_of or _rv(obj))}}
+                self.take_event(plural, "DELETED", gone)
         synced = self._synced.get(plural)
         if synced is not None:
             synced.set()

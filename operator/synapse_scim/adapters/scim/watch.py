@@ -25,9 +25,14 @@ RETRY_PAUSE = 2.0
 log = logging.getLogger(__name__)
 
 
+def _key(obj: dict[str, Any]) -> str:
+    return f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
+
+
 class Watcher:
-    """`on_listing(items, resourceVersion)` after each full listing, `on_event(type, object)` for each
-    ADDED, MODIFIED or DELETED; both called in the event loop that called start()."""
+    """`on_event(type, object)` for each object listed (ADDED) and each ADDED, MODIFIED or DELETED event;
+    `on_listing(names, resourceVersion)` once a full listing is in (what it lacks is gone); both called
+    in the event loop that called start(). Names are `namespace/name` when watching every namespace."""
 
     def __init__(
         self,
@@ -35,7 +40,7 @@ class Watcher:
         plural: str,
         namespace: str | None,
         selector: str | None,
-        on_listing: Callable[[list[dict[str, Any]], str], None],
+        on_listing: Callable[[set[str], str], None],
         on_event: Callable[[str, dict[str, Any]], None],
         *,
         timeout: int = 240,
@@ -75,20 +80,31 @@ class Watcher:
     def _kwargs(self) -> dict[str, Any]:
         return {"label_selector": self.selector} if self.selector else {}
 
-    def _list_all(self) -> tuple[list[dict[str, Any]], str]:
+    def _list_all(self) -> tuple[set[str], str]:
+        """List page by page, handing each page's objects over as ADDED events as it arrives (a whole
+        listing of 50,000 objects with their managedFields is never held at once); returns the names
+        listed and the listing's resourceVersion."""
         call, args = self._list_call()
-        items: list[dict[str, Any]] = []
+        names: set[str] = set()
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {**self._kwargs(), "limit": LIST_PAGE}
             if token:
                 kwargs["_continue"] = token
             page = cast(dict[str, Any], call(*args, **kwargs))
-            items.extend(page.get("items") or [])
+            items = page.get("items") or []
+            for obj in items:
+                names.add(str(obj["metadata"]["name"]) if self.namespace else _key(obj))
+            self._post(self._deliver, items)
             metadata = page.get("metadata") or {}
+            del page, items
             token = metadata.get("continue")
             if not token:
-                return items, str(metadata.get("resourceVersion") or "")
+                return names, str(metadata.get("resourceVersion") or "")
+
+    def _deliver(self, items: list[dict[str, Any]]) -> None:
+        for obj in items:
+            self.on_event("ADDED", obj)
 
     def _run(self) -> None:
         resource_version = ""
@@ -96,9 +112,8 @@ class Watcher:
         while not self._stopping.is_set():
             try:
                 if not resource_version:
-                    items, resource_version = self._list_all()
-                    self._post(self.on_listing, items, resource_version)
-                    del items  # this thread must not keep a whole listing alive while it watches
+                    names, resource_version = self._list_all()
+                    self._post(self.on_listing, names, resource_version)
                 stream = watch.Watch()  # type: ignore[no-untyped-call]
                 for event in stream.stream(  # type: ignore[no-untyped-call]
                     call,
