@@ -107,6 +107,21 @@ AZURE_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+SCIM_REQUESTS = Counter(
+    "synapse_scim_scim_requests_total",
+    "Requests to the SCIM endpoint, by provider (namespace/name; 'unknown' for a URL that names none),"
+    " resource type (Users, Groups, discovery, other), HTTP method and status code.",
+    ["provider", "resource", "method", "code"],
+    registry=REGISTRY,
+)
+SCIM_SECONDS = Histogram(
+    "synapse_scim_scim_request_duration_seconds",
+    "Time to answer a request to the SCIM endpoint, by provider, resource type and HTTP method.",
+    ["provider", "resource", "method"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
 _GRAPH_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/(\$|%24)batch$"), "batch"),
     ("GET", re.compile(r"/groups/(delta(\(\))?|microsoft\.graph\.delta)$"), "groupsDelta"),

@@ -22,11 +22,23 @@ VERSION = "v1alpha1"
 FILES = {
     "SynapseWorkspace": "synapse-scim.io_synapseworkspaces.yaml",
     "SynapseRoleBinding": "synapse-scim.io_synapserolebindings.yaml",
+    "ScimProvider": "synapse-scim.io_scimproviders.yaml",
+    "ScimUser": "synapse-scim.io_scimusers.yaml",
+    "ScimGroup": "synapse-scim.io_scimgroups.yaml",
+    "ScimGroupMembers": "synapse-scim.io_scimgroupmembers.yaml",
 }
 NAMES = {
     "SynapseWorkspace": ("synapseworkspaces", "synapseworkspace", ["synws"]),
     "SynapseRoleBinding": ("synapserolebindings", "synapserolebinding", ["synrb"]),
+    "ScimProvider": ("scimproviders", "scimprovider", ["scimp"]),
+    "ScimUser": ("scimusers", "scimuser", ["scimu"]),
+    "ScimGroup": ("scimgroups", "scimgroup", ["scimg"]),
+    "ScimGroupMembers": ("scimgroupmembers", "scimgroupmembers", ["scimgm"]),
 }
+# The SCIM endpoint's storage kinds (docs/scim.md): written by the operator only, no status, and
+# spec.attributes keeps the SCIM resource as sent (the one subtree where unknown fields are kept).
+STORAGE_KINDS = {"ScimUser", "ScimGroup", "ScimGroupMembers"}
+PRESERVED = {"ScimUser": {".spec.attributes"}, "ScimGroup": {".spec.attributes"}, "ScimGroupMembers": set()}
 PRINTER_COLUMNS = {
     "SynapseWorkspace": {
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
@@ -45,8 +57,38 @@ PRINTER_COLUMNS = {
         "Age": ".metadata.creationTimestamp",
         "Mode": ".spec.managementPolicy",
     },
+    "ScimProvider": {
+        "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Users": ".status.users",
+        "Groups": ".status.groups",
+        "Age": ".metadata.creationTimestamp",
+        "Endpoint": ".status.endpoint",
+        "Reason": '.status.conditions[?(@.type=="Ready")].reason',
+    },
+    "ScimUser": {
+        "UserName": ".spec.attributes.userName",
+        "DisplayName": ".spec.attributes.displayName",
+        "Active": ".spec.attributes.active",
+        "Age": ".metadata.creationTimestamp",
+        "Provider": ".metadata.labels.synapse-scim\\.io/scim-provider",
+        "ExternalId": ".spec.attributes.externalId",
+    },
+    "ScimGroup": {
+        "DisplayName": ".spec.attributes.displayName",
+        "Members": ".spec.memberCount",
+        "Age": ".metadata.creationTimestamp",
+        "Provider": ".metadata.labels.synapse-scim\\.io/scim-provider",
+        "Shards": ".spec.shardSet",
+    },
+    "ScimGroupMembers": {
+        "Group": ".spec.group",
+        "Shard": ".spec.shard",
+        "Members": ".spec.memberCount",
+        "Age": ".metadata.creationTimestamp",
+        "Provider": ".metadata.labels.synapse-scim\\.io/scim-provider",
+    },
 }
-WIDE_ONLY = {"Endpoint", "Mode"}
+WIDE_ONLY = {"Endpoint", "Mode", "Provider", "ExternalId", "Shards"}
 
 # The field names the operator code reads and writes: a change here is an API change.
 SPEC_FIELDS = {
@@ -69,6 +111,10 @@ SPEC_FIELDS = {
         "deletionPolicy",
         "suspend",
     },
+    "ScimProvider": {"tokenSecretRef"},
+    "ScimUser": {"attributes", "created", "lastModified"},
+    "ScimGroup": {"attributes", "created", "lastModified", "members", "memberCount", "shardSet"},
+    "ScimGroupMembers": {"group", "shardSet", "shard", "memberCount", "members"},
 }
 STATUS_FIELDS = {
     "SynapseWorkspace": {
@@ -91,6 +137,7 @@ STATUS_FIELDS = {
         "lastSyncTime",
         "workspace",
     },
+    "ScimProvider": {"observedGeneration", "conditions", "endpoint", "users", "groups", "lastRequestTime"},
 }
 
 
@@ -115,9 +162,10 @@ def walk(node: dict, path: str) -> Iterator[tuple[str, dict]]:
 
 
 KINDS = list(FILES)
+API_KINDS = [kind for kind in KINDS if kind not in STORAGE_KINDS]  # with a status people read
 
 
-def test_crds_directory_holds_exactly_the_two_crds():
+def test_crds_directory_holds_exactly_these_crds():
     assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(FILES.values())
 
 
@@ -140,7 +188,7 @@ def test_crd_identity(kind):
     assert (version["name"], version["served"], version["storage"]) == (VERSION, True, True)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", API_KINDS)
 def test_status_subresource(kind):
     [version] = load(kind)["spec"]["versions"]
     assert version["subresources"] == {"status": {}}
@@ -171,9 +219,22 @@ def test_every_property_has_a_description(kind):
 def test_unknown_fields_are_pruned_everywhere(kind):
     # x-kubernetes-preserve-unknown-fields may only be `true` (the API server rejects `false`); leaving
     # it out everywhere means every unknown field is pruned, or rejected with fieldValidation=Strict.
+    # The one exception: a stored SCIM resource's attributes (validated by the endpoint instead).
+    preserved = set()
     for path, node in [("", schema(kind)), *walk(schema(kind), "")]:
-        assert "x-kubernetes-preserve-unknown-fields" not in node, path
+        if "x-kubernetes-preserve-unknown-fields" in node:
+            preserved.add(path)
+            assert node["x-kubernetes-preserve-unknown-fields"] is True
+            assert not node.get("properties"), path  # nothing below it is validated: say so by having nothing
         assert "additionalProperties" not in node, path
+    assert preserved == PRESERVED.get(kind, set())
+
+
+@pytest.mark.parametrize("kind", sorted(STORAGE_KINDS))
+def test_storage_kinds_have_no_status(kind):
+    [version] = load(kind)["spec"]["versions"]
+    assert "subresources" not in version
+    assert "status" not in schema(kind)["properties"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -189,14 +250,15 @@ def test_printer_columns(kind):
     assert [n for n in columns if n not in WIDE_ONLY] == [n for n in PRINTER_COLUMNS[kind] if n not in WIDE_ONLY]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", API_KINDS)
 def test_cel_rules_have_fix_it_messages(kind):
     rules = [
         (path, r)
         for path, node in [("", schema(kind)), *walk(schema(kind), "")]
         for r in node.get("x-kubernetes-validations", [])
     ]
-    assert rules
+    if kind.startswith("Synapse"):  # ScimProvider's one field needs no rule beyond its pattern
+        assert rules
     for path, rule in rules:
         # Without message/messageExpression the user reads "failed rule: <CEL>".
         assert rule.get("message") or rule.get("messageExpression"), path
@@ -251,7 +313,7 @@ def test_defaults():
     assert (rb["subjects"]["minItems"], rb["subjects"]["maxItems"]) == (1, 256)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", API_KINDS)
 def test_conditions_are_a_map_keyed_by_type(kind):
     conditions = schema(kind)["properties"]["status"]["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
@@ -335,13 +397,15 @@ def render_api_doc() -> str:
             " ".join(root["description"].split()),
             "",
             f"Namespaced; short name `{names['shortNames'][0]}`; category `{names['categories'][0]}`; "
-            "status subresource.",
+            + (
+                "status subresource." if "status" in root["properties"] else "no status (written by the operator only)."
+            ),
             "",
             "Columns of `kubectl get` (`-o wide` adds the starred ones): "
             + ", ".join(c["name"] + ("*" if c.get("priority") else "") for c in version["additionalPrinterColumns"])
             + ".",
         ]
-        for part in ("spec", "status"):
+        for part in ("spec", "status") if "status" in root["properties"] else ("spec",):
             lines += [
                 "",
                 f"### {part}",

@@ -22,4 +22,8 @@ def test_documents_parses_every_packaged_crd() -> None:
     kinds = {d["spec"]["names"]["kind"] for d in crds.documents()}
     sources = [d for p in (ROOT / "crds").glob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if d]
     expected = {d["spec"]["names"]["kind"] for d in sources}
-    assert kinds == expected == {"SynapseWorkspace", "SynapseRoleBinding"}
+    assert (
+        kinds
+        == expected
+        == {"SynapseWorkspace", "SynapseRoleBinding", "ScimProvider", "ScimUser", "ScimGroup", "ScimGroupMembers"}
+    )

@@ -49,6 +49,7 @@ from kubernetes.client.exceptions import ApiException
 from synapse_scim import metrics
 from synapse_scim.adapters.kube import api_client
 from synapse_scim.controller import runtime
+from synapse_scim.controller.scim import serve_scim
 from synapse_scim.core.durations import parse_duration
 
 log = logging.getLogger("synapse_scim.leadership")
@@ -352,6 +353,18 @@ async def elected(namespaces: Sequence[str], liveness: str | None) -> int:
     # or one between the two) resolves it, and nothing is left without a handler in between.
     stop = asyncio.get_running_loop().create_future()
     runtime.stop_on_signals(stop)
+    # The SCIM endpoint serves on every replica, standby or leader (it is no kopf handler).
+    scim = await serve_scim(namespaces)
+    try:
+        return await _elect_and_operate(elector, namespaces, liveness, stop)
+    finally:
+        if scim is not None:
+            await scim.close()
+
+
+async def _elect_and_operate(
+    elector: LeaderElector, namespaces: Sequence[str], liveness: str | None, stop: asyncio.Future[None]
+) -> int:
     health = await _standby_liveness(liveness)
     acquiring = asyncio.create_task(elector.acquire())
     await asyncio.wait({acquiring, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         help="port of the Prometheus /metrics endpoint (default 9090, 0 disables; env SYNAPSE_SCIM_METRICS_PORT)",
     )
     parser.add_argument(
+        "--scim-port",
+        type=int,
+        default=None,
+        help="port of the SCIM 2.0 endpoint, served on every replica (default 0: off; env SYNAPSE_SCIM_SCIM_PORT)",
+    )
+    parser.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint (empty to disable)"
     )
     args = parser.parse_args(argv)
@@ -75,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["SYNAPSE_SCIM_WATCH_NAMESPACES"] = ",".join(args.namespace)
     if args.metrics_port is not None:
         os.environ["SYNAPSE_SCIM_METRICS_PORT"] = str(args.metrics_port)
+    if args.scim_port is not None:
+        os.environ["SYNAPSE_SCIM_SCIM_PORT"] = str(args.scim_port)
 
     # Before kopf: without a configuration kopf would retry its startup every minute, for ever.
     from synapse_scim.adapters.kube import KubeConfigMissing, check_config

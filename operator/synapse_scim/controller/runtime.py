@@ -15,6 +15,7 @@ from synapse_scim import metrics
 from synapse_scim.adapters.connections import Connections
 from synapse_scim.adapters.kube import Kube, api_client
 from synapse_scim.controller.registry import Registry
+from synapse_scim.controller.scim import serve_scim
 from synapse_scim.controller.settings import Settings
 from synapse_scim.controller.tenant import Tenants
 
@@ -109,7 +110,12 @@ def run(namespaces: Sequence[str], liveness: str | None) -> int:
     async def alone() -> None:
         stop = asyncio.get_running_loop().create_future()
         stop_on_signals(stop)
-        await operate(namespaces, liveness, stop)
+        scim = await serve_scim(namespaces)
+        try:
+            await operate(namespaces, liveness, stop)
+        finally:
+            if scim is not None:
+                await scim.close()
 
     try:
         asyncio.run(alone())

@@ -50,6 +50,10 @@ class Reason(StrEnum):
     DRIFT_DETECTED = "DriftDetected"
     IDLE = "Idle"
     PROGRESSING = "Progressing"
+    # A ScimProvider as the SCIM endpoint serves it (SecretNotFound above when its Secret is missing).
+    SERVING = "Serving"
+    SECRET_NOT_READABLE = "SecretNotReadable"
+    NO_TOKENS = "NoTokens"
     # Kubernetes Events of a sync.
     GRANTED = "Granted"
     GRANT_FAILED = "GrantFailed"
@@ -73,6 +77,8 @@ STALLING_REASONS = frozenset(
         Reason.SECRET_NOT_FOUND,
         Reason.SECRET_KEY_MISSING,
         Reason.SECRET_KEY_EMPTY,
+        Reason.SECRET_NOT_READABLE,
+        Reason.NO_TOKENS,
         Reason.CERTIFICATE_INVALID,
         Reason.WORKLOAD_IDENTITY_UNAVAILABLE,
         Reason.DIRECTORY_ACCESS_DENIED,

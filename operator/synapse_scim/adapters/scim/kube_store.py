@@ -1,0 +1,610 @@
+"""The SCIM store in the Kubernetes API (core/scim/store.py's ScimStore; docs/scim.md has the design).
+
+One `KubeScimStore` per ScimProvider. It keeps:
+
+- an index in memory, fed by a list-then-watch of the provider's ScimUser, ScimGroup and
+  ScimGroupMembers objects (label synapse-scim.io/scim-provider=<provider>), and by its own writes at
+  once (a replica reads its own writes; another replica's arrive through the watch). Every read is
+  answered from it: filtering 50,000 users by userName never lists the API server;
+- writes that carry the resourceVersion they read: 409 Conflict becomes core's VersionConflict after
+  the object was read again (so the service's retry sees the fresh version);
+- a group's member ids inline (spec.members) up to `inline_limit`, else in 16 ScimGroupMembers shards
+  keyed by the first hex digit of the member id. A group turns sharded by writing a new *shard set*
+  (shards named <group>-<set>-<hex>, each with exactly its ids) and then, guarded by its
+  resourceVersion, the group pointing at that set: two writers racing over the limit cannot mix their
+  shards (the loser's set is deleted). Once sharded, a member change writes the group first (guarded:
+  it is what makes concurrent writers retry) and then applies the members added and removed to the
+  shards as set operations (each shard guarded by its own resourceVersion), so two concurrent PATCHes
+  of one large group lose no member.
+
+The official client is synchronous: calls run in worker threads (asyncio.to_thread), and each watch
+runs in a daemon thread that hands its events to the event loop (watch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import hashlib
+import logging
+import random
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from scim2_models import NotFoundException, UniquenessException
+
+from synapse_scim.adapters.scim.watch import GROUP, VERSION, Watcher
+from synapse_scim.core.scim.errors import VersionConflict
+from synapse_scim.core.scim.resources import UNIQUE, Kind, index_keys, unique_key
+from synapse_scim.core.scim.store import Record
+
+USERS, GROUPS, SHARDS = "scimusers", "scimgroups", "scimgroupmembers"
+KINDS = {USERS: "ScimUser", GROUPS: "ScimGroup", SHARDS: "ScimGroupMembers"}
+PROVIDER_LABEL = "synapse-scim.io/scim-provider"
+GROUP_LABEL = "synapse-scim.io/scim-group"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+STANDARD_LABELS = frozenset({PROVIDER_LABEL, GROUP_LABEL, MANAGED_BY})
+INLINE_LIMIT = 8192  # member ids kept in the ScimGroup itself (docs/scim.md: 320 KB, a fifth of etcd's limit)
+HEX = "0123456789abcdef"
+SHARD_ATTEMPTS = 20  # a shard is written by set operations: retrying it is always safe
+CONFLICT_PAUSE = 0.05  # seconds, at most, before a write that lost a conflict is applied again
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def shard_of(member: str) -> str:
+    """The hex digit of the shard a member id belongs to: its first character for our UUIDs."""
+    first = member[:1].lower()
+    return first if first and first in HEX else hashlib.sha256(member.encode()).hexdigest()[0]
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+KEPT_METADATA = ("name", "uid", "resourceVersion", "labels", "ownerReferences")
+
+
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the index keeps of an object: its spec and the metadata a write needs, not managedFields
+    (most of a small object) nor what every object of the store has (apiVersion, kind, namespace, the
+    standard labels: _full() puts them back). 50,000 users are held in every replica."""
+    metadata = obj.get("metadata") or {}
+    kept = {key: metadata[key] for key in KEPT_METADATA if key in metadata}
+    labels = kept.get("labels") or {}
+    if set(labels) <= STANDARD_LABELS:
+        kept.pop("labels", None)
+    return {"metadata": kept, "spec": obj.get("spec") or {}}
+
+
+def _name(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+class KubeScimStore:
+    def __init__(
+        self,
+        custom: client.CustomObjectsApi,
+        namespace: str,
+        provider: str,
+        *,
+        inline_limit: int = INLINE_LIMIT,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        clock: Callable[[], str] = _now,
+        watch_timeout: int = 240,
+    ) -> None:
+        self.custom = custom
+        self.namespace = namespace
+        self.provider = provider
+        self.inline_limit = inline_limit
+        self._new_id = new_id
+        self._clock = clock
+        self._watch_timeout = watch_timeout
+        # The objects as last seen (watch or own write), by plural and name; and the resourceVersion of
+        # those deleted, so that a late event of an older version does not bring them back.
+        self._objects: dict[str, dict[str, dict[str, Any]]] = {USERS: {}, GROUPS: {}, SHARDS: {}}
+        self._deleted: dict[tuple[str, str], int] = {}
+        self._shards_of: dict[str, set[str]] = defaultdict(set)  # group id -> shard object names
+        # What the reads use, derived from the objects.
+        self._records: dict[Kind, dict[str, Record]] = {Kind.USER: {}, Kind.GROUP: {}}
+        # (kind, attribute, comparison key) -> the id holding it, or a set of ids when several do (one
+        # string instead of a one-element set is ~200 bytes less per entry, three entries per user).
+        self._index: dict[tuple[Kind, str, str], str | set[str]] = {}
+        self._groups_of: dict[str, set[str]] = defaultdict(set)
+        self._synced: dict[str, asyncio.Event] = {}
+        self._watchers: list[Watcher] = []
+        self._ready = False
+
+    # -- the watch -----------------------------------------------------------------------------------
+
+    @property
+    def selector(self) -> str:
+        return f"{PROVIDER_LABEL}={self.provider}"
+
+    async def start(self) -> None:
+        """List and watch the provider's objects; returns once the first listing of each kind is in."""
+        for plural in (USERS, GROUPS, SHARDS):
+            self._synced[plural] = asyncio.Event()
+            watcher = Watcher(
+                self.custom,
+                plural,
+                self.namespace,
+                self.selector,
+                functools.partial(self.take_listing, plural),
+                functools.partial(self.take_event, plural),
+                timeout=self._watch_timeout,
+            )
+            self._watchers.append(watcher)
+            watcher.start()
+        await self.ready()
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready or (bool(self._synced) and all(event.is_set() for event in self._synced.values()))
+
+    async def ready(self) -> None:
+        """Until the first listing of each kind is in, every read and write waits (a replica that just
+        started answers late rather than wrong)."""
+        if self._ready:
+            return
+        for event in self._synced.values():
+            await event.wait()
+        self._ready = all(event.is_set() for event in self._synced.values())
+
+    def close(self) -> None:
+        """Stop the watches (each thread ends at its next event or watch timeout; they are daemons)."""
+        for watcher in self._watchers:
+            watcher.stop()
+
+    def take_listing(self, plural: str, names: set[str], resource_version: str = "") -> None:
+        """A full listing (at start, and after the watch lost track) as of `resource_version` is in (its
+        objects came as ADDED events): what it lacks is gone, unless this replica saw it written after
+        the listing was taken."""
+        as_of = int(resource_version) if resource_version.isdigit() else None
+        for name, obj in list(self._objects[plural].items()):
+            if name not in names and (as_of is None or _rv(obj) <= as_of):
+                gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(as_of or _rv(obj))}}
+                self.take_event(plural, "DELETED", gone)
+        synced = self._synced.get(plural)
+        if synced is not None:
+            synced.set()
+
+    def take_event(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
+        """Take in one object as seen (a watch event or this replica's own write), unless it is older
+        than what the index holds (or than its deletion)."""
+        name = _name(obj)
+        version = _rv(obj)
+        known = self._objects[plural].get(name)
+        if known is not None and version and _rv(known) > version:
+            return
+        if kind == "DELETED":
+            if known is None:
+                return
+            self._deleted[(plural, name)] = max(version, _rv(known))
+            del self._objects[plural][name]
+        else:
+            if version and self._deleted.get((plural, name), 0) >= version:
+                return
+            self._objects[plural][name] = _slim(obj)
+        if plural == USERS:
+            self._refresh_user(name)
+        elif plural == GROUPS:
+            self._refresh_group(name)
+        else:
+            group = str((obj.get("spec") or {}).get("group") or "")
+            if kind == "DELETED":
+                self._shards_of[group].discard(name)
+            else:
+                self._shards_of[group].add(name)
+            if group:
+                self._refresh_group(group)
+
+    # -- the index -----------------------------------------------------------------------------------
+
+    def _index_put(self, record: Record) -> None:
+        self._records[record.kind][record.id] = record
+        for attribute, key in index_keys(record.kind, record.attributes).items():
+            entry = (record.kind, attribute, key)
+            holders = self._index.get(entry)
+            if holders is None or holders == record.id:
+                self._index[entry] = record.id
+            elif isinstance(holders, set):
+                holders.add(record.id)
+            else:
+                self._index[entry] = {holders, record.id}
+
+    def _index_drop(self, record: Record) -> None:
+        self._records[record.kind].pop(record.id, None)
+        for attribute, key in index_keys(record.kind, record.attributes).items():
+            entry = (record.kind, attribute, key)
+            holders = self._index.get(entry)
+            if holders == record.id:
+                del self._index[entry]
+            elif isinstance(holders, set):
+                holders.discard(record.id)
+                if len(holders) == 1:
+                    self._index[entry] = next(iter(holders))
+
+    def _holders(self, entry: tuple[Kind, str, str]) -> set[str]:
+        holders = self._index.get(entry)
+        if holders is None:
+            return set()
+        return set(holders) if isinstance(holders, set) else {holders}
+
+    def _refresh_user(self, name: str) -> None:
+        old = self._records[Kind.USER].get(name)
+        if old is not None:
+            self._index_drop(old)
+        obj = self._objects[USERS].get(name)
+        if obj is not None:
+            spec = obj.get("spec") or {}
+            self._index_put(
+                Record(
+                    Kind.USER,
+                    name,
+                    spec.get("attributes") or {},
+                    str(obj["metadata"]["resourceVersion"]),
+                    str(spec.get("created") or ""),
+                    str(spec.get("lastModified") or ""),
+                )
+            )
+
+    def _members_of(self, obj: dict[str, Any]) -> tuple[str, ...]:
+        spec = obj.get("spec") or {}
+        members: list[str] = list(spec.get("members") or [])
+        shard_set = spec.get("shardSet")
+        if shard_set:
+            group = _name(obj)
+            for digit in HEX:
+                shard = self._objects[SHARDS].get(f"{group}-{shard_set}-{digit}")
+                if shard is not None:
+                    members.extend((shard.get("spec") or {}).get("members") or [])
+            members = list(dict.fromkeys(members))  # inline leftovers of the move are in a shard too
+        return tuple(members)
+
+    def _refresh_group(self, name: str) -> None:
+        old = self._records[Kind.GROUP].get(name)
+        if old is not None:
+            self._index_drop(old)
+            for member in old.members:
+                groups = self._groups_of.get(member)
+                if groups is not None:
+                    groups.discard(name)
+                    if not groups:
+                        del self._groups_of[member]
+        obj = self._objects[GROUPS].get(name)
+        if obj is None:
+            return
+        spec = obj.get("spec") or {}
+        record = Record(
+            Kind.GROUP,
+            name,
+            spec.get("attributes") or {},
+            str(obj["metadata"]["resourceVersion"]),
+            str(spec.get("created") or ""),
+            str(spec.get("lastModified") or ""),
+            self._members_of(obj),
+        )
+        self._index_put(record)
+        for member in record.members:
+            self._groups_of[member].add(name)
+
+    # -- reads: from the index -----------------------------------------------------------------------
+
+    async def get(self, kind: Kind, resource_id: str) -> Record | None:
+        await self.ready()
+        return self._records[kind].get(resource_id)
+
+    async def lookup(self, kind: Kind, attribute: str, key: str) -> list[Record]:
+        await self.ready()
+        if attribute == "id":
+            found = self._records[kind].get(key)
+            return [found] if found is not None else []
+        ids = sorted(self._holders((kind, attribute, key)))
+        return [self._records[kind][each] for each in ids if each in self._records[kind]]
+
+    async def scan(self, kind: Kind) -> list[Record]:
+        await self.ready()
+        return [self._records[kind][each] for each in sorted(self._records[kind])]
+
+    async def count(self, kind: Kind) -> int:
+        await self.ready()
+        return len(self._records[kind])
+
+    async def missing_users(self, ids: frozenset[str]) -> frozenset[str]:
+        await self.ready()
+        return frozenset(each for each in ids if each not in self._records[Kind.USER])
+
+    def _check_unique(self, kind: Kind, attributes: dict[str, Any], own_id: str | None) -> None:
+        key = unique_key(kind, attributes)
+        if key is None:
+            return
+        holders = self._holders((kind, UNIQUE[kind], key)) - {own_id}
+        if holders:
+            raise UniquenessException(detail=f"{UNIQUE[kind]} {attributes[UNIQUE[kind]]!r} is already taken")
+
+    # -- the API server ------------------------------------------------------------------------------
+
+    def _labels(self, group: str | None = None) -> dict[str, str]:
+        labels = {PROVIDER_LABEL: self.provider, MANAGED_BY: "synapse-scim"}
+        if group is not None:
+            labels[GROUP_LABEL] = group
+        return labels
+
+    async def _create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        created = cast(
+            dict[str, Any],
+            await asyncio.to_thread(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace, plural, body
+            ),
+        )
+        self.take_event(plural, "ADDED", created)
+        return created
+
+    async def _replace(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace with the resourceVersion the body carries (409 when it is not the stored one)."""
+        replaced = cast(
+            dict[str, Any],
+            await asyncio.to_thread(
+                self.custom.replace_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                plural,
+                _name(body),
+                body,
+            ),
+        )
+        self.take_event(plural, "MODIFIED", replaced)
+        return replaced
+
+    async def _read(self, plural: str, name: str) -> dict[str, Any] | None:
+        """Read one object from the API server (not the index), and take it into the index."""
+        try:
+            found = cast(
+                dict[str, Any],
+                await asyncio.to_thread(
+                    self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, plural, name
+                ),
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            known = self._objects[plural].get(name)
+            if known is not None:
+                self.take_event(plural, "DELETED", known)
+            return None
+        self.take_event(plural, "MODIFIED", found)
+        return found
+
+    async def _delete(self, plural: str, name: str) -> bool:
+        try:
+            await asyncio.to_thread(
+                self.custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            found = False
+        else:
+            found = True
+        known = self._objects[plural].get(name)
+        if known is not None:
+            self.take_event(plural, "DELETED", known)
+        return found
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    def _full(self, plural: str, slim: dict[str, Any]) -> dict[str, Any]:
+        """A copy of an object as the index keeps it, whole again for a replace (which writes every field:
+        what is left out of it is gone, the labels the watch selects by first of all)."""
+        body = copy.deepcopy(slim)
+        metadata = body["metadata"]
+        group = (body.get("spec") or {}).get("group") if plural == SHARDS else None
+        metadata["labels"] = {**self._labels(str(group) if group else None), **(metadata.get("labels") or {})}
+        metadata["namespace"] = self.namespace
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KINDS[plural], **body}
+
+    def _body(self, plural: str, name: str, spec: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KINDS[plural],
+            "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
+            "spec": spec,
+        }
+
+    async def create(self, kind: Kind, attributes: dict[str, Any], members: tuple[str, ...] = ()) -> Record:
+        await self.ready()
+        self._check_unique(kind, attributes, None)
+        now = self._clock()
+        resource_id = self._new_id()
+        spec: dict[str, Any] = {"attributes": dict(attributes), "created": now, "lastModified": now}
+        if kind is Kind.USER:
+            await self._create(USERS, self._body(USERS, resource_id, spec, self._labels()))
+            return self._records[Kind.USER][resource_id]
+        ids = list(dict.fromkeys(members))
+        spec["memberCount"] = len(ids)
+        if len(ids) <= self.inline_limit:
+            spec["members"] = ids
+            await self._create(GROUPS, self._body(GROUPS, resource_id, spec, self._labels()))
+        else:
+            # The group first (the shards' owner), pointing at a set whose shards follow at once.
+            shard_set = secrets.token_hex(2)
+            spec["shardSet"] = shard_set
+            spec["members"] = []
+            group = await self._create(GROUPS, self._body(GROUPS, resource_id, spec, self._labels()))
+            await self._write_shard_set(group, shard_set, ids)
+        return self._records[Kind.GROUP][resource_id]
+
+    async def update(
+        self, record: Record, attributes: dict[str, Any], members: tuple[str, ...] | None, *, expected_version: str
+    ) -> Record:
+        await self.ready()
+        plural = USERS if record.kind is Kind.USER else GROUPS
+        current = self._objects[plural].get(record.id)
+        if current is None:
+            raise NotFoundException(detail=f"{record.kind.value} {record.id} not found")
+        self._check_unique(record.kind, attributes, record.id)
+        body = self._full(plural, current)
+        body["metadata"]["resourceVersion"] = expected_version
+        spec = body.setdefault("spec", {})
+        spec["attributes"] = dict(attributes)
+        spec["lastModified"] = self._clock()
+        added: list[str] = []
+        removed: list[str] = []
+        new_set: str | None = None
+        if record.kind is Kind.GROUP and members is not None:
+            ids = list(dict.fromkeys(members))
+            base = set(record.members)
+            added = [each for each in ids if each not in base]
+            wanted = set(ids)
+            removed = [each for each in record.members if each not in wanted]
+            spec["memberCount"] = len(ids)
+            if spec.get("shardSet"):
+                inline = [each for each in spec.get("members") or [] if each in wanted]
+                spec["members"] = inline
+            elif len(ids) <= self.inline_limit:
+                spec["members"] = ids
+            else:
+                # Over the limit: a new shard set with exactly these ids, then the group pointing at it.
+                new_set = secrets.token_hex(2)
+                try:
+                    await self._write_shard_set(current, new_set, ids)
+                except BaseException:
+                    await self._delete_shards(record.id, only_set=new_set)
+                    raise
+                spec["shardSet"] = new_set
+                spec["members"] = []
+        try:
+            written = await self._replace(plural, body)
+        except ApiException as exc:
+            if new_set is not None:
+                await self._delete_shards(record.id, only_set=new_set)
+            if exc.status == 409:
+                await self._read(plural, record.id)  # the retry must see the fresh version
+                # Another writer won: step aside for a moment so that two writers of one object do
+                # not keep colliding in lock step (the service applies the request again).
+                await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE))
+                raise VersionConflict(record.id) from None
+            if exc.status == 404:
+                await self._read(plural, record.id)
+                raise NotFoundException(detail=f"{record.kind.value} {record.id} not found") from None
+            raise
+        if new_set is not None:
+            await self._delete_shards(record.id, keep_set=new_set)
+        elif record.kind is Kind.GROUP and (written.get("spec") or {}).get("shardSet") and (added or removed):
+            await self._apply_to_shards(written, added, removed)
+        return self._records[record.kind][record.id]
+
+    async def delete(self, kind: Kind, resource_id: str) -> None:
+        await self.ready()
+        if kind is Kind.USER:
+            if resource_id not in self._records[Kind.USER] and await self._read(USERS, resource_id) is None:
+                raise NotFoundException(detail=f"User {resource_id} not found")
+            # Out of every group first: a crash in between leaves a user that the provider deletes again.
+            for group_id in sorted(self._groups_of.get(resource_id, set())):
+                await self._remove_member(group_id, resource_id)
+            if not await self._delete(USERS, resource_id):
+                raise NotFoundException(detail=f"User {resource_id} not found")
+            return
+        if not await self._delete(GROUPS, resource_id):
+            raise NotFoundException(detail=f"Group {resource_id} not found")
+        await self._delete_shards(resource_id)
+
+    async def _remove_member(self, group_id: str, member: str) -> None:
+        for _ in range(SHARD_ATTEMPTS):
+            record = self._records[Kind.GROUP].get(group_id)
+            if record is None or member not in record.members:
+                return
+            try:
+                await self.update(
+                    record,
+                    record.attributes,
+                    tuple(each for each in record.members if each != member),
+                    expected_version=record.version,
+                )
+                return
+            except VersionConflict:
+                continue
+            except NotFoundException:
+                return
+        raise VersionConflict(group_id)
+
+    # -- shards --------------------------------------------------------------------------------------
+
+    def _shard_body(self, group: dict[str, Any], shard_set: str, digit: str, members: list[str]) -> dict[str, Any]:
+        group_id = _name(group)
+        body = self._body(
+            SHARDS,
+            f"{group_id}-{shard_set}-{digit}",
+            {"group": group_id, "shardSet": shard_set, "shard": digit, "memberCount": len(members), "members": members},
+            self._labels(group_id),
+        )
+        uid = (group.get("metadata") or {}).get("uid")
+        if uid:  # the garbage collector removes the shards of a group deleted behind our back
+            body["metadata"]["ownerReferences"] = [
+                {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ScimGroup", "name": group_id, "uid": uid}
+            ]
+        return body
+
+    async def _write_shard_set(self, group: dict[str, Any], shard_set: str, ids: Iterable[str]) -> None:
+        by_digit: dict[str, list[str]] = defaultdict(list)
+        for each in ids:
+            by_digit[shard_of(each)].append(each)
+        for digit in HEX:
+            await self._create(SHARDS, self._shard_body(group, shard_set, digit, by_digit.get(digit, [])))
+
+    async def _apply_to_shards(self, group: dict[str, Any], added: list[str], removed: list[str]) -> None:
+        shard_set = str(group["spec"]["shardSet"])
+        changes: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+        for each in added:
+            changes[shard_of(each)][0].add(each)
+        for each in removed:
+            changes[shard_of(each)][1].add(each)
+        for digit, (plus, minus) in sorted(changes.items()):
+            name = f"{_name(group)}-{shard_set}-{digit}"
+            for _ in range(SHARD_ATTEMPTS):
+                current = self._objects[SHARDS].get(name)
+                try:
+                    if current is None:
+                        await self._create(SHARDS, self._shard_body(group, shard_set, digit, sorted(plus)))
+                        break
+                    body = self._full(SHARDS, current)
+                    ids = [each for each in body["spec"].get("members") or [] if each not in minus]
+                    present = set(ids)
+                    ids.extend(sorted(each for each in plus if each not in present))
+                    body["spec"]["members"] = ids
+                    body["spec"]["memberCount"] = len(ids)
+                    await self._replace(SHARDS, body)
+                    break
+                except ApiException as exc:
+                    if exc.status not in (404, 409):
+                        raise
+                    await self._read(SHARDS, name)
+            else:
+                raise VersionConflict(name)
+
+    async def _delete_shards(self, group_id: str, *, only_set: str | None = None, keep_set: str | None = None) -> None:
+        for name in sorted(self._shards_of.get(group_id, set())):
+            shard_set = str((self._objects[SHARDS].get(name, {}).get("spec") or {}).get("shardSet") or "")
+            if (only_set is not None and shard_set != only_set) or (keep_set is not None and shard_set == keep_set):
+                continue
+            await self._delete(SHARDS, name)
+        if only_set is not None:  # shards written but not yet seen (a failed write in the middle)
+            for digit in HEX:
+                name = f"{group_id}-{only_set}-{digit}"
+                if name not in self._objects[SHARDS]:
+                    await self._delete(SHARDS, name)

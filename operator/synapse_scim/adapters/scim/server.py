@@ -1,0 +1,405 @@
+"""The SCIM 2.0 endpoint over aiohttp: `/scim/v2/<namespace>/<provider>/...` (docs/scim.md).
+
+What it adds to core/scim/service.py, which decides everything else:
+
+- bearer tokens: each provider's current tokens (several at once, for rotation; read at every request,
+  so a rotated Secret needs no restart), compared in constant time against every token; 401 with
+  `WWW-Authenticate: Bearer`. A token of one provider opens only that provider's URL. Logs carry a
+  token's fingerprint (the first 12 hex digits of its SHA-256), never the token;
+- limits: a body cap (413), a token bucket per provider (429 with `Retry-After`), the page size;
+- the SCIM wire: `application/scim+json` on every response, the SCIM error body, JSON parsing;
+- one audit line per change on the `synapse_scim.audit` logger (provider, operation, resource type and
+  id, userName/displayName, outcome, token fingerprint);
+- timeouts: a body that does not arrive within `body_timeout` is 408; an operation that takes longer
+  than `request_timeout` is answered 503 with `Retry-After` while the write it started finishes (it is
+  never cut in the middle);
+- metrics: synapse_scim_scim_requests_total{provider,resource,method,code} and the latency histogram
+  synapse_scim_scim_request_duration_seconds (metrics.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import inspect
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from scim2_models import SCIMException
+
+from synapse_scim import metrics
+from synapse_scim.core.scim import discovery
+from synapse_scim.core.scim.errors import error_body, from_exception
+from synapse_scim.core.scim.resources import Kind
+from synapse_scim.core.scim.service import Answer, ScimService
+
+SCIM_CONTENT_TYPE = "application/scim+json"
+MAX_BODY_BYTES = 1024 * 1024  # a 8,192-member PUT of a group is ~0.5 MB
+PREFIX = "/scim/v2"
+
+audit_log = logging.getLogger("synapse_scim.audit")
+log = logging.getLogger(__name__)
+
+
+def fingerprint(token: str) -> str:
+    """What logs say of a token: the first 12 hex digits of its SHA-256 (tokens are long and random)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class TokenBucket:
+    """`rate` requests per second on average, bursts of `burst`."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+
+    def take(self) -> float:
+        """0 when the request may go, else the seconds until it may."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+@dataclass
+class Provider:
+    """One ScimProvider as the server serves it."""
+
+    namespace: str
+    name: str
+    service: ScimService
+    # The accepted tokens now (every key of its Secret): a list, or a coroutine (read with a short cache).
+    tokens: Callable[[], Sequence[str] | Awaitable[Sequence[str]]]
+    limiter: TokenBucket = field(default_factory=lambda: TokenBucket(rate=50, burst=100))
+    last_request: float | None = None  # time.time() of the last authenticated request
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    async def current_tokens(self) -> Sequence[str]:
+        found = self.tokens()
+        if inspect.isawaitable(found):
+            return await found
+        return found
+
+    async def authenticate(self, presented: str) -> str | None:
+        """The fingerprint of the matching token, or None. Every token is compared, each in constant time
+        on digests of equal length, so neither timing nor the number of tokens tells which one failed."""
+        wanted = hashlib.sha256(presented.encode()).digest()
+        matched: str | None = None
+        for token in await self.current_tokens():
+            if token and hmac.compare_digest(wanted, hashlib.sha256(token.encode()).digest()):
+                matched = token
+        return fingerprint(matched) if matched is not None else None
+
+
+class Registry:
+    """The providers the server serves, by namespace and name (filled from the ScimProvider objects)."""
+
+    def __init__(self) -> None:
+        self.providers: dict[tuple[str, str], Provider] = {}
+
+    def add(self, provider: Provider) -> None:
+        self.providers[(provider.namespace, provider.name)] = provider
+
+    def remove(self, namespace: str, name: str) -> None:
+        self.providers.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> Provider | None:
+        return self.providers.get((namespace, name))
+
+
+def scim_response(
+    status: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    all_headers = {"Content-Type": SCIM_CONTENT_TYPE, "Cache-Control": "no-store", **(headers or {})}
+    if body is None:
+        return web.Response(status=status, headers=all_headers)
+    return web.Response(status=status, body=json.dumps(body, ensure_ascii=False).encode(), headers=all_headers)
+
+
+def scim_error(
+    status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    return scim_response(status, error_body(status, detail, scim_type), headers)
+
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="SCIM"'}
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The body up to `limit` bytes. One read() returns what has arrived so far, which for a body sent in
+    several TCP segments is only its beginning: read until the end (or the limit)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def _json_body(request: web.Request, settings: ServerSettings) -> Any:
+    max_body = settings.max_body
+    if request.content_length is not None and request.content_length > max_body:
+        raise _Refused(scim_error(413, f"the request body is larger than {max_body} bytes"))
+    if not _is_json(request.content_type):
+        raise _Refused(scim_error(415, f"the request body must be {SCIM_CONTENT_TYPE}", "invalidSyntax"))
+    try:
+        async with asyncio.timeout(settings.body_timeout):
+            raw = await _read_body(request, max_body + 1)
+    except TimeoutError:
+        raise _Refused(scim_error(408, f"the request body did not arrive within {settings.body_timeout:g}s")) from None
+    if len(raw) > max_body:
+        raise _Refused(scim_error(413, f"the request body is larger than {max_body} bytes"))
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Refused(scim_error(400, f"the request body is not valid JSON: {exc}", "invalidSyntax")) from None
+
+
+class _Refused(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_body: int = MAX_BODY_BYTES
+    public_url: str | None = None  # https://scim.example.com, when behind an Ingress; else from the request
+    body_timeout: float = 10.0  # a client that sends its body slower than this gets 408
+    request_timeout: float = 30.0  # an answer that takes longer is 503 (the write goes on to its end)
+
+
+DISCOVERY = {"serviceproviderconfig": "discovery", "resourcetypes": "discovery", "schemas": "discovery"}
+
+
+def resource_label(tail: str) -> str:
+    """The bounded `resource` label of a request: Users, Groups, discovery or other (never an id)."""
+    head = tail.strip("/").split("/")[0].lower()
+    if head == "users":
+        return "Users"
+    if head == "groups":
+        return "Groups"
+    return DISCOVERY.get(head, "other")
+
+
+def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body + 1)
+
+    async def handle(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        response = await answer(request)
+        known = registry.get(request.match_info["namespace"], request.match_info["provider"]) is not None
+        provider_label = f"{request.match_info['namespace']}/{request.match_info['provider']}" if known else "unknown"
+        resource, method = resource_label(request.match_info["tail"]), request.method.upper()
+        metrics.SCIM_REQUESTS.labels(provider_label, resource, method, str(response.status)).inc()
+        metrics.SCIM_SECONDS.labels(provider_label, resource, method).observe(time.perf_counter() - started)
+        return response
+
+    async def answer(request: web.Request) -> web.Response:
+        namespace, name, tail = (
+            request.match_info["namespace"],
+            request.match_info["provider"],
+            request.match_info["tail"],
+        )
+        provider = registry.get(namespace, name)
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        token_id = await provider.authenticate(presented.strip()) if provider and scheme.lower() == "bearer" else None
+        if provider is None or token_id is None:
+            # The same answer for an unknown provider and a wrong token: nothing tells which exists.
+            log.info("scim: 401 for %s/%s %s %s", namespace, name, request.method, tail.split("/")[0])
+            return scim_error(401, "a valid bearer token for this provider is required", headers=UNAUTHORIZED_HEADERS)
+        provider.last_request = time.time()
+        wait = provider.limiter.take()
+        if wait > 0:
+            return scim_error(
+                429, "too many requests for this provider", headers={"Retry-After": str(max(1, math.ceil(wait)))}
+            )
+        origin = settings.public_url.rstrip("/") if settings.public_url else str(request.url.origin())
+        base = f"{origin}{PREFIX}/{namespace}/{name}"
+        # The operation runs as its own task: past the timeout the client is answered 503, and a write
+        # already sent to the store finishes rather than being cut between two of its objects.
+        work = asyncio.ensure_future(_dispatch(provider, request, tail, base, settings))
+        try:
+            result = await asyncio.wait_for(asyncio.shield(work), settings.request_timeout)
+        except _Refused as refused:
+            return refused.response
+        except SCIMException as exc:
+            status, body = from_exception(exc)
+            return scim_response(status, body)
+        except TimeoutError:
+            work.add_done_callback(_log_late)
+            log.warning(
+                "scim: %s %s of %s took longer than %gs", request.method, tail, provider.key, settings.request_timeout
+            )
+            return scim_error(
+                503, f"the request took longer than {settings.request_timeout:g}s", headers={"Retry-After": "5"}
+            )
+        except Exception:  # the store failed (the API server away, a permission missing): logged, a SCIM 500
+            log.exception("scim: %s %s of %s failed", request.method, tail, provider.key)
+            return scim_error(500, "the operator could not complete this request; its log says why")
+        if result.change is not None:
+            change = result.change
+            record = {
+                "provider": provider.key,
+                "operation": change.operation,
+                "resourceType": change.kind.value,
+                "id": change.id,
+                "name": change.name,
+                "detail": change.detail,
+                "outcome": str(result.status),
+                "token": token_id,
+            }
+            audit_log.info(
+                "scim %s %s %s %r %s outcome=%s provider=%s token=%s",
+                change.operation,
+                change.kind.value,
+                change.id,
+                change.name,
+                change.detail,
+                result.status,
+                provider.key,
+                token_id,
+                extra={"audit": record},
+            )
+        return scim_response(result.status, result.body)
+
+    app.router.add_route("*", PREFIX + "/{namespace}/{provider}/{tail:.*}", handle)
+    return app
+
+
+def _log_late(task: asyncio.Future[Answer]) -> None:
+    """What became of an operation whose client was already answered 503 (its audit line is lost)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is None:
+        change = task.result().change
+        if change is not None:
+            audit_log.info(
+                "scim %s %s %s %r %s outcome=%s (after the client's timeout)",
+                change.operation,
+                change.kind.value,
+                change.id,
+                change.name,
+                change.detail,
+                task.result().status,
+            )
+    elif not isinstance(exc, (SCIMException, _Refused)):
+        log.warning("scim: an operation that timed out failed: %s", exc)
+
+
+def _joined(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(each, str) for each in value):
+        return ",".join(value)
+    if isinstance(value, str):
+        return value
+    raise _Refused(
+        scim_error(400, "attributes and excludedAttributes must be lists of attribute names", "invalidValue")
+    )
+
+
+async def _search(service: ScimService, kind: Kind, body: Any, base: str) -> Answer:
+    """POST /.search (RFC 7644 §3.4.3): the same list as GET, its parameters in a SearchRequest body."""
+    if not isinstance(body, dict):
+        raise _Refused(scim_error(400, "the request body must be a JSON object", "invalidSyntax"))
+    fields = {key.lower(): value for key, value in body.items()}
+    for name in ("sortby", "cursor"):
+        if fields.get(name) is not None:
+            raise _Refused(scim_error(400, f"{name} is not supported", "invalidValue"))
+    filter_ = fields.get("filter")
+    if filter_ is not None and not isinstance(filter_, str):
+        raise _Refused(scim_error(400, "filter must be a string", "invalidFilter"))
+    start, count = fields.get("startindex"), fields.get("count")
+    return await service.list(
+        kind,
+        base,
+        filter=filter_,
+        start_index=None if start is None else str(start),
+        count=None if count is None else str(count),
+        attributes=_joined(fields.get("attributes")),
+        excluded=_joined(fields.get("excludedattributes")),
+    )
+
+
+async def _dispatch(provider: Provider, request: web.Request, tail: str, base: str, settings: ServerSettings) -> Answer:
+    parts = [part for part in tail.split("/") if part]
+    method = request.method.upper()
+    query = request.query
+    if not parts:
+        raise _Refused(scim_error(404, "no such endpoint"))
+    head = parts[0].lower()
+    service = provider.service
+    if head in ("users", "groups"):
+        kind = Kind.USER if head == "users" else Kind.GROUP
+        if len(parts) == 1:
+            if method == "GET":
+                return await service.list(
+                    kind,
+                    base,
+                    filter=query.get("filter"),
+                    start_index=query.get("startIndex"),
+                    count=query.get("count"),
+                    attributes=query.get("attributes"),
+                    excluded=query.get("excludedAttributes"),
+                )
+            if method == "POST":
+                return await service.create(kind, await _json_body(request, settings), base)
+        elif len(parts) == 2 and parts[1] == ".search":
+            if method != "POST":
+                raise _Refused(scim_error(405, f"{method} is not supported here"))
+            return await _search(service, kind, await _json_body(request, settings), base)
+        elif len(parts) == 2:
+            resource_id = parts[1]
+            if method == "GET":
+                return await service.get(
+                    kind,
+                    resource_id,
+                    base,
+                    attributes=query.get("attributes"),
+                    excluded=query.get("excludedAttributes"),
+                )
+            if method == "PUT":
+                return await service.replace(kind, resource_id, await _json_body(request, settings), base)
+            if method == "PATCH":
+                return await service.patch(kind, resource_id, await _json_body(request, settings), base)
+            if method == "DELETE":
+                return await service.delete(kind, resource_id)
+        else:
+            raise _Refused(scim_error(404, "no such endpoint"))
+        raise _Refused(scim_error(405, f"{method} is not supported here"))
+    if method != "GET":
+        raise _Refused(scim_error(405, f"{method} is not supported here"))
+    if head == "serviceproviderconfig" and len(parts) == 1:
+        return Answer(200, discovery.service_provider_config(base))
+    if head in ("resourcetypes", "schemas") and len(parts) <= 2:
+        items = discovery.resource_types(base) if head == "resourcetypes" else discovery.schemas(base)
+        if len(parts) == 1:
+            return Answer(200, discovery.listed(items))
+        found = next((item for item in items if item["id"] == parts[1]), None)
+        if found is None:
+            raise _Refused(scim_error(404, f"no {parts[0]} {parts[1]!r}"))
+        return Answer(200, found)
+    raise _Refused(scim_error(404, "no such endpoint"))

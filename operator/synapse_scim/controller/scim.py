@@ -1,0 +1,319 @@
+"""The SCIM endpoint in `synapse-scim run` (docs/scim.md): served on every replica, leader or standby.
+
+Leader election gates only the kopf operator (election.py: a standby runs no kopf at all), so nothing
+here is a kopf handler: each replica watches the ScimProviders itself and
+
+- serves /scim/v2/<namespace>/<provider>/... on its own port (SYNAPSE_SCIM_SCIM_PORT or --scim-port;
+  0, the default, serves nothing), over TLS 1.2+ with tls.crt/tls.key from a mounted Secret, reloaded
+  when they change (adapters/scim/providers.py);
+- keeps one KubeScimStore per provider (a watch-fed index: any replica answers any request);
+- reads each provider's tokens from its Secret (a short cache: a rotation needs no restart);
+- writes each provider's status: Ready (or the reason it is not served), the endpoint URL, the numbers
+  of users and groups, lastRequestTime (at most every status interval). Every replica computes the same
+  status from the same objects, and writes only what differs from what the object shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from kubernetes import client
+
+from synapse_scim.adapters.kube import Kube, api_client
+from synapse_scim.adapters.scim.kube_store import KubeScimStore
+from synapse_scim.adapters.scim.providers import ReloadingTLS, SecretTokens, TLSFilesError
+from synapse_scim.adapters.scim.server import PREFIX, Provider, Registry, ServerSettings, TokenBucket, make_app
+from synapse_scim.adapters.scim.watch import Watcher
+from synapse_scim.core.durations import parse_duration
+from synapse_scim.core.reasons import Reason
+from synapse_scim.core.scim.resources import Kind
+from synapse_scim.core.scim.service import ScimService
+
+PROVIDERS = "scimproviders"
+STATUS_TICK = 2.0  # how often the statuses are compared with what they should be (in memory; writes only on change)
+
+log = logging.getLogger("synapse_scim.scim")
+
+
+def _flag(value: str, name: str) -> bool:
+    value = value.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"{name}={value!r}: use on or off")
+
+
+@dataclass(frozen=True)
+class ScimSettings:
+    port: int = 0  # 0: no SCIM endpoint
+    host: str = "0.0.0.0"
+    tls: bool = True
+    tls_dir: str = "/etc/synapse-scim/scim-tls"  # tls.crt and tls.key, a mounted kubernetes.io/tls Secret
+    tls_check_interval: float = 10.0
+    base_url: str | None = None  # https://scim.example.com (an Ingress); else the Service's DNS name
+    service_host: str = "synapse-scim-scim.default.svc"
+    status_interval: float = 30.0  # lastRequestTime is written at most this often
+    token_cache: float = 5.0
+    request_timeout: float = 30.0
+    rate: float = 50.0
+    burst: int = 100
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ScimSettings:
+        """SYNAPSE_SCIM_SCIM_PORT (0: off), _HOST, _TLS (on/off; off only behind a proxy that terminates
+        TLS), _TLS_DIR, _BASE_URL, _SERVICE_HOST (default synapse-scim-scim.<pod namespace>.svc),
+        _STATUS_INTERVAL, _TOKEN_CACHE, _REQUEST_TIMEOUT, _RATE and _BURST (per provider)."""
+        env = env if env is not None else dict(os.environ)
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"SYNAPSE_SCIM_SCIM_{name}") or default
+
+        namespace = env.get("POD_NAMESPACE") or "default"
+        return cls(
+            port=int(get("PORT", "0")),
+            host=get("HOST", "0.0.0.0"),
+            tls=_flag(get("TLS", "on"), "SYNAPSE_SCIM_SCIM_TLS"),
+            tls_dir=get("TLS_DIR", cls.tls_dir),
+            tls_check_interval=parse_duration(get("TLS_CHECK_INTERVAL", "10s")),
+            base_url=env.get("SYNAPSE_SCIM_SCIM_BASE_URL") or None,
+            service_host=get("SERVICE_HOST", f"synapse-scim-scim.{namespace}.svc"),
+            status_interval=parse_duration(get("STATUS_INTERVAL", "30s")),
+            token_cache=parse_duration(get("TOKEN_CACHE", "5s")),
+            request_timeout=parse_duration(get("REQUEST_TIMEOUT", "30s")),
+            rate=float(get("RATE", "50")),
+            burst=int(get("BURST", "100")),
+        )
+
+    @property
+    def origin(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        return f"{'https' if self.tls else 'http'}://{self.service_host}:{self.port}"
+
+    def endpoint(self, namespace: str, name: str) -> str:
+        """The base URL an administrator pastes into the identity provider."""
+        return f"{self.origin}{PREFIX}/{namespace}/{name}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Served:
+    """One ScimProvider as this replica serves it."""
+
+    provider: Provider
+    store: KubeScimStore
+    tokens: SecretTokens
+    obj: dict[str, Any]  # the ScimProvider as last seen
+    written: dict[str, Any] = field(default_factory=dict)  # the status this replica last wrote
+
+
+class ScimEndpoint:
+    def __init__(self, settings: ScimSettings, api: client.ApiClient, namespaces: Sequence[str] = ()) -> None:
+        self.settings = settings
+        self.api = api
+        self.namespaces = list(namespaces)
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.kube = Kube(api)
+        self.registry = Registry()
+        self.served: dict[tuple[str, str], Served] = {}
+        self.tls: ReloadingTLS | None = None
+        self._runner: web.AppRunner | None = None
+        self._watchers: list[Watcher] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._status_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.tls:
+            self.tls = ReloadingTLS(
+                os.path.join(settings.tls_dir, "tls.crt"),
+                os.path.join(settings.tls_dir, "tls.key"),
+                settings.tls_check_interval,
+            )
+            self._tasks.append(asyncio.create_task(self.tls.watch()))
+        app = make_app(
+            self.registry,
+            ServerSettings(public_url=settings.base_url, request_timeout=settings.request_timeout),
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, settings.host, settings.port, ssl_context=self.tls.context if self.tls else None
+        )
+        await site.start()
+        targets: list[str | None] = [*self.namespaces] or [None]  # None: every namespace
+        for namespace in targets:
+            listing = functools.partial(self.take_listing, namespace)
+            watcher = Watcher(self.custom, PROVIDERS, namespace, None, listing, self.take_event)
+            watcher.start()
+            self._watchers.append(watcher)
+        self._tasks.append(asyncio.create_task(self._status_loop()))
+        log.info(
+            "scim: serving SCIM 2.0 on %s:%s (%s) for the ScimProviders of %s",
+            settings.host,
+            settings.port,
+            "TLS" if self.tls else "plain HTTP: TLS is terminated in front",
+            ", ".join(self.namespaces) or "every namespace",
+        )
+
+    async def close(self) -> None:
+        for watcher in self._watchers:
+            watcher.stop()
+        for task in self._tasks:
+            task.cancel()
+        for served in self.served.values():
+            served.store.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- the ScimProviders ---------------------------------------------------------------------------
+
+    def take_listing(self, namespace: str | None, names: set[str], resource_version: str) -> None:
+        """A full listing of `namespace` (None: every namespace; names are then namespace/name) is in (its
+        providers came as events): the providers it lacks are gone."""
+        for key in list(self.served):
+            if namespace is None:
+                if f"{key[0]}/{key[1]}" not in names:
+                    self.forget(key)
+            elif key[0] == namespace and key[1] not in names:
+                self.forget(key)
+
+    def take_event(self, kind: str, obj: dict[str, Any]) -> None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if kind == "DELETED":
+            self.forget(key)
+            return
+        secret = str(((obj.get("spec") or {}).get("tokenSecretRef") or {}).get("name") or "")
+        served = self.served.get(key)
+        if served is not None:
+            served.obj = obj
+            served.tokens.point_at(secret)
+            return
+        namespace, name = key
+        store = KubeScimStore(self.custom, namespace, name)
+        tokens = SecretTokens(self.core, namespace, secret, ttl=self.settings.token_cache)
+        provider = Provider(
+            namespace,
+            name,
+            ScimService(store),
+            tokens.get,
+            TokenBucket(rate=self.settings.rate, burst=self.settings.burst),
+        )
+        self.served[key] = Served(provider, store, tokens, obj)
+        self.registry.add(provider)
+        self._tasks.append(asyncio.create_task(store.start()))
+        log.info("scim: serving provider %s/%s at %s", namespace, name, self.settings.endpoint(namespace, name))
+
+    def forget(self, key: tuple[str, str]) -> None:
+        served = self.served.pop(key, None)
+        if served is not None:
+            self.registry.remove(*key)
+            served.store.close()
+            log.info("scim: provider %s/%s deleted: no longer served", *key)
+
+    # -- status --------------------------------------------------------------------------------------
+
+    async def _status_loop(self) -> None:
+        while True:
+            try:
+                await self.write_statuses()
+            except Exception as exc:  # the API server away: the next tick tries again
+                log.warning("scim: writing provider status: %s", exc)
+            await asyncio.sleep(STATUS_TICK)
+
+    async def write_statuses(self) -> None:
+        async with self._status_lock:
+            for key, served in list(self.served.items()):
+                if self.served.get(key) is served:
+                    await self._write_status(served)
+
+    async def desired_status(self, served: Served) -> dict[str, Any]:
+        namespace, name = served.provider.namespace, served.provider.name
+        current = dict(served.obj.get("status") or {})
+        generation = int(served.obj["metadata"].get("generation") or 0)
+        problem = served.tokens.problem
+        endpoint = self.settings.endpoint(namespace, name)
+        if problem is None:
+            ready = ("True", Reason.SERVING.value, f"the SCIM endpoint serves this provider at {endpoint}")
+        else:
+            ready = ("False", problem.reason.value, problem.message)
+        before = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), None)
+        changed = before is None or (before.get("status"), before.get("reason"), before.get("message")) != ready
+        condition = {
+            "type": "Ready",
+            "status": ready[0],
+            "reason": ready[1],
+            "message": ready[2],
+            "observedGeneration": generation,
+            "lastTransitionTime": _now()
+            if before is None or before.get("status") != ready[0]
+            else before.get("lastTransitionTime") or _now(),
+        }
+        if not changed and before is not None and before.get("observedGeneration") == generation:
+            condition = before
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "conditions": [condition],
+            "endpoint": endpoint,
+        }
+        if served.store.is_ready:
+            status["users"] = await served.store.count(Kind.USER)
+            status["groups"] = await served.store.count(Kind.GROUP)
+        else:
+            for name_ in ("users", "groups"):
+                if name_ in current:
+                    status[name_] = current[name_]
+        # lastRequestTime moves forward at most every status interval, whichever replica was asked.
+        last, shown = served.provider.last_request, current.get("lastRequestTime")
+        value = shown
+        if last is not None and (
+            shown is None or last - datetime.fromisoformat(shown).timestamp() >= self.settings.status_interval
+        ):
+            value = _iso(last)
+        if value:
+            status["lastRequestTime"] = value
+        return status
+
+    async def _write_status(self, served: Served) -> None:
+        await served.tokens.get()  # the Secret as it is now (cached)
+        status = await self.desired_status(served)
+        current = dict(served.obj.get("status") or {})
+        if status == current or status == served.written:
+            return
+        meta = served.obj["metadata"]
+        await self.kube.patch_status(PROVIDERS, meta["namespace"], meta["name"], current, status)
+        served.written = status
+        served.obj = {**served.obj, "status": status}
+
+
+async def serve_scim(namespaces: Sequence[str]) -> ScimEndpoint | None:
+    """Start the SCIM endpoint when SYNAPSE_SCIM_SCIM_PORT is set (else None)."""
+    settings = ScimSettings.from_env()
+    if not settings.port:
+        return None
+    endpoint = ScimEndpoint(settings, api_client(), namespaces)
+    try:
+        await endpoint.start()
+    except (OSError, ssl.SSLError, TLSFilesError) as exc:  # no certificate, the port taken: one line, exit 1
+        log.error("scim: cannot serve the SCIM endpoint on port %s: %s", settings.port, exc)
+        await endpoint.close()
+        raise SystemExit(1) from None
+    return endpoint
