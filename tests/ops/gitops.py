@@ -118,9 +118,13 @@ def promises() -> dict[str, Promise]:
 
 
 def readme_reasons() -> dict[str, str]:
-    """The README's reason table: reason -> its "On" cell (binding, workspace, both, ...)."""
-    out = {}
+    """The README's reason table: reason -> its "On" cell (binding, workspace, both, ...), for the
+    rows about SynapseWorkspace and SynapseRoleBinding: the kinds Flux and Argo CD health-check
+    (a ScimProvider row, e.g. its own `SecretNotFound`, is not theirs)."""
+    out: dict[str, str] = {}
     for cells in _table(README.read_text(), "## Troubleshooting: condition reasons"):
+        if not kinds_of(cells[1]):
+            continue
         for reason in re.findall(r"`([A-Za-z]+)`", cells[0]):
             out[reason] = cells[1]
     return out
