@@ -53,6 +53,20 @@ NAMESPACED_RULES = [
     # kopf posts core/v1 Events.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
+# scim.enabled only (controller/scim.py, adapters/scim/): every replica lists/watches the ScimProviders
+# and patches their status; the store lists/watches, creates, replaces, gets and deletes the storage
+# kinds. Tokens come from a Secret read by name (the `get` on secrets above). No patch, no
+# deletecollection. test_chart_rbac_scim.py proves these are enough, and that each is needed.
+SCIM_RULES = [
+    {"apiGroups": [GROUP], "resources": ["scimproviders"], "verbs": ["list", "watch"]},
+    {"apiGroups": [GROUP], "resources": ["scimproviders/status"], "verbs": ["patch"]},
+    {
+        "apiGroups": [GROUP],
+        "resources": ["scimusers", "scimgroups", "scimgroupmembers"],
+        "verbs": ["get", "list", "watch", "create", "update", "delete"],
+    },
+]
+SCIM_ON = ["--set", "scim.enabled=true", "--set", "scim.tls.secretName=scim-tls"]
 # Cluster-wide mode only: kopf watches CRDs to (re)discover resources.
 CLUSTER_RULES = [
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
@@ -234,6 +248,17 @@ def test_helm_lint_passes(helm, values, strict):
         (["--set", "peering.enabled=true"], "/peering/enabled", "false"),
         (["--set", "azureWorkloadIdentity.clientId=not-a-guid"], "/azureWorkloadIdentity/clientId", "pattern"),
         (["--set-json", 'watchNamespaces=["Team_A"]'], "/watchNamespaces/0", "pattern"),
+        (["--set", "scim.enabled=yes"], "/scim/enabled", "want boolean"),
+        (["--set", "scim.port=70000"], "/scim/port", "maximum"),
+        (["--set", "scim.baseUrl=http://scim.example.com"], "/scim/baseUrl", "does not match pattern"),
+        (["--set", "scim.baseUrl=https://scim.example.com/"], "/scim/baseUrl", "does not match pattern"),
+        (["--set", "scim.ingress.host=https://scim.example.com"], "/scim/ingress/host", "does not match pattern"),
+        (["--set", "scim.tls.secretName=Not_A_Name"], "/scim/tls/secretName", "does not match pattern"),
+        (["--set", "scim.tls.certificate.issuerRef.kind=Foo"], "/scim/tls/certificate/issuerRef/kind", "'Issuer'"),
+        (["--set", "scim.service.type=ExternalName"], "/scim/service/type", "'ClusterIP'"),
+        (["--set", "scim.requestTimeout=30 seconds"], "/scim/requestTimeout", "does not match pattern"),
+        (["--set", "scim.rateLimit=0"], "/scim/rateLimit", "exclusiveMinimum"),
+        (["--set", "scim.tlss.secretName=x"], "/scim", "'tlss' not allowed"),
     ],
     ids=[
         "logFormat-enum",
@@ -248,6 +273,17 @@ def test_helm_lint_passes(helm, values, strict):
         "peering",
         "client-id",
         "namespace-name",
+        "scim-enabled-bool",
+        "scim-port",
+        "scim-base-url-http",
+        "scim-base-url-slash",
+        "scim-ingress-host",
+        "scim-tls-secret",
+        "scim-issuer-kind",
+        "scim-service-type",
+        "scim-timeout",
+        "scim-rate",
+        "scim-unknown-key",
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(helm, args, field, detail):
@@ -275,6 +311,14 @@ def test_lint_reports_schema_errors_too(helm):
             ["--set", "replicaCount=2", "--set", "leaderElection.enabled=false"],
             "replicaCount > 1 needs leaderElection.enabled=true",
         ),
+        (["--set", "scim.enabled=true"], "scim.enabled needs scim.tls.secretName"),
+        ([*SCIM_ON, "--set", "scim.ingress.enabled=true"], "scim.ingress.enabled needs scim.ingress.host"),
+        (
+            ["--set", "scim.enabled=true", "--set", "scim.tls.certificate.enabled=true"],
+            "scim.tls.certificate.enabled needs scim.tls.certificate.issuerRef.name",
+        ),
+        ([*SCIM_ON, "--set", "scim.port=9090"], "scim.port must differ from metrics.port"),
+        ([*SCIM_ON, "--set", "scim.port=8080"], "scim.port must differ from healthPort"),
     ],
 )
 def test_template_refuses_contradictory_values(helm, args, message):
@@ -520,6 +564,213 @@ def test_service_monitor_on_another_port(helm):
     assert _env(_container(objects))["SYNAPSE_SCIM_METRICS_PORT"] == "9191"
 
 
+# -- SCIM endpoint (scim.*) ----------------------------------------------------------------------
+
+
+def _scim_traces(objects: list[dict[str, Any]]) -> list[str]:
+    """Everything in a rendering that would expose or grant the SCIM endpoint."""
+    found = []
+    container = _container(objects)
+    found += [a for a in container["args"] if "scim-port" in a]
+    found += [n for n in _env(container) if n.startswith("SYNAPSE_SCIM_SCIM_")]
+    found += [p["name"] for p in container["ports"] if p["name"] not in ("healthz", "http-metrics")]
+    found += [m["name"] for m in container["volumeMounts"] if "scim" in m["name"]]
+    found += [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] in ("Service", "Ingress", "Certificate")
+        and "scim" in o["metadata"].get("labels", {}).get("app.kubernetes.io/component", "")
+    ]
+    found += [o["kind"] for o in objects if o["kind"] in ("Ingress", "Certificate")]
+    for role in by_kind(objects, "ClusterRole") + by_kind(objects, "Role"):
+        found += [r for rule in role["rules"] for r in rule["resources"] if r.startswith("scim")]
+    for policy in by_kind(objects, "NetworkPolicy"):
+        found += [
+            str(p["port"]) for rule in policy["spec"]["ingress"] for p in rule["ports"] if p["port"] != "http-metrics"
+        ]
+    return found
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--set", "networkPolicy.enabled=true"],
+        ["--set-json", 'watchNamespaces=["team-a"]', "--set", "networkPolicy.enabled=true"],
+        # scim.* settings without scim.enabled change nothing.
+        [
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "scim.ingress.enabled=true",
+            "--set",
+            "scim.ingress.host=scim.example.com",
+            "--set",
+            "scim.tls.certificate.enabled=true",
+        ],
+    ],
+    ids=["default", "network-policy", "namespaced", "scim-settings-but-disabled"],
+)
+def test_scim_disabled_exposes_and_grants_nothing(helm, args):
+    objects = helm.render(*args)
+    assert _scim_traces(objects) == []
+    assert [s["metadata"]["name"] for s in by_kind(objects, "Service")] == ["scim-synapse-scim-metrics"]
+
+
+def test_scim_enabled_serves_on_every_replica_with_the_tls_secret(helm):
+    objects = helm.render(*SCIM_ON, "--set", "replicaCount=3", release="scim", namespace="ops")
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    container = _container(objects)
+    assert container["args"] == [
+        "run",
+        "--log-format=text",
+        "--liveness=http://0.0.0.0:8080/healthz",
+        "--scim-port=8443",
+    ]
+    env = _env(container)
+    assert {k: v for k, v in env.items() if k.startswith("SYNAPSE_SCIM_SCIM_")} == {
+        "SYNAPSE_SCIM_SCIM_TLS_DIR": "/etc/synapse-scim/scim-tls",
+        # No Ingress, no scim.baseUrl: the Service's DNS name (port 443 implied).
+        "SYNAPSE_SCIM_SCIM_BASE_URL": "https://scim-synapse-scim-scim.ops.svc",
+        "SYNAPSE_SCIM_SCIM_RATE": "50",
+        "SYNAPSE_SCIM_SCIM_BURST": "100",
+        "SYNAPSE_SCIM_SCIM_REQUEST_TIMEOUT": "30s",
+    }
+    # Leader election stays on: it gates kopf only, the endpoint runs on standbys too (controller/scim.py).
+    assert env["SYNAPSE_SCIM_LEADER_ELECTION"] == "on"
+    assert {"name": "scim", "containerPort": 8443, "protocol": "TCP"} in container["ports"]
+    assert {"name": "scim-tls", "mountPath": "/etc/synapse-scim/scim-tls", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {
+        "name": "scim-tls",
+        "secret": {
+            "secretName": "scim-tls",
+            "defaultMode": 0o440,
+            "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+        },
+    } in volumes
+    service = next(s for s in by_kind(objects, "Service") if s["metadata"]["name"] == "scim-synapse-scim-scim")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "scim", "protocol": "TCP", "appProtocol": "https"}
+    ]
+    assert not by_kind(objects, "Ingress") and not by_kind(objects, "Certificate")
+    # The root filesystem stays read-only; the pod keeps its hardening.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_scim_rbac_is_exactly_the_store_and_provider_verbs(helm):
+    cluster_wide = helm.render(*SCIM_ON, release="scim", namespace="ops")
+    assert one(cluster_wide, "ClusterRole")["rules"] == NAMESPACED_RULES + SCIM_RULES + CLUSTER_RULES
+    _leader_election_role(cluster_wide, "scim", "ops")  # unchanged by SCIM
+    namespaced = helm.render(*SCIM_ON, "--set-json", 'watchNamespaces=["team-a","team-b"]')
+    assert not by_kind(namespaced, "ClusterRole")
+    roles = [r for r in by_kind(namespaced, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
+    assert [r["metadata"]["namespace"] for r in roles] == ["team-a", "team-b"]
+    for role in roles:
+        assert role["rules"] == NAMESPACED_RULES + SCIM_RULES
+
+
+def test_scim_ingress_derives_the_base_url_and_a_certificate_is_optional(helm):
+    objects = helm.render(*_values_args("scim.yaml"), release="scim", namespace="ops")
+    assert _env(_container(objects))["SYNAPSE_SCIM_SCIM_BASE_URL"] == "https://scim.example.com"
+    ingress = one(objects, "Ingress")
+    assert ingress["metadata"]["annotations"] == {
+        "cert-manager.io/cluster-issuer": "letsencrypt-prod",
+        "nginx.ingress.kubernetes.io/backend-protocol": "HTTPS",
+    }
+    assert ingress["spec"] == {
+        "ingressClassName": "nginx",
+        "tls": [{"hosts": ["scim.example.com"], "secretName": "scim-synapse-scim-scim-public-tls"}],
+        "rules": [
+            {
+                "host": "scim.example.com",
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/scim/v2",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": "scim-synapse-scim-scim", "port": {"name": "https"}}},
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    assert not by_kind(objects, "Certificate")
+    # scim.baseUrl wins over the Ingress host.
+    explicit = helm.render(*_values_args("scim.yaml"), "--set", "scim.baseUrl=https://idp-facing.example.org:8443")
+    assert _env(_container(explicit))["SYNAPSE_SCIM_SCIM_BASE_URL"] == "https://idp-facing.example.org:8443"
+    # A Service on another port: the derived URL names it.
+    other = helm.render(*SCIM_ON, "--set", "scim.service.port=9443", namespace="ops")
+    assert _env(_container(other))["SYNAPSE_SCIM_SCIM_BASE_URL"] == "https://scim-synapse-scim-scim.ops.svc:9443"
+
+    certified = helm.render(
+        "--set",
+        "scim.enabled=true",
+        "--set",
+        "scim.tls.certificate.enabled=true",
+        "--set",
+        "scim.tls.certificate.issuerRef.name=internal-ca",
+        "--set-json",
+        'scim.tls.certificate.dnsNames=["scim.internal.example.com"]',
+        release="scim",
+        namespace="ops",
+    )
+    certificate = one(certified, "Certificate")
+    assert certificate["apiVersion"] == "cert-manager.io/v1"
+    assert certificate["spec"]["secretName"] == "scim-synapse-scim-scim-tls"
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "internal-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    assert certificate["spec"]["dnsNames"] == [
+        "scim-synapse-scim-scim",
+        "scim-synapse-scim-scim.ops",
+        "scim-synapse-scim-scim.ops.svc",
+        "scim-synapse-scim-scim.ops.svc.cluster.local",
+        "scim.internal.example.com",
+    ]
+    volume = next(
+        v for v in one(certified, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "scim-tls"
+    )
+    assert volume["secret"]["secretName"] == "scim-synapse-scim-scim-tls"  # what the Certificate writes
+
+
+def test_network_policy_opens_only_the_scim_port_and_metrics(helm):
+    objects = helm.render(*_values_args("scim.yaml"))
+    policy = one(objects, "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}, "podSelector": {}}
+            ],
+            "ports": [{"port": "http-metrics", "protocol": "TCP"}],
+        },
+        {
+            "ports": [{"port": "scim", "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+        },
+    ]
+    # The named ports resolve to the container's ports, and there are no others (healthz is probed by the
+    # kubelet, which NetworkPolicies do not govern).
+    ports = {p["name"]: p["containerPort"] for p in _container(objects)["ports"]}
+    assert ports == {"healthz": 8080, "http-metrics": 9090, "scim": 8443}
+    # Egress is untouched by SCIM (the endpoint only answers).
+    plain = one(helm.render("--set", "networkPolicy.enabled=true"), "NetworkPolicy")["spec"]
+    assert policy["egress"] == plain["egress"]
+    # Metrics off: the SCIM port alone; no networkPolicyFrom: any source, on that port only.
+    alone = one(
+        helm.render(*SCIM_ON, "--set", "networkPolicy.enabled=true", "--set", "metrics.enabled=false"), "NetworkPolicy"
+    )
+    assert alone["spec"]["ingress"] == [{"ports": [{"port": "scim", "protocol": "TCP"}]}]
+
+
 # -- against the API server ------------------------------------------------------------------------
 
 
@@ -682,7 +933,8 @@ def test_values_files_are_documented_in_the_readme():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
 
     def leaves(prefix: str, node: Any) -> list[str]:
-        if isinstance(node, dict) and node and not prefix.endswith("Selector."):  # selectors are one value
+        # Selectors and annotations are one value (a map), documented as a whole.
+        if isinstance(node, dict) and node and not prefix.endswith(("Selector.", "annotations.")):
             return [k for key, sub in node.items() for k in leaves(f"{prefix}{key}.", sub)]
         return [prefix.rstrip(".")]
 
@@ -716,3 +968,17 @@ def test_notes_render_for_both_modes(cluster):
         assert "kubectl -n ops rollout status deployment/scim-synapse-scim" in notes
         assert f"kubectl apply -n {where} -f - <<'EOF'" in notes
         assert "kubectl get synapseworkspaces,synapserolebindings -A -o wide" in notes
+        assert "SCIM" not in notes
+    out = cluster.helm(
+        "install",
+        "scim",
+        str(CHART),
+        "--dry-run=server",
+        "--skip-crds",
+        "--namespace",
+        "ops",
+        *_values_args("scim.yaml"),
+    ).stdout
+    notes = out[out.index("NOTES:") :]
+    assert "every replica serves it at https://scim.example.com/scim/v2/<namespace>/<provider>" in notes
+    assert "kubectl get scimproviders -A" in notes

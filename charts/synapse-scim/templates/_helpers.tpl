@@ -79,6 +79,56 @@ rules verbatim: widening them must fail a test.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.scim.enabled }}
+{{ include "synapse-scim.scimRules" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The SCIM endpoint's access (scim.enabled only; controller/scim.py, adapters/scim/): every replica lists
+and watches the ScimProviders (watch.py) and merge-patches their status (Kube.patch_status); the store
+(kube_store.py) lists and watches a provider's users, groups and member shards, creates, replaces
+(update), reads by name (get, after a conflict) and deletes them. No patch on the storage kinds, no
+deletecollection. A provider's token Secret is read by name (providers.py): the `get` on secrets above.
+*/}}
+{{- define "synapse-scim.scimRules" -}}
+# SCIM: every replica watches the ScimProviders and writes their status.
+- apiGroups: [synapse-scim.io]
+  resources: [scimproviders]
+  verbs: [list, watch]
+- apiGroups: [synapse-scim.io]
+  resources: [scimproviders/status]
+  verbs: [patch]
+# SCIM: the store of pushed users and groups (a watch-fed index; writes with resourceVersion).
+- apiGroups: [synapse-scim.io]
+  resources: [scimusers, scimgroups, scimgroupmembers]
+  verbs: [get, list, watch, create, update, delete]
+{{- end }}
+
+{{- define "synapse-scim.scimServiceName" -}}
+{{ include "synapse-scim.fullname" . }}-scim
+{{- end }}
+
+{{- define "synapse-scim.scimTLSSecret" -}}
+{{- if .Values.scim.tls.secretName }}
+{{- .Values.scim.tls.secretName }}
+{{- else if .Values.scim.tls.certificate.enabled }}
+{{- include "synapse-scim.fullname" . }}-scim-tls
+{{- else }}
+{{- fail "scim.enabled needs scim.tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key) or scim.tls.certificate.enabled=true (cert-manager)" }}
+{{- end }}
+{{- end }}
+
+{{/* The origin identity providers are given: scim.baseUrl, else the Ingress host, else the Service. */}}
+{{- define "synapse-scim.scimBaseUrl" -}}
+{{- if .Values.scim.baseUrl }}
+{{- .Values.scim.baseUrl }}
+{{- else if .Values.scim.ingress.enabled }}
+{{- printf "https://%s" (required "scim.ingress.enabled needs scim.ingress.host (the public host name, e.g. scim.example.com)" .Values.scim.ingress.host) }}
+{{- else }}
+{{- $port := int .Values.scim.service.port }}
+{{- printf "https://%s.%s.svc%s" (include "synapse-scim.scimServiceName" .) .Release.Namespace (ternary "" (printf ":%d" $port) (eq $port 443)) }}
+{{- end }}
 {{- end }}
 
 {{/*
