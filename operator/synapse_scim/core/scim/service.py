@@ -20,7 +20,7 @@ from scim2_models import (
 
 from synapse_scim.core.scim import resources
 from synapse_scim.core.scim.errors import VersionConflict
-from synapse_scim.core.scim.filters import compile_filter
+from synapse_scim.core.scim.filters import FILTER_HELP, compile_filter
 from synapse_scim.core.scim.paging import MAX_PAGE_SIZE, list_response, page
 from synapse_scim.core.scim.patch import patch_group, patch_user
 from synapse_scim.core.scim.resources import GroupResource, Kind, UserResource
@@ -125,7 +125,7 @@ class ScimService:
         parameters = resources.response_parameters(kind, attributes, excluded)
         if filter is None or not filter.strip():
             if filter is not None:
-                raise InvalidFilterException(detail="the filter is empty")
+                raise InvalidFilterException(detail=f"the filter is empty: leave it out to list all, or {FILTER_HELP}")
             candidates = await self.store.scan(kind)
             matched = candidates
         else:
@@ -154,7 +154,8 @@ class ScimService:
             shown = ", ".join(sorted(missing)[:MAX_UNKNOWN_SHOWN])
             more = f" and {len(missing) - MAX_UNKNOWN_SHOWN} more" if len(missing) > MAX_UNKNOWN_SHOWN else ""
             raise InvalidValueException(
-                detail=f"members that are no user of this provider: {shown}{more}; nothing was changed"
+                detail=f"members that are no user of this provider: {shown}{more}; nothing was changed: "
+                "create the users first (POST /Users) and name them by the ids this endpoint returned"
             )
 
     async def create(self, kind: Kind, body: Any, base_url: str) -> Answer:
