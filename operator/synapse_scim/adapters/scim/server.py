@@ -342,8 +342,9 @@ def _joined(value: Any) -> str | None:
     )
 
 
-async def _search(service: ScimService, kind: Kind, body: Any, base: str) -> Answer:
-    """POST /.search (RFC 7644 §3.4.3): the same list as GET, its parameters in a SearchRequest body."""
+async def _search(service: ScimService, kind: Kind | None, body: Any, base: str) -> Answer:
+    """POST /.search (RFC 7644 §3.4.3): the same list as GET, its parameters in a SearchRequest body;
+    at the root (`kind` None) every resource type at once."""
     if not isinstance(body, dict):
         raise _Refused(scim_error(400, "the request body must be a JSON object", "invalidSyntax"))
     fields = {key.lower(): value for key, value in body.items()}
@@ -354,15 +355,16 @@ async def _search(service: ScimService, kind: Kind, body: Any, base: str) -> Ans
     if filter_ is not None and not isinstance(filter_, str):
         raise _Refused(scim_error(400, "filter must be a string", "invalidFilter"))
     start, count = fields.get("startindex"), fields.get("count")
-    return await service.list(
-        kind,
-        base,
-        filter=filter_,
-        start_index=None if start is None else str(start),
-        count=None if count is None else str(count),
-        attributes=_joined(fields.get("attributes")),
-        excluded=_joined(fields.get("excludedattributes")),
-    )
+    arguments: dict[str, Any] = {
+        "filter": filter_,
+        "start_index": None if start is None else str(start),
+        "count": None if count is None else str(count),
+        "attributes": _joined(fields.get("attributes")),
+        "excluded": _joined(fields.get("excludedattributes")),
+    }
+    if kind is None:
+        return await service.search_all(base, **arguments)
+    return await service.list(kind, base, **arguments)
 
 
 async def _dispatch(provider: Provider, request: web.Request, tail: str, base: str, settings: ServerSettings) -> Answer:
@@ -373,6 +375,10 @@ async def _dispatch(provider: Provider, request: web.Request, tail: str, base: s
         raise _Refused(scim_error(404, "no such endpoint"))
     head = parts[0].lower()
     service = provider.service
+    if parts == [".search"]:
+        if method != "POST":
+            raise _Refused(scim_error(405, f"{method} is not supported here"))
+        return await _search(service, None, await _json_body(request, settings), base)
     if head in ("users", "groups"):
         kind = Kind.USER if head == "users" else Kind.GROUP
         if len(parts) == 1:
