@@ -265,3 +265,32 @@ async def test_search_by_post(endpoint: Endpoint) -> None:
     assert status == 200 and body["totalResults"] == 1
     status, headers, body = await call("POST", endpoint.base() + "/Users/.search", body={"filter": "nope nope"})
     assert_scim_error(status, headers, body, 400, "invalidFilter")
+
+
+async def test_search_at_the_root_covers_every_resource_type(endpoint: Endpoint) -> None:
+    """POST /.search (RFC 7644 §3.4.3): users then groups, paged as one list; an attribute a type
+    lacks is left out for it; a filter on a user attribute matches no group."""
+    _, _, user = await call("POST", endpoint.base() + "/Users", body={"userName": "r@example.com", "nickName": "R"})
+    _, _, group = await call("POST", endpoint.base() + "/Groups", body={"displayName": "Root"})
+    search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+    status, headers, body = await call("POST", endpoint.base() + "/.search", body={"schemas": [search]})
+    assert status == 200 and headers["Content-Type"] == SCIM
+    assert body["totalResults"] == 2 and [r["id"] for r in body["Resources"]] == [user["id"], group["id"]]
+    status, _, body = await call(
+        "POST", endpoint.base() + "/.search", body={"schemas": [search], "attributes": ["nickName"]}
+    )
+    assert status == 200
+    assert body["Resources"][0]["nickName"] == "R" and "userName" not in body["Resources"][0]
+    assert body["Resources"][1]["id"] == group["id"] and "displayName" not in body["Resources"][1]
+    status, _, body = await call(
+        "POST", endpoint.base() + "/.search", body={"filter": 'userName eq "R@example.com"', "count": 5}
+    )
+    assert status == 200 and [r["id"] for r in body["Resources"]] == [user["id"]]
+    status, _, body = await call("POST", endpoint.base() + "/.search", body={"startIndex": 2, "count": 1})
+    assert body["totalResults"] == 2 and [r["id"] for r in body["Resources"]] == [group["id"]]
+    status, headers, body = await call("POST", endpoint.base() + "/.search", body={"filter": "nope nope"})
+    assert_scim_error(status, headers, body, 400, "invalidFilter")
+    status, headers, body = await call("GET", endpoint.base() + "/.search")
+    assert_scim_error(status, headers, body, 405)
+    status, headers, body = await call("POST", endpoint.base() + "/.search", ENTRA_TOKEN, body={})
+    assert_scim_error(status, headers, body, 401)

@@ -37,10 +37,10 @@ from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from scim2_models import NotFoundException, UniquenessException
+from scim2_models import NotFoundException
 
 from synapse_scim.adapters.scim.watch import GROUP, VERSION, Watcher
-from synapse_scim.core.scim.errors import VersionConflict
+from synapse_scim.core.scim.errors import VersionConflict, already_taken
 from synapse_scim.core.scim.resources import UNIQUE, Kind, index_keys, unique_key
 from synapse_scim.core.scim.store import Record
 
@@ -334,7 +334,7 @@ class KubeScimStore:
             return
         holders = self._holders((kind, UNIQUE[kind], key)) - {own_id}
         if holders:
-            raise UniquenessException(detail=f"{UNIQUE[kind]} {attributes[UNIQUE[kind]]!r} is already taken")
+            raise already_taken(UNIQUE[kind], attributes[UNIQUE[kind]])
 
     # -- the API server ------------------------------------------------------------------------------
 

@@ -160,20 +160,36 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 async def _json_body(request: web.Request, settings: ServerSettings) -> Any:
     max_body = settings.max_body
     if request.content_length is not None and request.content_length > max_body:
-        raise _Refused(scim_error(413, f"the request body is larger than {max_body} bytes"))
+        raise _Refused(scim_error(413, _too_large(max_body)))
     if not _is_json(request.content_type):
-        raise _Refused(scim_error(415, f"the request body must be {SCIM_CONTENT_TYPE}", "invalidSyntax"))
+        raise _Refused(
+            scim_error(
+                415,
+                f"the request body must be JSON, its Content-Type {request.content_type!r}: "
+                f"send Content-Type: {SCIM_CONTENT_TYPE} (or application/json)",
+                "invalidSyntax",
+            )
+        )
     try:
         async with asyncio.timeout(settings.body_timeout):
             raw = await _read_body(request, max_body + 1)
     except TimeoutError:
         raise _Refused(scim_error(408, f"the request body did not arrive within {settings.body_timeout:g}s")) from None
     if len(raw) > max_body:
-        raise _Refused(scim_error(413, f"the request body is larger than {max_body} bytes"))
+        raise _Refused(scim_error(413, _too_large(max_body)))
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _Refused(scim_error(400, f"the request body is not valid JSON: {exc}", "invalidSyntax")) from None
+        raise _Refused(
+            scim_error(400, f"the request body is not valid JSON ({exc}): send one JSON object", "invalidSyntax")
+        ) from None
+
+
+def _too_large(max_body: int) -> str:
+    return (
+        f"the request body is larger than {max_body} bytes: send a large group's members in several PATCH "
+        "requests (add or remove some at a time) instead of one PUT or POST"
+    )
 
 
 class _Refused(Exception):
@@ -228,7 +244,12 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
         if provider is None or token_id is None:
             # The same answer for an unknown provider and a wrong token: nothing tells which exists.
             log.info("scim: 401 for %s/%s %s %s", namespace, name, request.method, tail.split("/")[0])
-            return scim_error(401, "a valid bearer token for this provider is required", headers=UNAUTHORIZED_HEADERS)
+            return scim_error(
+                401,
+                "a valid bearer token for this provider is required: send Authorization: Bearer <token>, a value "
+                "of the ScimProvider's tokenSecretRef Secret, on this provider's own URL",
+                headers=UNAUTHORIZED_HEADERS,
+            )
         provider.last_request = time.time()
         wait = provider.limiter.take()
         if wait > 0:
@@ -321,8 +342,9 @@ def _joined(value: Any) -> str | None:
     )
 
 
-async def _search(service: ScimService, kind: Kind, body: Any, base: str) -> Answer:
-    """POST /.search (RFC 7644 §3.4.3): the same list as GET, its parameters in a SearchRequest body."""
+async def _search(service: ScimService, kind: Kind | None, body: Any, base: str) -> Answer:
+    """POST /.search (RFC 7644 §3.4.3): the same list as GET, its parameters in a SearchRequest body;
+    at the root (`kind` None) every resource type at once."""
     if not isinstance(body, dict):
         raise _Refused(scim_error(400, "the request body must be a JSON object", "invalidSyntax"))
     fields = {key.lower(): value for key, value in body.items()}
@@ -333,15 +355,16 @@ async def _search(service: ScimService, kind: Kind, body: Any, base: str) -> Ans
     if filter_ is not None and not isinstance(filter_, str):
         raise _Refused(scim_error(400, "filter must be a string", "invalidFilter"))
     start, count = fields.get("startindex"), fields.get("count")
-    return await service.list(
-        kind,
-        base,
-        filter=filter_,
-        start_index=None if start is None else str(start),
-        count=None if count is None else str(count),
-        attributes=_joined(fields.get("attributes")),
-        excluded=_joined(fields.get("excludedattributes")),
-    )
+    arguments: dict[str, Any] = {
+        "filter": filter_,
+        "start_index": None if start is None else str(start),
+        "count": None if count is None else str(count),
+        "attributes": _joined(fields.get("attributes")),
+        "excluded": _joined(fields.get("excludedattributes")),
+    }
+    if kind is None:
+        return await service.search_all(base, **arguments)
+    return await service.list(kind, base, **arguments)
 
 
 async def _dispatch(provider: Provider, request: web.Request, tail: str, base: str, settings: ServerSettings) -> Answer:
@@ -352,6 +375,10 @@ async def _dispatch(provider: Provider, request: web.Request, tail: str, base: s
         raise _Refused(scim_error(404, "no such endpoint"))
     head = parts[0].lower()
     service = provider.service
+    if parts == [".search"]:
+        if method != "POST":
+            raise _Refused(scim_error(405, f"{method} is not supported here"))
+        return await _search(service, None, await _json_body(request, settings), base)
     if head in ("users", "groups"):
         kind = Kind.USER if head == "users" else Kind.GROUP
         if len(parts) == 1:

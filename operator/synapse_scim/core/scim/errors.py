@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from scim2_models import Error, InvalidValueException, SCIMException
+from scim2_models import Error, InvalidValueException, SCIMException, UniquenessException
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -28,6 +28,14 @@ def from_validation(exc: ValidationError) -> SCIMException:
     if not errors:
         return InvalidValueException(detail="the request body is not valid")
     return SCIMException.from_error(errors[0])
+
+
+def already_taken(attribute: str, value: str) -> UniquenessException:
+    """409 uniqueness: the message names the attribute and how to find the resource that holds it."""
+    return UniquenessException(
+        detail=f"{attribute} {value!r} is already taken by another resource of this provider (compared without "
+        f'case): find it with filter={attribute} eq "{value}" and update it by its id, or choose another {attribute}'
+    )
 
 
 class VersionConflict(Exception):

@@ -33,9 +33,10 @@ from synapse_scim.core.scim.resources import GROUP_SCHEMA, MODELS, POLICY, Group
 MAX_FILTER_LENGTH = 2048
 
 # Entra's documentation writes `externalId eq jyoung`: a bare word where the grammar wants a quoted
-# string. Only a whole filter of one comparison with a bare word (no quote, bracket, parenthesis or
-# space) is quoted; literals (true, false, null, numbers) are left as they are.
-_BARE = re.compile(r"^\s*([A-Za-z][\w.:$-]*)\s+(eq|ne|co|sw|ew)\s+([^\s\"()\[\]]+)\s*$", re.IGNORECASE)
+# string. Only a whole filter of one comparison with a bare word (no quote, single or double, bracket,
+# parenthesis or space) is quoted; a single-quoted value stays an error (it is not a SCIM string);
+# literals (true, false, null, numbers) are left as they are.
+_BARE = re.compile(r"^\s*([A-Za-z][\w.:$-]*)\s+(eq|ne|co|sw|ew)\s+([^\s\"'()\[\]]+)\s*$", re.IGNORECASE)
 _LITERAL = re.compile(r"^(true|false|null|-?\d+(\.\d+)?([eE][+-]?\d+)?)$", re.IGNORECASE)
 
 
@@ -159,8 +160,23 @@ def _lookup(node: FilterNode) -> Lookup | None:
     return Lookup(name, node.value if name == "id" else fold(node.value))
 
 
+FILTER_HELP = (
+    'write a filter such as userName eq "alice@example.com" (RFC 7644 §3.4.2.2: operators eq, ne, co, sw, ew, '
+    "gt, ge, lt, le, pr; and, or, not; strings in double quotes)"
+)
+
+
 def compile_filter(kind: Kind, text: str) -> CompiledFilter:
-    """Parse and check a filter against a resource type. Raises InvalidFilterException (400)."""
+    """Parse and check a filter against a resource type. Raises InvalidFilterException (400) whose
+    detail quotes the filter, says what is wrong and how to write one."""
+    try:
+        return _compile(kind, text)
+    except InvalidFilterException as exc:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise InvalidFilterException(detail=f"filter {shown!r}: {exc.detail}; {FILTER_HELP}") from None
+
+
+def _compile(kind: Kind, text: str) -> CompiledFilter:
     if len(text) > MAX_FILTER_LENGTH:
         raise InvalidFilterException(detail=f"the filter is longer than {MAX_FILTER_LENGTH} characters")
     text = _quote_bare_value(text)

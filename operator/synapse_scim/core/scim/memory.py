@@ -10,9 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from scim2_models import NotFoundException, UniquenessException
+from scim2_models import NotFoundException
 
-from synapse_scim.core.scim.errors import VersionConflict
+from synapse_scim.core.scim.errors import VersionConflict, already_taken
 from synapse_scim.core.scim.resources import UNIQUE, Kind, index_keys, unique_key
 from synapse_scim.core.scim.store import Record
 
@@ -56,7 +56,7 @@ class MemoryStore:
             return
         holders = self._index.get((kind, UNIQUE[kind], key), set()) - {own_id}
         if holders:
-            raise UniquenessException(detail=f"{UNIQUE[kind]} {attributes[UNIQUE[kind]]!r} is already taken")
+            raise already_taken(UNIQUE[kind], attributes[UNIQUE[kind]])
 
     async def get(self, kind: Kind, resource_id: str) -> Record | None:
         return self._records[kind].get(resource_id)

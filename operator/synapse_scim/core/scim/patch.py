@@ -103,6 +103,10 @@ def _library_patch(resource: UserResource | GroupResource, ops: list[Operation])
             return bool(patch.patch(resource))
     except ValidationError as exc:
         raise from_validation(exc) from None
+    except SCIMException as exc:
+        if isinstance(exc.__cause__, ValidationError):  # scim2-models puts pydantic's whole text in the detail
+            raise from_validation(exc.__cause__) from None
+        raise
 
 
 def _is_password(path: str | None) -> bool:

@@ -24,6 +24,7 @@ from scim2_models import (
     InvalidSyntaxException,
     InvalidValueException,
     ResponseParameters,
+    SCIMException,
     ScimPolicy,
     User,
     default_comparison_key,
@@ -200,6 +201,24 @@ def response_parameters(kind: Kind, attributes: str | None, excluded: str | None
         )
     except ValidationError as exc:
         raise from_validation(exc) from None
+
+
+def known_attributes(kind: Kind, names: str | None, *, keep_one: bool = False) -> str | None:
+    """Of a comma-separated list of attribute names, those the resource type has (for a search of every
+    resource type at once). With `keep_one`, a list none of whose names the type has becomes `id`
+    (the type's resources are then returned with their id only, never in full)."""
+    if not names:
+        return names
+    known = []
+    for name in (each.strip() for each in names.split(",")):
+        try:
+            response_parameters(kind, name, None)
+        except SCIMException:
+            continue
+        known.append(name)
+    if not known:
+        return "id" if keep_one else None
+    return ",".join(known)
 
 
 def wants_members(parameters: ResponseParameters[Any] | None) -> bool:

@@ -7,6 +7,7 @@ concurrent PATCHes of one group both land."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from scim2_models import (
 
 from synapse_scim.core.scim import resources
 from synapse_scim.core.scim.errors import VersionConflict
-from synapse_scim.core.scim.filters import compile_filter
+from synapse_scim.core.scim.filters import FILTER_HELP, compile_filter
 from synapse_scim.core.scim.paging import MAX_PAGE_SIZE, list_response, page
 from synapse_scim.core.scim.patch import patch_group, patch_user
 from synapse_scim.core.scim.resources import GroupResource, Kind, UserResource
@@ -123,24 +124,61 @@ class ScimService:
     ) -> Answer:
         wanted = page(start_index, count, self.max_page_size)
         parameters = resources.response_parameters(kind, attributes, excluded)
-        if filter is None or not filter.strip():
-            if filter is not None:
-                raise InvalidFilterException(detail="the filter is empty")
-            candidates = await self.store.scan(kind)
-            matched = candidates
-        else:
-            compiled = compile_filter(kind, filter)
-            if compiled.lookup is not None:
-                candidates = await self.store.lookup(kind, compiled.lookup.attribute, compiled.lookup.key)
-            else:
-                candidates = await self.store.scan(kind)
-            matched = [
-                record
-                for record in candidates
-                if compiled.matches(resources.load(kind, record.attributes, record.id), frozenset(record.members))
-            ]
+        matched = await self._matched(kind, filter)
         start, stop = wanted.window(len(matched))
         bodies = [await self._body(record, base_url, parameters) for record in matched[start:stop]]
+        return Answer(200, list_response(len(matched), wanted.start_index, bodies))
+
+    async def _matched(self, kind: Kind, filter: str | None) -> builtins.list[Record]:
+        """The resources of `kind` the filter selects, in the stable order of the store (by id)."""
+        if filter is None or not filter.strip():
+            if filter is not None:
+                raise InvalidFilterException(detail=f"the filter is empty: leave it out to list all, or {FILTER_HELP}")
+            return await self.store.scan(kind)
+        compiled = compile_filter(kind, filter)
+        if compiled.lookup is not None:
+            candidates = await self.store.lookup(kind, compiled.lookup.attribute, compiled.lookup.key)
+        else:
+            candidates = await self.store.scan(kind)
+        return [
+            record
+            for record in candidates
+            if compiled.matches(resources.load(kind, record.attributes, record.id), frozenset(record.members))
+        ]
+
+    async def search_all(
+        self,
+        base_url: str,
+        *,
+        filter: str | None = None,
+        start_index: str | None = None,
+        count: str | None = None,
+        attributes: str | None = None,
+        excluded: str | None = None,
+    ) -> Answer:
+        """A search of every resource type at once (POST /.search at the root, RFC 7644 §3.4.3): users,
+        then groups, each in its stable order, paged as one list.
+
+        An attribute a resource type does not have is left out for that type (a filter on it matches
+        none of that type, as an unassigned attribute); a filter that is invalid for every type is 400."""
+        wanted = page(start_index, count, self.max_page_size)
+        matched: builtins.list[Record] = []
+        parameters: dict[Kind, Any] = {}
+        refusals: list[InvalidFilterException] = []
+        for kind in Kind:
+            parameters[kind] = resources.response_parameters(
+                kind,
+                resources.known_attributes(kind, attributes, keep_one=True),
+                resources.known_attributes(kind, excluded),
+            )
+            try:
+                matched.extend(await self._matched(kind, filter))
+            except InvalidFilterException as exc:
+                refusals.append(exc)
+        if len(refusals) == len(Kind):
+            raise refusals[0]
+        start, stop = wanted.window(len(matched))
+        bodies = [await self._body(record, base_url, parameters[record.kind]) for record in matched[start:stop]]
         return Answer(200, list_response(len(matched), wanted.start_index, bodies))
 
     # -- writing -------------------------------------------------------------------------------------
@@ -154,7 +192,8 @@ class ScimService:
             shown = ", ".join(sorted(missing)[:MAX_UNKNOWN_SHOWN])
             more = f" and {len(missing) - MAX_UNKNOWN_SHOWN} more" if len(missing) > MAX_UNKNOWN_SHOWN else ""
             raise InvalidValueException(
-                detail=f"members that are no user of this provider: {shown}{more}; nothing was changed"
+                detail=f"members that are no user of this provider: {shown}{more}; nothing was changed: "
+                "create the users first (POST /Users) and name them by the ids this endpoint returned"
             )
 
     async def create(self, kind: Kind, body: Any, base_url: str) -> Answer:
