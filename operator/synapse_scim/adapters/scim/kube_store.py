@@ -26,6 +26,7 @@ import asyncio
 import copy
 import functools
 import hashlib
+import json
 import logging
 import random
 import secrets
@@ -42,7 +43,7 @@ from scim2_models import NotFoundException
 from synapse_scim.adapters.scim.watch import GROUP, VERSION, Watcher
 from synapse_scim.core.scim.errors import VersionConflict, already_taken
 from synapse_scim.core.scim.resources import UNIQUE, Kind, index_keys, unique_key
-from synapse_scim.core.scim.store import Record
+from synapse_scim.core.scim.store import Record, encode
 
 USERS, GROUPS, SHARDS = "scimusers", "scimgroups", "scimgroupmembers"
 KINDS = {USERS: "ScimUser", GROUPS: "ScimGroup", SHARDS: "ScimGroupMembers"}
@@ -87,11 +88,40 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
     labels = kept.get("labels") or {}
     if set(labels) <= STANDARD_LABELS:
         kept.pop("labels", None)
-    return {"metadata": kept, "spec": obj.get("spec") or {}}
+    return {"metadata": kept, "spec": dict(obj.get("spec") or {})}
 
 
 def _name(obj: dict[str, Any]) -> str:
     return str(obj["metadata"]["name"])
+
+
+# A mapping to one value or, when several share a key, a set of them: most keys have one, and a str
+# costs ~200 bytes less than a one-element set (50,000 users, three index entries and a group each).
+def _add(holders: dict[str, str | set[str]], key: str, value: str) -> None:
+    found = holders.get(key)
+    if found is None or found == value:
+        holders[key] = value
+    elif isinstance(found, set):
+        found.add(value)
+    else:
+        holders[key] = {found, value}
+
+
+def _discard(holders: dict[str, str | set[str]], key: str, value: str) -> None:
+    found = holders.get(key)
+    if found == value:
+        del holders[key]
+    elif isinstance(found, set):
+        found.discard(value)
+        if len(found) == 1:
+            holders[key] = next(iter(found))
+
+
+def _members(holders: dict[str, str | set[str]], key: str) -> set[str]:
+    found = holders.get(key)
+    if found is None:
+        return set()
+    return set(found) if isinstance(found, set) else {found}
 
 
 class KubeScimStore:
@@ -113,17 +143,22 @@ class KubeScimStore:
         self._new_id = new_id
         self._clock = clock
         self._watch_timeout = watch_timeout
-        # The objects as last seen (watch or own write), by plural and name; and the resourceVersion of
-        # those deleted, so that a late event of an older version does not bring them back.
-        self._objects: dict[str, dict[str, dict[str, Any]]] = {USERS: {}, GROUPS: {}, SHARDS: {}}
+        # The groups and shards as last seen (watch or own write), by plural and name (a group's attributes
+        # encoded, as its Record holds them); users are kept only as their Records (docs/scim.md, "Memory":
+        # every replica holds all of them), with the metadata a write must carry back when it is more than
+        # the standard labels. And the resourceVersion of objects deleted, so that a late event of an older
+        # version does not bring them back.
+        self._objects: dict[str, dict[str, dict[str, Any]]] = {GROUPS: {}, SHARDS: {}}
+        self._user_metadata: dict[str, dict[str, Any]] = {}
         self._deleted: dict[tuple[str, str], int] = {}
         self._shards_of: dict[str, set[str]] = defaultdict(set)  # group id -> shard object names
         # What the reads use, derived from the objects.
         self._records: dict[Kind, dict[str, Record]] = {Kind.USER: {}, Kind.GROUP: {}}
-        # (kind, attribute, comparison key) -> the id holding it, or a set of ids when several do (one
+        # (kind, attribute) -> comparison key -> the id holding it, or a set of ids when several do (one
         # string instead of a one-element set is ~200 bytes less per entry, three entries per user).
-        self._index: dict[tuple[Kind, str, str], str | set[str]] = {}
-        self._groups_of: dict[str, set[str]] = defaultdict(set)
+        self._index: dict[tuple[Kind, str], dict[str, str | set[str]]] = defaultdict(dict)
+        # member id -> the group holding it, or a set of groups when several do (as above).
+        self._groups_of: dict[str, str | set[str]] = {}
         self._synced: dict[str, asyncio.Event] = {}
         self._watchers: list[Watcher] = []
         self._ready = False
@@ -174,8 +209,9 @@ class KubeScimStore:
         objects came as ADDED events): what it lacks is gone, unless this replica saw it written after
         the listing was taken."""
         as_of = int(resource_version) if resource_version.isdigit() else None
-        for name, obj in list(self._objects[plural].items()):
-            if name not in names and (as_of is None or _rv(obj) <= as_of):
+        for name in [each for each in self._names(plural) if each not in names]:
+            obj = self._kept(plural, name)
+            if obj is not None and (as_of is None or _rv(obj) <= as_of):
                 gone = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(as_of or _rv(obj))}}
                 self.take_event(plural, "DELETED", gone)
         synced = self._synced.get(plural)
@@ -187,23 +223,21 @@ class KubeScimStore:
         than what the index holds (or than its deletion)."""
         name = _name(obj)
         version = _rv(obj)
-        known = self._objects[plural].get(name)
-        if known is not None and version and _rv(known) > version:
+        known = self._version(plural, name)
+        if known is not None and version and known > version:
             return
         if kind == "DELETED":
             if known is None:
                 return
-            self._deleted[(plural, name)] = max(version, _rv(known))
-            del self._objects[plural][name]
+            self._deleted[(plural, name)] = max(version, known)
+            self._forget(plural, name)
         else:
             if version and self._deleted.get((plural, name), 0) >= version:
                 return
-            self._objects[plural][name] = _slim(obj)
-        if plural == USERS:
-            self._refresh_user(name)
-        elif plural == GROUPS:
+            self._keep(plural, obj)
+        if plural == GROUPS:
             self._refresh_group(name)
-        else:
+        elif plural == SHARDS:
             group = str((obj.get("spec") or {}).get("group") or "")
             if kind == "DELETED":
                 self._shards_of[group].discard(name)
@@ -217,50 +251,85 @@ class KubeScimStore:
     def _index_put(self, record: Record) -> None:
         self._records[record.kind][record.id] = record
         for attribute, key in index_keys(record.kind, record.attributes).items():
-            entry = (record.kind, attribute, key)
-            holders = self._index.get(entry)
-            if holders is None or holders == record.id:
-                self._index[entry] = record.id
-            elif isinstance(holders, set):
-                holders.add(record.id)
-            else:
-                self._index[entry] = {holders, record.id}
+            _add(self._index[(record.kind, attribute)], key, record.id)
 
     def _index_drop(self, record: Record) -> None:
         self._records[record.kind].pop(record.id, None)
         for attribute, key in index_keys(record.kind, record.attributes).items():
-            entry = (record.kind, attribute, key)
-            holders = self._index.get(entry)
-            if holders == record.id:
-                del self._index[entry]
-            elif isinstance(holders, set):
-                holders.discard(record.id)
-                if len(holders) == 1:
-                    self._index[entry] = next(iter(holders))
+            _discard(self._index[(record.kind, attribute)], key, record.id)
 
-    def _holders(self, entry: tuple[Kind, str, str]) -> set[str]:
-        holders = self._index.get(entry)
-        if holders is None:
-            return set()
-        return set(holders) if isinstance(holders, set) else {holders}
+    def _holders(self, kind: Kind, attribute: str, key: str) -> set[str]:
+        return _members(self._index[(kind, attribute)], key)
 
-    def _refresh_user(self, name: str) -> None:
+    # -- what is kept of each object -----------------------------------------------------------------
+
+    def _version(self, plural: str, name: str) -> int | None:
+        if plural == USERS:
+            record = self._records[Kind.USER].get(name)
+            return None if record is None else int(record.version) if record.version.isdigit() else 0
+        obj = self._objects[plural].get(name)
+        return None if obj is None else _rv(obj)
+
+    def _names(self, plural: str) -> list[str]:
+        return list(self._records[Kind.USER] if plural == USERS else self._objects[plural])
+
+    def _kept(self, plural: str, name: str) -> dict[str, Any] | None:
+        """The object as far as it is kept (_slim()), its attributes decoded."""
+        if plural == USERS:
+            record = self._records[Kind.USER].get(name)
+            if record is None:
+                return None
+            return {
+                "metadata": {"name": name, "resourceVersion": record.version, **self._user_metadata.get(name, {})},
+                "spec": {
+                    "attributes": record.attributes,
+                    "created": record.created,
+                    "lastModified": record.last_modified,
+                },
+            }
+        obj = self._objects[plural].get(name)
+        if obj is None or plural != GROUPS:
+            return obj
+        spec = {**obj["spec"], "attributes": json.loads(obj["spec"]["attributes"])}
+        return {**obj, "spec": spec}
+
+    def _keep(self, plural: str, obj: dict[str, Any]) -> None:
+        name = _name(obj)
+        slim = _slim(obj)
+        spec = slim["spec"]
+        if plural != USERS:
+            if plural == GROUPS:
+                spec["attributes"] = encode(spec.get("attributes") or {})
+            self._objects[plural][name] = slim
+            return
+        metadata = slim["metadata"]
+        extra = {key: metadata[key] for key in ("labels", "ownerReferences") if metadata.get(key)}
+        if extra:
+            self._user_metadata[name] = extra
+        else:
+            self._user_metadata.pop(name, None)
         old = self._records[Kind.USER].get(name)
         if old is not None:
             self._index_drop(old)
-        obj = self._objects[USERS].get(name)
-        if obj is not None:
-            spec = obj.get("spec") or {}
-            self._index_put(
-                Record(
-                    Kind.USER,
-                    name,
-                    spec.get("attributes") or {},
-                    str(obj["metadata"]["resourceVersion"]),
-                    str(spec.get("created") or ""),
-                    str(spec.get("lastModified") or ""),
-                )
+        self._index_put(
+            Record(
+                Kind.USER,
+                name,
+                encode(spec.get("attributes") or {}),
+                str(metadata["resourceVersion"]),
+                str(spec.get("created") or ""),
+                str(spec.get("lastModified") or ""),
             )
+        )
+
+    def _forget(self, plural: str, name: str) -> None:
+        if plural != USERS:
+            del self._objects[plural][name]
+            return
+        self._user_metadata.pop(name, None)
+        old = self._records[Kind.USER].get(name)
+        if old is not None:
+            self._index_drop(old)
 
     def _members_of(self, obj: dict[str, Any]) -> tuple[str, ...]:
         spec = obj.get("spec") or {}
@@ -280,11 +349,7 @@ class KubeScimStore:
         if old is not None:
             self._index_drop(old)
             for member in old.members:
-                groups = self._groups_of.get(member)
-                if groups is not None:
-                    groups.discard(name)
-                    if not groups:
-                        del self._groups_of[member]
+                _discard(self._groups_of, member, name)
         obj = self._objects[GROUPS].get(name)
         if obj is None:
             return
@@ -292,7 +357,7 @@ class KubeScimStore:
         record = Record(
             Kind.GROUP,
             name,
-            spec.get("attributes") or {},
+            spec.get("attributes") or encode({}),
             str(obj["metadata"]["resourceVersion"]),
             str(spec.get("created") or ""),
             str(spec.get("lastModified") or ""),
@@ -300,7 +365,7 @@ class KubeScimStore:
         )
         self._index_put(record)
         for member in record.members:
-            self._groups_of[member].add(name)
+            _add(self._groups_of, member, name)
 
     # -- reads: from the index -----------------------------------------------------------------------
 
@@ -313,7 +378,7 @@ class KubeScimStore:
         if attribute == "id":
             found = self._records[kind].get(key)
             return [found] if found is not None else []
-        ids = sorted(self._holders((kind, attribute, key)))
+        ids = sorted(self._holders(kind, attribute, key))
         return [self._records[kind][each] for each in ids if each in self._records[kind]]
 
     async def scan(self, kind: Kind) -> list[Record]:
@@ -332,7 +397,7 @@ class KubeScimStore:
         key = unique_key(kind, attributes)
         if key is None:
             return
-        holders = self._holders((kind, UNIQUE[kind], key)) - {own_id}
+        holders = self._holders(kind, UNIQUE[kind], key) - {own_id}
         if holders:
             raise already_taken(UNIQUE[kind], attributes[UNIQUE[kind]])
 
@@ -383,7 +448,7 @@ class KubeScimStore:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            known = self._objects[plural].get(name)
+            known = self._kept(plural, name)
             if known is not None:
                 self.take_event(plural, "DELETED", known)
             return None
@@ -401,7 +466,7 @@ class KubeScimStore:
             found = False
         else:
             found = True
-        known = self._objects[plural].get(name)
+        known = self._kept(plural, name)
         if known is not None:
             self.take_event(plural, "DELETED", known)
         return found
@@ -454,7 +519,7 @@ class KubeScimStore:
     ) -> Record:
         await self.ready()
         plural = USERS if record.kind is Kind.USER else GROUPS
-        current = self._objects[plural].get(record.id)
+        current = self._kept(plural, record.id)
         if current is None:
             raise NotFoundException(detail=f"{record.kind.value} {record.id} not found")
         self._check_unique(record.kind, attributes, record.id)
@@ -515,7 +580,7 @@ class KubeScimStore:
             if resource_id not in self._records[Kind.USER] and await self._read(USERS, resource_id) is None:
                 raise NotFoundException(detail=f"User {resource_id} not found")
             # Out of every group first: a crash in between leaves a user that the provider deletes again.
-            for group_id in sorted(self._groups_of.get(resource_id, set())):
+            for group_id in sorted(_members(self._groups_of, resource_id)):
                 await self._remove_member(group_id, resource_id)
             if not await self._delete(USERS, resource_id):
                 raise NotFoundException(detail=f"User {resource_id} not found")

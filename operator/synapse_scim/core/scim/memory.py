@@ -77,7 +77,7 @@ class MemoryStore:
     async def create(self, kind: Kind, attributes: dict[str, Any], members: tuple[str, ...] = ()) -> Record:
         self._check_unique(kind, attributes, None)
         now = self._clock()
-        record = Record(kind, self._new_id(), dict(attributes), self._next_version(), now, now, tuple(members))
+        record = Record.of(kind, self._new_id(), attributes, self._next_version(), now, now, tuple(members))
         self._put(record)
         return record
 
@@ -90,10 +90,10 @@ class MemoryStore:
         if current.version != expected_version:
             raise VersionConflict(record.id)
         self._check_unique(record.kind, attributes, record.id)
-        new = Record(
+        new = Record.of(
             record.kind,
             record.id,
-            dict(attributes),
+            attributes,
             self._next_version(),
             current.created,
             self._clock(),
@@ -117,7 +117,7 @@ class MemoryStore:
                     Record(
                         Kind.GROUP,
                         group.id,
-                        group.attributes,
+                        group.encoded,
                         self._next_version(),
                         group.created,
                         self._clock(),

@@ -80,7 +80,8 @@ class ScimService:
             user = await self.store.get(Kind.USER, member)
             entry: dict[str, Any] = {"value": member, "$ref": f"{base_url}/Users/{member}", "type": "User"}
             if user is not None:
-                display = user.attributes.get("displayName") or user.attributes.get("userName")
+                attributes = user.attributes
+                display = attributes.get("displayName") or attributes.get("userName")
                 if isinstance(display, str):
                     entry["display"] = display
             out.append(entry)
