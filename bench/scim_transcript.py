@@ -5,11 +5,15 @@ password Okta sends redacted.
 
     .venv/bin/python bench/scim_transcript.py                       # starts the endpoint in process
     SCIM_TOKEN=... .venv/bin/python bench/scim_transcript.py --url https://scim.example.com/scim/v2/ns/okta
+    SYNAPSE_SCIM_TOOLS="$(hack/build-tools.sh)" .venv/bin/python bench/scim_transcript.py --cluster
 
 Without --url it starts the aiohttp endpoint (adapters/scim/server.py) on the loopback with one
 provider over the in-memory store, and a random token. With --url it talks to a running endpoint
 (`synapse-scim run`) with the token in $SCIM_TOKEN; it creates a user and a group there (named
-transcript-<random>) and leaves them, deactivated and emptied: remove them afterwards if unwanted."""
+transcript-<random>) and leaves them, deactivated and emptied: remove them afterwards if unwanted.
+With --cluster it starts a local control plane and `synapse-scim run` serving a ScimProvider over TLS
+(bench/scim_operator.py), talks to that, and ends with the ScimProvider's status as `kubectl get -o
+yaml` shows it."""
 
 from __future__ import annotations
 
@@ -18,8 +22,14 @@ import asyncio
 import json
 import os
 import secrets
+import ssl
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
@@ -126,7 +136,7 @@ async def conversation(send: Callable[..., Awaitable[Any]], suffix: str) -> None
     )
 
 
-async def run(url: str | None, token: str | None, out: TextIO) -> list[int]:
+async def run(url: str | None, token: str | None, out: TextIO, ssl_context: ssl.SSLContext | None = None) -> list[int]:
     runner: web.AppRunner | None = None
     if url is None:
         token = secrets.token_urlsafe(32)
@@ -141,7 +151,8 @@ async def run(url: str | None, token: str | None, out: TextIO) -> list[int]:
     assert token
     out.write(f"# SCIM transcript: an Okta-style conversation\n\nBase URL: {url}\n")
     try:
-        async with aiohttp.ClientSession() as session:
+        connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context else None
+        async with aiohttp.ClientSession(connector=connector) as session:
             transcript = Transcript(session, url, token, out)
             await conversation(transcript, secrets.token_hex(4))
             return transcript.statuses
@@ -155,12 +166,65 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--url", help="a provider's base URL (.../scim/v2/<namespace>/<provider>); token in $SCIM_TOKEN"
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="start a local control plane and `synapse-scim run`, and talk to that"
+    )
     args = parser.parse_args(argv)
+    if args.cluster:
+        return against_cluster(sys.stdout)
     token = os.environ.get("SCIM_TOKEN") if args.url else None
     if args.url and not token:
         parser.error("--url needs the provider's token in $SCIM_TOKEN")
     statuses = asyncio.run(run(args.url, token, sys.stdout))
     return 0 if statuses == EXPECTED else 1
+
+
+def against_cluster(out: TextIO) -> int:
+    from synapse_scim_sandbox.devcluster import ControlPlane
+
+    with tempfile.TemporaryDirectory(prefix="scim-transcript-") as tmp, ControlPlane() as cp:
+        return 0 if against_operator(cp, Path(tmp), "data-platform", out) == EXPECTED else 1
+
+
+def against_operator(cp: Any, workdir: Path, namespace: str, out: TextIO) -> list[int]:
+    """The conversation with `synapse-scim run` serving provider okta in a namespace of cluster cp, then
+    the provider's status and the operator's audit lines."""
+    from scim_operator import ScimOperator
+
+    endpoint = ScimOperator(cp, workdir, namespace, "okta", env={"SYNAPSE_SCIM_SCIM_STATUS_INTERVAL": "1s"})
+    endpoint.create_provider()
+    endpoint.start()
+    try:
+        ready = _wait_serving(endpoint.base_url, endpoint.token, endpoint.ssl_context())
+        out.write(f"(`synapse-scim run` answered after {ready:.1f} s)\n\n")
+        statuses = asyncio.run(run(endpoint.base_url, endpoint.token, out, endpoint.ssl_context()))
+        time.sleep(2.5)  # the status is written at most every status interval (1 s here)
+        out.write("\n### The ScimProvider's status (kubectl get scimprovider okta -o yaml)\n\n")
+        out.write(json.dumps(endpoint.status(), indent=2) + "\n")
+        out.write("\n### The operator's audit lines (logger synapse_scim.audit)\n\n")
+        for line in endpoint.log_lines("synapse_scim.audit"):
+            out.write(line.replace(endpoint.token, "<redacted>") + "\n")
+    except BaseException:
+        sys.stderr.write(endpoint.logs())
+        raise
+    finally:
+        endpoint.stop()
+    return statuses
+
+
+def _wait_serving(base_url: str, token: str, context: ssl.SSLContext, timeout: float = 120.0) -> float:
+    started = time.monotonic()
+    request = urllib.request.Request(f"{base_url}/ServiceProviderConfig", headers={"Authorization": f"Bearer {token}"})
+    while True:
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=5) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{base_url}: not serving after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 EXPECTED = [200, 201, 200, 201, 204, 200, 204, 200, 200]
