@@ -292,3 +292,25 @@ async def test_entra_group_create_with_its_extra_schema_and_meta(service: ScimSe
     assert answer.status == 201 and answer.body is not None
     assert answer.body["id"] != "c4d56c0e-1111-2222-3333-444444444444"  # ids are ours
     assert answer.body["schemas"] == ["urn:ietf:params:scim:schemas:core:2.0:Group"]
+
+
+async def test_a_record_hands_out_a_fresh_copy_of_its_attributes(service: ScimService) -> None:
+    """Records keep their attributes encoded (memory); a caller changing what it read changes nothing stored."""
+    attributes = {
+        "userName": "fresh@example.com",
+        "name": {"givenName": "Fresh"},
+        "emails": [{"value": "é@example.com"}],
+    }
+    created = await service.create(Kind.USER, attributes, BASE)
+    assert created.body is not None
+    uid = str(created.body["id"])
+    record = await service.store.get(Kind.USER, uid)
+    assert isinstance(record, Record) and isinstance(record.encoded, bytes)
+    read = record.attributes
+    read["name"]["givenName"] = "Changed"
+    read["userName"] = "changed@example.com"
+    again = await service.store.get(Kind.USER, uid)
+    assert again is not None and again.attributes["name"] == {"givenName": "Fresh"}
+    assert again.attributes["userName"] == "fresh@example.com"
+    assert again.attributes["emails"] == [{"value": "é@example.com"}]
+    assert Record.of(Kind.USER, uid, record.attributes, "1", "t", "t").attributes == record.attributes

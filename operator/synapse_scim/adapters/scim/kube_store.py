@@ -348,23 +348,27 @@ class KubeScimStore:
         old = self._records[Kind.GROUP].get(name)
         if old is not None:
             self._index_drop(old)
-            for member in old.members:
-                _discard(self._groups_of, member, name)
         obj = self._objects[GROUPS].get(name)
-        if obj is None:
-            return
-        spec = obj.get("spec") or {}
-        record = Record(
-            Kind.GROUP,
-            name,
-            spec.get("attributes") or encode({}),
-            str(obj["metadata"]["resourceVersion"]),
-            str(spec.get("created") or ""),
-            str(spec.get("lastModified") or ""),
-            self._members_of(obj),
-        )
-        self._index_put(record)
-        for member in record.members:
+        record = None
+        if obj is not None:
+            spec = obj.get("spec") or {}
+            record = Record(
+                Kind.GROUP,
+                name,
+                spec.get("attributes") or encode({}),
+                str(obj["metadata"]["resourceVersion"]),
+                str(spec.get("created") or ""),
+                str(spec.get("lastModified") or ""),
+                self._members_of(obj),
+            )
+            self._index_put(record)
+        # Only the members that came or went: a shard of a 50,000-member group changes a few ids, and
+        # the group is refreshed at each of its shards' events.
+        before = set(old.members) if old is not None else set()
+        after = set(record.members) if record is not None else set()
+        for member in before - after:
+            _discard(self._groups_of, member, name)
+        for member in after - before:
             _add(self._groups_of, member, name)
 
     # -- reads: from the index -----------------------------------------------------------------------
