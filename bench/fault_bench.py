@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import random
 import statistics
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from bench_results import write_results
 from scale_bench import (
     Cluster,
     WriteLog,
@@ -394,10 +394,7 @@ def main() -> int:
     text = markdown(report)
     print(text)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        stem = out / f"faults-{args.scenario}-{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d')}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        stem.with_suffix(".md").write_text(text)
+        stem = write_results(out, f"faults-{args.scenario}", report, text)
         print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from bench_results import write_results
 from synapse_scim_sandbox import Sandbox, load_seed, synthetic_org
 from synapse_scim_sandbox.tls import client_context
 
@@ -384,10 +385,7 @@ def main() -> int:
     report["throughput"] = throughput(args)
     print(json.dumps(report["throughput"], indent=1), flush=True)
     if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        stem = args.out / f"sandbox-{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d')}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(markdown(report))
+        stem = write_results(args.out, "sandbox", report, markdown(report))
         print(f"wrote {stem}.json and {stem}.md")
     return 0
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import math
 import random
 import statistics
@@ -41,6 +40,7 @@ from typing import Any
 
 from kubernetes import client
 
+from bench_results import write_results
 from scale_model import APP_SECRET, SCENARIOS, Change, Grant, Scenario, World, build_seed, workspace_names
 from scale_procs import (
     OperatorProcess,
@@ -795,10 +795,7 @@ def main() -> int:
     text = markdown(report)
     print(text)
     if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        stem = args.out / f"scale-{args.scenario}-{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d')}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-        stem.with_suffix(".md").write_text(text)
+        stem = write_results(args.out, f"scale-{args.scenario}", report, text)
         print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import aiohttp
 
+from bench_results import write_results
 from scale_procs import cpu_seconds, machine, peak_rss_mb, rss_mb
 from scim_operator import GROUP, VERSION, ScimOperator
 from synapse_scim_sandbox.devcluster import ControlPlane, ExistingCluster
@@ -462,10 +463,7 @@ def main() -> int:
     text = markdown(report)
     print(text)
     if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        stem = args.out / f"scim-{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d')}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(text)
+        stem = write_results(args.out, "scim", report, text)
         log(f"wrote {stem}.json and {stem}.md")
     return 0
 

@@ -24,7 +24,7 @@ import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 USER: Literal["user"] = "user"
 GROUP: Literal["group"] = "group"
@@ -93,6 +93,7 @@ class ServicePrincipal:
 
 
 DirectoryObject = User | Group | ServicePrincipal
+Account = TypeVar("Account", User, ServicePrincipal)  # what can be disabled: accountEnabled
 
 
 class OrderedIds:
@@ -382,22 +383,23 @@ class Directory:
 
     # ---------------------------------------------------------------- updates and deletion
     def set_account_enabled(self, user_id: str, enabled: bool) -> User:
-        user = self.users.get(user_id.lower())
-        if user is None:
-            raise NotFound(f"user {user_id} does not exist")
-        user.account_enabled = enabled
-        self.revision += 1
-        self.user_changes.record(user.id, "update", "accountEnabled")
-        return user
+        return self._set_enabled(self.users, self.user_changes, "user", user_id, enabled)
 
     def set_sp_account_enabled(self, sp_id: str, enabled: bool) -> ServicePrincipal:
-        sp = self.service_principals.get(sp_id.lower())
-        if sp is None:
-            raise NotFound(f"service principal {sp_id} does not exist")
-        sp.account_enabled = enabled
+        return self._set_enabled(self.service_principals, self.sp_changes, "service principal", sp_id, enabled)
+
+    def _set_enabled(
+        self, accounts: dict[str, Account], log: ChangeLog, what: str, object_id: str, enabled: bool
+    ) -> Account:
+        # Users and service principals are disabled alike in Entra ID: one code path, so that both
+        # bump the revision and log the property their delta round `$select`s.
+        account = accounts.get(object_id.lower())
+        if account is None:
+            raise NotFound(f"{what} {object_id} does not exist")
+        account.account_enabled = enabled
         self.revision += 1
-        self.sp_changes.record(sp.id, "update", "accountEnabled")
-        return sp
+        log.record(account.id, "update", "accountEnabled")
+        return account
 
     def rename_group(self, group_id: str, display_name: str) -> Group:
         group = self._group(group_id)

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import time
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
@@ -31,6 +31,9 @@ from synapse_scim.core.status import (
     reconciling_status,
     stamp,
 )
+
+# Either kind mark_reconciling marks, so that a marked workspace comes back as a workspace.
+Marked = TypeVar("Marked", WorkspaceObject, BindingObject)
 
 
 class SyncKind(StrEnum):
@@ -150,36 +153,36 @@ async def mark_reconciling(
     (kstatus and Argo CD read it as terminating whatever its status says). The marks are advisory: one
     that cannot be written (e.g. RBAC) is logged and the sync goes on, as it did before they existed."""
 
-    async def write(plural: str, namespace: str, name: str, old: Any, new: dict[str, Any]) -> bool:
+    async def mark(obj: Marked, plural: str, namespace: str, name: str, message: str) -> Marked:
+        if observed(obj.status, obj.generation):
+            return obj
+        new = reconciling_status(obj.status, generation=obj.generation, when=when, message=message)
         try:
-            await kube.patch_status(plural, namespace, name, old, new)
+            await kube.patch_status(plural, namespace, name, obj.status, new)
         except Exception as exc:  # the sync's own status write reports it again, after the grants
             logger.warning("could not mark %s %s/%s Reconciling: %s", plural, namespace, name, exc)
-            return False
-        return True
+            return obj
+        return dataclasses.replace(obj, status=new)
 
-    if not observed(ws.status, ws.generation):
-        new = reconciling_status(
-            ws.status,
-            generation=ws.generation,
-            when=when,
-            message=f"syncing generation {ws.generation}: reading the role definitions, the assignments "
-            "and the directory, then granting and revoking",
-        )
-        if await write(WORKSPACES, ws.namespace, ws.name, ws.status, new):
-            ws = dataclasses.replace(ws, status=new)
+    ws = await mark(
+        ws,
+        WORKSPACES,
+        ws.namespace,
+        ws.name,
+        f"syncing generation {ws.generation}: reading the role definitions, the assignments "
+        "and the directory, then granting and revoking",
+    )
     marked = []
     for b in bindings:
-        if not b.deleting and not observed(b.status, b.generation):
-            new = reconciling_status(
-                b.status,
-                generation=b.generation,
-                when=when,
-                message=f"working on generation {b.generation}: reading its subjects and the workspace, "
+        if not b.deleting:
+            b = await mark(
+                b,
+                BINDINGS,
+                b.key.namespace,
+                b.key.name,
+                f"working on generation {b.generation}: reading its subjects and the workspace, "
                 "then granting and revoking",
             )
-            if await write(BINDINGS, b.key.namespace, b.key.name, b.status, new):
-                b = dataclasses.replace(b, status=new)
         marked.append(b)
     return ws, marked
 

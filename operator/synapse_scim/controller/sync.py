@@ -19,7 +19,7 @@ from synapse_scim.controller.writes import AuditRecord, execute
 from synapse_scim.core.model import BindingKey, ManagementPolicy, Plan, Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject, approve_command
 from synapse_scim.core.planner import apply, plan_workspace
-from synapse_scim.core.reasons import STALLING_REASONS, TRANSIENT_WORKSPACE_REASONS, Reason
+from synapse_scim.core.reasons import Reason, is_transient
 from synapse_scim.core.status import BindingOutcome, Condition, conditions, ready_conditions, settled_conditions
 from synapse_scim.reads.inputs import read_workspace
 
@@ -41,7 +41,7 @@ class SyncResult:
         """The failures a later try can cure: those that make status say Reconciling (not Stalled).
         The loop retries the sync, with backoff, while there are any."""
         found = (self.problem,) if self.problem is not None else (*self.read_problems, *self.write_problems)
-        return tuple(p for p in found if p is not None and p.reason not in STALLING_REASONS)
+        return tuple(p for p in found if p is not None and is_transient(p.reason))
 
     def retry_after(self) -> float | None:
         """The longest Retry-After the transient failures carried (seconds), None when none did."""
@@ -52,7 +52,7 @@ def workspace_failure(
     ws: WorkspaceObject, bindings: Iterable[BindingObject], problem: Problem, when: str
 ) -> SyncResult:
     """Nothing could be read: every binding shows why; nothing is written to Azure."""
-    stalled = problem.reason not in TRANSIENT_WORKSPACE_REASONS
+    stalled = not is_transient(problem.reason)
     status = {
         **{k: v for k, v in ws.status.items() if k in ("roleDefinitions", "assignments", "orphanedAssignments")},
         "observedGeneration": ws.generation,

@@ -89,10 +89,19 @@ STALLING_REASONS = frozenset(
     }
 )
 
-# Failures of a whole workspace sync that retrying can cure (the workspace is not Stalled).
-TRANSIENT_WORKSPACE_REASONS = frozenset(
-    {Reason.WORKSPACE_UNREACHABLE, Reason.WORKSPACE_READ_FAILED, Reason.DIRECTORY_READ_FAILED}
-)
+
+def is_transient(reason: Reason) -> bool:
+    """Whether the operator retries a failure with this reason by itself, rather than wait for a person.
+
+    The one classification of failures: a transient one makes status say Reconciling=True, a stalling
+    one Stalled=True, and the loop retries a sync while any of its failures is transient. It is
+    derived from STALLING_REASONS, not kept as a second set, so that a workspace that could not be
+    read (controller/sync.py: workspace_failure), its bindings (status.py: binding_conditions) and the
+    loop (SyncResult.transient) cannot disagree on a reason, and a new reason is transient unless
+    someone decides a person must fix it. Reasons that are never a failure's (Synced, Granted, ...)
+    come out transient too; nothing asks about them."""
+    return reason not in STALLING_REASONS
+
 
 # Deliberate states: the operator has done everything the spec asks (report the drift, write nothing)
 # and will do nothing more until a person changes a spec. Ready is True with one of these reasons,

@@ -23,7 +23,7 @@ from typing import Any
 
 from synapse_scim.core.model import BindingReport, DriftItem, Problem, truncated
 from synapse_scim.core.objects import approve_command
-from synapse_scim.core.reasons import SETTLED_REASONS, STALLING_REASONS, Reason
+from synapse_scim.core.reasons import SETTLED_REASONS, STALLING_REASONS, Reason, is_transient
 
 DRIFT_LIMIT = 50
 
@@ -161,7 +161,7 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
         )
     if o.workspace_problem:
         p = o.workspace_problem
-        stalled = p.reason in STALLING_REASONS
+        stalled = not is_transient(p.reason)
         return ready_conditions(
             ready=False, reason=p.reason, message=p.message, stalled=stalled, reconciling=not stalled
         )

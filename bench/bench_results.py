@@ -1,0 +1,21 @@
+"""Where the benchmarks' results go: one JSON report and its Markdown table per run, named by the day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+
+def write_results(out: Path, name: str, report: dict[str, Any], markdown: str) -> Path:
+    """Write `<out>/<name>-<UTC date>.json` and `.md`; return that stem (without a suffix).
+
+    The date is that of the write, not of the run's start, as the scripts always named their files;
+    a second run of the same name on one day overwrites the first."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{name}-{dt.datetime.now(dt.UTC):%Y-%m-%d}"
+    # default=str: a report may hold a value JSON has no type for (scale_bench's profile_dir is a Path).
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    stem.with_suffix(".md").write_text(markdown)
+    return stem
