@@ -32,7 +32,7 @@ import random
 import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -117,6 +117,17 @@ def _discard(holders: dict[str, str | set[str]], key: str, value: str) -> None:
             holders[key] = next(iter(found))
 
 
+async def _together(writes: Iterable[Coroutine[Any, Any, Any]]) -> None:
+    """Run the writes at once. The first failure is raised as itself (callers handle ApiException and
+    VersionConflict, not an ExceptionGroup), once the others have stopped."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for write in writes:
+                group.create_task(write)
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
 def _members(holders: dict[str, str | set[str]], key: str) -> set[str]:
     found = holders.get(key)
     if found is None:
@@ -152,6 +163,10 @@ class KubeScimStore:
         self._user_metadata: dict[str, dict[str, Any]] = {}
         self._deleted: dict[tuple[str, str], int] = {}
         self._shards_of: dict[str, set[str]] = defaultdict(set)  # group id -> shard object names
+        # Groups whose shards changed since their Record was built: a 100-member PATCH of a sharded group
+        # brings up to 16 shard events, and each rebuild unions up to 50,000 ids, so they are rebuilt once
+        # (at the loop's next turn, or before any read or the end of a write, whichever comes first).
+        self._stale_groups: set[str] = set()
         # What the reads use, derived from the objects.
         self._records: dict[Kind, dict[str, Record]] = {Kind.USER: {}, Kind.GROUP: {}}
         # (kind, attribute) -> comparison key -> the id holding it, or a set of ids when several do (one
@@ -193,6 +208,7 @@ class KubeScimStore:
     async def ready(self) -> None:
         """Until the first listing of each kind is in, every read and write waits (a replica that just
         started answers late rather than wrong)."""
+        self._refresh_stale()
         if self._ready:
             return
         for event in self._synced.values():
@@ -236,6 +252,7 @@ class KubeScimStore:
                 return
             self._keep(plural, obj)
         if plural == GROUPS:
+            self._stale_groups.discard(name)
             self._refresh_group(name)
         elif plural == SHARDS:
             group = str((obj.get("spec") or {}).get("group") or "")
@@ -244,7 +261,20 @@ class KubeScimStore:
             else:
                 self._shards_of[group].add(name)
             if group:
-                self._refresh_group(group)
+                self._refresh_later(group)
+
+    def _refresh_later(self, group: str) -> None:
+        if not self._stale_groups:
+            try:
+                asyncio.get_running_loop().call_soon(self._refresh_stale)
+            except RuntimeError:
+                pass  # no running loop (events fed by hand): the next read refreshes
+        self._stale_groups.add(group)
+
+    def _refresh_stale(self) -> None:
+        stale, self._stale_groups = self._stale_groups, set()
+        for group in sorted(stale):
+            self._refresh_group(group)
 
     # -- the index -----------------------------------------------------------------------------------
 
@@ -516,6 +546,7 @@ class KubeScimStore:
             spec["members"] = []
             group = await self._create(GROUPS, self._body(GROUPS, resource_id, spec, self._labels()))
             await self._write_shard_set(group, shard_set, ids)
+        self._refresh_stale()
         return self._records[Kind.GROUP][resource_id]
 
     async def update(
@@ -576,6 +607,7 @@ class KubeScimStore:
             await self._delete_shards(record.id, keep_set=new_set)
         elif record.kind is Kind.GROUP and (written.get("spec") or {}).get("shardSet") and (added or removed):
             await self._apply_to_shards(written, added, removed)
+        self._refresh_stale()
         return self._records[record.kind][record.id]
 
     async def delete(self, kind: Kind, resource_id: str) -> None:
@@ -633,8 +665,10 @@ class KubeScimStore:
         by_digit: dict[str, list[str]] = defaultdict(list)
         for each in ids:
             by_digit[shard_of(each)].append(each)
-        for digit in HEX:
-            await self._create(SHARDS, self._shard_body(group, shard_set, digit, by_digit.get(digit, [])))
+        # The shards are independent objects: written at once, not one round trip after another.
+        await _together(
+            self._create(SHARDS, self._shard_body(group, shard_set, digit, by_digit.get(digit, []))) for digit in HEX
+        )
 
     async def _apply_to_shards(self, group: dict[str, Any], added: list[str], removed: list[str]) -> None:
         shard_set = str(group["spec"]["shardSet"])
@@ -643,28 +677,35 @@ class KubeScimStore:
             changes[shard_of(each)][0].add(each)
         for each in removed:
             changes[shard_of(each)][1].add(each)
-        for digit, (plus, minus) in sorted(changes.items()):
-            name = f"{_name(group)}-{shard_set}-{digit}"
-            for _ in range(SHARD_ATTEMPTS):
-                current = self._objects[SHARDS].get(name)
-                try:
-                    if current is None:
-                        await self._create(SHARDS, self._shard_body(group, shard_set, digit, sorted(plus)))
-                        break
-                    body = self._full(SHARDS, current)
-                    ids = [each for each in body["spec"].get("members") or [] if each not in minus]
-                    present = set(ids)
-                    ids.extend(sorted(each for each in plus if each not in present))
-                    body["spec"]["members"] = ids
-                    body["spec"]["memberCount"] = len(ids)
-                    await self._replace(SHARDS, body)
-                    break
-                except ApiException as exc:
-                    if exc.status not in (404, 409):
-                        raise
-                    await self._read(SHARDS, name)
-            else:
-                raise VersionConflict(name)
+        # One shard's change does not wait for another's.
+        await _together(
+            self._apply_to_shard(group, shard_set, digit, plus, minus)
+            for digit, (plus, minus) in sorted(changes.items())
+        )
+
+    async def _apply_to_shard(
+        self, group: dict[str, Any], shard_set: str, digit: str, plus: set[str], minus: set[str]
+    ) -> None:
+        name = f"{_name(group)}-{shard_set}-{digit}"
+        for _ in range(SHARD_ATTEMPTS):
+            current = self._objects[SHARDS].get(name)
+            try:
+                if current is None:
+                    await self._create(SHARDS, self._shard_body(group, shard_set, digit, sorted(plus)))
+                    return
+                body = self._full(SHARDS, current)
+                ids = [each for each in body["spec"].get("members") or [] if each not in minus]
+                present = set(ids)
+                ids.extend(sorted(each for each in plus if each not in present))
+                body["spec"]["members"] = ids
+                body["spec"]["memberCount"] = len(ids)
+                await self._replace(SHARDS, body)
+                return
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    raise
+                await self._read(SHARDS, name)
+        raise VersionConflict(name)
 
     async def _delete_shards(self, group_id: str, *, only_set: str | None = None, keep_set: str | None = None) -> None:
         for name in sorted(self._shards_of.get(group_id, set())):
