@@ -242,6 +242,8 @@ class KubeScimStore:
         known = self._version(plural, name)
         if known is not None and version and known > version:
             return
+        if kind != "DELETED" and version and known == version:
+            return  # the watch's copy of this replica's own write: already taken in
         if kind == "DELETED":
             if known is None:
                 return
