@@ -196,9 +196,12 @@ def against_operator(cp: Any, workdir: Path, namespace: str, out: TextIO) -> lis
     endpoint.start()
     try:
         ready = _wait_serving(endpoint.base_url, endpoint.token, endpoint.ssl_context())
-        out.write(f"(`synapse-scim run` answered after {ready:.1f} s)\n\n")
         statuses = asyncio.run(run(endpoint.base_url, endpoint.token, out, endpoint.ssl_context()))
         time.sleep(2.5)  # the status is written at most every status interval (1 s here)
+        out.write(
+            f"\n(`synapse-scim run -n {namespace}` with the SCIM endpoint on, started {ready:.1f} s before the"
+            " first request; the ScimProvider okta and its token Secret were created beforehand.)\n"
+        )
         out.write("\n### The ScimProvider's status (kubectl get scimprovider okta -o yaml)\n\n")
         out.write(json.dumps(endpoint.status(), indent=2) + "\n")
         out.write("\n### The operator's audit lines (logger synapse_scim.audit)\n\n")
