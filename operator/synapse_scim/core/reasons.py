@@ -54,6 +54,11 @@ class Reason(StrEnum):
     SERVING = "Serving"
     SECRET_NOT_READABLE = "SecretNotReadable"
     NO_TOKENS = "NoTokens"
+    # SCIM subjects of a binding (a group an identity provider pushed) and their members.
+    SCIM_PROVIDER_NOT_FOUND = "ScimProviderNotFound"
+    SCIM_GROUP_NOT_FOUND = "ScimGroupNotFound"
+    PRINCIPAL_NOT_MATCHED = "PrincipalNotMatched"  # a pushed user no Entra principal matches: it gets nothing
+    PRINCIPAL_AMBIGUOUS = "PrincipalAmbiguous"  # a pushed user several Entra principals match: it gets nothing
     # Kubernetes Events of a sync.
     GRANTED = "Granted"
     GRANT_FAILED = "GrantFailed"
@@ -79,6 +84,10 @@ STALLING_REASONS = frozenset(
         Reason.SECRET_KEY_EMPTY,
         Reason.SECRET_NOT_READABLE,
         Reason.NO_TOKENS,
+        Reason.SCIM_PROVIDER_NOT_FOUND,
+        Reason.SCIM_GROUP_NOT_FOUND,
+        Reason.PRINCIPAL_NOT_MATCHED,
+        Reason.PRINCIPAL_AMBIGUOUS,
         Reason.CERTIFICATE_INVALID,
         Reason.WORKLOAD_IDENTITY_UNAVAILABLE,
         Reason.DIRECTORY_ACCESS_DENIED,
