@@ -49,7 +49,7 @@ from kubernetes.client.exceptions import ApiException
 from synapse_scim import metrics
 from synapse_scim.adapters.kube import api_client
 from synapse_scim.controller import runtime
-from synapse_scim.controller.scim import serve_scim
+from synapse_scim.controller.scim import ScimEndpoint, serve_scim
 from synapse_scim.core.durations import parse_duration
 
 log = logging.getLogger("synapse_scim.leadership")
@@ -356,14 +356,18 @@ async def elected(namespaces: Sequence[str], liveness: str | None) -> int:
     # The SCIM endpoint serves on every replica, standby or leader (it is no kopf handler).
     scim = await serve_scim(namespaces)
     try:
-        return await _elect_and_operate(elector, namespaces, liveness, stop)
+        return await _elect_and_operate(elector, namespaces, liveness, stop, scim)
     finally:
         if scim is not None:
             await scim.close()
 
 
 async def _elect_and_operate(
-    elector: LeaderElector, namespaces: Sequence[str], liveness: str | None, stop: asyncio.Future[None]
+    elector: LeaderElector,
+    namespaces: Sequence[str],
+    liveness: str | None,
+    stop: asyncio.Future[None],
+    scim: ScimEndpoint | None = None,
 ) -> int:
     health = await _standby_liveness(liveness)
     acquiring = asyncio.create_task(elector.acquire())
@@ -378,7 +382,7 @@ async def _elect_and_operate(
 
     metrics.LEADER.set(1)
     holding = asyncio.create_task(elector.hold())
-    operating = asyncio.create_task(runtime.operate(namespaces, liveness, stop))
+    operating = asyncio.create_task(runtime.operate(namespaces, liveness, stop, scim))
     await asyncio.wait({holding, operating}, return_when=asyncio.FIRST_COMPLETED)
     if holding.done():
         _lost(holding.exception() or RuntimeError("the renewal loop ended"))

@@ -136,6 +136,8 @@ async def run_workspace_loop(
         stopping.cancel()
         memo.registry.running.discard(key)
         memo.tenants.unsubscribe(key)
+        if memo.get("scim_pokes") is not None:
+            memo.scim_pokes.unsubscribe(key)
         metrics.forget_workspace(namespace, name)
         await memo.connections.drop(namespace, name)
 

@@ -94,6 +94,8 @@ async def run_sync(
             fresh=full or not trusted,
             fresh_directory=directory,
             shared_reads=settings.strategy is not Strategy.NAIVE,
+            scim_source=memo.get("scim"),
+            lookups=watch.lookups if watch else None,
         )
         metrics.WRITE_LIMIT.labels(namespace, name).set(int(clients.workspace.limit.limit))
     except CredentialError as exc:
@@ -103,6 +105,9 @@ async def run_sync(
     if watch is not None and result.problem is None and key in watch.subscribers:
         watch.subscribers[key].groups = result.groups_seen
         watch.subscribers[key].users = result.users_seen
+        watch.subscribers[key].lookups = result.scim.lookups if result.scim is not None else frozenset()
+    if result.problem is None and memo.get("scim_pokes") is not None:
+        memo.scim_pokes.subscribe(key, result.scim)
     if result.problem is not None and result.problem.reason in TOKEN_REFUSED_REASONS:
         # The credential caches its tokens until their declared expiry: a token Azure refused
         # (expired early, revoked) would be presented again on every sync. Start afresh next time.

@@ -15,7 +15,8 @@ from synapse_scim import metrics
 from synapse_scim.adapters.connections import Connections
 from synapse_scim.adapters.kube import Kube, api_client
 from synapse_scim.controller.registry import Registry
-from synapse_scim.controller.scim import serve_scim
+from synapse_scim.controller.scim import ScimEndpoint, serve_scim
+from synapse_scim.controller.scim_pokes import ScimPokes
 from synapse_scim.controller.settings import Settings
 from synapse_scim.controller.tenant import Tenants
 
@@ -46,11 +47,19 @@ async def start(memo: kopf.Memo) -> None:
     memo.connections = Connections(memo.kube.read_secret, memo.settings.write_concurrency)
     memo.registry = Registry()
     memo.tenants = Tenants(memo.settings.directory_poll_interval)
+    # The SCIM endpoint (every replica serves it; it started before kopf, see operate): the syncs read
+    # the pushed groups from its index, and its changes poke the workspaces that use them.
+    memo.scim_pokes = ScimPokes(memo.registry.poke)
+    scim: ScimEndpoint | None = memo.get("scim")
+    if scim is not None:
+        scim.listen(memo.scim_pokes.changed)
     port = int(os.environ.get("SYNAPSE_SCIM_METRICS_PORT", "9090"))
     memo.metrics_server = await metrics.serve(port) if port else None
 
 
 async def stop(memo: kopf.Memo) -> None:
+    if memo.get("scim_pokes") is not None:
+        memo.scim_pokes.close()
     await memo.tenants.close()
     await memo.connections.close()
     if memo.get("metrics_server"):
@@ -77,7 +86,9 @@ def stop_on_signals(stop: asyncio.Future[None]) -> None:
         loop.add_signal_handler(sig, received, sig)
 
 
-async def operate(namespaces: Sequence[str], liveness: str | None, stop: asyncio.Future[None]) -> None:
+async def operate(
+    namespaces: Sequence[str], liveness: str | None, stop: asyncio.Future[None], scim: ScimEndpoint | None = None
+) -> None:
     """Run kopf until `stop` resolves (or kopf stops by itself). This is `kopf.operator` (its
     spawn_tasks and run_tasks), with kopf's signal handlers, which spawn_tasks installs, replaced
     by stop_on_signals'. kopf then stops through its stop flag: as on a signal of its own, except
@@ -91,6 +102,7 @@ async def operate(namespaces: Sequence[str], liveness: str | None, stop: asyncio
         standalone=True,
         liveness_endpoint=liveness,
         stop_flag=stop,
+        memo=kopf.Memo(scim=scim),
     )
     stop_on_signals(stop)
     await kopf.run_tasks(tasks, ignored=existing)
@@ -112,7 +124,7 @@ def run(namespaces: Sequence[str], liveness: str | None) -> int:
         stop_on_signals(stop)
         scim = await serve_scim(namespaces)
         try:
-            await operate(namespaces, liveness, stop)
+            await operate(namespaces, liveness, stop, scim)
         finally:
             if scim is not None:
                 await scim.close()

@@ -20,7 +20,7 @@ import functools
 import logging
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,11 +34,14 @@ from synapse_scim.adapters.scim.providers import ReloadingTLS, SecretTokens, TLS
 from synapse_scim.adapters.scim.server import PREFIX, Provider, Registry, ServerSettings, TokenBucket, make_app
 from synapse_scim.adapters.scim.watch import Watcher
 from synapse_scim.core.durations import parse_duration
+from synapse_scim.core.errors import ReasonedError
 from synapse_scim.core.reasons import Reason
 from synapse_scim.core.scim.resources import Kind
 from synapse_scim.core.scim.service import ScimService
+from synapse_scim.reads.scim_reads import ProviderKey, ScimProviderView, matching_rules
 
 PROVIDERS = "scimproviders"
+LOAD_WAIT = 20.0  # seconds a sync waits for the providers' first listing before it says they are not loaded
 STATUS_TICK = 2.0  # how often the statuses are compared with what they should be (in memory; writes only on change)
 
 log = logging.getLogger("synapse_scim.scim")
@@ -139,6 +142,50 @@ class ScimEndpoint:
         self._watchers: list[Watcher] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._status_lock = asyncio.Lock()
+        self._listed: set[str | None] = set()  # the namespaces (None: all) whose providers were listed once
+        self._all_listed = asyncio.Event()
+        self._listeners: list[Callable[[ProviderKey, Kind | None, str, set[str]], None]] = []
+
+    # -- what the operator's syncs read (reads/scim_reads.py: ScimSource) ----------------------------
+
+    def listen(self, listener: Callable[[ProviderKey, Kind | None, str, set[str]], None]) -> None:
+        """Be told of every pushed change: (provider, kind, id, the groups of a changed user); kind None
+        when the ScimProvider itself changed or went."""
+        self._listeners.append(listener)
+
+    def _changed(self, key: ProviderKey, kind: Kind | None, resource_id: str) -> None:
+        served = self.served.get(key)
+        groups = served.store.groups_of(resource_id) if served is not None and kind is Kind.USER else set()
+        for listener in self._listeners:
+            try:
+                listener(key, kind, resource_id, groups)
+            except Exception:  # a listener's bug must not break the SCIM index
+                log.exception("scim: a change listener failed")
+
+    async def provider(self, namespace: str, name: str) -> ScimProviderView:
+        """A served provider's objects and matching rules, once loaded (waits up to LOAD_WAIT seconds)."""
+        try:
+            await asyncio.wait_for(self._all_listed.wait(), LOAD_WAIT)
+        except TimeoutError:
+            raise ReasonedError(
+                Reason.DIRECTORY_READ_FAILED,
+                f"the ScimProviders were not listed within {LOAD_WAIT:.0f} s (the Kubernetes API is slow or away)",
+            ) from None
+        served = self.served.get((namespace, name))
+        if served is None:
+            raise ReasonedError(
+                Reason.SCIM_PROVIDER_NOT_FOUND,
+                f"ScimProvider {namespace}/{name} does not exist: create it, or fix the subject's provider "
+                f"(`kubectl get scimproviders -n {namespace}`)",
+            )
+        try:
+            await asyncio.wait_for(served.store.ready(), LOAD_WAIT)
+        except TimeoutError:
+            raise ReasonedError(
+                Reason.DIRECTORY_READ_FAILED,
+                f"ScimProvider {namespace}/{name}: its pushed users and groups did not load within {LOAD_WAIT:.0f} s",
+            ) from None
+        return ScimProviderView(namespace, name, served.store, matching_rules(served.obj))
 
     async def start(self) -> None:
         settings = self.settings
@@ -189,6 +236,9 @@ class ScimEndpoint:
     def take_listing(self, namespace: str | None, names: set[str], resource_version: str) -> None:
         """A full listing of `namespace` (None: every namespace; names are then namespace/name) is in (its
         providers came as events): the providers it lacks are gone."""
+        self._listed.add(namespace)
+        if len(self._listed) >= max(1, len(self.namespaces)):
+            self._all_listed.set()
         for key in list(self.served):
             if namespace is None:
                 if f"{key[0]}/{key[1]}" not in names:
@@ -204,8 +254,11 @@ class ScimEndpoint:
         secret = str(((obj.get("spec") or {}).get("tokenSecretRef") or {}).get("name") or "")
         served = self.served.get(key)
         if served is not None:
+            rules_before = matching_rules(served.obj)
             served.obj = obj
             served.tokens.point_at(secret)
+            if matching_rules(obj) != rules_before:
+                self._changed(key, None, "")
             return
         namespace, name = key
         store = KubeScimStore(self.custom, namespace, name)
@@ -218,6 +271,7 @@ class ScimEndpoint:
             TokenBucket(rate=self.settings.rate, burst=self.settings.burst),
         )
         self.served[key] = Served(provider, store, tokens, obj)
+        store.listeners.append(functools.partial(self._changed, key))
         self.registry.add(provider)
         self._tasks.append(asyncio.create_task(store.start()))
         log.info("scim: serving provider %s/%s at %s", namespace, name, self.settings.endpoint(namespace, name))
@@ -228,6 +282,7 @@ class ScimEndpoint:
             self.registry.remove(*key)
             served.store.close()
             log.info("scim: provider %s/%s deleted: no longer served", *key)
+            self._changed(key, None, "")
 
     # -- status --------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.directory_cache import DirectoryCache
+from synapse_scim.adapters.principal_lookups import PrincipalLookupCache
 from synapse_scim.adapters.workspace import Workspace, WorkspaceError
 from synapse_scim.controller.writes import AuditRecord, execute
 from synapse_scim.core.model import BindingKey, ManagementPolicy, Plan, Problem
@@ -22,6 +23,7 @@ from synapse_scim.core.planner import apply, plan_workspace
 from synapse_scim.core.reasons import Reason, is_transient
 from synapse_scim.core.status import BindingOutcome, Condition, conditions, ready_conditions, settled_conditions
 from synapse_scim.reads.inputs import read_workspace
+from synapse_scim.reads.scim_reads import ScimResolution, ScimSource
 
 
 @dataclass
@@ -32,6 +34,7 @@ class SyncResult:
     audit: list[AuditRecord] = field(default_factory=list)
     groups_seen: frozenset[str] = frozenset()
     users_seen: frozenset[str] = frozenset()  # accounts bindings name directly (not through a group)
+    scim: ScimResolution | None = None  # the pushed groups the bindings use (the SCIM pokes follow them)
     plan: Plan | None = None
     problem: Problem | None = None  # the whole workspace failed: nothing was read past it, nothing written
     read_problems: tuple[Problem, ...] = ()  # what kept bindings' wishes unknown (directory, roles, scope)
@@ -92,6 +95,8 @@ async def sync_workspace(
     fresh: bool = True,
     fresh_directory: bool | None = None,
     shared_reads: bool = True,
+    scim_source: ScimSource | None = None,
+    lookups: PrincipalLookupCache | None = None,
 ) -> SyncResult:
     """Read, plan, write. Returns statuses to write; raises nothing for Azure failures (they are status).
 
@@ -107,6 +112,8 @@ async def sync_workspace(
             fresh=fresh,
             fresh_directory=fresh_directory,
             shared_reads=shared_reads,
+            scim_source=scim_source,
+            lookups=lookups,
         )
     except WorkspaceError as exc:
         return workspace_failure(ws, bindings, Problem(exc.reason, exc.message, retry_after=exc.retry_after), when)
@@ -142,6 +149,7 @@ async def sync_workspace(
                 )  # no claims: its status keeps the ones the next sync must still clean up
             continue
         claims = state.claims | final.carried_claims.get(state.key, frozenset())
+        scim = read.scim_subjects.get(state.key)
         outcomes[state.key] = BindingOutcome(
             report=final.reports.get(state.key),
             problems=state.errors,
@@ -154,6 +162,8 @@ async def sync_workspace(
             observe=state.mode is ManagementPolicy.OBSERVE,
             suspended=state.suspended,
             workspace_suspended=ws.suspended,
+            notices=scim.notices if scim is not None else (),
+            scim=scim.counts.as_status() if scim is not None and scim.counts is not None else None,
         )
 
     managed = sum(1 for a in after if a.owned and a.id.lower() not in orphaned_after)
@@ -198,6 +208,7 @@ async def sync_workspace(
         audit=written.audit,
         groups_seen=read.groups_seen,
         users_seen=read.users_seen,
+        scim=read.scim,
         plan=plan,
         read_problems=tuple(p for state in read.states for p in state.errors),
         write_problems=tuple(p for ps in written.errors.values() for p in ps),

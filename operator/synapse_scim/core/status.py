@@ -144,6 +144,10 @@ class BindingOutcome:
     workspace_suspended: bool = False  # the SynapseWorkspace's spec.suspend: its plan writes nothing
     # Deleted, and its finalizer waits for its clean-up: ``report`` is then over the pairs it cleans up.
     deleting: bool = False
+    # Pushed users of its ScimGroup subjects that match no single Entra account: listed in unresolved,
+    # they get nothing, and the binding stays complete (nobody else pays for them).
+    notices: tuple[Problem, ...] = ()
+    scim: dict[str, int] | None = None  # status.scim: its ScimGroup subjects and their members
 
 
 def _workspace_label(o: BindingOutcome, workspace_ref: str) -> str:
@@ -240,6 +244,8 @@ def binding_conditions(o: BindingOutcome, workspace_ref: str) -> list[Condition]
             message=f"{len(r.missing)} to grant, {r.pending_removal} to revoke",
         )
     note = f"; {r.unmanaged} manual assignment(s) left alone" if r.unmanaged else ""
+    if o.notices:
+        note += f"; {len(o.notices)} pushed user(s) match no single Entra account and get nothing (status.unresolved)"
     return ready_conditions(
         ready=True, reason=Reason.IN_SYNC, message=f"all {r.desired} desired assignment(s) present{note}"
     )
@@ -269,9 +275,13 @@ def binding_status(
                 status[keep] = old[keep]
     status["unresolved"] = [
         {"reason": p.reason, "message": p.message, **({"name": p.subject} if p.subject else {})}
-        for p in o.problems
+        for p in (*o.problems, *o.notices)
         if p.subject
     ][:256]
+    if o.scim is not None:
+        status["scim"] = dict(o.scim)
+    elif o.report is None and "scim" in old:
+        status["scim"] = old["scim"]
     if o.claims:
         status["claims"] = [{"roleId": r, "scope": s} for r, s in sorted(o.claims)][:1000]
     elif "claims" in old:

@@ -15,6 +15,7 @@ from synapse_scim.core.planner import desired_grants
 from synapse_scim.core.reasons import Reason
 from synapse_scim.core.scope import role_valid_at, scope_path, spec_scope_spelling
 from synapse_scim.reads.directory_reads import DirectoryReads
+from synapse_scim.reads.scim_reads import SCIM_GROUP, ScimSubjects
 
 
 def subject_label(subject: Mapping[str, Any]) -> str:
@@ -74,9 +75,14 @@ def resolve_roles(
 
 
 async def resolve_binding(
-    b: BindingObject, ws_name: str, roles: Mapping[str, RoleDefinition], reads: DirectoryReads
+    b: BindingObject,
+    ws_name: str,
+    roles: Mapping[str, RoleDefinition],
+    reads: DirectoryReads,
+    scim: ScimSubjects | None = None,
 ) -> tuple[BindingState, frozenset[str]]:
-    """A binding's state for the planner, and the ids of every group its subjects expanded through."""
+    """A binding's state for the planner, and the ids of every group its subjects expanded through.
+    ``scim``: its ScimGroup subjects, resolved for the whole sync (reads/scim_reads.py)."""
     mode = ManagementPolicy(b.spec.get("managementPolicy", "Enforce"))
     deletion_policy = DeletionPolicy(b.spec.get("deletionPolicy", "Delete"))
     previous_claims = claims_from_status(b.status)
@@ -104,7 +110,12 @@ async def resolve_binding(
 
     principals: list[tuple[Principal, tuple[str, ...]]] = []
     groups: set[str] = set()
-    subjects = list(b.spec.get("subjects") or ())
+    subjects = [s for s in b.spec.get("subjects") or () if s.get("kind") != SCIM_GROUP]
+    if scim is not None:
+        # Pushed groups' matched members; a subject that did not resolve (or whose lookups failed)
+        # makes the binding incomplete, so its former members' grants are held, never revoked.
+        principals.extend(scim.principals)
+        problems.extend(scim.problems)
     resolved = await asyncio.gather(
         *(reads.resolve(s.get("kind", ""), s.get("name"), s.get("id")) for s in subjects), return_exceptions=True
     )

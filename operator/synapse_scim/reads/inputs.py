@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.directory_cache import DirectoryCache
+from synapse_scim.adapters.principal_lookups import PrincipalLookupCache
 from synapse_scim.adapters.workspace import RoleDefinition, Workspace
-from synapse_scim.core.model import Assignment, BindingState, WorkspaceInputs
+from synapse_scim.core.model import Assignment, BindingKey, BindingState, WorkspaceInputs
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim.reads.bindings import resolve_binding
 from synapse_scim.reads.directory_reads import DirectoryReads
+from synapse_scim.reads.scim_reads import ScimResolution, ScimSource, ScimSubjects, resolve_scim
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,9 @@ class WorkspaceRead:
     states: tuple[BindingState, ...]
     inputs: WorkspaceInputs
     groups_seen: frozenset[str]  # every group the bindings expanded through (the tenant watch follows them)
-    users_seen: frozenset[str]  # accounts bindings name directly, not through a group
+    users_seen: frozenset[str]  # accounts bindings name directly, or matched from pushed users (not through a group)
+    scim: ScimResolution = field(default_factory=ScimResolution)  # the ScimGroup subjects and their members
+    scim_subjects: dict[BindingKey, ScimSubjects] = field(default_factory=dict)  # per binding that has any
 
     @property
     def role_names(self) -> dict[str, str]:
@@ -72,6 +76,8 @@ async def read_workspace(
     fresh_directory: bool | None = None,
     shared_reads: bool = True,
     reads: DirectoryReads | None = None,
+    scim_source: ScimSource | None = None,
+    lookups: PrincipalLookupCache | None = None,
 ) -> WorkspaceRead:
     """Read everything one sync of ``ws`` needs, and build its planner inputs.
 
@@ -81,7 +87,9 @@ async def read_workspace(
     the tenant cache stands in for what Graph delta did not report as changed. ``shared_reads=False``
     reads every group once per binding that names it (the naive strategy the benchmarks compare
     against). A caller that passes its own ``reads`` keeps them open (to walk groups afterwards) and
-    cancels them itself."""
+    cancels them itself. ``scim_source`` is where ScimGroup subjects are found (None: the SCIM endpoint is
+    off, and they do not resolve); ``lookups`` caches the Graph lookups that match pushed users, and is
+    used under the same rule as the tenant cache."""
     roles = {r.name: r for r in await workspace.role_definitions()}
     known = None if fresh else workspace.known_assignments
     actual = known if known is not None else await workspace.assignments()
@@ -92,12 +100,15 @@ async def read_workspace(
     def new_reads() -> DirectoryReads:
         return DirectoryReads(directory, read_concurrency, cache, use_cache=use_cache, semaphore=semaphore)
 
+    scim = await resolve_scim(bindings, scim_source, directory, lookups, use_cache=use_cache)
+    subjects = {b.key: scim.subjects_of(b) for b in bindings if not (b.deleting or b.suspended)}
+    subjects = {k: v for k, v in subjects.items() if v.counts is not None or v.problems}
     shared = reads or new_reads()
     every = [shared] if shared_reads else [new_reads() for _ in bindings]
     try:
         resolved = await asyncio.gather(
             *(
-                resolve_binding(b, workspace.name, roles, shared if shared_reads else every[i])
+                resolve_binding(b, workspace.name, roles, shared if shared_reads else every[i], subjects.get(b.key))
                 for i, b in enumerate(bindings)
             )
         )
@@ -107,7 +118,8 @@ async def read_workspace(
                 r.cancel()
     states = tuple(s for s, _ in resolved)
     groups_seen: frozenset[str] = frozenset().union(*(g for _, g in resolved))
-    users_seen = frozenset(d.principal.id.lower() for s in states for d in s.desired if not d.via)
+    matched = frozenset(p.id for subject in subjects.values() for p, _ in subject.principals)
+    users_seen = frozenset(d.principal.id.lower() for s in states for d in s.desired if not d.via) | matched
     return WorkspaceRead(
         roles=roles,
         actual=tuple(actual),
@@ -115,4 +127,6 @@ async def read_workspace(
         inputs=workspace_inputs(ws, states, actual, roles.values()),
         groups_seen=groups_seen,
         users_seen=users_seen,
+        scim=scim,
+        scim_subjects=subjects,
     )

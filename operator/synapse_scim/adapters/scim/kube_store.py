@@ -177,6 +177,9 @@ class KubeScimStore:
         self._synced: dict[str, asyncio.Event] = {}
         self._watchers: list[Watcher] = []
         self._ready = False
+        # Told of every change taken in (a watch event or this replica's own write): (kind, id). The
+        # operator's SCIM pokes listen (controller/scim_pokes.py); they must not raise.
+        self.listeners: list[Callable[[Kind, str], None]] = []
 
     # -- the watch -----------------------------------------------------------------------------------
 
@@ -256,6 +259,9 @@ class KubeScimStore:
         if plural == GROUPS:
             self._stale_groups.discard(name)
             self._refresh_group(name)
+            self._tell(Kind.GROUP, name)
+        elif plural == USERS:
+            self._tell(Kind.USER, name)
         elif plural == SHARDS:
             group = str((obj.get("spec") or {}).get("group") or "")
             if kind == "DELETED":
@@ -264,6 +270,16 @@ class KubeScimStore:
                 self._shards_of[group].add(name)
             if group:
                 self._refresh_later(group)
+                self._tell(Kind.GROUP, group)
+
+    def _tell(self, kind: Kind, resource_id: str) -> None:
+        for listener in self.listeners:
+            listener(kind, resource_id)
+
+    def groups_of(self, user_id: str) -> set[str]:
+        """The ids of the groups the user is a member of, as the index holds them now."""
+        self._refresh_stale()
+        return set(_members(self._groups_of, user_id))
 
     def _refresh_later(self, group: str) -> None:
         if not self._stale_groups:
