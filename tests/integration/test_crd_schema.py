@@ -111,7 +111,7 @@ SPEC_FIELDS = {
         "deletionPolicy",
         "suspend",
     },
-    "ScimProvider": {"tokenSecretRef"},
+    "ScimProvider": {"tokenSecretRef", "principalMatching"},
     "ScimUser": {"attributes", "created", "lastModified"},
     "ScimGroup": {"attributes", "created", "lastModified", "members", "memberCount", "shardSet"},
     "ScimGroupMembers": {"group", "shardSet", "shard", "memberCount", "members"},
@@ -136,6 +136,7 @@ STATUS_FIELDS = {
         "claims",
         "lastSyncTime",
         "workspace",
+        "scim",
     },
     "ScimProvider": {"observedGeneration", "conditions", "endpoint", "users", "groups", "lastRequestTime"},
 }
