@@ -1,17 +1,24 @@
 """The requests a provider's endpoint rejected: the sliding window (an injected clock, no sleeps), the
-reason of each answer, and what the app counts."""
+reason of each answer, what the app counts, and status.rejected written by two replicas without a fight."""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from synapse_scim.adapters.scim.server import (
     OTHER_REASON,
     REJECTED_WINDOW,
+    Provider,
     RejectionWindow,
     rejection_reason,
 )
+from synapse_scim.controller.scim import ScimEndpoint, ScimSettings, Served, rejected_summary
 from synapse_scim.core.scim.errors import error_body
+from synapse_scim.core.scim.memory import MemoryStore
+from synapse_scim.core.scim.service import ScimService
 
-from .conftest import Endpoint
+from .conftest import OKTA_TOKEN, Endpoint
 from .test_http import call
 
 
@@ -128,3 +135,88 @@ async def test_the_endpoint_counts_each_rejection_against_its_provider(endpoint:
         "409 uniqueness": 1,
     }
     assert entra.rejected.snapshot() == []
+
+
+# -- status.rejected ---------------------------------------------------------------------------------
+
+
+class FakeStore:
+    is_ready = True
+
+    async def count(self, kind: Any) -> int:
+        return 0
+
+
+class NoProblem:
+    problem = None
+
+
+def _replica(name: str, obj: dict[str, Any], clock: Clock) -> tuple[ScimEndpoint, Served]:
+    endpoint = ScimEndpoint.__new__(ScimEndpoint)
+    endpoint.settings = ScimSettings(port=8443, service_host="scim.svc", status_interval=30, replica=name)
+    provider = Provider("ns", "okta", ScimService(MemoryStore()), lambda: [OKTA_TOKEN])
+    provider.rejected = RejectionWindow(clock)
+    return endpoint, Served(provider, FakeStore(), NoProblem(), obj)  # type: ignore[arg-type]
+
+
+async def _tick(replicas: list[tuple[ScimEndpoint, Served]], obj: dict[str, Any], clock: Clock) -> int:
+    """Each replica in turn as _write_status does it: computes, writes when different. The writes made."""
+    writes = 0
+    for endpoint, served in replicas:
+        served.obj = obj
+        status = await endpoint.desired_status(served, now=clock.now)
+        if status != (obj.get("status") or {}):
+            obj["status"] = status
+            writes += 1
+    return writes
+
+
+async def test_two_replicas_each_write_their_own_entry_and_the_sum_without_a_fight() -> None:
+    clock = Clock()
+    obj: dict[str, Any] = {"metadata": {"namespace": "ns", "name": "okta", "generation": 1}, "status": {}}
+    a, b = _replica("pod-a", obj, clock), _replica("pod-b", obj, clock)
+    await _tick([a, b], obj, clock)
+    assert obj["status"]["rejected"] == [] and obj["status"]["rejectedTotal"] == 0
+    assert "rejectedByReplica" not in obj["status"]
+
+    for _ in range(3):
+        a[1].provider.rejected.add("401 invalid token")
+    b[1].provider.rejected.add("401 invalid token")
+    b[1].provider.rejected.add("400 invalidFilter")
+    assert await _tick([a, b], obj, clock) == 2
+    status = obj["status"]
+    assert [entry["pod"] for entry in status["rejectedByReplica"]] == ["pod-a", "pod-b"]
+    assert status["rejectedTotal"] == 5
+    last = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now))
+    assert status["rejected"] == [
+        {"reason": "401 invalid token", "count": 4, "lastTime": last},
+        {"reason": "400 invalidFilter", "count": 1, "lastTime": last},
+    ]
+    # Nothing new: neither replica writes, in either order.
+    assert await _tick([a, b], obj, clock) == 0
+    assert await _tick([b, a], obj, clock) == 0
+
+    # New rejections within the status interval are not written yet (no write per request)...
+    a[1].provider.rejected.add("429 rate limited")
+    clock.now += 10
+    assert await _tick([a, b], obj, clock) == 0
+    # ...and are once the interval has passed: by the replica that saw them, once.
+    clock.now += 20
+    assert await _tick([a, b], obj, clock) == 1
+    assert obj["status"]["rejectedTotal"] == 6
+    assert await _tick([b, a], obj, clock) == 0
+
+    # pod-b goes away: its entry stays until an hour after it last refreshed it; pod-a's counts expire.
+    replicas = [a]
+    clock.now += REJECTED_WINDOW + 31
+    await _tick(replicas, obj, clock)
+    assert obj["status"]["rejectedTotal"] == 0 and "rejectedByReplica" not in obj["status"]
+    assert await _tick(replicas, obj, clock) == 0
+
+
+def test_the_sum_adds_up_counts_by_reason_and_keeps_the_latest_time() -> None:
+    entries = [
+        {"pod": "a", "time": "t", "total": 12, "rejected": [{"reason": "x", "count": 2, "lastTime": "2026-01-01"}]},
+        {"pod": "b", "time": "t", "total": 3, "rejected": [{"reason": "x", "count": 3, "lastTime": "2026-02-01"}]},
+    ]
+    assert rejected_summary(entries) == ([{"reason": "x", "count": 5, "lastTime": "2026-02-01"}], 15)
