@@ -28,15 +28,17 @@ DATA_ENGINEERS = {"kind": "ScimGroup", "provider": "okta", "name": "Data Enginee
 GHOSTS = {"kind": "ScimGroup", "provider": "okta", "name": "Ghosts"}
 
 
-async def _push(objects: client.CustomObjectsApi, namespace: str) -> None:
-    """What okta pushed: the group Data Engineers with alice and ERIN (userName as the UPN, any case),
-    dave (disabled in Entra ID), frank (deactivated in okta) and zoe (no Entra account); no group Ghosts."""
+async def _push(objects: client.CustomObjectsApi, namespace: str, grace: str) -> None:
+    """What okta pushed: the group Data Engineers with alice and ERIN (userName as the UPN, any case), gmiller
+    (grace's object id as externalId), dave (disabled in Entra ID), frank (deactivated in okta) and zoe (no
+    Entra account); no group Ghosts."""
     store = KubeScimStore(objects, namespace, "okta")
     await store.start()
     try:
         users = [
             await store.create(Kind.USER, {"userName": scenario.upn("alice"), "active": True}),
             await store.create(Kind.USER, {"userName": "ERIN@contoso.com", "active": True}),
+            await store.create(Kind.USER, {"userName": "gmiller", "externalId": grace, "active": True}),
             await store.create(Kind.USER, {"userName": scenario.upn("dave"), "active": True}),
             await store.create(Kind.USER, {"userName": scenario.upn("frank"), "active": False}),
             await store.create(Kind.USER, {"userName": "zoe@fabrikam.com", "active": True}),
@@ -81,7 +83,8 @@ def pushed(cli: Cli, cluster: Any, namespace: str, objects: client.CustomObjects
         "spec": {"tokenSecretRef": {"name": "okta-scim-tokens"}},
     }
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "scimproviders", provider)
-    asyncio.run(_push(objects, namespace))
+    grace = str(sb.state.directory.resolve(scenario.upn("grace"), kinds=("user",)).id)
+    asyncio.run(_push(objects, namespace, grace))
     scenario.owned(sb, "analytics", "Synapse Contributor", scenario.upn("bob"))
     scenario.owned(sb, "analytics", "Synapse Artifact Publisher", scenario.upn("carol"))
     return _pr(tmp_path, {"okta-engineers": [DATA_ENGINEERS], "okta-ghosts": [GHOSTS]})
@@ -99,6 +102,7 @@ def test_plan_shows_scim_chains_unmatched_users_and_held_grants(
     assert result.stderr == ""
     assert_golden("plan-scim.txt", result.stdout, {namespace: "t-##########"})
     assert "okta: Data Engineers → alice@contoso.com (matched by userName)" in result.stdout
+    assert "okta: Data Engineers → grace@contoso.com (matched by externalId, pushed as gmiller)" in result.stdout
     assert writes(cli.sb) == {}
 
 
@@ -106,7 +110,7 @@ def test_plan_json_adds_the_scim_fields(cli: Cli, cluster: Any, namespace: str, 
     doc = json.loads(cli(*_args(cluster, namespace, "plan", "-o", "json"), identity=False).stdout)
     (ws,) = doc["workspaces"]
     grants = {c["principal"]["display"]: c for c in ws["changes"] if c["action"] == "grant"}
-    assert set(grants) == {scenario.upn("alice"), scenario.upn("erin")}
+    assert set(grants) == {scenario.upn("alice"), scenario.upn("erin"), scenario.upn("grace")}
     alice = grants[scenario.upn("alice")]
     assert alice["via"] == ["okta: Data Engineers → alice@contoso.com (matched by userName)"]
     (how,) = alice["scim"]
@@ -126,8 +130,8 @@ def test_plan_json_adds_the_scim_fields(cli: Cli, cluster: Any, namespace: str, 
     engineers = bindings["okta-engineers"]
     assert engineers["scim"]["counts"] == {
         "groups": 1,
-        "members": 5,
-        "matched": 2,
+        "members": 6,
+        "matched": 3,
         "unmatched": 1,
         "inactive": 1,
         "disabled": 1,
