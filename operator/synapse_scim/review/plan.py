@@ -8,7 +8,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from synapse_scim.core.model import Assignment, BindingKey, Principal, Problem, normalize_id
@@ -47,7 +47,7 @@ class Row:
     via: tuple[str, ...]  # grant: one chain per wanting binding ("ns/b: A → B → alice"); others: ()
     assignment_id: str
     # grant through pushed groups: per wanting binding, the pushed user and how it matched (JSON "scim")
-    scim: tuple[dict[str, Any], ...] = field(default=())
+    scim: tuple[dict[str, Any], ...] = ()
 
     def cells(self) -> list[str]:
         return [
@@ -207,9 +207,11 @@ async def plan_main(argv: list[str], stdout: TextIO | None = None) -> int:
     try:
         await preview_all(args, progress, session, "plan")
         for preview, walker in zip(session.previews, session.walkers, strict=True):
-            planned = preview.plan is not None and walker is not None
-            rows = await _plan_rows(preview, walker) if planned and walker else []
-            kept = await _kept(preview, walker) if planned and walker else []
+            rows: list[Row] = []
+            kept: list[Kept] = []
+            if preview.plan is not None and walker is not None:
+                rows = await _plan_rows(preview, walker)
+                kept = await _kept(preview, walker)
             report.append({"preview": preview, "rows": rows, "problems": _problems(preview), "kept": kept})
     except Exception as exc:
         message = fatal_message(exc)
