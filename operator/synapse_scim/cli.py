@@ -1,4 +1,4 @@
-"""The `synapse-scim` command: run | plan | explain, plus the commands of installed plugins.
+"""The `synapse-scim` command: run | plan | explain | report, plus the commands of installed plugins.
 
 Plugins are entry points of the group ``synapse_scim.commands``: each names a function taking the
 command's own arguments and returning an exit code. The development distribution in ``sandbox/``
@@ -28,6 +28,12 @@ def _plan(argv: list[str]) -> int:
     return plan(argv)
 
 
+def _report(argv: list[str]) -> int:
+    from synapse_scim.review.report import report
+
+    return report(argv)
+
+
 def _explain(argv: list[str]) -> int:
     from synapse_scim.review.explain import explain
 
@@ -38,6 +44,7 @@ BUILTIN: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "run": (_run, "run the operator (kopf) against the current cluster"),
     "plan": (_plan, "what the operator would grant, revoke or hold for these manifests (read-only)"),
     "explain": (_explain, "every role a principal holds and why (binding, group chain, manual)"),
+    "report": (_report, "access review: every role assignment of every workspace and why (HTML, CSV, JSON)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""What `plan` and `explain` share: their arguments, the targets they read, the previews and
+"""What `plan`, `explain` and `report` share: their arguments, the targets they read, the previews and
 connections they hold open, progress on a terminal, and the one-line messages of fatal errors."""
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ class Progress:
             self._width = 0
 
 
-def arguments(prog: str, explain: bool) -> argparse.ArgumentParser:
+def arguments(
+    prog: str, explain: bool, outputs: tuple[str, ...] = ("table", "json"), prune: bool = True
+) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
     if explain:
         p.add_argument(
@@ -72,14 +74,14 @@ def arguments(prog: str, explain: bool) -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
     p.add_argument("-n", "--namespace", default="default", help="namespace of manifests that name none")
-    if not explain:
+    if not explain and prune:
         p.add_argument(
             "--prune",
             action="store_true",
             help="with --cluster: plan the cluster's bindings missing from the manifests as deleted "
             "(as Argo CD or Flux with pruning would)",
         )
-    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument("-o", "--output", choices=outputs, default=outputs[0])
     return p
 
 
