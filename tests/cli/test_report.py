@@ -111,7 +111,7 @@ def test_report_html_in_headless_chromium(cli: Cli, repo: Path, tmp_path: Path) 
 
     shot = tmp_path / "report.png"
     chromium(
-        f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}", "--window-size=1400,1800", page.as_uri()
+        f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}", "--window-size=1400,1150", page.as_uri()
     )
     assert shot.exists() and shot.stat().st_size > 10_000, "chromium took no screenshot"
     print(f"screenshot: {shot}")

@@ -77,10 +77,14 @@ class Approval:
     def as_dict(self) -> dict[str, Any]:
         return {"value": self.value, "manager": self.manager, "operation": self.operation, "time": self.time}
 
-    def text(self) -> str:
+    def text(self, plan_id: str | None = None) -> str:
+        """``plan_id``: the plan the row's removal belongs to; an approval of another plan says so."""
+        stale = (
+            f" (not plan {plan_id}: a changed plan needs a new approval)" if plan_id and plan_id != self.value else ""
+        )
         if self.manager is None:
-            return f"approved {self.value} (field manager not recorded)"
-        return f"approved {self.value} by field manager {self.manager} ({self.operation}, {self.time})"
+            return f"approved {self.value}{stale} (field manager not recorded)"
+        return f"approved {self.value}{stale} by field manager {self.manager} ({self.operation}, {self.time})"
 
 
 def approval_of(body: dict[str, Any] | None) -> Approval | None:
@@ -185,7 +189,7 @@ def csv_cells(row: ReportRow) -> list[str]:
         "; ".join(row.bindings or row.held_by),
         "; ".join(row.via),
         row.plan_id or "",
-        row.approval.text() if row.approval else "",
+        row.approval.text(row.plan_id) if row.approval else "",
         row.granted or GRANTED_UNKNOWN,
         row.assignment_id,
     ]

@@ -82,6 +82,29 @@ apply();document.body.setAttribute('data-ready','1');
 """
 
 
+# The table's columns: the justification and the names first, the ids last (the CSV's order is the
+# workspace's first, for spreadsheets).
+HTML_COLUMNS = (
+    "status",
+    "principal",
+    "principalType",
+    "role",
+    "scope",
+    "bindings",
+    "via",
+    "namespace",
+    "workspace",
+    "workspaceName",
+    "planId",
+    "approvedBy",
+    "granted",
+    "principalId",
+    "roleId",
+    "assignmentId",
+)
+_ORDER = [CSV_COLUMNS.index(c) for c in HTML_COLUMNS]
+
+
 def _json_script(element_id: str, value: Any) -> str:
     """JSON inside <script>: <, >, & and the JS line separators escaped, so no value can end the block."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -162,7 +185,7 @@ def render_html(report: Report) -> str:
         if result.plan_id:
             extra = f"removal plan {result.plan_id}"
             if result.approval:
-                extra += "; " + result.approval.text()
+                extra += "; " + result.approval.text(result.plan_id)
         ws_rows.append(
             f'<tr data-workspace="{e(w["namespace"])}/{e(w["name"])}"><td>{e(w["namespace"])}/{e(w["name"])}</td>'
             f'<td>{e(w["workspaceName"])}</td><td class="n">{w["assignments"]}</td><td>{e(roles)}</td>'
@@ -180,7 +203,7 @@ def render_html(report: Report) -> str:
         for r in priv[:200]
     )
     priv_more = f"<p>… and {len(priv) - 200} more (filter the table below)</p>" if len(priv) > 200 else ""
-    head = "".join(f'<th scope="col">{e(c)}</th>' for c in CSV_COLUMNS)
+    head = "".join(f'<th scope="col">{e(c)}</th>' for c in HTML_COLUMNS)
     options = "".join(f'<option value="{e(s)}">{e(s)}</option>' for s in Status.ALL)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -218,8 +241,8 @@ kubectl-annotate), not people, unless the approver used --field-manager.</p>
 </noscript>
 <div style="overflow-x:auto">
 <table id="assignments"><thead><tr>{head}</tr></thead><tbody id="rows-body"></tbody></table></div>
-{_json_script("cols", list(CSV_COLUMNS))}
-{_json_script("rows", [csv_cells(r) for r in rows])}
+{_json_script("cols", list(HTML_COLUMNS))}
+{_json_script("rows", [[cells[i] for i in _ORDER] for cells in map(csv_cells, rows)])}
 {_json_script("colors", COLORS)}
 <script>{SCRIPT}</script>
 </body></html>
