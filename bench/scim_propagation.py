@@ -34,7 +34,8 @@ Two SynapseWorkspaces, each with one binding of role "Synapse User" to a ScimGro
    run counts (the machine's CPUs are shared); the formula of
    bench/scale_bench.py for writes alone, ceil(creates / 8) x Synapse latency, is shown beside it.
    Target: after the push <= 1.25 x the lower bound. What the burst cost: syncs
-   (`synapse_scim_syncs_total` from the operator's /metrics, by kind) and Azure calls (the sandbox's
+   (`synapse_scim_syncs_total` from the operator's /metrics, by kind; the pokes that asked for them,
+   `synapse_scim_scim_pokes_total`) and Azure calls (the sandbox's
    counters, by operation) from just before the first request until the last grant plus 2 s.
 
 Writes bench/results/scim-propagation-<date>.{json,md} (with `--quick`, only when `--out` is given).
@@ -65,7 +66,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench_results import write_results
 from scale_model import APP_SECRET
-from scale_procs import SandboxProcess, cpu_plan, machine
+from scale_procs import SandboxProcess, cpu_plan, cpu_seconds, machine
 from scim_operator import GROUP, VERSION, ScimOperator
 from synapse_scim.adapters.connections import Connections
 from synapse_scim.adapters.workspace import roles_by_name
@@ -236,12 +237,14 @@ class SynapseLog:
 
 
 def syncs(metrics: str | None) -> dict[str, int]:
-    """synapse_scim_syncs_total by "workspace/kind"."""
+    """synapse_scim_syncs_total by "workspace/kind", and synapse_scim_scim_pokes_total by "workspace/pokes"."""
     out: Counter[str] = Counter()
     for family in text_string_to_metric_families(metrics or ""):
         for sample in family.samples:
             if sample.name == "synapse_scim_syncs_total":
                 out[f"{sample.labels['workspace']}/{sample.labels['kind']}"] += int(sample.value)
+            elif sample.name == "synapse_scim_scim_pokes_total":
+                out[f"{sample.labels['workspace']}/pokes"] += int(sample.value)
     return dict(out)
 
 
@@ -366,6 +369,7 @@ class Bench:
                 )
                 report["scim_requests"], report["scim_throttled"] = scim.requests, scim.throttled
             endpoint.stop()
+
         lb = report["lower_bound"]["measured_s"]
         b = report["burst"]
         report["burst"]["after_push_over_lower_bound"] = round(b["granted_after_push_s"] / lb, 2) if lb else None
@@ -541,6 +545,7 @@ class Bench:
             "POST", "/Groups", {"schemas": [GROUP_SCHEMA], "displayName": BURST_GROUP, "members": []}
         )
         first_patch = time.time()
+        cpu0 = {"operator": cpu_seconds(process.pid), "sandbox": cpu_seconds(self.sandbox.info["pid"])}
         last = first_patch
         for k in range(0, len(ids), cfg.batch):
             _, last = await scim.call("PATCH", f"/Groups/{group['id']}", add_members(ids[k : k + cfg.batch]))
@@ -555,14 +560,21 @@ class Bench:
                     granted.setdefault(str(p.get("principalId", "")).lower(), float(e["time"]))
         missing = len(want - granted.keys())
         done = max(granted.values(), default=time.time())
+        cpu = {
+            k: round(cpu_seconds(pid) - cpu0[k], 2)
+            for k, pid in (("operator", process.pid), ("sandbox", self.sandbox.info["pid"]))
+        }
+        wall = round(time.time() - first_patch, 2)
         await asyncio.sleep(2.0)  # the syncs the last changes started, finished
         counters1, syncs1 = await admin.counters(), syncs(process.metrics())
         calls = by_operation(diff(counters1, counters0))
-        burst_syncs = diff(syncs1, syncs0)
+        counted = diff(syncs1, syncs0)
+        burst_syncs = {k: n for k, n in counted.items() if not k.endswith("/pokes")}
         held = await self.held(admin, "burst", role_id)
         graph = await admin.request_log(service="graph", since=graph_seq)
         return {
             "timeline": self.timeline(first_patch, graph, granted, started),
+            "cpu_s_from_first_patch": {**cpu, "wall_s": wall},
             "members": len(users),
             "requests": scim.requests - requests0,
             "throttled_429": scim.throttled - throttled0,
@@ -576,6 +588,7 @@ class Bench:
             "total_s": round(done - started, 2),
             "syncs": burst_syncs,
             "syncs_total": sum(burst_syncs.values()),
+            "scim_pokes": sum(n for k, n in counted.items() if k.endswith("/pokes")),
             "azure_calls": calls,
             "graph_calls": sum(n for k, n in calls.items() if k.startswith("graph.")),
             "synapse_calls": sum(n for k, n in calls.items() if k.startswith("synapse.")),
@@ -635,7 +648,8 @@ def markdown(report: dict[str, Any]) -> str:
         *(f"| {k} | {v['n']} | {v['p50_s']} | {v['p95_s']} |" for k, v in s["per_kind"].items()),
         f"| **all** | {s['measured']} | **{s['p50_s']}** | **{s['p95_s']}** (max {s['max_s']}) |",
         "",
-        f"Syncs during the single changes: {s['syncs']}. Final state as expected: {s['final_state_matches']}.",
+        f"Syncs and SCIM pokes during the single changes: {s['syncs']}. Final state as expected: "
+        f"{s['final_state_matches']}.",
         "",
         f"## Burst: Okta's initial push of a {b['members']:,}-member group",
         "",
@@ -658,7 +672,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Granted {b['granted']:,} of {b['members']:,}; final state as expected: {b['final_state_matches']}.",
         "",
         f"What the burst caused (from its first request to 2 s after the last grant): **{b['syncs_total']} syncs** "
-        f"({', '.join(f'{k} {v}' for k, v in b['syncs'].items())}), **{b['graph_calls']} Graph calls**, "
+        f"({', '.join(f'{k} {v}' for k, v in b['syncs'].items())}; {b['scim_pokes']} of them asked for by SCIM "
+        f"pokes, synapse_scim_scim_pokes_total), **{b['graph_calls']} Graph calls**, "
         f"{b['synapse_calls']} Synapse calls.",
         "",
         "| sandbox operation | calls |",
@@ -684,6 +699,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {t['last_grant_s']} |",
             *(f"| {e['line'].split(': ', 1)[-1]} (the sync's end) | {e['at_s']} |" for e in t.get("sync_ends", ())),
         ]
+        cpu = b.get("cpu_s_from_first_patch") or {}
+        if cpu:
+            lines += [
+                "",
+                f"CPU seconds from the first PATCH until the last grant was seen ({cpu['wall_s']} s of wall time): "
+                f"the operator (one CPU) {cpu['operator']}, the sandbox (the other) {cpu['sandbox']}.",
+            ]
     if report.get("notes"):
         lines += ["", "## Notes", "", *report["notes"]]
     return "\n".join(lines) + "\n"
