@@ -7,7 +7,8 @@ and service principals may be named by id, userPrincipalName, displayName or app
 |--------------------------------------------------|-----------------------------------------------|
 | GET  /info                                       | endpoints, tenant, clients, counts            |
 | POST /reset                                      | restore the seed; clear faults, counters, log |
-| POST /users                                      | {userPrincipalName, displayName?, id?, accountEnabled?} |
+| POST /users                                      | {userPrincipalName, displayName?, id?, accountEnabled?, mail?} |
+| PATCH /users/{user}                              | {mail?, userPrincipalName?} (mail "" clears it) |
 | DELETE /users/{user}                             |                                               |
 | POST /users/{user}/disable, /users/{user}/enable |                                               |
 | POST /groups                                     | {displayName, id?, members?: [ref]}           |
@@ -113,6 +114,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
             "userPrincipalName": u.user_principal_name,
             "displayName": u.display_name,
             "accountEnabled": u.account_enabled,
+            "mail": u.mail,
         }
 
     def group_json(g: Any) -> dict[str, Any]:
@@ -133,8 +135,19 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
             upn,
             b.get("displayName") or upn.split("@")[0],
             account_enabled=bool(b.get("accountEnabled", True)),
+            mail=b.get("mail") or None,
         )
         return user_json(user)
+
+    async def update_user(request: web.Request) -> Any:
+        b = await body(request)
+        user = directory().resolve(request.match_info["ref"], (USER,))
+        for key in ("mail", "userPrincipalName"):
+            if b.get(key) is not None and not isinstance(b[key], str):
+                raise ValueError(f"{key} must be a string")
+        return user_json(
+            directory().update_user(user.id, mail=b.get("mail"), user_principal_name=b.get("userPrincipalName"))
+        )
 
     async def delete_user(request: web.Request) -> Any:
         user = directory().resolve(request.match_info["ref"], (USER,))
@@ -342,6 +355,7 @@ def admin_routes(sandbox: Sandbox) -> list[web.RouteDef]:
         web.get(f"{p}/info", wrap(info)),
         web.post(f"{p}/reset", wrap(reset)),
         web.post(f"{p}/users", wrap(add_user)),
+        web.patch(f"{p}/users/{{ref}}", wrap(update_user)),
         web.delete(f"{p}/users/{{ref}}", wrap(delete_user)),
         web.post(f"{p}/users/{{ref}}/disable", wrap(set_enabled(False))),
         web.post(f"{p}/users/{{ref}}/enable", wrap(set_enabled(True))),
@@ -406,6 +420,7 @@ class _AdminCalls:
         *,
         id: str | None = None,
         account_enabled: bool = True,
+        mail: str | None = None,
     ) -> Any:
         return self._call(
             "POST",
@@ -415,8 +430,13 @@ class _AdminCalls:
                 "displayName": display_name,
                 "id": id,
                 "accountEnabled": account_enabled,
+                "mail": mail,
             },
         )
+
+    def update_user(self, user: str, *, mail: str | None = None, user_principal_name: str | None = None) -> Any:
+        """Change a user's mail (\"\" clears it) and/or userPrincipalName (users/delta reports each)."""
+        return self._call("PATCH", f"/users/{_q(user)}", {"mail": mail, "userPrincipalName": user_principal_name})
 
     def delete_user(self, user: str) -> Any:
         return self._call("DELETE", f"/users/{_q(user)}")

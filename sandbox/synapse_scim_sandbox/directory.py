@@ -4,7 +4,8 @@ Everything here is plain data and synchronous; the HTTP layers read and mutate i
 Ids are stored lower-case (object ids are GUIDs, compared case-insensitively by the real service).
 
 Indexes kept so that reads are O(answer), not O(directory):
-- userPrincipalName, group displayName, service principal appId and displayName -> ids;
+- userPrincipalName, mail, group displayName, service principal appId and displayName -> ids (all
+  without case), and the sorted userPrincipalNames for `startswith` (a guest's `x_y#EXT#@` prefix);
 - member id -> the groups that contain it directly (to invalidate cached transitive expansions of
   every ancestor, cycle-safe, when a group changes);
 - cached direct and transitive member tuples per group (immutable snapshots: a page token can keep
@@ -193,6 +194,8 @@ class Directory:
         self.expired_answer: tuple[int, str, str] = EXPIRED_410
         self._ordinal = itertools.count(1)
         self._upn: dict[str, str] = {}
+        self._upn_sorted: list[str] = []  # the keys of _upn, sorted: a prefix is a range
+        self._mail: dict[str, list[str]] = {}  # casefolded mail -> user ids (Entra does not make it unique)
         self._group_names: dict[str, list[str]] = {}
         self._sp_app: dict[str, str] = {}
         self._sp_names: dict[str, list[str]] = {}
@@ -210,6 +213,19 @@ class Directory:
     def user_by_upn(self, upn: str) -> User | None:
         oid = self._upn.get(upn.casefold())
         return self.users.get(oid) if oid else None
+
+    def users_by_mail(self, mail: str) -> list[User]:
+        return [self.users[u] for u in self._mail.get(mail.casefold(), ())]
+
+    def users_with_upn_prefix(self, prefix: str) -> list[User]:
+        """Users whose userPrincipalName starts with `prefix`, without case (Graph's `startswith`)."""
+        key = prefix.casefold()
+        out: list[User] = []
+        for upn in itertools.islice(self._upn_sorted, bisect.bisect_left(self._upn_sorted, key), None):
+            if not upn.startswith(key):
+                break
+            out.append(self.users[self._upn[upn]])
+        return out
 
     def user(self, ref: str) -> User | None:
         """A user by object id or userPrincipalName."""
@@ -291,6 +307,9 @@ class Directory:
         )
         self.users[oid] = user
         self._upn[key] = oid
+        bisect.insort(self._upn_sorted, key)
+        if mail:
+            self._mail.setdefault(mail.casefold(), []).append(oid)
         self.user_order.add(user.ordinal, oid)
         self.user_changes.record(oid, "create")
         return user
@@ -401,6 +420,45 @@ class Directory:
         log.record(account.id, "update", "accountEnabled")
         return account
 
+    def update_user(self, user_id: str, *, mail: str | None = None, user_principal_name: str | None = None) -> User:
+        """Change a user's mail (\"\" clears it) and/or userPrincipalName; each is logged as its property."""
+        user = self.users.get(user_id.lower())
+        if user is None:
+            raise NotFound(f"user {user_id} does not exist")
+        if user_principal_name is not None and user_principal_name != user.user_principal_name:
+            key = user_principal_name.casefold()
+            if self._upn.get(key, user.id) != user.id:
+                raise DirectoryError(
+                    f"userPrincipalName {user_principal_name!r} already exists", status=409, code="Conflict"
+                )
+            self._unindex_upn(user)
+            user.user_principal_name = user_principal_name
+            self._upn[key] = user.id
+            bisect.insort(self._upn_sorted, key)
+            self.revision += 1
+            self.user_changes.record(user.id, "update", "userPrincipalName")
+        if mail is not None and (mail or None) != user.mail:
+            self._unindex_mail(user)
+            user.mail = mail or None
+            if user.mail:
+                self._mail.setdefault(user.mail.casefold(), []).append(user.id)
+            self.revision += 1
+            self.user_changes.record(user.id, "update", "mail")
+        return user
+
+    def _unindex_upn(self, user: User) -> None:
+        key = user.user_principal_name.casefold()
+        del self._upn[key]
+        del self._upn_sorted[bisect.bisect_left(self._upn_sorted, key)]
+
+    def _unindex_mail(self, user: User) -> None:
+        if not user.mail:
+            return
+        ids = self._mail[user.mail.casefold()]
+        ids.remove(user.id)
+        if not ids:
+            del self._mail[user.mail.casefold()]
+
     def rename_group(self, group_id: str, display_name: str) -> Group:
         group = self._group(group_id)
         names = self._group_names[group.display_name.casefold()]
@@ -443,7 +501,8 @@ class Directory:
         self._detach(user.id)
         self.revision += 1
         del self.users[user.id]
-        del self._upn[user.user_principal_name.casefold()]
+        self._unindex_upn(user)
+        self._unindex_mail(user)
         self.user_order.remove(user.ordinal)
         self.user_changes.record(user.id, "delete")
         return user

@@ -6,7 +6,9 @@ Operations (name: path):
 - members / transitiveMembers `GET /v1.0/groups/{id}/members|transitiveMembers[/microsoft.graph.user|
   group|servicePrincipal]` (polymorphic `@odata.type`; default page 100, `$top` 1..999; `$filter` and
   `$count` need `ConsistencyLevel: eventual`, as on the real service);
-- getUser `GET /v1.0/users/{id or userPrincipalName}`; listUsers `GET /v1.0/users`;
+- getUser `GET /v1.0/users/{id or userPrincipalName}`; listUsers `GET /v1.0/users` (`$filter` on any
+  user property; `userPrincipalName eq`, `mail eq` and `startswith(userPrincipalName,'…')` alone are
+  answered from indexes, without case, as Graph compares them);
 - getServicePrincipal `GET /v1.0/servicePrincipals/{id}` or `/servicePrincipals(appId='...')`;
   listServicePrincipals `GET /v1.0/servicePrincipals` ($filter on appId, displayName, ...);
 - getDirectoryObject `GET /v1.0/directoryObjects/{id}`; getByIds `POST /v1.0/directoryObjects/getByIds`;
@@ -484,8 +486,10 @@ class GraphService(Service):
             d.users,
             {
                 "userPrincipalName": lambda v: [u.id] if (u := d.user_by_upn(str(v))) else [],
+                "mail": lambda v: [u.id for u in d.users_by_mail(str(v))],
                 "id": lambda v: [str(v).lower()] if str(v).lower() in d.users else [],
             },
+            {"userPrincipalName": lambda v: [u.id for u in d.users_with_upn_prefix(v)]},
         )
 
     async def list_service_principals(self, call: Call) -> web.Response:
@@ -512,6 +516,7 @@ class GraphService(Service):
         order: OrderedIds,
         objects: Mapping[str, Any],
         indexes: Mapping[str, Callable[[Any], list[str]]],
+        prefixes: Mapping[str, Callable[[str], list[str]]] | None = None,
     ) -> web.Response:
         select = self.select(call, GETTERS[kind])
         flt = self.filter(call, GETTERS[kind])
@@ -523,8 +528,12 @@ class GraphService(Service):
         p = plan(select, (kind,))
 
         def candidates() -> Iterator[tuple[int, Any]]:
+            ids: set[str] | None = None
             if flt is not None and flt.lookup is not None and flt.lookup[0] in indexes:
                 ids = {i for v in flt.lookup[1] for i in indexes[flt.lookup[0]](v)}
+            elif flt is not None and flt.prefix is not None and flt.prefix[0] in (prefixes or {}):
+                ids = set((prefixes or {})[flt.prefix[0]](flt.prefix[1]))
+            if ids is not None:
                 objs = sorted((objects[i] for i in ids), key=lambda o: o.ordinal)
                 yield from ((o.ordinal, o) for o in objs if o.ordinal > after)
             else:

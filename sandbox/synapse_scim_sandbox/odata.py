@@ -29,6 +29,8 @@ class Filter:
     #: (property, values) when the whole filter is `prop eq v` or `prop in (...)`: lets callers use an index
     lookup: tuple[str, tuple[Any, ...]] | None
     properties: frozenset[str]
+    #: (property, prefix) when the whole filter is `startswith(prop,'prefix')`: an index can answer it too
+    prefix: tuple[str, str] | None = None
 
 
 def _tokens(text: str) -> list[tuple[str, Any]]:
@@ -192,7 +194,25 @@ def parse_filter(text: str, allowed: Collection[str]) -> Filter:
     parser = _Parser(text, allowed)
     predicate = parser.parse()
     lookup = _simple_lookup(parser.toks, parser.allowed)
-    return Filter(predicate, lookup, frozenset(parser.props))
+    return Filter(predicate, lookup, frozenset(parser.props), _simple_prefix(parser.toks, parser.allowed))
+
+
+def _simple_prefix(toks: list[tuple[str, Any]], allowed: Mapping[str, str]) -> tuple[str, str] | None:
+    """`startswith(prop,'v')` alone -> (prop, v)."""
+    if (
+        len(toks) == 6
+        and toks[0][0] == "word"
+        and str(toks[0][1]).lower() == "startswith"
+        and toks[1] == ("punct", "(")
+        and toks[2][0] == "word"
+        and toks[3] == ("punct", ",")
+        and toks[4][0] == "lit"
+        and toks[5] == ("punct", ")")
+    ):
+        prop = allowed.get(str(toks[2][1]).casefold())
+        if prop is not None:
+            return prop, str(toks[4][1])
+    return None
 
 
 def _simple_lookup(toks: list[tuple[str, Any]], allowed: Mapping[str, str]) -> tuple[str, tuple[Any, ...]] | None:

@@ -220,3 +220,33 @@ async def test_a_disabled_service_principal_named_directly_is_refused(sb: Sandbo
         with pytest.raises(DirectoryError) as info:
             await directory.resolve("ServicePrincipal", **ref)
         assert info.value.reason == "SubjectDisabled" and info.value.definitive
+
+
+# ---------------------------------------------------------------- principal lookups: what users/delta says
+
+
+async def test_user_delta_reports_the_lookups_a_change_concerns(sb: Sandbox, directory: Directory):
+    from synapse_scim.core.matching import LookupAttribute as A
+
+    first = await directory.deltas(DeltaLinks(None, None, None))
+    assert first.users.lookup_keys == frozenset()
+    alice, erin = uid(sb, "alice@contoso.com"), uid(sb, "erin@contoso.com")
+    await sb.admin.update_user("alice@contoso.com", mail="Alice.A@Contoso.com")
+    await sb.admin.add_user("bob_fabrikam.com#EXT#@contoso.onmicrosoft.com", mail="bob@fabrikam.com")
+    await sb.admin.delete_user("erin@contoso.com")
+    guest = uid(sb, "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com")
+    then = await directory.deltas(first.links)
+    assert then.users.changed_groups == {alice, guest, erin}
+    assert then.users.lookup_keys == {
+        (A.ID, alice),
+        (A.USER_PRINCIPAL_NAME, "alice@contoso.com"),
+        (A.MAIL, "alice.a@contoso.com"),
+        (A.ID, guest),
+        (A.USER_PRINCIPAL_NAME, "bob_fabrikam.com#ext#@contoso.onmicrosoft.com"),
+        (A.GUEST_PREFIX, "bob_fabrikam.com#ext#@"),
+        (A.MAIL, "bob@fabrikam.com"),
+        (A.ID, erin),  # removed: by its id only
+    }
+    assert then.groups.lookup_keys == then.service_principals.lookup_keys == frozenset()
+    await sb.admin.update_user("bob@contoso.com", user_principal_name="robert@contoso.com")
+    assert (A.USER_PRINCIPAL_NAME, "robert@contoso.com") in (await directory.user_delta(then.users.link)).lookup_keys

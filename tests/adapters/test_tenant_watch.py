@@ -1,5 +1,6 @@
 """tenant.py's watch against the sandbox: one delta round pair per poll for the whole tenant, pokes
-only the workspaces a change concerns, and loses trust (and its cache) when Graph forgets its link."""
+only the workspaces a change concerns (their groups, the accounts they name, the principal lookups of
+their pushed users), and loses trust (and its caches) when Graph forgets its link."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 
 from support.sandbox import graph_calls
 from synapse_scim.adapters.directory import Directory, Expansion
+from synapse_scim.adapters.principal_lookups import find_accounts
 from synapse_scim.controller.tenant import Tenants
+from synapse_scim.core.matching import LookupAttribute
 from synapse_scim_sandbox import Sandbox
 
 TENANT = ("tenant", "https://graph")
@@ -155,5 +158,57 @@ async def test_a_disabled_or_deleted_service_principal_pokes_the_workspaces_it_i
         watch.subscribers[("ns", "analytics")].users = frozenset({etl})  # named directly by a binding there
         await sb.admin.delete_service_principal("etl-pipeline")
         assert ("ns", "analytics") in await watch.poll()
+    finally:
+        await tenants.close()
+
+
+# ---------------------------------------------------------------- principal lookups of pushed SCIM users
+
+
+async def test_user_changes_invalidate_the_lookups_and_poke_the_workspaces_that_made_them(
+    sb: Sandbox, directory: Directory
+):
+    tenants, poked, _ = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    carol = (LookupAttribute.USER_PRINCIPAL_NAME, "carol@contoso.com")
+    team, newcomer = (LookupAttribute.MAIL, "team@contoso.com"), (LookupAttribute.MAIL, "erin.new@contoso.com")
+    try:
+        await sb.admin.update_user("frank@contoso.com", mail="Team@Contoso.com")
+        assert await watch.poll() == set(), "nobody looks anything up yet"
+        watch.subscribers[("ns", "engineering")].lookups = frozenset({carol, team})
+        watch.subscribers[("ns", "analytics")].lookups = frozenset({newcomer})
+        found = await find_accounts(directory, [carol, team, newcomer], watch.lookups)
+        assert [len(found[k]) for k in (carol, team, newcomer)] == [1, 1, 0] and len(watch.lookups) == 3
+
+        await sb.admin.update_user("erin@contoso.com", mail="Erin.New@contoso.com")  # now found by a cached miss
+        assert await watch.poll() == {("ns", "analytics")} and poked == ["analytics"]
+        assert watch.lookups.get(newcomer) is None and len(watch.lookups) == 2
+
+        await sb.admin.update_user("frank@contoso.com", mail="frank@contoso.com")  # no longer found by `team`
+        assert await watch.poll() == {("ns", "engineering")}, "the cached answer held frank: its key is gone"
+        assert watch.lookups.get(team) is None
+
+        await sb.admin.disable_user("carol@contoso.com")
+        assert await watch.poll() == {("ns", "engineering")}
+        assert watch.lookups.get(carol) is None and len(watch.lookups) == 0
+        assert await graph_calls(sb) == {"graph.batch.200": 6}, "priming, 4 polls, 1 lookup batch"
+    finally:
+        await tenants.close()
+
+
+async def test_the_lookup_cache_goes_with_the_group_cache(sb: Sandbox, directory: Directory):
+    tenants, _, _ = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    try:
+        await find_accounts(directory, [(LookupAttribute.USER_PRINCIPAL_NAME, "alice@contoso.com")], watch.lookups)
+        assert len(watch.lookups) == 1
+        await sb.admin.disable_user("erin@contoso.com")
+        await sb.admin.compact_change_log()
+        assert await watch.poll() == set() and not watch.trusted
+        assert len(watch.lookups) == 0 and not watch.cache.expansions
+        await find_accounts(directory, [(LookupAttribute.USER_PRINCIPAL_NAME, "alice@contoso.com")], watch.lookups)
+        epoch = watch.lookups.epoch
+        await watch.poll()  # primes again: the cache is emptied once more
+        assert watch.trusted and len(watch.lookups) == 0 and watch.lookups.epoch > epoch
     finally:
         await tenants.close()

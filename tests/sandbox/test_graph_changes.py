@@ -214,3 +214,97 @@ async def test_an_omit_fault_leaves_account_enabled_out_of_transitive_members(
     ):
         with pytest.raises(AdminError):
             await admin.inject_fault(bad)
+
+
+# ---------------------------------------------------------------- user lookups: mail, UPN prefixes, without case
+
+
+def users_filter(condition: str) -> str:
+    from urllib.parse import quote
+
+    return f"/users?$filter={quote(condition, safe='')}&$select=id,userPrincipalName,mail,accountEnabled&$top=5"
+
+
+async def test_users_are_found_by_mail_and_upn_prefix_without_case_alone_and_batched(sb: Sandbox, graph: Graph):
+    guest = (await sb.admin.add_user("bob_fabrikam.com#EXT#@contoso.onmicrosoft.com", mail="Bob@Fabrikam.com"))["id"]
+    one = (await sb.admin.add_user("sam.one@contoso.com", mail="team@contoso.com"))["id"]
+    two = (await sb.admin.add_user("sam.two@contoso.com", mail="TEAM@contoso.com"))["id"]
+    asks = {
+        "mail eq 'bob@FABRIKAM.com'": [guest],
+        "mail eq 'team@contoso.com'": [one, two],
+        "startswith(userPrincipalName,'BOB_fabrikam.com#ext#@')": [guest],
+        "startswith(userPrincipalName,'sam.')": [one, two],
+        "userPrincipalName eq 'ALICE@contoso.com'": [uid(sb, "alice@contoso.com")],
+        "mail eq 'nobody@contoso.com'": [],
+        "startswith(userPrincipalName,'zz')": [],
+    }
+    for condition, want in asks.items():
+        r = await graph.get(users_filter(condition))
+        assert r.status_code == 200, r.text
+        assert [u["id"] for u in r.json()["value"]] == want, condition
+    r, answers = await graph.batch([users_filter(c) for c in asks])
+    assert r.status_code == 200
+    assert [[u["id"] for u in answers[str(i)]["body"]["value"]] for i in range(len(asks))] == list(asks.values())
+    (found,) = answers["0"]["body"]["value"]
+    assert found == {
+        "id": guest,
+        "userPrincipalName": "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+        "mail": "Bob@Fabrikam.com",
+        "accountEnabled": True,
+    }
+
+
+async def test_mail_and_upn_changes_are_indexed_and_reported_by_users_delta(sb: Sandbox, graph: Graph):
+    _, link = await graph.round("/users/delta?$select=id,accountEnabled,userPrincipalName,mail&$deltatoken=latest")
+    alice = uid(sb, "alice@contoso.com")
+    await sb.admin.update_user("alice@contoso.com", mail="Alice.A@contoso.com")
+    await sb.admin.update_user("bob@contoso.com", user_principal_name="robert@contoso.com")
+    items, link = await graph.round(link)
+    assert {(u["id"], u["userPrincipalName"], u["mail"]) for u in items} == {
+        (alice, "alice@contoso.com", "Alice.A@contoso.com"),
+        (uid(sb, "robert@contoso.com"), "robert@contoso.com", None),
+    }
+    assert [u["id"] for u in (await graph.get(users_filter("mail eq 'alice.a@contoso.com'"))).json()["value"]] == [
+        alice
+    ]
+    assert (await graph.get(users_filter("startswith(userPrincipalName,'bob@')"))).json()["value"] == []
+    assert (await graph.get(users_filter("userPrincipalName eq 'Robert@contoso.com'"))).json()["value"]
+    await sb.admin.update_user("alice@contoso.com", mail="")
+    assert (await graph.get(users_filter("mail eq 'alice.a@contoso.com'"))).json()["value"] == []
+    assert [u["mail"] for u in (await graph.round(link))[0]] == [None]
+    with pytest.raises(AdminError) as taken:
+        await sb.admin.update_user("alice@contoso.com", user_principal_name="ROBERT@contoso.com")
+    assert taken.value.status == 409
+    _, only_state = await graph.round("/users/delta?$select=id,accountEnabled&$deltatoken=latest")
+    await sb.admin.update_user("alice@contoso.com", mail="a@contoso.com")
+    assert (await graph.round(only_state))[0] == [], "a mail change is not an accountEnabled change"
+
+
+def test_user_lookups_stay_fast_in_a_directory_of_100k_users():
+    import time
+
+    from synapse_scim_sandbox.directory import Directory
+    from synapse_scim_sandbox.graph_objects import GETTERS, USER
+    from synapse_scim_sandbox.odata import parse_filter
+
+    d = Directory()
+    for i in range(100_000):
+        d.add_user(
+            f"00000000-0000-4000-8000-{i:012d}", f"user{i}@synthetic.example", f"User {i}", mail=f"u{i}@mail.example"
+        )
+    d.add_user("00000000-0000-4000-9000-000000000001", "x_y.com#EXT#@synthetic.example", "X", mail="U5@mail.example")
+    started = time.perf_counter()
+    for _ in range(100):
+        assert [u.user_principal_name for u in d.users_by_mail("u5@MAIL.example")] == [
+            "user5@synthetic.example",
+            "x_y.com#EXT#@synthetic.example",
+        ]
+        assert [u.id for u in d.users_with_upn_prefix("X_Y.com#ext#@")] == ["00000000-0000-4000-9000-000000000001"]
+        assert len(d.users_with_upn_prefix("user9999")) == 11
+    assert time.perf_counter() - started < 1.0, "300 indexed lookups in a 100k directory"
+    flt = parse_filter("startswith(userPrincipalName,'x_y.com#ext#@')", GETTERS[USER])
+    assert flt.prefix == ("userPrincipalName", "x_y.com#ext#@") and flt.lookup is None
+    assert parse_filter("mail eq 'a@b'", GETTERS[USER]).lookup == ("mail", ("a@b",))
+    d.delete_user("00000000-0000-4000-8000-000000000005")
+    assert [u.user_principal_name for u in d.users_by_mail("u5@mail.example")] == ["x_y.com#EXT#@synthetic.example"]
+    assert d.users_with_upn_prefix("user5@") == []

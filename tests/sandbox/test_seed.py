@@ -58,6 +58,27 @@ def test_explicit_ids_and_typed_members() -> None:
     assert len(group.members) == 2
 
 
+def test_guests_and_mail_come_from_the_seed() -> None:
+    """A guest is seeded with its UPN as Entra writes it (`#EXT#`); mail is indexed without case."""
+    state = load_seed(
+        {
+            "users": [
+                {"upn": "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com", "mail": "Bob@Fabrikam.com"},
+                {"upn": "bob@contoso.com", "mail": "bob@fabrikam.com", "accountEnabled": False},
+            ],
+            "groups": [{"displayName": "Guests", "members": ["bob_fabrikam.com#EXT#@contoso.onmicrosoft.com"]}],
+        }
+    )
+    d = state.directory
+    assert [u.user_principal_name for u in d.users_with_upn_prefix("BOB_fabrikam.com#ext#@")] == [
+        "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com"
+    ]
+    assert [u.user_principal_name for u in d.users_by_mail("BOB@fabrikam.com")] == [
+        "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+        "bob@contoso.com",
+    ]
+
+
 def test_synthetic_org_is_deterministic_and_loads() -> None:
     seed = synthetic_org(users=300, groups=40, members_per_group=15, nesting=0.5, cycles=2, assignments=500)
     assert seed == synthetic_org(users=300, groups=40, members_per_group=15, nesting=0.5, cycles=2, assignments=500)

@@ -7,18 +7,20 @@ timeout, auth). Neither ever becomes a revocation; both are shown in status with
 An account counts as enabled only when Graph says so: `accountEnabled` is returned only on `$select`,
 and Graph leaves it out of some directoryObject collections even then, so a member without it is read
 explicitly (JSON batches of `GET /users/{id}` and `/servicePrincipals/{id}`), and a member whose state
-stays unknown fails the read instead of being granted.
+stays unknown fails the read instead of being granted. The same holds for the users a principal lookup
+of a pushed SCIM user finds (`find_accounts`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
@@ -44,7 +46,9 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
 from synapse_scim.adapters.credentials import Cloud
+from synapse_scim.adapters.principal_lookups import lookup_keys
 from synapse_scim.core.errors import ReasonedError, first_line, retry_after_header, untrusted_certificate
+from synapse_scim.core.matching import Account, Lookup, LookupAttribute
 from synapse_scim.core.model import Principal, PrincipalType
 from synapse_scim.core.reasons import Reason
 from synapse_scim.metrics import graph_request_hook, graph_response_hook
@@ -52,6 +56,12 @@ from synapse_scim.metrics import graph_request_hook, graph_response_hook
 MEMBER_FIELDS = ["id", "displayName", "userPrincipalName", "accountEnabled", "appId"]
 PAGE_SIZE = 999  # Graph's maximum for member lists: fewer round trips for big groups
 BATCH_LIMIT = 20  # requests per Graph JSON batch
+LOOKUP_BATCHES = 4  # lookup batches in flight at once (find_accounts)
+# What a lookup reads of each user it finds: accountEnabled only comes when asked for.
+LOOKUP_SELECT = "id,displayName,userPrincipalName,mail,accountEnabled"
+# Results asked for per lookup: two already make the answer ambiguous (core/matching.py), so no
+# nextLink is followed; the first page is returned whole, so the verdict can name a few of them.
+LOOKUP_TOP = 5
 # Error codes with which Graph says a delta link expired, besides 410 Gone: a 400 syncStateNotFound
 # after the link's lifetime (7 days for directory objects), and resyncRequired.
 EXPIRED_DELTA_CODES = frozenset({"syncstatenotfound", "resyncrequired"})
@@ -90,6 +100,9 @@ class DeltaResult:
     changed_groups: set[str] = field(default_factory=set)  # object ids (users or service principals in their rounds)
     names: dict[str, str] = field(default_factory=dict)  # new displayName of renamed or new groups
     link: str | None = None
+    # users/delta only: every principal lookup whose answer the reported users may change (their id, UPN,
+    # guest prefix and mail as reported; a removed user by its id): see principal_lookups.lookup_keys.
+    lookup_keys: frozenset[Lookup] = frozenset()
 
 
 class DeltaLinks(NamedTuple):
@@ -155,7 +168,7 @@ def _odata_quote(value: str) -> str:
 # changes are seen only with `members` selected, and account changes only with `accountEnabled`.
 _DELTA_SELECT = {
     "groups": "id,displayName,members",
-    "users": "id,accountEnabled",
+    "users": "id,accountEnabled,userPrincipalName,mail",  # the last two for the principal lookups
     "servicePrincipals": "id,accountEnabled",
 }
 _RESOURCES = tuple(_DELTA_SELECT)  # in the order of DeltaLinks and Deltas
@@ -466,6 +479,53 @@ class Directory:
                 found[oid] = enabled
         return found
 
+    async def find_accounts(self, looks: Collection[Lookup]) -> dict[Lookup, tuple[Account, ...]]:
+        """The users each lookup finds (core/matching.py says what they mean): one Graph GET per lookup,
+        in JSON batches of BATCH_LIMIT, at most LOOKUP_BATCHES of them in flight. An id Graph does not
+        know finds nothing; so does a filter that matches nobody.
+
+        Raises DirectoryError when any lookup fails (with the longest Retry-After Graph gave, when
+        throttled; no batch starts after a failure) or a user comes back without `accountEnabled`
+        (never taken as enabled on a guess): a failed lookup must never read as "no such account"."""
+        todo = list(dict.fromkeys(looks))
+        chunks = [todo[i : i + BATCH_LIMIT] for i in range(0, len(todo), BATCH_LIMIT)]
+        found: dict[Lookup, tuple[Account, ...]] = {}
+        failures: list[DirectoryError] = []
+
+        async def worker() -> None:
+            while chunks and not failures:
+                chunk = chunks.pop(0)
+                try:
+                    found.update(await self._find_chunk(chunk))
+                except DirectoryError as exc:
+                    failures.append(exc)
+
+        await asyncio.gather(*(worker() for _ in range(min(LOOKUP_BATCHES, len(chunks)))))
+        if failures:
+            raise _combined(failures)
+        return found
+
+    async def _find_chunk(self, chunk: list[Lookup]) -> dict[Lookup, tuple[Account, ...]]:
+        """One batch of lookups (at most BATCH_LIMIT), each answered or the batch's failures combined."""
+        urls = {str(i): _lookup_url(look) for i, look in enumerate(chunk)}
+        answers = await self._batch(urls, f"{len(chunk)} user lookup(s) ($batch)")
+        found: dict[Lookup, tuple[Account, ...]] = {}
+        failures: list[DirectoryError] = []
+        for rid, look in zip(urls, chunk, strict=True):
+            what = f"the users with {look[0]} {look[1]!r}"
+            status, headers, body = answers[rid]
+            if status == 404 and look[0] == LookupAttribute.ID:
+                found[look] = ()
+                continue
+            if status >= 400:
+                failures.append(_status_error(status, body.get("error") or {}, what, _retry_after(headers)))
+                continue
+            users = [body] if look[0] == LookupAttribute.ID else list(body.get("value") or ())
+            found[look] = tuple(_account(user, what) for user in users)
+        if failures:
+            raise _combined(failures)
+        return found
+
     async def _batch(self, urls: dict[str, str], what: str) -> dict[str, tuple[int, Any, dict[str, Any]]]:
         """GET requests (id -> url relative to the version) in one Graph JSON batch: each answer as
         (status, headers, body), by id (Graph answers in any order)."""
@@ -535,7 +595,8 @@ class Directory:
         return await self._delta("groups", link)
 
     async def user_delta(self, link: str | None) -> DeltaResult:
-        """Users created, disabled, enabled or deleted since `link` (`changed_groups` holds user ids).
+        """Users created, disabled, enabled, renamed (userPrincipalName), given another mail, or deleted
+        since `link` (`changed_groups` holds user ids; `lookup_keys` the principal lookups they concern).
 
         Group delta does not report a disabled account: this is how a leaver's access goes at once."""
         return await self._delta("users", link)
@@ -576,12 +637,13 @@ class Directory:
             )
         results = []
         for resource, link in asks.items():
-            result = self._collect(DeltaResult(), answers[resource][2])
+            result = self._collect(DeltaResult(), answers[resource][2], resource)
             if result.link is None and (more := answers[resource][2].get("@odata.nextLink")):
                 await self._more_pages(result, self.client.groups.with_url(more).to_get_request_information(), resource)
             if not link:
                 result.changed_groups.clear()
                 result.names.clear()
+                result.lookup_keys = frozenset()
             results.append(result)
         return Deltas(*results)
 
@@ -590,7 +652,7 @@ class Directory:
         what = f"{resource} changes ({resource}/delta)"
         try:
             async for page in self.pages(info):
-                self._collect(result, page)
+                self._collect(result, page, resource)
         except ODataError as exc:
             if delta_expired(exc.response_status_code or 0, exc.error.code if exc.error else None):
                 raise _expired(what) from exc
@@ -607,12 +669,17 @@ class Directory:
         return path if path.startswith("/") else f"/{path}"
 
     @staticmethod
-    def _collect(result: DeltaResult, page: dict[str, Any]) -> DeltaResult:
+    def _collect(result: DeltaResult, page: dict[str, Any], resource: str) -> DeltaResult:
+        keys: set[Lookup] = set()
         for obj in page.get("value") or ():
             oid = str(obj.get("id", ""))
             result.changed_groups.add(oid)
             if "displayName" in obj:
                 result.names[oid] = obj["displayName"] or ""
+            if resource == "users":
+                keys |= lookup_keys(obj)
+        if keys:
+            result.lookup_keys |= keys
         result.link = page.get("@odata.deltaLink") or result.link
         return result
 
@@ -623,7 +690,50 @@ class Directory:
         if not link:
             result.changed_groups.clear()
             result.names.clear()
+            result.lookup_keys = frozenset()
         return result
+
+
+def _lookup_url(look: Lookup) -> str:
+    """The batched GET of one lookup, relative to the version. Values are URL-encoded whole, so that
+    `#` (a guest's `#EXT#`), `&`, `+` and spaces reach Graph as written; Graph compares them without case."""
+    attribute, value = LookupAttribute(look[0]), look[1]  # a plain string equal to one works alike
+    if attribute is LookupAttribute.ID:
+        return f"/users/{quote(value, safe='')}?$select={LOOKUP_SELECT}"
+    if attribute is LookupAttribute.USER_PRINCIPAL_NAME:
+        condition = f"userPrincipalName eq {_odata_quote(value)}"
+    elif attribute is LookupAttribute.GUEST_PREFIX:
+        condition = f"startswith(userPrincipalName,{_odata_quote(value)})"
+    else:  # LookupAttribute.MAIL
+        condition = f"mail eq {_odata_quote(value)}"
+    return f"/users?$filter={quote(condition, safe='')}&$select={LOOKUP_SELECT}&$top={LOOKUP_TOP}"
+
+
+def _account(user: dict[str, Any], what: str) -> Account:
+    """A user a lookup found; its accountEnabled must be a boolean (never guessed)."""
+    oid = str(user.get("id") or "")
+    enabled = user.get("accountEnabled")
+    if not oid or not isinstance(enabled, bool):
+        raise _unknown_state(f"user {oid or '(no id)'} among {what}")
+    upn = str(user.get("userPrincipalName") or "")
+    return Account(
+        Principal(id=oid, type=PrincipalType.USER, display=upn or str(user.get("displayName") or oid)),
+        enabled,
+        upn,
+        str(user.get("mail") or ""),
+    )
+
+
+def _combined(failures: list[DirectoryError]) -> DirectoryError:
+    """Several failed reads as one: the first one's reason, every message, the longest Retry-After."""
+    if len(failures) == 1:
+        return failures[0]
+    first = failures[0]
+    waits = [f.retry_after for f in failures if f.retry_after is not None]
+    more = f" (and {len(failures) - 1} more failed lookup(s))"
+    return DirectoryError(
+        first.reason, first.message + more, definitive=first.definitive, retry_after=max(waits) if waits else None
+    )
 
 
 def _what(kind: str, name: str | None, id: str | None) -> str:

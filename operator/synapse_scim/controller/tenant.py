@@ -7,7 +7,9 @@ servicePrincipals/delta for disabled or deleted accounts, which group delta does
 however many groups are bound. The answer invalidates exactly the cached group expansions and name
 lookups it touches (a change in a nested group invalidates every cached parent that expanded through
 it; a changed account, every expansion that contains it) and pokes only the workspaces whose
-bindings use those groups or name those accounts.
+bindings use those groups or name those accounts. A changed user also invalidates the principal
+lookups of pushed SCIM users it concerns (adapters/principal_lookups.py) and pokes the workspaces
+whose pushed users made them.
 
 Safety: the cache only ever serves syncs that the watch can vouch for (`trusted`).
 - No delta links yet, or Graph says a link expired (410, or a 4xx syncStateNotFound/resyncRequired,
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import DeltaLinks, Directory, DirectoryError
 from synapse_scim.adapters.directory_cache import DirectoryCache
+from synapse_scim.adapters.principal_lookups import PrincipalLookupCache
+from synapse_scim.core.matching import Lookup
 from synapse_scim.core.reasons import Reason
 
 log = logging.getLogger("synapse_scim.tenant")
@@ -47,6 +51,7 @@ class Subscription:
     connect: Callable[[], Awaitable[Directory]] | None = None
     groups: frozenset[str] = frozenset()  # every group its bindings expand, nested ones included
     users: frozenset[str] = frozenset()  # accounts its bindings name directly (User and ServicePrincipal subjects)
+    lookups: frozenset[Lookup] = frozenset()  # the principal lookups of the pushed SCIM users it grants to
 
 
 @dataclass
@@ -54,6 +59,7 @@ class TenantWatch:
     key: TenantKey
     interval: float
     cache: DirectoryCache = field(default_factory=DirectoryCache)
+    lookups: PrincipalLookupCache = field(default_factory=PrincipalLookupCache)  # emptied with `cache`
     links: DeltaLinks | None = None  # groups, users, service principals: all three, or none
     behind: bool = False  # the last poll failed: changes since the links may be unseen
     retry_at: float | None = None  # event-loop time before which Graph asked not to be asked again
@@ -93,11 +99,13 @@ class TenantWatch:
             return
         self.links, self.behind, self.retry_at = found.links, False, None
         self.cache.clear()
+        self.lookups.clear()
 
     def forget(self) -> None:
         self.links = None
         self.behind = False
         self.cache.clear()
+        self.lookups.clear()
 
     async def poll(self) -> set[WorkspaceKey]:
         """One delta round for the tenant; pokes (and returns) the workspaces it concerns."""
@@ -145,10 +153,18 @@ class TenantWatch:
         groups, accounts = found.groups, found.users.changed_groups | found.service_principals.changed_groups
         affected = self.cache.invalidate(groups.changed_groups, groups.names)
         affected |= self.cache.invalidate_members(accounts)
+        # A reported user changes the lookups it can now be found by (its keys as reported) and every
+        # cached answer that holds it (found by keys it may no longer have, or with a changed state).
+        looks = set(found.users.lookup_keys)
+        looks |= self.lookups.invalidate(found.users.changed_groups, looks)
         if not affected and not accounts:
             return set()
         changed = {a.lower() for a in accounts}
-        hit = {k for k, s in self.subscribers.items() if s.groups & affected or not changed.isdisjoint(s.users)}
+        hit = {
+            k
+            for k, s in self.subscribers.items()
+            if s.groups & affected or not changed.isdisjoint(s.users) or not looks.isdisjoint(s.lookups)
+        }
         return self._poke(
             hit,
             f"{len(groups.changed_groups)} group(s), {len(found.users.changed_groups)} user(s) and "
