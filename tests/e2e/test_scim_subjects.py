@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support.harness import RB_PLURAL, Harness, running_harness
+from support.harness import RB_PLURAL, WS_PLURAL, Harness, running_harness
 from support.kube import new_namespace
 from support.scim import ScimOperator
 
@@ -45,6 +45,7 @@ GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 TIMEOUT = 45.0
+BULK = 8  # members removed in one request: more than the guard's 20 % of the workspace's managed grants
 
 
 def upn(name: str) -> str:
@@ -80,6 +81,9 @@ def seed() -> dict[str, Any]:
         {"userPrincipalName": upn("mallory"), "mail": "mallory@corp.example"},
         # pushed through the standby replica
         {"userPrincipalName": upn("trent")},
+        {"userPrincipalName": upn("victor")},
+        # a mass removal the removal guard holds
+        *({"userPrincipalName": upn(f"bulk{i}")} for i in range(BULK)),
     ]
     return {
         "tenant": {"domain": DOMAIN},
@@ -479,6 +483,12 @@ def test_okta_push_put_deactivate_and_reactivate(world: World, okta: Okta) -> No
         {"ScimUser okta/nobody@okta-users.example": "PrincipalNotMatched"},
     )
 
+    # An Entra account appears with the unmatched user's e-mail as its mail: users/delta reports it, the
+    # cached "no account" answer is dropped, and the user matches.
+    h.sb.admin.add_user(upn("nora"), "Nora", mail="nobody@okta-users.example")
+    settle(h, before | grants(h, upn("bob"), upn("ivan"), upn("nora")), "nora granted once her account exists")
+    expect_status(h, "okta-engineers", counts(1, 4, 3, disabled=1))
+
 
 def test_matching_a_guest_by_email_a_disabled_account_and_an_ambiguous_user(world: World, okta: Okta) -> None:
     h = world.h
@@ -511,6 +521,19 @@ def test_matching_a_guest_by_email_a_disabled_account_and_an_ambiguous_user(worl
         "okta-matching",
         counts(1, 5, 4, unmatched=1),
         {"ScimUser okta/twin@okta-users.example": "PrincipalAmbiguous"},
+    )
+
+    # dave's mail changes in Entra: the cached match is dropped, and he matches nothing any more.
+    h.sb.admin.update_user(upn("dave.k"), mail="dave.k@corp.example")
+    settle(h, before | grants(h, GUEST, upn("walter"), upn("eve")), "dave revoked once his mail changed")
+    expect_status(
+        h,
+        "okta-matching",
+        counts(1, 5, 3, unmatched=2),
+        {
+            "ScimUser okta/twin@okta-users.example": "PrincipalAmbiguous",
+            "ScimUser okta/dave@okta-users.example": "PrincipalNotMatched",
+        },
     )
 
 
@@ -639,3 +662,59 @@ def test_a_push_to_the_standby_reaches_the_leader(world: World) -> None:
     assert op.leader(("a", "b")) == world.leader, "the leadership did not move"
     assert "acquired Lease" not in op.replica_log(world.standby)
     assert "sync of" not in op.replica_log(world.standby), "the standby reconciled"
+
+
+def test_a_mass_removal_pushed_in_one_request_waits_for_the_removal_guards_approval(world: World, okta: Okta) -> None:
+    h = world.h
+    before = snapshot(h)
+    names = [f"bulk{i}" for i in range(BULK)]
+    ids = {name: okta.push_user(upn(name), f"00u-{name}", name.title()) for name in names}
+    gid = okta.push_group("Bulk", ids)
+    scim_binding(h, "bulk", {"provider": "okta", "id": gid})
+    everyone = before | grants(h, *(upn(n) for n in names))
+    settle(h, everyone, "the bulk group granted")
+    expect_status(h, "bulk", counts(1, BULK, BULK))
+
+    # One PATCH (Okta's form: one remove per member) empties the group: one change, one sync, which
+    # would revoke more than the guard allows. Nothing is revoked; the workspace asks for approval.
+    okta.patch(okta.group_model, gid, [{"op": "remove", "path": f'members[value eq "{i}"]'} for i in ids.values()])
+    held_plan = h.wait_for(
+        lambda: ((h.get(WS_PLURAL, "analytics") or {}).get("status") or {}).get("heldPlan"),
+        "the removal guard holds the removals",
+        timeout=TIMEOUT,
+    )
+    assert held_plan["removals"] == BULK, held_plan
+    expect_status(h, "bulk", counts(1, 0, 0), ready="False", reason="RemovalsHeld", stalled=True)
+    assert snapshot(h) == everyone, "nothing revoked before the approval"
+
+    h.patch(
+        WS_PLURAL, "analytics", {"metadata": {"annotations": {"synapse-scim.io/approve-removals": held_plan["id"]}}}
+    )
+    settle(h, before, "the approved removals done")
+    expect_status(h, "bulk", counts(1, 0, 0))
+
+
+def test_a_change_pushed_while_the_leader_is_dead_is_applied_by_the_standby_once_it_leads(world: World) -> None:
+    """Last in the module: it kills the leader (the default 15 s Lease: the standby takes over after it)."""
+    h, op = world.h, world.op
+    before = snapshot(h)
+    survivor = Okta(op, world.standby)
+    try:
+        victor = survivor.push_user(upn("victor"), "00u-victor", "Victor")
+        gid = survivor.push_group("Failover", {"victor": victor})
+        scim_binding(h, "failover", {"provider": "okta", "id": gid})
+        settle(h, before | grants(h, upn("victor")), "victor granted")
+        expect_status(h, "failover", counts(1, 1, 1))
+
+        op.kill(world.leader)  # SIGKILL: the Lease is not released
+        # Okta goes on pushing to the replica that is left, which does not lead yet: nothing is revoked
+        # until it does, and then its first sync reads what was pushed meanwhile.
+        survivor.set_active(victor, False)
+        h.wait_for(lambda: "acquired Lease" in op.replica_log(world.standby), "the standby takes the Lease", timeout=60)
+        settle(h, before, "victor revoked by the new leader")
+        expect_status(h, "failover", counts(1, 1, 0, inactive=1))
+        survivor.set_active(victor, True)
+        settle(h, before | grants(h, upn("victor")), "victor granted again through the new leader")
+        expect_status(h, "failover", counts(1, 1, 1))
+    finally:
+        survivor.close()
