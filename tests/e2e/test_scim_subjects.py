@@ -549,7 +549,7 @@ def test_the_providers_matching_rules_decide_and_a_change_of_them_applies(world:
         gid = strict.push_group("Strict Group", {"mallory": mallory})
     finally:
         strict.close()
-    scim_binding(h, "strict-group", {"provider": "strict", "id": gid})
+    scim_binding(h, "strict-group", {"provider": "strict", "id": gid}, HELD_ROLE)  # stalled below
     expect_status(
         h,
         "strict-group",
@@ -565,8 +565,27 @@ def test_the_providers_matching_rules_decide_and_a_change_of_them_applies(world:
         "strict",
         {"spec": {"principalMatching": {"rules": ["userName", "email"]}}},
     )
-    settle(h, before | grants(h, upn("mallory")), "mallory granted once the rules include email")
+    granted = before | grants(h, upn("mallory"), role=HELD_ROLE)
+    settle(h, granted, "mallory granted once the rules include email")
     expect_status(h, "strict-group", counts(1, 1, 1))
+
+    # The ScimProvider deleted (its pushed objects stay): the binding is Stalled, mallory's grant held.
+    op.custom.delete_namespaced_custom_object("synapse-scim.io", "v1alpha1", h.namespace, "scimproviders", "strict")
+    status = expect_status(
+        h,
+        "strict-group",
+        counts(0, 0, 0),
+        {f"ScimGroup strict/id {gid}": "ScimProviderNotFound"},
+        ready="False",
+        reason="ScimProviderNotFound",
+        stalled=True,
+    )
+    assert snapshot(h) == granted, "nothing revoked while the provider is missing"
+    assert "does not exist" in status["unresolved"][0]["message"]
+    # Created again: it serves the same objects, with the same ids, and the binding resolves.
+    op.provider("strict", "strict-scim-token", rules=["userName", "email"])
+    expect_status(h, "strict-group", counts(1, 1, 1))
+    assert snapshot(h) == granted
 
 
 def test_entra_provisioning_remove_by_value_soft_and_hard_delete(world: World, entra: Entra) -> None:
