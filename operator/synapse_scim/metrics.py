@@ -32,6 +32,11 @@ SYNCS = Counter(
     ["namespace", "workspace", "kind"],
     registry=REGISTRY,
 )
+SCIM_POKES = Counter(
+    "synapse_scim_scim_pokes_total",
+    "Workspace syncs asked for by pushed SCIM changes (a burst of changes is coalesced into one).",
+    ["namespace", "workspace"],
+)
 WRITE_LIMIT = Gauge(
     "synapse_scim_write_concurrency",
     "Writes allowed in flight to a workspace now (halved by each 429, grows back on success).",

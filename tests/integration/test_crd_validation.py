@@ -250,7 +250,7 @@ INVALID = [
         B,
         rb(subjects=subjects({"kind": "User", "name": "alice@contoso.com", "id": GUID})),
         "spec.subjects[0]",
-        "set either name or id, not both",
+        "set only one of name, id and externalId",
     ),
     Invalid(
         "rb-subject-neither-name-nor-id",
@@ -271,7 +271,51 @@ INVALID = [
         B,
         rb(subjects=subjects({"kind": "Robot", "name": "r2d2"})),
         "spec.subjects[0].kind",
-        'supported values: "Group", "User", "ServicePrincipal"',
+        'supported values: "Group", "User", "ServicePrincipal", "ScimGroup"',
+    ),
+    Invalid(
+        "rb-scim-group-without-provider",
+        B,
+        rb(subjects=subjects({"kind": "ScimGroup", "name": "Data Engineers"})),
+        "spec.subjects[0]",
+        "a ScimGroup subject needs provider: the name of a ScimProvider in this namespace",
+    ),
+    Invalid(
+        "rb-provider-on-a-group",
+        B,
+        rb(subjects=subjects({"kind": "Group", "name": "Data Engineers", "provider": "okta"})),
+        "spec.subjects[0]",
+        "provider applies to kind ScimGroup only; remove it from this Group subject",
+    ),
+    Invalid(
+        "rb-external-id-on-a-user",
+        B,
+        rb(subjects=subjects({"kind": "User", "externalId": "00u1"})),
+        "spec.subjects[0].externalId",
+        "externalId applies to kind ScimGroup only; use name or id for this User subject",
+    ),
+    Invalid(
+        "rb-scim-group-name-and-external-id",
+        B,
+        rb(
+            subjects=subjects({"kind": "ScimGroup", "provider": "okta", "name": "Data Engineers", "externalId": "00g1"})
+        ),
+        "spec.subjects[0]",
+        "set only one of name, id and externalId",
+    ),
+    Invalid(
+        "rb-duplicate-scim-groups",
+        B,
+        rb(
+            subjects=subjects(
+                {"kind": "ScimGroup", "provider": "okta", "name": "Data Engineers"},
+                {"kind": "ScimGroup", "provider": "entra", "name": "Data Engineers"},  # another provider: fine
+                {"kind": "Group", "name": "Data Engineers"},  # an Entra group: fine
+                {"kind": "ScimGroup", "provider": "okta", "name": "data engineers"},
+            )
+        ),
+        "spec.subjects",
+        "list each subject once",
     ),
     Invalid(
         "rb-expand-on-user",
@@ -466,6 +510,10 @@ def test_design_example_binding_is_accepted(objects, namespace):
             {"kind": "ServicePrincipal", "name": "etl-pipeline"},
             # the same name under another kind is another subject
             {"kind": "User", "name": "Data Engineers"},
+            # groups an identity provider pushed, by name, SCIM id or externalId
+            {"kind": "ScimGroup", "provider": "okta", "name": "Data Engineers"},
+            {"kind": "ScimGroup", "provider": "okta", "id": GUID},
+            {"kind": "ScimGroup", "provider": "entra-provisioning", "externalId": "00g1abcd"},
         ],
         "managementPolicy": "Observe",
         "deletionPolicy": "Orphan",
@@ -493,6 +541,9 @@ def test_largest_binding_stays_within_the_cel_runtime_budget(objects, namespace)
     roles = [f"Role {i:02d} " + "r" * 120 for i in range(20)]
     stored = create(objects, namespace, B, rb(subjects=many, roles=roles))
     assert len(stored["spec"]["subjects"]) == 256
+    # The same worst case with ScimGroup subjects, whose rule also reads the provider.
+    scim = [{"kind": "ScimGroup", "provider": "p" * 253, "name": f"{i:03d}" + "g" * 253} for i in range(256)]
+    assert len(create(objects, namespace, B, rb(subjects=scim, roles=roles), name="scim")["spec"]["subjects"]) == 256
     # ...and the same list with one duplicate is still rejected, not cut off by the budget.
     with pytest.raises(ApiException) as err:
         create(objects, namespace, B, rb(subjects=[*many[:255], many[0]], roles=roles), name="dup")
@@ -601,6 +652,9 @@ def test_kubectl_explain_teaches_the_subjects(cluster):
         "userPrincipalName",
         "transitive member",
         "Group, User or ServicePrincipal",
+        "ScimGroup",
+        "provider",
+        "externalId",
     ):
         assert text in out, out
     deep = cluster.kubectl("explain", "synapseworkspace.spec.removalGuard.maxPercent").stdout
@@ -649,4 +703,4 @@ def test_kubectl_shows_the_cel_message(cluster, namespace):
     bad = json.dumps(manifest(B, "bad", rb(subjects=[{"kind": "User", "name": "alice@contoso.com", "id": GUID}])))
     proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=bad, check=False)
     assert proc.returncode != 0
-    assert "spec.subjects[0]: Invalid value: set either name or id, not both" in proc.stderr
+    assert "spec.subjects[0]: Invalid value: set only one of name, id and externalId" in proc.stderr

@@ -212,3 +212,28 @@ def test_reconciling_status_says_in_progress_and_keeps_what_the_sync_reads():
     assert (c["Reconciling"]["status"], c["Stalled"]["status"]) == ("True", "False")
     assert new["claims"] == old["claims"] and new["summary"] == old["summary"]
     assert c["Stalled"]["lastTransitionTime"] == T0, "a condition that did not flip keeps its time"
+
+
+def test_unmatched_pushed_users_are_listed_but_leave_the_binding_ready():
+    notice = Problem(
+        "PrincipalNotMatched", "pushed user carol@okta.local matches no Entra account", "ScimUser okta/carol"
+    )
+    counts = {"groups": 1, "members": 3, "matched": 2, "unmatched": 1, "inactive": 0, "disabled": 0}
+    outcome = BindingOutcome(report=report(), notices=(notice,), scim=counts)
+    status = binding_status(outcome, generation=3, old=None, workspace_ref="ws", when=T0)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "InSync")
+    assert "1 pushed user(s) match no single Entra account" in ready["message"]
+    assert status["unresolved"] == [
+        {"reason": "PrincipalNotMatched", "message": notice.message, "name": "ScimUser okta/carol"}
+    ]
+    assert status["scim"] == counts
+
+
+def test_a_missing_scim_group_stalls_the_binding_and_a_failed_read_keeps_the_scim_counts():
+    gone = Problem("ScimGroupNotFound", "okta has pushed no group Data Engineers", "ScimGroup okta/Data Engineers")
+    c = conds(BindingOutcome(report=report(), problems=(gone,)))
+    assert c["Ready"] == ("False", "ScimGroupNotFound") and c["Stalled"] == ("True", "ScimGroupNotFound")
+    old = {"scim": {"groups": 1, "members": 5, "matched": 5, "unmatched": 0, "inactive": 0, "disabled": 0}}
+    failed = BindingOutcome(report=None, workspace_problem=Problem("WorkspaceUnreachable", "timeout"))
+    assert binding_status(failed, generation=3, old=old, workspace_ref="ws", when=T0)["scim"] == old["scim"]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from synapse_scim import metrics
 from synapse_scim.controller.registry import WorkspaceKey
 from synapse_scim.core.scim.resources import Kind
 from synapse_scim.reads.scim_reads import ProviderKey, ScimResolution
@@ -99,6 +100,7 @@ class ScimPokes:
         self.pending.pop(workspace, None)
         if workspace in self.interests:
             self.pokes += 1
+            metrics.SCIM_POKES.labels(*workspace).inc()
             log.debug("scim: pushed changes poke workspace %s/%s", *workspace)
             self.poke(workspace)
 
