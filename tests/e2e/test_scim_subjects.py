@@ -129,7 +129,8 @@ def shared_world(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iter
             op.provider_with_token("entra", ENTRA_TOKEN)
             h.workspace("analytics")
             h.binding("everyone", ["Synapse User"], [{"kind": "Group", "name": "Everyone"}])
-            op.start_elected(("a", "b"))
+            # One public URL for both, as behind a Service: each replica writes the providers' status.
+            op.start_elected(("a", "b"), SYNAPSE_SCIM_SCIM_BASE_URL="https://scim.example.test")
             for replica in ("a", "b"):  # the standby serves SCIM too
                 h.wait_for(lambda r=replica: _serving(op, r), f"replica {replica} serves SCIM", timeout=TIMEOUT)
             leader = h.wait_for(lambda: op.leader(("a", "b")), "one replica leads", timeout=TIMEOUT)
