@@ -324,8 +324,17 @@ class ScimEndpoint:
         self.served[key] = Served(provider, store, tokens, obj)
         store.listeners.append(functools.partial(self._changed, key))
         self.registry.add(provider)
-        self._tasks.append(asyncio.create_task(store.start()))
+        self._tasks.append(asyncio.create_task(self._load(key, store)))
         log.info("scim: serving provider %s/%s at %s", namespace, name, self.settings.endpoint(namespace, name))
+
+    async def _load(self, key: ProviderKey, store: KubeScimStore) -> None:
+        """Load a newly served provider's objects, then tell the listeners: a binding that named the
+        provider before it existed (ScimProviderNotFound) resolves now, not at its workspace's
+        syncInterval. A provider with no pushed objects yet sends no other change."""
+        await store.start()
+        served = self.served.get(key)
+        if served is not None and served.store is store:
+            self._changed(key, None, "")
 
     def forget(self, key: tuple[str, str]) -> None:
         served = self.served.pop(key, None)
