@@ -28,7 +28,8 @@ Checked continuously (the sandbox's assignments and request log, polled) and at 
 
     SYNAPSE_SCIM_TOOLS="$(hack/build-tools.sh)" .venv/bin/python bench/soak.py --duration 600 [--seed N]
 
-writes bench/results/soak-<date>.json; tests/soak runs the same for a couple of minutes.
+writes bench/results/soak-<date>-<time>.json (the report, with the machine, the date and the commit);
+tests/soak runs the same for a couple of minutes.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class Report:
     race_window_s: float
     faults_injected: int = 0
     faults_by_kind: dict[str, int] = field(default_factory=dict)
+    faults_by_operation: dict[str, int] = field(default_factory=dict)  # service.operation (Graph's lookups too)
     token_expiries: int = 0
     kills: int = 0
     directory_changes: int = 0
@@ -198,6 +200,7 @@ class Soak:
         self.manual: dict[str, Key] = {}  # assignment id -> key
         self.seq = 0
         self.fault_kinds: Counter[str] = Counter()
+        self.fault_operations: Counter[str] = Counter()
         self.scim_kinds: Counter[str] = Counter()
         self.endpoint = ScimEndpoint(h.tmp, h.namespace)
         self.pusher: ScimPusher | None = None
@@ -464,7 +467,8 @@ class Soak:
                 self.violation(f"the bare remove of every member of {group.name} was not refused with 400")
             self.count_scim(kind)
             return
-        self.run_pushes(ops)
+        # Now and then the operator is killed while the push is on its way (a tenth of the pushes).
+        self.run_pushes(ops, kill_after=rng.uniform(0.0, 0.05) if rng.random() < 0.1 else None)
         self.count_scim(kind)
 
     def member_add(self, group: Any, user: PushedUser) -> Callable[[], None]:
@@ -599,6 +603,7 @@ class Soak:
             if e.get("fault"):
                 self.report.faults_injected += 1
                 self.fault_kinds[str(e["fault"])] += 1
+                self.fault_operations[f"{e.get('service')}.{e.get('operation')}"] += 1
             self.report.azure_requests += 1  # login, graph and synapse: the faults hit all three
             if e.get("operation") == "createRoleAssignment" and str(e["status"]).startswith("2"):
                 self.report.creates += 1
@@ -762,6 +767,7 @@ class Soak:
                 self.report.scim_rejections = list(self.pusher.rejections)
                 self.report.scim_injected_rejections = sum(self.pusher.injected.values())
             self.report.faults_by_kind = dict(self.fault_kinds)
+            self.report.faults_by_operation = dict(sorted(self.fault_operations.items()))
             self.report.scim_changes_by_kind = dict(self.scim_kinds)
         if self.report.scim_rejected:
             self.violation(
@@ -868,6 +874,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--kill-every", type=float, default=20.0, help="mean seconds between SIGKILLs")
     parser.add_argument("--change-every", type=float, default=2.0, help="mean seconds between directory changes")
+    parser.add_argument("--push-every", type=float, default=1.5, help="mean seconds between single SCIM pushes")
+    parser.add_argument("--burst-every", type=float, default=25.0, help="mean seconds between bursts of 50 pushes")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -877,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from kubernetes import client
 
+    from scale_bench import source_version
+    from scale_procs import machine
     from synapse_scim_sandbox.devcluster import ControlPlane
 
     with ControlPlane() as cluster, tempfile.TemporaryDirectory(prefix="synapse-scim-soak-") as tmp:
@@ -891,12 +901,21 @@ def main(argv: list[str] | None = None) -> int:
                 fault_rate=args.fault_rate,
                 kill_every=args.kill_every,
                 change_every=args.change_every,
+                push_every=args.push_every,
+                burst_every=args.burst_every,
                 log=lambda m: print(m, flush=True),
             ).run()
     print(summary(report))
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"soak-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    now = dt.datetime.now(dt.UTC)
+    path = args.out / f"soak-{now:%Y%m%d-%H%M%S}.json"
+    run = {
+        "date": f"{now:%Y-%m-%d %H:%M} UTC",
+        "machine": machine(),
+        "source": source_version(),
+        "command": " ".join(["python bench/soak.py", *(argv if argv is not None else sys.argv[1:])]),
+    }
+    path.write_text(json.dumps({**run, **asdict(report)}, indent=2) + "\n")
     print(f"soak: report written to {path}")
     return 1 if report.violations else 0
 
