@@ -54,7 +54,7 @@ def test_documents_directories_and_lists(tmp_path: Path) -> None:
         (lambda b: b["spec"].pop("roles"), "spec.roles: required field is missing"),
         (
             lambda b: b["spec"]["subjects"][0].update(kind="Team"),
-            "spec.subjects[0].kind: 'Team' is not one of ['Group', 'User', 'ServicePrincipal']",
+            "spec.subjects[0].kind: 'Team' is not one of ['Group', 'User', 'ServicePrincipal', 'ScimGroup']",
         ),
         (
             lambda b: b["spec"].update(managementPolicy="enforce"),

@@ -64,6 +64,7 @@ PRINTER_COLUMNS = {
         "Age": ".metadata.creationTimestamp",
         "Endpoint": ".status.endpoint",
         "Reason": '.status.conditions[?(@.type=="Ready")].reason',
+        "Rejected": ".status.rejectedTotal",
     },
     "ScimUser": {
         "UserName": ".spec.attributes.userName",
@@ -88,7 +89,7 @@ PRINTER_COLUMNS = {
         "Provider": ".metadata.labels.synapse-scim\\.io/scim-provider",
     },
 }
-WIDE_ONLY = {"Endpoint", "Mode", "Provider", "ExternalId", "Shards"}
+WIDE_ONLY = {"Endpoint", "Mode", "Provider", "ExternalId", "Shards", "Rejected"}
 
 # The field names the operator code reads and writes: a change here is an API change.
 SPEC_FIELDS = {
@@ -138,7 +139,17 @@ STATUS_FIELDS = {
         "workspace",
         "scim",
     },
-    "ScimProvider": {"observedGeneration", "conditions", "endpoint", "users", "groups", "lastRequestTime"},
+    "ScimProvider": {
+        "observedGeneration",
+        "conditions",
+        "endpoint",
+        "users",
+        "groups",
+        "lastRequestTime",
+        "rejected",
+        "rejectedTotal",
+        "rejectedByReplica",
+    },
 }
 
 

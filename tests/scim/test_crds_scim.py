@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from synapse_scim.adapters.kube import Kube
 from synapse_scim.adapters.scim.kube_store import KubeScimStore
 from synapse_scim.core.scim.resources import Kind
 
@@ -73,3 +74,29 @@ def test_kubectl_get_shows_the_stored_users_and_groups(
     again = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "scimusers", user_id)
     assert "password" not in again["spec"]
     assert str(uuid.UUID(user_id)) == user_id
+
+
+def test_a_provider_status_with_rejected_requests_and_the_write_guarded_by_its_resource_version(
+    cluster: Any, objects: client.CustomObjectsApi, namespace: str
+) -> None:
+    created = _provider(objects, namespace, {"tokenSecretRef": {"name": "okta-token"}})
+    items = [{"reason": "401 invalid token", "count": 3, "lastTime": "2026-12-01T10:00:00Z"}]
+    entry = {"pod": "synapse-scim-0", "time": "2026-12-01T10:00:05Z", "total": 3, "rejected": items}
+    status = {"rejected": items, "rejectedTotal": 3, "rejectedByReplica": [entry]}
+    version = created["metadata"]["resourceVersion"]
+    asyncio.run(Kube(objects.api_client).patch_status("scimproviders", namespace, "okta", {}, status, version))
+    stored = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "scimproviders", "okta")
+    assert {k: stored["status"][k] for k in status} == status  # nothing pruned
+    wide = cluster.kubectl("get", "scimproviders", "-n", namespace, "-o", "wide").stdout.splitlines()
+    header = wide[0].split()
+    assert header[-1] == "REJECTED" and wide[1].split()[-1] == "3"
+    # A replica that read the object before this write cannot overwrite it: 409, nothing changed.
+    with pytest.raises(ApiException) as refused:
+        asyncio.run(
+            Kube(objects.api_client).patch_status(
+                "scimproviders", namespace, "okta", status, {"rejected": [], "rejectedTotal": 0}, version
+            )
+        )
+    assert refused.value.status == 409
+    again = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "scimproviders", "okta")
+    assert again["status"]["rejectedTotal"] == 3

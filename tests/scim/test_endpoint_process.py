@@ -6,6 +6,7 @@ without a restart; the ScimProvider's status."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import ssl
@@ -297,6 +298,33 @@ def test_objects_survive_sigkill_with_their_ids_and_status_reports_them(operator
     assert status["endpoint"] == base
     assert status["lastRequestTime"]
 
+    # The requests rejected in the last hour, by reason: the four 401s of the Entra token above, a token
+    # that is no token, an invalid filter, an oversized body. The token itself is nowhere in the status.
+    with operator.http("not-a-token-of-anyone") as http:
+        assert http.get(f"{base}/Users").status_code == 401
+    with operator.http(OKTA_TOKEN) as http:
+        assert http.get(f"{base}/Users", params={"filter": 'userName zz "x"'}).status_code == 400
+        assert http.post(f"{base}/Users", content=b"x" * (1024 * 1024 + 1)).status_code == 413
+
+    def rejected() -> dict[str, Any]:
+        status = operator.provider_status("okta")
+        assert status.get("rejectedTotal") == 7, status
+        return status
+
+    status = wait_for(rejected, "the okta status's rejected requests", operator=operator)
+    assert {item["reason"]: item["count"] for item in status["rejected"]} == {
+        "401 invalid token": 5,
+        "400 invalidFilter": 1,
+        "413 body too large": 1,
+    }
+    [mine] = status["rejectedByReplica"]
+    assert mine["total"] == 7 and mine["rejected"] == status["rejected"]
+    assert "not-a-token-of-anyone" not in json.dumps(status) and OKTA_TOKEN not in json.dumps(status)
+    assert "not-a-token-of-anyone" not in operator.replica_log("a")
+    # The other provider: the one 401 of the Okta token on its URL.
+    entra = wait_for(lambda: operator.provider_status("entra").get("rejected"), "entra's rejected", operator=operator)
+    assert entra == [{"reason": "401 invalid token", "count": 1, "lastTime": entra[0]["lastTime"]}]
+
     # SIGKILL: nothing is flushed, nothing said goodbye; a new process reads everything back.
     operator.kill("a")
     operator.start("a")
@@ -310,8 +338,11 @@ def test_two_replicas_write_through_one_read_through_the_other(operator: Operato
     operator.secret("okta-token", {"token": OKTA_TOKEN})
     operator.provider("okta", "okta-token")
     election = {"SYNAPSE_SCIM_LEADER_ELECTION": "on", "SYNAPSE_SCIM_LEASE_NAMESPACE": operator.namespace}
-    operator.start("a", POD_NAME="replica-a", **election)
-    operator.start("b", POD_NAME="replica-b", **election)
+    # One public URL for both, as behind a Service or an Ingress: replicas with different base URLs
+    # would each write their own status.endpoint.
+    shared = {**election, "SYNAPSE_SCIM_SCIM_BASE_URL": "https://scim.example.test"}
+    operator.start("a", POD_NAME="replica-a", **shared)
+    operator.start("b", POD_NAME="replica-b", **shared)
     for replica in ("a", "b"):  # the standby serves too: the endpoint is no kopf handler
         wait_for(lambda r=replica: _serving(operator, OKTA_TOKEN, replica=r), f"replica {replica}", operator=operator)
     wait_for(
@@ -341,6 +372,35 @@ def test_two_replicas_write_through_one_read_through_the_other(operator: Operato
             return [m["value"] for m in group.get("members", [])] == [written["users"][1]]
 
         wait_for(removed_through_a, "replica a reads what replica b wrote", operator=operator)
+
+    # Rejected requests: each replica writes its own entry, the sum covers both, and once it is written
+    # neither rewrites the status (no flapping between two views).
+    with operator.http("not-a-token") as http:
+        for _ in range(2):
+            assert http.get(f"{operator.base(replica='a')}/Users").status_code == 401
+        assert http.get(f"{operator.base(replica='b')}/Groups").status_code == 401
+
+    def both_entries() -> dict[str, Any]:
+        status = operator.provider_status("okta")
+        entries = {e["pod"]: e["total"] for e in status.get("rejectedByReplica", [])}
+        assert entries == {"replica-a": 2, "replica-b": 1} and status["rejectedTotal"] == 3, status
+        return status
+
+    status = wait_for(both_entries, "both replicas' rejections in the status", operator=operator)
+    assert status["rejected"] == [
+        {
+            "reason": "401 invalid token",
+            "count": 3,
+            "lastTime": max(e["rejected"][0]["lastTime"] for e in status["rejectedByReplica"]),
+        }
+    ]
+    version = operator.custom.get_namespaced_custom_object(GROUP, VERSION, operator.namespace, "scimproviders", "okta")[
+        "metadata"
+    ]["resourceVersion"]
+    time.sleep(5)  # two status ticks of each replica, five status intervals
+    again = operator.custom.get_namespaced_custom_object(GROUP, VERSION, operator.namespace, "scimproviders", "okta")
+    changed = {k: (status.get(k), v) for k, v in again["status"].items() if status.get(k) != v}
+    assert again["metadata"]["resourceVersion"] == version, changed
 
 
 def _strip(snapshot: Any, port: int) -> str:

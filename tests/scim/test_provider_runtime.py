@@ -4,6 +4,7 @@ Secret, and the TLS certificate reloaded (or kept, when the new one does not loa
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -162,10 +163,13 @@ def test_missing_tls_files_say_which_and_the_fix(tmp_path: Path) -> None:
 
 def test_a_namespace_listing_forgets_only_its_own_missing_providers() -> None:
     endpoint = ScimEndpoint.__new__(ScimEndpoint)
+    endpoint.namespaces = ["b"]
+    endpoint._listed, endpoint._all_listed = set(), asyncio.Event()
     forgotten: list[tuple[str, str]] = []
     endpoint.served = {("a", "entra"): None, ("b", "okta"): None, ("b", "gone"): None}  # type: ignore[dict-item]
     endpoint.forget = lambda key: (forgotten.append(key), endpoint.served.pop(key))  # type: ignore[method-assign]
     endpoint.take_listing("b", {"okta"}, "10")
     assert forgotten == [("b", "gone")]
+    assert endpoint._all_listed.is_set()  # the syncs may read the providers now
     endpoint.take_listing(None, {"a/entra"}, "11")  # watching every namespace: names are namespace/name
     assert forgotten == [("b", "gone"), ("b", "okta")]

@@ -84,6 +84,11 @@ STALLING = {
     Reason.REMOVALS_HELD,
     Reason.SECRET_NOT_READABLE,
     Reason.NO_TOKENS,
+    Reason.SCIM_PROVIDER_NOT_FOUND,
+    Reason.SCIM_GROUP_NOT_FOUND,
+    # Only ever in status.unresolved (the binding stays Ready), but a person fixes them, not a retry.
+    Reason.PRINCIPAL_NOT_MATCHED,
+    Reason.PRINCIPAL_AMBIGUOUS,
 }
 TRANSIENT = {
     Reason.WORKSPACE_UNREACHABLE,

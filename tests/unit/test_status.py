@@ -215,7 +215,9 @@ def test_reconciling_status_says_in_progress_and_keeps_what_the_sync_reads():
 
 
 def test_unmatched_pushed_users_are_listed_but_leave_the_binding_ready():
-    notice = Problem("PrincipalNotMatched", "pushed user carol@okta.local matches no Entra account", "ScimUser okta/carol")
+    notice = Problem(
+        "PrincipalNotMatched", "pushed user carol@okta.local matches no Entra account", "ScimUser okta/carol"
+    )
     counts = {"groups": 1, "members": 3, "matched": 2, "unmatched": 1, "inactive": 0, "disabled": 0}
     outcome = BindingOutcome(report=report(), notices=(notice,), scim=counts)
     status = binding_status(outcome, generation=3, old=None, workspace_ref="ws", when=T0)

@@ -86,10 +86,19 @@ class Kube:
             raise
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        old: Mapping[str, Any] | None,
+        new: Mapping[str, Any],
+        resource_version: str | None = None,
     ) -> None:
-        """Merge-patch the status subresource; keys that disappeared are deleted explicitly."""
-        body = {"status": {**{k: None for k in (old or {}) if k not in new}, **new}}
+        """Merge-patch the status subresource; keys that disappeared are deleted explicitly. With a
+        `resource_version`, the patch applies only to that version (else 409 Conflict, raised)."""
+        body: dict[str, Any] = {"status": {**{k: None for k in (old or {}) if k not in new}, **new}}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body

@@ -10,7 +10,13 @@ here is a kopf handler: each replica watches the ScimProviders itself and
 - reads each provider's tokens from its Secret (a short cache: a rotation needs no restart);
 - writes each provider's status: Ready (or the reason it is not served), the endpoint URL, the numbers
   of users and groups, lastRequestTime (at most every status interval). Every replica computes the same
-  status from the same objects, and writes only what differs from what the object shows.
+  status from the same objects, and writes only what differs from what the object shows;
+- the requests rejected in the last hour: each replica sees only the requests it answered, so it owns
+  one entry of `status.rejectedByReplica` (its pod name, refreshed at most every status interval) and
+  leaves the other replicas' entries as they are; `status.rejected` and `status.rejectedTotal` are the
+  sum of those entries, a function of the object alone, so every replica computes the same and two
+  replicas never rewrite each other's figures. Writes carry the resourceVersion they read: a replica
+  that read a stale object gets 409 and tries again at its next tick instead of dropping an entry.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ import asyncio
 import functools
 import logging
 import os
+import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,11 +35,20 @@ from typing import Any
 
 from aiohttp import web
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from synapse_scim.adapters.kube import Kube, api_client
 from synapse_scim.adapters.scim.kube_store import KubeScimStore
 from synapse_scim.adapters.scim.providers import ReloadingTLS, SecretTokens, TLSFilesError
-from synapse_scim.adapters.scim.server import PREFIX, Provider, Registry, ServerSettings, TokenBucket, make_app
+from synapse_scim.adapters.scim.server import (
+    PREFIX,
+    REJECTED_WINDOW,
+    Provider,
+    Registry,
+    ServerSettings,
+    TokenBucket,
+    make_app,
+)
 from synapse_scim.adapters.scim.watch import Watcher
 from synapse_scim.core.durations import parse_duration
 from synapse_scim.core.errors import ReasonedError
@@ -43,6 +60,8 @@ from synapse_scim.reads.scim_reads import ProviderKey, ScimProviderView, matchin
 PROVIDERS = "scimproviders"
 LOAD_WAIT = 20.0  # seconds a sync waits for the providers' first listing before it says they are not loaded
 STATUS_TICK = 2.0  # how often the statuses are compared with what they should be (in memory; writes only on change)
+REJECTED_SHOWN = 10  # reasons in status.rejected and in each replica's entry, the most frequent first
+REPLICAS_SHOWN = 16  # entries of status.rejectedByReplica (the CRD's maxItems)
 
 log = logging.getLogger("synapse_scim.scim")
 
@@ -70,6 +89,7 @@ class ScimSettings:
     request_timeout: float = 30.0
     rate: float = 50.0
     burst: int = 100
+    replica: str = ""  # this replica's name in status.rejectedByReplica: POD_NAME, else hostname-pid
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ScimSettings:
@@ -95,6 +115,7 @@ class ScimSettings:
             request_timeout=parse_duration(get("REQUEST_TIMEOUT", "30s")),
             rate=float(get("RATE", "50")),
             burst=int(get("BURST", "100")),
+            replica=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         )
 
     @property
@@ -116,6 +137,14 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _seconds(value: Any) -> float:
+    """A status timestamp in seconds; 0 when it is not one (an entry edited by hand is then dropped)."""
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return 0.0
+
+
 @dataclass
 class Served:
     """One ScimProvider as this replica serves it."""
@@ -125,6 +154,28 @@ class Served:
     tokens: SecretTokens
     obj: dict[str, Any]  # the ScimProvider as last seen
     written: dict[str, Any] = field(default_factory=dict)  # the status this replica last wrote
+    rejected: dict[str, Any] | None = None  # this replica's entry of status.rejectedByReplica, as last decided
+    rejected_at: float | None = None  # time.time() when it last changed
+
+
+def _figures(entry: dict[str, Any] | None) -> Any:
+    """What a replica's entry says, without the time it was computed at."""
+    return None if entry is None else (entry["total"], entry["rejected"])
+
+
+def rejected_summary(entries: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """status.rejected and status.rejectedTotal from the replicas' entries: counts added up by reason, the
+    latest lastTime, the most frequent first. A function of the entries alone: every replica agrees."""
+    merged: dict[str, dict[str, Any]] = {}
+    total = 0
+    for entry in entries:
+        total += int(entry.get("total") or 0)
+        for item in entry.get("rejected") or []:
+            found = merged.setdefault(item["reason"], {"reason": item["reason"], "count": 0, "lastTime": ""})
+            found["count"] += int(item["count"])
+            found["lastTime"] = max(found["lastTime"], str(item["lastTime"]))
+    ordered = sorted(merged.values(), key=lambda item: (-item["count"], item["reason"]))
+    return ordered[:REJECTED_SHOWN], total
 
 
 class ScimEndpoint:
@@ -301,7 +352,8 @@ class ScimEndpoint:
                 if self.served.get(key) is served:
                     await self._write_status(served)
 
-    async def desired_status(self, served: Served) -> dict[str, Any]:
+    async def desired_status(self, served: Served, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
         namespace, name = served.provider.namespace, served.provider.name
         current = dict(served.obj.get("status") or {})
         generation = int(served.obj["metadata"].get("generation") or 0)
@@ -346,7 +398,43 @@ class ScimEndpoint:
             value = _iso(last)
         if value:
             status["lastRequestTime"] = value
+        entries = self._rejected_entries(served, current, now)
+        if entries:
+            status["rejectedByReplica"] = entries
+        status["rejected"], status["rejectedTotal"] = rejected_summary(entries)
         return status
+
+    def _rejected_entries(self, served: Served, current: dict[str, Any], now: float) -> list[dict[str, Any]]:
+        """status.rejectedByReplica: this replica's own entry (its window, refreshed at most every status
+        interval) and the others' as the object shows them, less those not refreshed for longer than the
+        window (a replica that is gone: a live one rewrites its entry before its counts expire)."""
+        replica = self.settings.replica or f"{socket.gethostname()}-{os.getpid()}"
+        if served.rejected_at is None or now - served.rejected_at >= self.settings.status_interval:
+            found = served.provider.rejected.snapshot()
+            fresh = None
+            if found:
+                fresh = {
+                    "pod": replica,
+                    "time": _iso(now),
+                    "total": sum(each.count for each in found),
+                    "rejected": [
+                        {"reason": each.reason, "count": each.count, "lastTime": _iso(each.last)}
+                        for each in found[:REJECTED_SHOWN]
+                    ],
+                }
+            if _figures(fresh) != _figures(served.rejected):
+                served.rejected, served.rejected_at = fresh, now
+        oldest = now - REJECTED_WINDOW - self.settings.status_interval
+        others = [
+            entry
+            for entry in current.get("rejectedByReplica") or []
+            if isinstance(entry, dict) and entry.get("pod") != replica and _seconds(entry.get("time")) >= oldest
+        ]
+        entries = sorted(others, key=lambda entry: str(entry.get("time")), reverse=True)
+        entries = entries[: REPLICAS_SHOWN - 1]
+        if served.rejected is not None:
+            entries.append(served.rejected)
+        return sorted(entries, key=lambda entry: str(entry["pod"]))
 
     async def _write_status(self, served: Served) -> None:
         await served.tokens.get()  # the Secret as it is now (cached)
@@ -355,7 +443,16 @@ class ScimEndpoint:
         if status == current or status == served.written:
             return
         meta = served.obj["metadata"]
-        await self.kube.patch_status(PROVIDERS, meta["namespace"], meta["name"], current, status)
+        try:
+            await self.kube.patch_status(
+                PROVIDERS, meta["namespace"], meta["name"], current, status, meta.get("resourceVersion")
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # Another replica wrote since this one read: the watch brings its write, the next tick retries.
+            log.debug("scim: status of %s/%s changed meanwhile: next tick", meta["namespace"], meta["name"])
+            return
         served.written = status
         served.obj = {**served.obj, "status": status}
 

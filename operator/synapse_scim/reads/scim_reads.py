@@ -70,7 +70,8 @@ def matching_rules(provider: Mapping[str, Any]) -> tuple[MatchRule, ...]:
 
 class ScimSource(Protocol):
     """Where a sync finds a provider's pushed groups: the SCIM endpoint's own index in the operator
-    (controller/scim.py), or the cluster's objects for `plan --cluster` (ClusterScimSource)."""
+    (controller/scim.py), the cluster's objects for `plan --cluster` (ClusterScimSource), or nowhere,
+    with the reason why (NoScimSource: `plan` without --cluster)."""
 
     async def provider(self, namespace: str, name: str) -> ScimProviderView:
         """Raises ReasonedError: SCIM_PROVIDER_NOT_FOUND (a person must fix it), or a transient reason
@@ -338,14 +339,26 @@ async def resolve_scim(
     return resolution
 
 
+class NoScimSource:
+    """No pushed group can be read here, and why: every ScimGroup subject is unresolved with
+    SCIM_PROVIDER_NOT_FOUND and this explanation (so its binding is incomplete and its pairs are not pruned)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    async def provider(self, namespace: str, name: str) -> ScimProviderView:
+        raise ReasonedError(Reason.SCIM_PROVIDER_NOT_FOUND, f"ScimProvider {namespace}/{name}: {self.why}")
+
+
+# What a source of None means: the operator runs without its SCIM endpoint.
+ENDPOINT_OFF = NoScimSource(
+    "the SCIM endpoint is off in this operator, so no pushed group is known (enable it: the chart's "
+    "scim.enabled, or `synapse-scim run --scim-port`)"
+)
+
+
 async def source_provider(source: ScimSource | None, namespace: str, name: str) -> ScimProviderView:
-    if source is None:
-        raise ReasonedError(
-            Reason.SCIM_PROVIDER_NOT_FOUND,
-            f"ScimProvider {namespace}/{name}: the SCIM endpoint is off in this operator, so no pushed group "
-            "is known (enable it: the chart's scim.enabled, or `synapse-scim run --scim-port`)",
-        )
-    return await source.provider(namespace, name)
+    return await (source or ENDPOINT_OFF).provider(namespace, name)
 
 
 class ClusterScimSource:

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from synapse_scim.adapters.directory import DirectoryError
 from synapse_scim.core.model import Principal
+from synapse_scim.core.reasons import Reason
 from synapse_scim.review.chains import chain_text
 from synapse_scim.review.holdings import (
     Cause,
@@ -19,8 +20,10 @@ from synapse_scim.review.holdings import (
     find_principal,
     parse_scope,
     principal_dict,
+    unresolved_text,
 )
 from synapse_scim.review.preview import WorkspacePreview
+from synapse_scim.review.scim_chains import PushedUser, pushed_users
 from synapse_scim.review.session import (
     EXIT_ERROR,
     EXIT_OK,
@@ -36,8 +39,14 @@ from synapse_scim.review.session import (
 def _reason_text(r: Cause, principal: Principal, wanted: bool = False) -> str:
     """One cause as a line; ``wanted``: a binding wants the same grant (it is among the causes too)."""
     if r.kind is CauseKind.BINDING:
-        chain = chain_text(r.chain, principal.display) if r.chain else f"{principal.display} (direct subject)"
+        member = r.scim.member_text(principal.display) if r.scim else principal.display
+        chain = chain_text(r.chain, member) if r.chain else f"{principal.display} (direct subject)"
         return f"wanted by SynapseRoleBinding {r.binding} ({r.mode}): {chain}"
+    if r.kind is CauseKind.UNWANTED and r.binding:
+        return (
+            f"managed by the operator and no binding wants it any more, but SynapseRoleBinding {r.binding} is "
+            f"incomplete ({unresolved_text(r.held_by)}): nothing in its roles is revoked until it resolves"
+        )
     if wanted and r.kind is CauseKind.MANUAL:
         return (
             "manual: the assignment was made by someone else, and the operator never removes it: "
@@ -80,9 +89,9 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
     subject: Principal | None = None
     disabled = False
     try:
-        await preview_all(args, progress, session)
+        await preview_all(args, progress, session, "explain")
         for preview, walker in zip(session.previews, session.walkers, strict=True):
-            item: dict[str, Any] = {"preview": preview, "holdings": [], "error": None}
+            item: dict[str, Any] = {"preview": preview, "holdings": [], "error": None, "pushed": []}
             results.append(item)
             if preview.problem is not None or walker is None or preview.plan is None:
                 item["error"] = f"{preview.problem.reason}: {preview.problem.message}" if preview.problem else ""
@@ -91,10 +100,19 @@ async def explain_main(argv: list[str], stdout: TextIO | None = None) -> int:
             progress.show(f"explaining in {preview.ws.namespace}/{preview.ws.name}")
             try:
                 if args.principal:
-                    found, enabled = await find_principal(walker.directory, walker, args.principal)
+                    try:
+                        found, enabled = await find_principal(walker.directory, walker, args.principal)
+                    except DirectoryError as exc:
+                        # Not in the directory, but perhaps a pushed member of a bound ScimGroup that
+                        # matches no account: say so rather than only "not found".
+                        item["pushed"] = pushed_users(preview.scim, preview.scim_subjects, args.principal)
+                        if exc.reason != Reason.SUBJECT_NOT_FOUND or not item["pushed"]:
+                            raise
+                        continue
                     subject = subject or found
                     disabled = disabled or not enabled
                     item["holdings"] = await explainer.of_principal(found)
+                    item["pushed"] = pushed_users(preview.scim, preview.scim_subjects, args.principal, found.id)
                     continue
                 role = preview.roles.get(args.role)
                 if role is None:
@@ -130,6 +148,8 @@ def _explain_text(
     if subject is not None:
         note = ": disabled in the directory, so no binding gives it a role" if disabled else ""
         out.write(f"{subject.display} ({subject.type} {subject.id}){note}\n\n")
+    elif args.principal and any(item["pushed"] for item in results):
+        out.write(f"{args.principal}: not in the directory; a user an identity provider pushed\n\n")
     for item in results:
         preview: WorkspacePreview = item["preview"]
         title = workspace_title(preview)
@@ -139,10 +159,15 @@ def _explain_text(
         if item["error"]:
             out.write(f"  error: {item['error']}\n\n")
             continue
+        pushed: list[PushedUser] = item["pushed"]
         if not item["holdings"]:
             out.write("  nothing held or wanted here\n")
         for h in item["holdings"]:
             _holding_text(h, subject if args.principal else None, out)
+        for p in pushed:
+            out.write(f"  {p.text()}\n")
+            if "message" in (d := p.as_dict()):
+                out.write(f"    {d['reason']}: {d['message']}\n")
         out.write("\n")
 
 
@@ -159,6 +184,8 @@ def _explain_json(args: argparse.Namespace, subject: Principal | None, results: 
                 "scope": r.get("scope"),
                 "error": r["error"] or None,
                 "assignments": [h.as_dict() for h in r["holdings"]],
+                # added with ScimGroup subjects: pushed users that are the principal and get nothing
+                **({"pushedUsers": [p.as_dict() for p in r["pushed"]]} if r["pushed"] else {}),
             }
             for r in results
         ],

@@ -8,6 +8,7 @@ walks for the chains; nothing is written.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,13 +24,16 @@ from synapse_scim.core.model import (
     Grant,
     Principal,
     PrincipalType,
+    Problem,
     normalize_id,
     normalize_scope,
+    pair_key,
 )
 from synapse_scim.core.reasons import Reason
 from synapse_scim.core.scope import SCOPE_COLLECTIONS, ScopeKind, scope_path
 from synapse_scim.review.chains import GroupWalker
-from synapse_scim.review.preview import WorkspacePreview, chain_of
+from synapse_scim.review.preview import WorkspacePreview, chain_of, scim_match
+from synapse_scim.review.scim_chains import ScimMatch
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 TupleKey = tuple[str, str, str]
@@ -55,15 +59,32 @@ class Cause:
     """Why a principal holds (or would hold) one role at one scope."""
 
     kind: CauseKind
-    binding: str = ""
+    binding: str = ""  # BINDING: the binding that wants it; UNWANTED: the incomplete binding that holds it
     mode: str = ""
     chain: tuple[str, ...] = ()  # groups from the binding's subject down to the principal; () if direct
+    scim: ScimMatch | None = None  # BINDING through a pushed group: the pushed user, and how it matched
+    # UNWANTED, yet not revoked: the problems that keep ``binding`` incomplete (the planner prunes
+    # nothing in its pairs), e.g. a ScimGroup that did not resolve.
+    held_by: tuple[Problem, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
         if self.kind is CauseKind.BINDING:
             out.update(binding=self.binding, mode=self.mode, chain=list(self.chain))
+            if self.scim is not None:
+                out["scim"] = self.scim.as_dict()
+        if self.kind is CauseKind.UNWANTED and self.binding:
+            out["heldBy"] = {"binding": self.binding, "problems": problems_list(self.held_by)}
         return out
+
+
+def problems_list(problems: Iterable[Problem]) -> list[dict[str, str | None]]:
+    return [{"reason": p.reason, "subject": p.subject, "message": p.message} for p in problems]
+
+
+def unresolved_text(problems: Iterable[Problem]) -> str:
+    """What keeps a binding incomplete, short: ``ScimGroup okta/Ghosts did not resolve``."""
+    return "; ".join(dict.fromkeys(f"{p.subject} did not resolve" if p.subject else str(p.reason) for p in problems))
 
 
 @dataclass
@@ -216,6 +237,13 @@ class Explainer:
             plan.newly_orphaned
         )
         self.role_names = preview.role_names
+        # Pairs the planner prunes nothing in because a binding that may write there is incomplete.
+        self.incomplete: dict[tuple[str, str], list[tuple[str, tuple[Problem, ...]]]] = {}
+        for s in sorted(preview.states, key=lambda s: s.key):
+            if s.deleting or not s.active_enforcer or s.complete:
+                continue
+            for r, sc in s.all_claims:
+                self.incomplete.setdefault(pair_key(r, sc), []).append((str(s.key), s.errors))
 
     def role_name(self, role_id: str) -> str:
         return self.role_names.get(normalize_id(role_id), role_id)
@@ -225,8 +253,10 @@ class Explainer:
         manual or orphaned grant a binding wants gives the access now and stays after the binding."""
         wanted: set[Cause] = set()
         for dg in self.wanted.get(key, ()):
-            chain = await chain_of(self.p, self.walker, str(dg.binding), dg.via, dg.principal)
-            wanted.add(Cause(CauseKind.BINDING, str(dg.binding), self.modes.get(str(dg.binding), ""), chain))
+            binding = str(dg.binding)
+            chain = await chain_of(self.p, self.walker, binding, dg.via, dg.principal)
+            found = scim_match(self.p, binding, dg.via, dg.principal)
+            wanted.add(Cause(CauseKind.BINDING, binding, self.modes.get(binding, ""), chain, found))
         out = sorted(wanted, key=lambda r: (r.binding, r.chain))
         if assignment is None:
             return out
@@ -234,7 +264,27 @@ class Explainer:
             return [*out, Cause(CauseKind.MANUAL)]
         if normalize_id(assignment.id) in self.orphaned:
             return [*out, Cause(CauseKind.ORPHANED)]
-        return out or [Cause(CauseKind.UNWANTED)]
+        if out:
+            return out
+        if self.status(key, assignment) is HoldingStatus.HELD:
+            holders = self.incomplete.get(assignment.grant.pair, ())
+            if holders:
+                return [Cause(CauseKind.UNWANTED, binding, held_by=problems) for binding, problems in holders]
+        return [Cause(CauseKind.UNWANTED)]
+
+    def held_incomplete(self) -> list[tuple[str, tuple[Problem, ...], Assignment]]:
+        """Managed assignments no binding wants that are kept because a binding that claims their role
+        and scope is incomplete (its ScimGroup or Group did not resolve, a read failed): (binding, its
+        problems, assignment), by binding. The plan revokes none of them."""
+        out: list[tuple[str, tuple[Problem, ...], Assignment]] = []
+        for a in self.p.actual:
+            if not a.owned or normalize_id(a.id) in self.orphaned or a.grant.key in self.wanted:
+                continue
+            if self.status(a.grant.key, a) is not HoldingStatus.HELD:
+                continue
+            for binding, problems in self.incomplete.get(a.grant.pair, ()):
+                out.append((binding, problems, a))
+        return sorted(out, key=lambda t: (t[0], t[2].role_id, normalize_scope(t[2].scope), t[2].principal_id))
 
     def status(self, key: TupleKey, assignment: Assignment | None) -> HoldingStatus:
         if assignment is None:

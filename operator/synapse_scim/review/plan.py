@@ -11,15 +11,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from synapse_scim.core.model import Assignment, Principal, normalize_id
+from synapse_scim.core.model import Assignment, BindingKey, Principal, Problem, normalize_id
 from synapse_scim.core.objects import approve_command
 from synapse_scim.core.reasons import Action, Reason
 from synapse_scim.review.chains import GroupWalker, chain_text
 from synapse_scim.review.holdings import (
     Explainer,
     principal_dict,
+    problems_list,
+    unresolved_text,
 )
-from synapse_scim.review.preview import WorkspacePreview, chain_of
+from synapse_scim.review.preview import WorkspacePreview, chain_of, scim_match
+from synapse_scim.review.scim_chains import counts_text, scim_dict
 from synapse_scim.review.session import (
     EXIT_CHANGES,
     EXIT_ERROR,
@@ -43,6 +46,8 @@ class Row:
     bindings: tuple[str, ...]
     via: tuple[str, ...]  # grant: one chain per wanting binding ("ns/b: A → B → alice"); others: ()
     assignment_id: str
+    # grant through pushed groups: per wanting binding, the pushed user and how it matched (JSON "scim")
+    scim: tuple[dict[str, Any], ...] = ()
 
     def cells(self) -> list[str]:
         return [
@@ -56,7 +61,7 @@ class Row:
         ]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "action": self.action,
             "principal": principal_dict(self.principal),
             "role": {"id": self.role_id, "name": self.role},
@@ -65,6 +70,9 @@ class Row:
             "via": list(self.via),
             "assignmentId": self.assignment_id,
         }
+        if self.scim:  # added with ScimGroup subjects: absent from grants that come through none
+            out["scim"] = list(self.scim)
+        return out
 
 
 ORDER = {Action.GRANT: 0, Action.REVOKE: 1, Action.HELD: 2, Action.ORPHAN: 3}
@@ -83,10 +91,15 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
         wishes = sorted(explainer.wanted.get(c.grant.key, ()), key=lambda d: d.sort_key)
         several = len({dg.binding for dg in wishes}) > 1
         chains = []
+        pushed: list[dict[str, Any]] = []
         for dg in wishes:
             chain = await chain_of(preview, walker, str(dg.binding), dg.via, dg.principal)
-            text = chain_text(chain, dg.principal.display) if chain else "(direct subject)"
+            found = scim_match(preview, str(dg.binding), dg.via, dg.principal)
+            member = found.member_text(dg.principal.display) if found else dg.principal.display
+            text = chain_text(chain, member) if chain else "(direct subject)"
             chains.append(f"{dg.binding}: {text}" if several else text)
+            if found is not None:
+                pushed.append({"binding": str(dg.binding), **found.as_dict()})
         rows.append(
             Row(
                 Action.GRANT,
@@ -97,6 +110,7 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
                 tuple(str(b) for b in c.bindings),
                 tuple(dict.fromkeys(chains)),
                 c.assignment_id,
+                tuple({json.dumps(p, sort_keys=True): p for p in pushed}.values()),
             )
         )
 
@@ -129,6 +143,26 @@ async def _plan_rows(preview: WorkspacePreview, walker: GroupWalker) -> list[Row
             r.principal.id,
         ),
     )
+
+
+@dataclass
+class Kept:
+    """Managed grants no binding wants that an incomplete binding keeps (the planner prunes nothing in its
+    roles' pairs): the former members of a ScimGroup or Group that did not resolve keep their grants."""
+
+    binding: str
+    problems: tuple[Problem, ...]
+    rows: list[Row]
+
+
+async def _kept(preview: WorkspacePreview, walker: GroupWalker) -> list[Kept]:
+    explainer = Explainer(preview, walker)
+    out: dict[str, Kept] = {}
+    for binding, problems, a in explainer.held_incomplete():
+        principal = await explainer.principal_of(a.principal_id, a.principal_type)
+        row = Row(Action.HELD, principal, a.role_id, explainer.role_name(a.role_id), a.scope, (binding,), (), a.id)
+        out.setdefault(binding, Kept(binding, problems, [])).rows.append(row)
+    return list(out.values())
 
 
 def _problems(preview: WorkspacePreview) -> list[dict[str, str]]:
@@ -171,10 +205,14 @@ async def plan_main(argv: list[str], stdout: TextIO | None = None) -> int:
     session = Session()
     report: list[dict[str, Any]] = []
     try:
-        await preview_all(args, progress, session)
+        await preview_all(args, progress, session, "plan")
         for preview, walker in zip(session.previews, session.walkers, strict=True):
-            rows = await _plan_rows(preview, walker) if preview.plan is not None and walker else []
-            report.append({"preview": preview, "rows": rows, "problems": _problems(preview)})
+            rows: list[Row] = []
+            kept: list[Kept] = []
+            if preview.plan is not None and walker is not None:
+                rows = await _plan_rows(preview, walker)
+                kept = await _kept(preview, walker)
+            report.append({"preview": preview, "rows": rows, "problems": _problems(preview), "kept": kept})
     except Exception as exc:
         message = fatal_message(exc)
         if message is None:
@@ -216,6 +254,7 @@ def _plan_text(report: list[dict[str, Any]], out: TextIO) -> None:
                 f"  {len(plan.held)} removal(s) held by the removal guard; approve after merge with:\n"
                 f"    {approve_command(preview.ws.namespace, preview.ws.name, plan.plan_id)}\n"
             )
+        _scim_text(preview, item["kept"], out)
         for p in item["problems"]:
             who = f"SynapseRoleBinding {p['binding']}" if p["binding"] else "workspace"
             out.write(f"  error: {who}: {p['reason']}: {p['message']}\n")
@@ -225,6 +264,49 @@ def _plan_text(report: list[dict[str, Any]], out: TextIO) -> None:
     if errors:
         line += f" {errors} error(s): the operator would not be Ready."
     out.write(line + "\n")
+
+
+def _scim_text(preview: WorkspacePreview, kept: list[Kept], out: TextIO) -> None:
+    """Per binding: what became of its pushed members (status.scim, and the pushed users that get
+    nothing), and the grants it holds while incomplete."""
+    for key, subject in sorted(preview.scim_subjects.items()):
+        if subject.counts is None or (subject.problems and not subject.groups):
+            continue  # no pushed group resolved: the error and the held grants below say it all
+        out.write(f"  SynapseRoleBinding {key}: {counts_text(subject)}\n")
+        for notice in subject.notices:
+            out.write(f"    gets nothing: {notice.reason}: {notice.message}\n")
+    for k in kept:
+        out.write(
+            f"  SynapseRoleBinding {k.binding} is incomplete, so nothing in its roles is revoked; "
+            f"held: {unresolved_text(k.problems)}\n"
+        )
+        cells = [[r.principal.display or r.principal.id, str(r.principal.type), r.role, r.scope] for r in k.rows]
+        for line in table(cells, indent="    "):
+            out.write(line + "\n")
+
+
+def _binding_json(
+    key: BindingKey, summary: dict[str, int], preview: WorkspacePreview, kept: dict[str, Kept]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": str(key), **summary}
+    subject = preview.scim_subjects.get(key)
+    if subject is not None and subject.counts is not None:  # added with ScimGroup subjects
+        out["scim"] = scim_dict(subject)
+    if str(key) in kept:  # added with ScimGroup subjects: what an incomplete binding keeps
+        k = kept[str(key)]
+        out["heldWhileIncomplete"] = {
+            "problems": problems_list(k.problems),
+            "assignments": [
+                {
+                    "principal": principal_dict(r.principal),
+                    "role": {"id": r.role_id, "name": r.role},
+                    "scope": r.scope,
+                    "assignmentId": r.assignment_id,
+                }
+                for r in k.rows
+            ],
+        }
+    return out
 
 
 def _plan_json(report: list[dict[str, Any]], errors: bool, changes: bool) -> dict[str, Any]:
@@ -243,7 +325,10 @@ def _plan_json(report: list[dict[str, Any]], errors: bool, changes: bool) -> dic
                 "holdReason": plan.hold_reason if plan else None,
                 "planId": plan.plan_id if plan else None,
                 "problems": item["problems"],
-                "bindings": [{"name": str(k), **rep.summary()} for k, rep in sorted(plan.reports.items())]
+                "bindings": [
+                    _binding_json(k, rep.summary(), preview, {kept.binding: kept for kept in item["kept"]})
+                    for k, rep in sorted(plan.reports.items())
+                ]
                 if plan
                 else [],
             }

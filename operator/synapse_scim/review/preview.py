@@ -16,14 +16,16 @@ from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.kube import Kube
 from synapse_scim.adapters.workspace import RoleDefinition, Workspace, WorkspaceError
-from synapse_scim.core.model import Assignment, BindingState, Plan, Principal, Problem
+from synapse_scim.core.model import Assignment, BindingKey, BindingState, Plan, Principal, Problem, normalize_id
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim.core.planner import plan_workspace
 from synapse_scim.core.reasons import Reason
 from synapse_scim.reads.directory_reads import DirectoryReads
 from synapse_scim.reads.inputs import read_workspace
+from synapse_scim.reads.scim_reads import ScimResolution, ScimSource, ScimSubjects
 from synapse_scim.review.chains import GroupWalker
 from synapse_scim.review.manifests import Manifest, ManifestError
+from synapse_scim.review.scim_chains import MatchKey, ScimMatch, scim_matches
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -52,6 +54,9 @@ class WorkspacePreview:
     plan: Plan | None = None
     problem: Problem | None = None  # nothing could be read
     subject_groups: dict[tuple[str, str], Principal] = field(default_factory=dict)  # (binding, display) -> group
+    scim: ScimResolution = field(default_factory=ScimResolution)  # the ScimGroup subjects and their members
+    scim_subjects: dict[BindingKey, ScimSubjects] = field(default_factory=dict)  # per binding that has any
+    scim_matches: dict[MatchKey, ScimMatch] = field(default_factory=dict)  # how each pushed member matched
 
     @property
     def role_names(self) -> dict[str, str]:
@@ -155,14 +160,22 @@ async def preview_workspace(
     workspace: Workspace,
     *,
     read_concurrency: int = 8,
+    scim_source: ScimSource | None = None,
 ) -> WorkspacePreview:
-    """sync_workspace's reads and plan, without its writes."""
+    """sync_workspace's reads and plan, without its writes. ``scim_source``: where ScimGroup subjects are
+    read (session.py: the cluster's objects with --cluster, else a NoScimSource that says to use it)."""
     result = WorkspacePreview(ws=ws, bindings=bindings, ws_name=workspace.name)
     reads = DirectoryReads(directory, read_concurrency)
     try:
         try:
             read = await read_workspace(
-                ws, bindings, directory, workspace, read_concurrency=read_concurrency, reads=reads
+                ws,
+                bindings,
+                directory,
+                workspace,
+                read_concurrency=read_concurrency,
+                reads=reads,
+                scim_source=scim_source,
             )
         except WorkspaceError as exc:
             result.problem = Problem(exc.reason, exc.message)
@@ -173,6 +186,9 @@ async def preview_workspace(
     result.roles = read.roles
     result.actual = read.actual
     result.states = list(read.states)
+    result.scim = read.scim
+    result.scim_subjects = dict(read.scim_subjects)
+    result.scim_matches = scim_matches(read.scim, result.scim_subjects)
     result.plan = plan_workspace(read.inputs)
     return result
 
@@ -196,14 +212,25 @@ async def _subject_groups(bindings: list[BindingObject], reads: DirectoryReads) 
 async def chain_of(
     preview: WorkspacePreview, walker: GroupWalker, binding: str, via: tuple[str, ...], member: Principal
 ) -> tuple[str, ...]:
-    """The groups from a binding's subject group down to ``member``; () when the member is the subject."""
+    """The groups from a binding's subject group down to ``member``; () when the member is the subject.
+    A member of a pushed group has the group's label as its chain ("okta: Data Engineers"; scim_match
+    says which pushed user it is)."""
     if not via:
         return ()
+    if scim_match(preview, binding, via, member) is not None:
+        return via
     group = preview.subject_groups.get((binding, via[0]))
     if group is None:
         return via
     paths = await walker.paths(group)
     return paths.get(member.id, via)
+
+
+def scim_match(preview: WorkspacePreview, binding: str, via: tuple[str, ...], member: Principal) -> ScimMatch | None:
+    """The pushed user that brings ``member`` into ``binding`` through the pushed group ``via`` names."""
+    if len(via) != 1:
+        return None
+    return preview.scim_matches.get((binding, via[0], normalize_id(member.id)))
 
 
 def preview_error(ws: WorkspaceObject, bindings: list[BindingObject], problem: Problem) -> WorkspacePreview:
@@ -215,7 +242,11 @@ def objects(target: Target) -> tuple[WorkspaceObject, list[BindingObject]]:
 
 
 async def preview_target(
-    conns: Connections, target: Target, kube: Kube | None, read_concurrency: int = 8
+    conns: Connections,
+    target: Target,
+    kube: Kube | None,
+    read_concurrency: int = 8,
+    scim_source: ScimSource | None = None,
 ) -> tuple[WorkspacePreview, Clients | None]:
     ws, bindings = objects(target)
     try:
@@ -226,6 +257,6 @@ async def preview_target(
     except (KeyError, ValueError) as exc:
         return preview_error(ws, bindings, Problem(Reason.WORKSPACE_NAME_UNKNOWN, f"spec: {exc}")), None
     preview = await preview_workspace(
-        ws, bindings, clients.directory, clients.workspace, read_concurrency=read_concurrency
+        ws, bindings, clients.directory, clients.workspace, read_concurrency=read_concurrency, scim_source=scim_source
     )
     return preview, clients

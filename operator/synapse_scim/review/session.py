@@ -11,6 +11,7 @@ from typing import TextIO
 from synapse_scim.adapters.connections import Connections
 from synapse_scim.adapters.directory import DirectoryError
 from synapse_scim.adapters.kube import Kube, kubeconfig_client
+from synapse_scim.reads.scim_reads import ClusterScimSource, NoScimSource, ScimSource
 from synapse_scim.review.chains import GroupWalker
 from synapse_scim.review.holdings import (
     ScopeError,
@@ -113,21 +114,37 @@ class Session:
     walkers: list[GroupWalker | None] = field(default_factory=list)
     conns: Connections | None = None
     kube: Kube | None = None
+    scim: ScimSource | None = None
 
     async def close(self) -> None:
+        if isinstance(self.scim, ClusterScimSource):
+            self.scim.close()  # stops its watches before the client they use is closed
         if self.conns is not None:
             await self.conns.close()
         if self.kube is not None:
             self.kube.close()
 
 
-async def preview_all(args: argparse.Namespace, progress: Progress, session: Session) -> None:
+def scim_source(command: str, kube: Kube | None) -> ScimSource:
+    """Where the pushed groups of ScimGroup subjects are read: the cluster's ScimProvider, ScimUser and
+    ScimGroup objects with --cluster (the SCIM endpoint writes them there); without it, nowhere, and the
+    subjects are unresolved (ScimProviderNotFound) with a message that says so."""
+    if kube is not None:
+        return ClusterScimSource(kube.custom)
+    return NoScimSource(
+        f"{command} without --cluster cannot read the groups identity providers pushed (ScimGroup objects in "
+        "the cluster): use --cluster"
+    )
+
+
+async def preview_all(args: argparse.Namespace, progress: Progress, session: Session, command: str) -> None:
     session.kube = cluster_client(args)
     found = await read_targets(args, session.kube)
     session.conns = connections(session.kube)
+    session.scim = scim_source(command, session.kube)
     for i, target in enumerate(found, start=1):
         progress.show(f"reading {target.key[0]}/{target.key[1]} ({i}/{len(found)})")
-        preview, clients = await preview_target(session.conns, target, session.kube)
+        preview, clients = await preview_target(session.conns, target, session.kube, scim_source=session.scim)
         session.previews.append(preview)
         session.walkers.append(GroupWalker(clients.directory) if clients else None)
 

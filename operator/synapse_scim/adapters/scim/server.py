@@ -14,7 +14,10 @@ What it adds to core/scim/service.py, which decides everything else:
   than `request_timeout` is answered 503 with `Retry-After` while the write it started finishes (it is
   never cut in the middle);
 - metrics: synapse_scim_scim_requests_total{provider,resource,method,code} and the latency histogram
-  synapse_scim_scim_request_duration_seconds (metrics.py)."""
+  synapse_scim_scim_request_duration_seconds (metrics.py);
+- rejected requests: every 4xx/5xx answer on a served provider's URL is counted in the provider's
+  RejectionWindow under a short reason (`401 invalid token`, `400 invalidFilter`...), the last hour in
+  one-minute buckets; controller/scim.py writes it to the provider's status."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -71,6 +75,125 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+# -- rejected requests: a sliding window per provider ----------------------------------------------------
+
+REJECTED_WINDOW = 3600.0  # status.rejected counts the rejections of the last hour
+REJECTED_BUCKET = 60.0  # one-minute buckets: 60 counters per reason
+REJECTED_REASONS = 20  # at most this many reasons per provider; more are counted as OTHER_REASON
+OTHER_REASON = "other"
+
+# The cause a status stands for, when the answer names no SCIM scimType.
+_CAUSES = {
+    401: "invalid token",
+    404: "not found",
+    405: "method not allowed",
+    408: "body timeout",
+    409: "conflict",
+    413: "body too large",
+    429: "rate limited",
+    500: "internal error",
+    503: "timeout",
+}
+
+
+def rejection_reason(status: int, body: bytes | None) -> str:
+    """The short reason of a rejected answer: its status and the SCIM scimType of its error body (as the
+    catalogue in docs/troubleshooting.md names them), else the cause the status stands for. Derived from
+    the answer sent, never from the request: no token, no body."""
+    scim_type = None
+    if body:
+        try:
+            found = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            found = None
+        if isinstance(found, dict) and isinstance(found.get("scimType"), str):
+            scim_type = found["scimType"]
+    if scim_type and scim_type.isalnum() and len(scim_type) <= 40:
+        return f"{status} {scim_type}"
+    cause = _CAUSES.get(status)
+    if cause is None:
+        try:
+            cause = HTTPStatus(status).phrase.lower()
+        except ValueError:
+            cause = "error"
+    return f"{status} {cause}"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One reason's figures in the window."""
+
+    reason: str
+    count: int
+    last: float  # time.time() of the last rejection with this reason
+
+
+class _Buckets:
+    """One reason's counts: a ring of buckets, each tagged with the bucket number it counts."""
+
+    __slots__ = ("counts", "last", "numbers")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * size
+        self.numbers = [-1] * size
+        self.last = 0.0
+
+
+class RejectionWindow:
+    """Rejected requests by reason over the last `window` seconds, in buckets of `bucket` seconds: memory is
+    bounded (`max_reasons` reasons of window/bucket counters each), whatever the request rate."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        window: float = REJECTED_WINDOW,
+        bucket: float = REJECTED_BUCKET,
+        max_reasons: int = REJECTED_REASONS,
+    ) -> None:
+        self.clock, self.bucket, self.max_reasons = clock, bucket, max_reasons
+        self.size = max(1, math.ceil(window / bucket))
+        self.reasons: dict[str, _Buckets] = {}
+
+    def _number(self, now: float) -> int:
+        return math.floor(now / self.bucket)
+
+    def _count(self, buckets: _Buckets, number: int) -> int:
+        oldest = number - self.size + 1
+        return sum(c for c, n in zip(buckets.counts, buckets.numbers, strict=True) if oldest <= n <= number)
+
+    def add(self, reason: str) -> None:
+        now = self.clock()
+        number = self._number(now)
+        buckets = self.reasons.get(reason)
+        if buckets is None:
+            if len(self.reasons) >= self.max_reasons:
+                self._drop_expired(number)
+            if len(self.reasons) >= self.max_reasons and reason != OTHER_REASON:
+                self.add(OTHER_REASON)
+                return
+            buckets = self.reasons[reason] = _Buckets(self.size)
+        slot = number % self.size
+        if buckets.numbers[slot] != number:
+            buckets.numbers[slot], buckets.counts[slot] = number, 0
+        buckets.counts[slot] += 1
+        buckets.last = max(buckets.last, now)
+
+    def _drop_expired(self, number: int) -> None:
+        for reason, buckets in list(self.reasons.items()):
+            if self._count(buckets, number) == 0:
+                del self.reasons[reason]
+
+    def snapshot(self) -> list[Rejection]:
+        """The reasons with a rejection in the window, the most frequent first (then by reason)."""
+        number = self._number(self.clock())
+        self._drop_expired(number)
+        found = [Rejection(r, self._count(b, number), b.last) for r, b in self.reasons.items()]
+        return sorted(found, key=lambda each: (-each.count, each.reason))
+
+    def total(self) -> int:
+        return sum(each.count for each in self.snapshot())
+
+
 @dataclass
 class Provider:
     """One ScimProvider as the server serves it."""
@@ -82,6 +205,7 @@ class Provider:
     tokens: Callable[[], Sequence[str] | Awaitable[Sequence[str]]]
     limiter: TokenBucket = field(default_factory=lambda: TokenBucket(rate=50, burst=100))
     last_request: float | None = None  # time.time() of the last authenticated request
+    rejected: RejectionWindow = field(default_factory=RejectionWindow)  # this replica's rejections
 
     @property
     def key(self) -> str:
@@ -232,7 +356,12 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
     async def handle(request: web.Request) -> web.Response:
         started = time.perf_counter()
         response = await answer(request)
-        known = registry.get(request.match_info["namespace"], request.match_info["provider"]) is not None
+        provider = registry.get(request.match_info["namespace"], request.match_info["provider"])
+        known = provider is not None
+        if provider is not None and response.status >= 400:
+            # A 401 on a provider's own URL counts against it; a URL naming no provider counts nowhere.
+            body = response.body if isinstance(response.body, bytes) else None
+            provider.rejected.add(rejection_reason(response.status, body))
         provider_label = f"{request.match_info['namespace']}/{request.match_info['provider']}" if known else "unknown"
         resource, method = resource_label(request.match_info["tail"]), request.method.upper()
         metrics.SCIM_REQUESTS.labels(provider_label, resource, method, str(response.status)).inc()
