@@ -186,7 +186,7 @@ class ScimEndpoint:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.kube = Kube(api)
-        self.registry = Registry()
+        self.registry = Registry(listed=False)  # until the ScimProviders are listed: requests wait
         self.served: dict[tuple[str, str], Served] = {}
         self.tls: ReloadingTLS | None = None
         self._runner: web.AppRunner | None = None
@@ -290,6 +290,7 @@ class ScimEndpoint:
         self._listed.add(namespace)
         if len(self._listed) >= max(1, len(self.namespaces)):
             self._all_listed.set()
+            self.registry.listed.set()
         for key in list(self.served):
             if namespace is None:
                 if f"{key[0]}/{key[1]}" not in names:
