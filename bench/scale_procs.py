@@ -54,7 +54,7 @@ def _die_with_parent() -> None:
 
 # ------------------------------------------------------------------------------------------ sandbox
 def _sandbox_main(
-    scenario: Scenario,
+    scenario: Scenario | dict[str, Any],
     latency: dict[str, float],
     page_size: int,
     log_size: int,
@@ -68,9 +68,8 @@ def _sandbox_main(
 
     async def main() -> None:
         t0 = time.perf_counter()
-        sandbox = Sandbox(
-            build_seed(scenario), cert_dir=Path(cert_dir), latency=latency, page_size=page_size, log_size=log_size
-        )
+        seed = scenario if isinstance(scenario, dict) else build_seed(scenario)
+        sandbox = Sandbox(seed, cert_dir=Path(cert_dir), latency=latency, page_size=page_size, log_size=log_size)
         load_s = time.perf_counter() - t0
         gc.collect()
         gc.freeze()  # as the CLI does: the loaded organisation is never scanned by the cyclic GC again
@@ -96,11 +95,12 @@ def _sandbox_main(
 
 
 class SandboxProcess:
-    """The sandbox seeded with a scenario, in a child process (spawned: no state shared with us)."""
+    """The sandbox seeded with a scenario (or a seed of its own: a dict), in a child process (spawned:
+    no state shared with us)."""
 
     def __init__(
         self,
-        scenario: Scenario,
+        scenario: Scenario | dict[str, Any],
         *,
         latency: dict[str, float],
         cert_dir: Path,

@@ -29,9 +29,11 @@ class ScimOperator:
         provider: str,
         *,
         env: dict[str, str] | None = None,
+        azure_ca: Path | None = None,
     ) -> None:
         self.cp, self.workdir, self.namespace, self.provider = cp, workdir, namespace, provider
         self.env = env or {}  # more of the operator's settings, e.g. SYNAPSE_SCIM_SCIM_RATE
+        self.azure_ca = azure_ca  # the sandbox's CA, when the operator talks to one (else the SCIM test CA)
         self.api = cp.api_client()
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
@@ -85,7 +87,7 @@ class ScimOperator:
         started = time.perf_counter()
         self.process = OperatorProcess(
             kubeconfig=self.cp.kubeconfig,
-            ca_path=str(self.ca_path),
+            ca_path=str(self.azure_ca or self.ca_path),
             namespace=self.namespace,
             log_path=self.workdir / f"operator-{self.starts}.log",
             cpu=self.cpu,

@@ -1,20 +1,35 @@
-"""Soak with faults and crashes: the operator (`synapse-scim run`) against the local control plane and the
-Azure sandbox while 20% of Azure calls fail (429 with Retry-After, 500, 503, timeouts, connection
-resets; tokens expired now and then), the directory changes at random, and the operator process is
-SIGKILLed at random moments and restarted.
+"""Soak with faults and crashes: the operator (`synapse-scim run`, its SCIM endpoint on) against the local
+control plane and the Azure sandbox while 20% of Azure calls fail (429 with Retry-After, 500, 503,
+timeouts, connection resets; tokens expired now and then, Graph's principal lookups included), the
+directory changes at random, an identity provider pushes random SCIM changes through the real endpoint
+(bench/soak_scim.py: users matched by UPN or by object id and users Entra ID does not know, member adds
+and removes, deactivations and reactivations, user deletions, group deletions and re-creations, bursts of
+50 requests at once, some cut by a SIGKILL), and the operator process is SIGKILLed at random moments and
+restarted. Bindings with ScimGroup subjects (one mixing a Graph group and a ScimGroup) are part of it.
 
 Checked continuously (the sandbox's assignments and request log, polled) and at the end:
 - no manual assignment is ever deleted (nor missing from a listing);
 - nothing is deleted that a binding wanted at that moment: a deletion of a grant that was wanted in
   every directory state of the `race_window` seconds before it is a violation (the operator may act
-  on a read a few seconds old: a change inside that window excuses it, and is counted);
+  on a read a few seconds old: a change inside that window excuses it, and is counted). A state wants
+  what the Graph groups and the pushed groups give (a matched, active, enabled member of a bound pushed
+  group) and protects every grant of a role whose binding has a pushed group deleted (held: the
+  binding is incomplete, nothing in its pairs is pruned). Graph failures hit the lookups that match
+  pushed users too, and SIGKILLs cut pushes: neither may turn into a revocation;
 - no duplicate assignments (the same principal, role and scope twice);
 - no binding lost (each still exists) or stuck (after the faults stop: Ready, current generation);
-- after the faults stop, the assignments equal the expected set within two sync intervals.
+- every SCIM push is answered as expected once retried (rejected requests, by code, besides the
+  injected refusals: 0);
+- after the faults stop, the assignments equal the expected set within two sync intervals, and each
+  binding's status.scim counts what the model says (matched, unmatched, inactive, disabled);
+- then, deterministically: a bound pushed group deleted (and a Graph removal in the same role) and
+  the ScimProvider deleted (and a matched user disabled in Entra ID) revoke nothing while they last;
+  re-created, everything converges again.
 
     SYNAPSE_SCIM_TOOLS="$(hack/build-tools.sh)" .venv/bin/python bench/soak.py --duration 600 [--seed N]
 
-writes bench/results/soak-<date>.json; tests/soak runs the same for a couple of minutes.
+writes bench/results/soak-<date>-<time>.json (the report, with the machine, the date and the commit);
+tests/soak runs the same for a couple of minutes.
 """
 
 from __future__ import annotations
@@ -27,10 +42,12 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from soak_scim import PROVIDER, PushedUser, PushRejected, ScimEndpoint, ScimPusher, ScimWorld
 from support.harness import RB_PLURAL, WS_PLURAL, Harness, running_harness  # tests/support, installed by `make venv`
 from synapse_scim.core.model import Grant, assignment_id
 
@@ -43,6 +60,8 @@ ROLES = {
     "Synapse Contributor": "7572bffe-f453-4b66-912a-46cc5ef38fda",
     "Synapse Compute Operator": "e3844cc7-4670-42cb-9349-9bdac1ee7881",
     "Synapse Administrator": "6e4bf58a-b8e1-4cc3-bbf9-d73143322b78",
+    "Synapse Artifact User": "53faaa0e-40b6-40c8-a2ff-e38f2d388875",
+    "Synapse Credential User": "5eb298b4-692c-4241-9cf0-f58a3b42bb25",
 }
 USERS = [f"s{i:02d}@{DOMAIN}" for i in range(24)]
 TEAMS = ["Team A", "Team B", "Team C", "Ops"]
@@ -53,11 +72,27 @@ BINDINGS = {  # name: (role, groups)
     "contributors": ("Synapse Contributor", ["Team C"]),
     "operators": ("Synapse Compute Operator", ["Ops"]),
 }
+# Bindings with ScimGroup subjects (provider okta): name: (role, Graph groups, pushed groups). The
+# analysts share their role with "users" (a held pair holds both); "mixed" names a Graph group too.
+SCIM_BINDINGS = {
+    "scim-engineers": ("Synapse Artifact User", [], ["Data Engineers"]),
+    "scim-analysts": ("Synapse User", [], ["Analysts"]),
+    "mixed": ("Synapse Credential User", ["Team A"], ["Contractors"]),
+}
+ALL_BINDINGS = [*BINDINGS, *SCIM_BINDINGS]
 # Manual grants, made before the operator starts: one nobody wants, one a binding wants too (adopted,
-# never owned), one a binding may come to want.
-MANUAL = [("Synapse Administrator", USERS[20]), ("Synapse User", USERS[0]), ("Synapse Contributor", USERS[19])]
+# never owned), one a binding may come to want; one in a role only pushed groups give.
+MANUAL = [
+    ("Synapse Administrator", USERS[20]),
+    ("Synapse User", USERS[0]),
+    ("Synapse Contributor", USERS[19]),
+    ("Synapse Artifact User", USERS[21]),
+]
+BURST = 50  # requests of a burst push, sent at once
 
 Key = tuple[str, str, str]  # (roleId, principalId, scope)
+# (change sent, answered, grants wanted, roles whose pairs are held: a binding of theirs is incomplete)
+State = tuple[float, float, frozenset[Key], frozenset[str]]
 
 
 def soak_org() -> dict[str, Any]:
@@ -111,6 +146,7 @@ class Report:
     race_window_s: float
     faults_injected: int = 0
     faults_by_kind: dict[str, int] = field(default_factory=dict)
+    faults_by_operation: dict[str, int] = field(default_factory=dict)  # service.operation (Graph's lookups too)
     token_expiries: int = 0
     kills: int = 0
     directory_changes: int = 0
@@ -120,6 +156,17 @@ class Report:
     deletes: int = 0
     deletes_racing_a_change: int = 0
     polls: int = 0
+    scim_changes: int = 0
+    scim_changes_by_kind: dict[str, int] = field(default_factory=dict)
+    scim_bursts: int = 0
+    scim_requests: int = 0  # answered
+    scim_unanswered: int = 0  # connection refused, reset or timed out (the endpoint was killed): retried
+    scim_kills_during_pushes: int = 0
+    scim_rejected: int = 0  # unexpected answers (retried when an identity provider would retry)
+    scim_rejected_by_code: dict[str, int] = field(default_factory=dict)
+    scim_rejections: list[str] = field(default_factory=list)  # the first few, with their answers
+    scim_injected_rejections: int = 0  # the refusals the soak asked for (the bare remove of all members)
+    hold_checks: dict[str, str] = field(default_factory=dict)  # the final phase: what was held, what came back
     convergence_s: float | None = None
     violations: list[str] = field(default_factory=list)
 
@@ -137,46 +184,102 @@ class Soak:
         kill_every: float = 20.0,
         change_every: float = 2.0,
         expire_every: float = 15.0,
+        push_every: float = 1.5,
+        burst_every: float = 25.0,
         log: Any = print,
     ) -> None:
         self.h, self.duration, self.rng, self.log = h, duration, random.Random(seed), log
         self.fault_rate, self.sync_interval, self.race_window = fault_rate, sync_interval, race_window
         self.kill_every, self.change_every, self.expire_every = kill_every, change_every, expire_every
+        self.push_every, self.burst_every = push_every, burst_every
         self.report = Report(seed, duration, fault_rate, sync_interval, race_window)
         self.dir = Directory.from_org(soak_org())
         self.ids: dict[str, str] = {}  # UPN -> object id
-        self.states: list[tuple[float, float, frozenset[Key]]] = []  # (change sent, answered, wanted)
+        self.states: list[State] = []
         self.by_assignment_id: dict[str, Key] = {}
         self.manual: dict[str, Key] = {}  # assignment id -> key
         self.seq = 0
         self.fault_kinds: Counter[str] = Counter()
+        self.fault_operations: Counter[str] = Counter()
+        self.scim_kinds: Counter[str] = Counter()
+        self.endpoint = ScimEndpoint(h.tmp, h.namespace)
+        self.pusher: ScimPusher | None = None
+        self.world: ScimWorld | None = None  # made in setup, once the Entra ids are known
+        self.provider_missing = False
+        self.restart_at: float | None = None
 
     # -- the model ----------------------------------------------------------------------------------
 
+    def scim_members(self, groups: list[str]) -> list[PushedUser]:
+        """The distinct pushed users of the groups that exist now."""
+        assert self.world is not None
+        keys: set[str] = set()
+        for g in groups:
+            keys |= self.world.group_members(g) or set()
+        return [self.world.users[k] for k in sorted(keys)]
+
     def wanted(self) -> frozenset[Key]:
-        return frozenset(
+        graph = {
             (ROLES[role], self.ids[u], SCOPE)
-            for role, groups in BINDINGS.values()
+            for role, groups in [*BINDINGS.values(), *((r, g) for r, g, _ in SCIM_BINDINGS.values())]
             for g in groups
             for u in self.dir.users_of(g)
+        }
+        pushed = set()
+        if self.world is not None and not self.provider_missing:
+            for role, _, scim_groups in SCIM_BINDINGS.values():
+                for user in self.scim_members(scim_groups):
+                    if user.active and user.upn is not None and user.upn not in self.dir.disabled:
+                        pushed.add((ROLES[role], self.ids[user.upn], SCOPE))
+        return frozenset(graph | pushed)
+
+    def held_roles(self) -> frozenset[str]:
+        """Roles whose pairs nothing may prune: a binding of theirs names a pushed group that is deleted
+        (or a provider that is missing), so it is incomplete."""
+        if self.world is None:
+            return frozenset()
+        return frozenset(
+            ROLES[role]
+            for role, _, scim_groups in SCIM_BINDINGS.values()
+            if self.provider_missing or any(self.world.groups[g].id is None for g in scim_groups)
         )
 
-    def wanted_in_window(self, key: Key, start: float, end: float) -> list[bool]:
-        """For every directory state that may have been current at some instant in [start, end],
-        whether it wanted `key` (a state counts from just before its change was sent until the next
-        change was answered)."""
+    def record(self, before: float) -> None:
+        self.states.append((before, time.time(), self.wanted(), self.held_roles()))
+
+    def scim_counts(self, binding: str) -> dict[str, int]:
+        """What status.scim of a binding must say."""
+        _, _, scim_groups = SCIM_BINDINGS[binding]
+        assert self.world is not None
+        members = self.scim_members(scim_groups)
+        return {
+            "groups": sum(self.world.groups[g].id is not None for g in scim_groups),
+            "members": len(members),
+            "matched": sum(u.active and u.upn is not None and u.upn not in self.dir.disabled for u in members),
+            "unmatched": sum(u.active and u.upn is None for u in members),
+            "inactive": sum(not u.active for u in members),
+            "disabled": sum(u.active and u.upn is not None and u.upn in self.dir.disabled for u in members),
+        }
+
+    def protected_in_window(self, key: Key, start: float, end: float) -> list[bool]:
+        """For every state that may have been current at some instant in [start, end], whether it
+        wanted `key` or held its role (a state counts from just before its change was sent until the
+        next change was answered)."""
         out = []
-        for i, (sent, _, wanted) in enumerate(self.states):
+        for i, (sent, _, wanted, held) in enumerate(self.states):
             until = self.states[i + 1][1] if i + 1 < len(self.states) else float("inf")
             if sent <= end and until >= start:
-                out.append(key in wanted)
+                out.append(key in wanted or key[0] in held)
         return out
 
     def current_state(self, at: float) -> frozenset[Key]:
-        """The directory state whose change had been answered by `at`."""
-        return next((w for _, answered, w in reversed(self.states) if answered <= at), self.states[0][2])
+        """The wanted grants of the state whose change had been answered by `at`."""
+        return next((w for _, answered, w, _ in reversed(self.states) if answered <= at), self.states[0][2])
 
     # -- setup --------------------------------------------------------------------------------------
+
+    def start_operator(self) -> None:
+        self.h.start_operator(**self.endpoint.env())
 
     def setup(self) -> None:
         h = self.h
@@ -190,20 +293,50 @@ class Soak:
             for u in USERS:
                 key = (role_id, self.ids[u], SCOPE)
                 self.by_assignment_id[assignment_id(Grant(*key)).lower()] = key
-        now = time.time()
-        self.states.append((now, now, self.wanted()))
-        h.start_operator()
+        self.world = ScimWorld.new(USERS, self.ids, self.rng)
+        self.endpoint.create(h)
+        self.pusher = ScimPusher(self.endpoint.base_url, self.endpoint.token, self.endpoint.ca_path)
+        self.start_operator()
+        self.initial_push()
+        self.record(time.time())
         h.workspace(syncInterval=f"{self.sync_interval:g}s", removalGuard={"maxRemovals": 1000, "maxPercent": 100})
         for name, (role, groups) in BINDINGS.items():
             h.binding(name, [role], [{"kind": "Group", "name": g} for g in groups])
-        for name in BINDINGS:
-            h.wait_condition(RB_PLURAL, name, timeout=120)
+        for name, (role, groups, scim_groups) in SCIM_BINDINGS.items():
+            subjects = [{"kind": "Group", "name": g} for g in groups]
+            subjects += [{"kind": "ScimGroup", "provider": PROVIDER, "name": g} for g in scim_groups]
+            h.binding(name, [role], subjects)
+        if not self.await_convergence("before the faults", 120.0):
+            raise AssertionError(
+                "the soak's world did not converge before the faults:\n" + "\n".join(self.report.violations)
+            )
         self.seq = max((e["seq"] for e in h.sb.admin.request_log()), default=0)
         self.check_requests()
         self.log(
-            f"soak: seed {self.report.seed}, {len(self.wanted())} wanted grants, "
-            f"{len(self.manual)} manual assignments, converged before the faults"
+            f"soak: seed {self.report.seed}, {len(self.wanted())} wanted grants "
+            f"({sum(1 for k in self.wanted() if k[0] in {ROLES[r] for r, _, _ in SCIM_BINDINGS.values()})} in the "
+            f"roles of ScimGroup subjects), {len(self.manual)} manual assignments, converged before the faults"
         )
+
+    def initial_push(self) -> None:
+        """What the identity provider pushes first: two thirds of its users, each group with a few."""
+        assert self.world is not None and self.pusher is not None
+        deadline = time.monotonic() + 60
+        while True:  # the endpoint is up once it answers
+            try:
+                self.pusher.http.get(self.endpoint.base_url + "/ServiceProviderConfig").raise_for_status()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        users = list(self.world.users.values())
+        for user in self.rng.sample(users, k=2 * len(users) // 3):
+            user.id = self.pusher.create_user(user)
+        created = [u for u in users if u.id is not None]
+        for group in self.world.groups.values():
+            group.members = {u.key for u in self.rng.sample(created, k=6)}
+            group.id = self.pusher.create_group(group.name, [self.world.users[k].id or "" for k in group.members])
 
     # -- what happens -----------------------------------------------------------------------------
 
@@ -246,9 +379,195 @@ class Soak:
             else:
                 admin.add_member(parent, child)
                 d.members[parent].add(child)
-        self.states.append((before, time.time(), self.wanted()))
+        self.record(before)
         self.report.directory_changes += 1
         self.report.changes_by_kind[kind] = self.report.changes_by_kind.get(kind, 0) + 1
+
+    def push_scim(self) -> None:
+        """One SCIM change, at random."""
+        rng = self.rng
+        assert self.world is not None and self.pusher is not None
+        world, pusher = self.world, self.pusher
+        users = list(world.users.values())
+        created = world.created()
+        live = [g for g in world.groups.values() if g.id is not None]
+        kind = rng.choice(
+            [
+                *("user_add", "member_add", "member_add", "member_remove", "member_remove", "deactivate"),
+                *("reactivate", "user_delete", "group_delete", "group_recreate", "injected_refusal"),
+            ]
+        )
+        ops: list[Callable[[], None]] = []
+        if kind == "user_add":
+            absent = [u for u in users if u.id is None]
+            if not absent:
+                return
+            user = rng.choice(absent)
+
+            def op() -> None:
+                user.id = pusher.create_user(user)
+
+            ops.append(op)
+        elif kind == "member_add":
+            pairs = [(g, u) for g in live for u in created if u.key not in g.members]
+            if not pairs:
+                return
+            group, user = rng.choice(pairs)
+            ops.append(self.member_add(group, user))
+        elif kind == "member_remove":
+            pairs = [(g, world.users[k]) for g in live for k in sorted(g.members)]
+            if not pairs:
+                return
+            group, user = rng.choice(pairs)
+            ops.append(self.member_remove(group, user))
+        elif kind in ("deactivate", "reactivate"):
+            candidates = [u for u in created if u.active == (kind == "deactivate")]
+            if not candidates:
+                return
+            ops.append(self.set_active(rng.choice(candidates), kind == "reactivate"))
+        elif kind == "user_delete":
+            if len(created) < len(users) // 2:
+                return
+            user = rng.choice(created)
+
+            def op() -> None:
+                pusher.delete("Users", user.id or "")
+                world.remove_user(user.key)
+
+            ops.append(op)
+        elif kind == "group_delete":
+            if len(live) < len(world.groups):  # one deleted group at a time
+                return
+            group = rng.choice(live)
+
+            def op() -> None:
+                pusher.delete("Groups", group.id or "")
+                group.id = None
+                group.members = set()
+
+            ops.append(op)
+        elif kind == "group_recreate":
+            gone = [g for g in world.groups.values() if g.id is None]
+            if not gone:
+                return
+            ops.append(self.group_create(rng.choice(gone), rng.sample(created, k=min(len(created), 5))))
+        else:  # the bare remove of every member: refused (400), nothing changes
+            if not live:
+                return
+            group = rng.choice(live)
+            if not pusher.refused(
+                "PATCH",
+                f"/Groups/{group.id}",
+                {
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "remove", "path": "members"}],
+                },
+                400,
+            ):
+                self.violation(f"the bare remove of every member of {group.name} was not refused with 400")
+            self.count_scim(kind)
+            return
+        # Now and then the operator is killed while the push is on its way (a tenth of the pushes).
+        self.run_pushes(ops, kill_after=rng.uniform(0.0, 0.05) if rng.random() < 0.1 else None)
+        self.count_scim(kind)
+
+    def member_add(self, group: Any, user: PushedUser) -> Callable[[], None]:
+        assert self.pusher is not None
+        pusher = self.pusher
+
+        def op() -> None:
+            pusher.add_members(group.id, [user.id or ""])
+            group.members.add(user.key)
+
+        return op
+
+    def member_remove(self, group: Any, user: PushedUser) -> Callable[[], None]:
+        assert self.pusher is not None
+        pusher, dialect = self.pusher, self.rng.choice(["okta", "entra"])
+
+        def op() -> None:
+            pusher.remove_member(group.id, user.id or "", dialect)
+            group.members.discard(user.key)
+
+        return op
+
+    def set_active(self, user: PushedUser, active: bool) -> Callable[[], None]:
+        assert self.pusher is not None
+        pusher = self.pusher
+
+        def op() -> None:
+            pusher.set_active(user.id or "", active)
+            user.active = active
+
+        return op
+
+    def group_create(self, group: Any, members: list[PushedUser]) -> Callable[[], None]:
+        assert self.pusher is not None
+        pusher = self.pusher
+
+        def op() -> None:
+            group.id = pusher.create_group(group.name, [u.id or "" for u in members])
+            group.members = {u.key for u in members}
+
+        return op
+
+    def burst(self) -> None:
+        """BURST requests at once, all growing the grants or all shrinking them (so that whatever order they
+        land in, every state between is between the one before and the one after); a SIGKILL cuts half of them."""
+        rng = self.rng
+        assert self.world is not None
+        world = self.world
+        live = [g for g in world.groups.values() if g.id is not None]
+        created = world.created()
+        ops: list[Callable[[], None]] = []
+        if rng.random() < 0.5:
+            kind = "burst_grow"
+            adds = [(g, u) for g in live for u in created if u.key not in g.members]
+            inactive = [u for u in created if not u.active]
+            chosen = rng.sample(adds + inactive, k=min(BURST, len(adds) + len(inactive)))
+            for c in chosen:
+                ops.append(self.member_add(*c) if isinstance(c, tuple) else self.set_active(c, True))
+        else:
+            kind = "burst_shrink"
+            removes = [(g, world.users[k]) for g in live for k in sorted(g.members)]
+            active = [u for u in created if u.active]
+            chosen = rng.sample(removes + active, k=min(BURST, len(removes) + len(active)))
+            for c in chosen:
+                ops.append(self.member_remove(*c) if isinstance(c, tuple) else self.set_active(c, False))
+        if not ops:
+            return
+        self.report.scim_bursts += 1
+        kill_after = rng.uniform(0.05, 0.6) if rng.random() < 0.5 else None
+        self.run_pushes(ops, kill_after=kill_after)
+        self.count_scim(kind, len(ops))
+
+    def run_pushes(self, ops: list[Callable[[], None]], kill_after: float | None = None) -> None:
+        """Send the pushes at once and wait for their answers (restarting a killed operator meanwhile);
+        the state they make is recorded once, from before the first was sent until the last answered."""
+        assert self.pusher is not None
+        before = time.time()
+        started = time.monotonic()
+        futures = [self.pusher.pool.submit(op) for op in ops]
+        while not all(f.done() for f in futures):
+            if kill_after is not None and time.monotonic() - started >= kill_after:
+                kill_after = None
+                if self.h.operator is not None and self.h.operator.poll() is None:
+                    self.kill()
+                    self.report.scim_kills_during_pushes += 1
+                    self.restart_at = time.monotonic() + self.rng.uniform(0.5, 3.0)
+            self.tick_restart()
+            time.sleep(0.02)
+        for f in futures:
+            exc = f.exception()
+            if isinstance(exc, PushRejected):
+                self.log(f"soak: SCIM push not applied: {exc}")
+            elif exc is not None:
+                raise exc
+        self.record(before)
+
+    def count_scim(self, kind: str, n: int = 1) -> None:
+        self.scim_kinds[kind] += n
+        self.report.scim_changes += n
 
     def kill(self) -> None:
         h = self.h
@@ -258,13 +577,18 @@ class Soak:
             self.report.kills += 1
         h.operator = None
 
+    def tick_restart(self) -> None:
+        if self.restart_at is not None and time.monotonic() >= self.restart_at:
+            self.ensure_running()
+            self.restart_at = None
+
     def ensure_running(self) -> None:
         h = self.h
         if h.operator is None or h.operator.poll() is not None:
             if h.operator is not None and h.operator.returncode not in (-9, 0):
                 self.violation(f"the operator exited by itself ({h.operator.returncode})")
             h.operator = None
-            h.start_operator()
+            self.start_operator()
 
     # -- checks -----------------------------------------------------------------------------------
 
@@ -279,6 +603,7 @@ class Soak:
             if e.get("fault"):
                 self.report.faults_injected += 1
                 self.fault_kinds[str(e["fault"])] += 1
+                self.fault_operations[f"{e.get('service')}.{e.get('operation')}"] += 1
             self.report.azure_requests += 1  # login, graph and synapse: the faults hit all three
             if e.get("operation") == "createRoleAssignment" and str(e["status"]).startswith("2"):
                 self.report.creates += 1
@@ -293,9 +618,11 @@ class Soak:
             if key is None:
                 self.violation(f"deleted an assignment the soak cannot account for: {e['path']}")
                 continue
-            window = self.wanted_in_window(key, e["time"] - self.race_window, e["time"])
+            window = self.protected_in_window(key, e["time"] - self.race_window, e["time"])
             if all(window):
-                self.violation(f"deleted {key} at {e['time']:.3f}, wanted throughout the {self.race_window:g}s before")
+                self.violation(
+                    f"deleted {key} at {e['time']:.3f}, wanted or held throughout the {self.race_window:g}s before"
+                )
             elif key in self.current_state(e["time"]):
                 # Wanted again by the time it was deleted: the operator acted on a read from before
                 # the change (allowed within the race window); it re-grants on its next sync.
@@ -314,27 +641,144 @@ class Soak:
         return listed
 
     def check_bindings_exist(self) -> None:
-        for name in BINDINGS:
+        for name in ALL_BINDINGS:
             if self.h.get(RB_PLURAL, name) is None:
                 self.violation(f"binding {name} lost")
 
-    def converged(self) -> bool:
-        listed = {(a["roleDefinitionId"], a["principalId"].lower(), a["scope"]) for a in self.h.assignments()}
-        if listed != set(self.wanted()) | set(self.manual.values()):
-            return False
-        for plural, names in ((RB_PLURAL, list(BINDINGS)), (WS_PLURAL, ["analytics"])):
+    def listed_keys(self) -> set[Key]:
+        return {(a["roleDefinitionId"], a["principalId"].lower(), a["scope"]) for a in self.h.assignments()}
+
+    def differences(self) -> list[str]:
+        """What keeps the world from being converged (empty: converged)."""
+        out = []
+        listed = self.listed_keys()
+        want = set(self.wanted()) | set(self.manual.values())
+        if listed != want:
+            out.append(f"missing {sorted(want - listed)}, unexpected {sorted(listed - want)}")
+        for plural, names in ((RB_PLURAL, ALL_BINDINGS), (WS_PLURAL, ["analytics"])):
             for name in names:
                 obj = self.h.get(plural, name) or {}
                 c = self.h.condition(plural, name)
                 if not c or c["status"] != "True" or c.get("observedGeneration") != obj["metadata"]["generation"]:
-                    return False
-        return True
+                    out.append(f"{plural}/{name} not Ready: {c}")
+                elif name in SCIM_BINDINGS and (obj.get("status") or {}).get("scim") != self.scim_counts(name):
+                    out.append(f"{name} status.scim {obj['status'].get('scim')}, the model {self.scim_counts(name)}")
+        return out
+
+    def await_convergence(self, what: str, limit: float | None = None) -> float | None:
+        """Wait until the assignments and statuses are what the model says; a violation past `limit`
+        (two sync intervals by default). Returns the seconds it took."""
+        limit = 2 * self.sync_interval if limit is None else limit
+        since = time.monotonic()
+        while self.differences():
+            self.check_requests()
+            self.check_assignments()
+            if time.monotonic() - since > limit:
+                self.violation(f"not converged {limit:g}s {what}: " + "; ".join(self.differences()))
+                return None
+            time.sleep(0.5)
+        return round(time.monotonic() - since, 1)
+
+    # -- the final phase: holds -------------------------------------------------------------------
+
+    def wait_reason(self, bindings: list[str], reason: str, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all((self.h.condition(RB_PLURAL, b) or {}).get("reason") == reason for b in bindings):
+                return True
+            self.check_requests()
+            time.sleep(0.3)
+        self.violation(
+            f"{bindings} never said {reason} within {timeout:g}s: "
+            + json.dumps({b: self.h.condition(RB_PLURAL, b) for b in bindings})
+        )
+        return False
+
+    def check_held(self, what: str, snapshot: set[Key]) -> None:
+        """Nothing of `snapshot` in a held role may be gone while it is held (a few syncs' worth of waiting first)."""
+        time.sleep(6.0)  # pokes, the tenant watch's poll (1 s), retries of faulted reads
+        self.check_requests()
+        held = self.held_roles()
+        snapshot = {k for k in snapshot if k[0] in held}
+        gone = snapshot - self.listed_keys()
+        if gone:
+            self.violation(f"{what}: held grants revoked: {sorted(gone)}")
+        self.report.hold_checks[what] = f"{len(snapshot)} grants kept" if not gone else f"{len(gone)} revoked"
+
+    def hold_phase(self) -> None:
+        """A bound pushed group deleted, then the provider: their members' grants (and every grant of
+        their roles) are held while they are gone, and revoked or kept as the model says once back."""
+        assert self.world is not None and self.pusher is not None
+        world, d, admin = self.world, self.dir, self.h.sb.admin
+        analysts = world.groups["Analysts"]
+        matched = [u for u in world.created() if u.upn and u.active and u.upn not in d.disabled]
+        if not analysts.members & {u.key for u in matched} and matched:
+            self.run_pushes([self.member_add(analysts, matched[0])])
+            self.await_convergence("after a member was added before the hold checks")
+        # 1. The group deleted, and a Graph removal of the same role (Synapse User, through All Teams).
+        snapshot = self.listed_keys()
+        before = time.time()
+        self.pusher.delete("Groups", analysts.id or "")
+        members = [world.users[k] for k in sorted(analysts.members)]
+        analysts.id, analysts.members = None, set()
+        team = next((t for t in ("Team A", "Team B") if any(m in self.ids for m in d.members[t])), None)
+        if team is not None:
+            user = sorted(m for m in d.members[team] if m in self.ids)[0]
+            admin.remove_member(team, self.ids[user])
+            d.members[team].discard(user)
+        self.record(before)
+        if self.wait_reason(["scim-analysts"], "ScimGroupNotFound"):
+            self.check_held("group deleted", snapshot)
+        self.run_pushes([self.group_create(analysts, [u for u in members if u.id is not None])])
+        self.await_convergence("after the deleted group was pushed again")
+        # 2. The provider deleted (its objects stay), and a matched member disabled in Entra ID.
+        snapshot = self.listed_keys()
+        before = time.time()
+        self.endpoint.delete_provider(self.h)
+        self.provider_missing = True
+        held = [u for b in SCIM_BINDINGS.values() for u in self.scim_members(b[2]) if u.upn and u.active]
+        held = [u for u in held if u.upn not in d.disabled]
+        if held:
+            admin.disable_user(held[0].upn)
+            d.disabled.add(held[0].upn or "")
+        self.record(before)
+        if self.wait_reason(list(SCIM_BINDINGS), "ScimProviderNotFound"):
+            self.check_held("provider deleted", snapshot)
+        before = time.time()
+        self.endpoint.recreate_provider(self.h)
+        self.provider_missing = False
+        self.record(before)
+        self.await_convergence("after the deleted provider was created again")
 
     # -- the run ----------------------------------------------------------------------------------
 
     def run(self) -> Report:
         h, rng = self.h, self.rng
-        self.setup()
+        try:
+            self.setup()
+            self.chaos()
+        finally:
+            if self.pusher is not None:
+                self.pusher.close()
+                self.report.scim_requests = self.pusher.requests
+                self.report.scim_unanswered = self.pusher.unanswered
+                self.report.scim_rejected_by_code = dict(self.pusher.rejected)
+                self.report.scim_rejected = sum(self.pusher.rejected.values())
+                self.report.scim_rejections = list(self.pusher.rejections)
+                self.report.scim_injected_rejections = sum(self.pusher.injected.values())
+            self.report.faults_by_kind = dict(self.fault_kinds)
+            self.report.faults_by_operation = dict(sorted(self.fault_operations.items()))
+            self.report.scim_changes_by_kind = dict(self.scim_kinds)
+        if self.report.scim_rejected:
+            self.violation(
+                f"SCIM requests rejected: {self.report.scim_rejected_by_code}: "
+                + "; ".join(self.report.scim_rejections)
+            )
+        del h, rng
+        return self.report
+
+    def chaos(self) -> None:
+        h, rng = self.h, self.rng
         rule = h.sb.admin.inject_fault(
             {
                 "service": "*",
@@ -348,26 +792,31 @@ class Soak:
         start = time.monotonic()
         end = start + self.duration
         next_change = start + rng.expovariate(1 / self.change_every)
+        next_push = start + rng.expovariate(1 / self.push_every)
+        next_burst = start + rng.uniform(0.1, 0.3) * self.duration  # at least one burst, early on
         next_kill = start + rng.uniform(0.05, 0.25) * self.duration  # at least one kill, early on
         next_expire = start + rng.expovariate(1 / self.expire_every)
-        restart_at: float | None = None
         next_binding_check = start
         while (now := time.monotonic()) < end:
             if now >= next_change:
                 self.change_directory()
                 next_change = now + rng.expovariate(1 / self.change_every)
-            if now >= next_kill and restart_at is None:
+            if now >= next_push:
+                self.push_scim()
+                next_push = time.monotonic() + rng.expovariate(1 / self.push_every)
+            if now >= next_burst:
+                self.burst()
+                next_burst = time.monotonic() + rng.expovariate(1 / self.burst_every)
+            if now >= next_kill and self.restart_at is None:
                 self.kill()
-                restart_at = now + rng.uniform(0.0, 3.0)
+                self.restart_at = now + rng.uniform(0.0, 3.0)
                 next_kill = now + rng.expovariate(1 / self.kill_every)
-            if restart_at is not None and now >= restart_at:
-                self.ensure_running()
-                restart_at = None
+            self.tick_restart()
             if now >= next_expire:
                 h.sb.admin.expire_tokens()
                 self.report.token_expiries += 1
                 next_expire = now + rng.expovariate(1 / self.expire_every)
-            if restart_at is None:
+            if self.restart_at is None:
                 self.ensure_running()
             if now >= next_binding_check:
                 self.check_bindings_exist()
@@ -378,32 +827,29 @@ class Soak:
             time.sleep(0.3)
 
         h.sb.admin.remove_fault(rule["id"])
+        self.restart_at = None
         self.ensure_running()
-        stopped = time.monotonic()
+        # The identity provider pushes again what a deleted group should be (its final state is then
+        # the one the model states without holds; the final phase checks holds deterministically).
+        assert self.world is not None
+        gone = [g for g in self.world.groups.values() if g.id is None]
+        if gone:
+            created = self.world.created()
+            self.run_pushes([self.group_create(g, self.rng.sample(created, k=min(len(created), 5))) for g in gone])
+            self.count_scim("group_recreate", len(gone))
         self.log(
-            f"soak: faults stopped after {stopped - start:.0f}s; waiting for convergence "
+            f"soak: faults stopped after {time.monotonic() - start:.0f}s; waiting for convergence "
             f"(at most two sync intervals, {2 * self.sync_interval:g}s)"
         )
-        while not self.converged():
-            self.check_requests()
-            self.check_assignments()
-            if time.monotonic() - stopped > 2 * self.sync_interval:
-                listed = {(a["roleDefinitionId"], a["principalId"].lower(), a["scope"]) for a in h.assignments()}
-                want = set(self.wanted()) | set(self.manual.values())
-                self.violation(
-                    f"not converged {2 * self.sync_interval:g}s after the faults stopped: missing "
-                    f"{sorted(want - listed)}, unexpected {sorted(listed - want)}, conditions "
-                    + json.dumps({n: h.condition(RB_PLURAL, n) for n in BINDINGS})
-                )
-                break
-            time.sleep(0.5)
-        else:
-            self.report.convergence_s = round(time.monotonic() - stopped, 1)
+        self.report.convergence_s = self.await_convergence("after the faults stopped")
         self.check_requests()
         self.check_assignments()
         self.check_bindings_exist()
-        self.report.faults_by_kind = dict(self.fault_kinds)
-        return self.report
+        if self.report.convergence_s is not None:
+            self.hold_phase()
+            self.check_requests()
+            self.check_assignments()
+            self.check_bindings_exist()
 
 
 def summary(report: Report) -> str:
@@ -412,8 +858,12 @@ def summary(report: Report) -> str:
         f"soak: seed {r.seed}, {r.duration_s:g}s: {r.faults_injected} faults injected {r.faults_by_kind} "
         f"of {r.azure_requests} Azure requests, {r.token_expiries} token expiries, {r.kills} kills, "
         f"{r.directory_changes} directory changes {r.changes_by_kind}, {r.creates} creates, {r.deletes} deletes "
-        f"({r.deletes_racing_a_change} racing a change), converged {r.convergence_s}s after the faults "
-        f"stopped, {len(r.violations)} violations"
+        f"({r.deletes_racing_a_change} racing a change); {r.scim_changes} SCIM changes pushed "
+        f"{r.scim_changes_by_kind} in {r.scim_requests} answered requests ({r.scim_bursts} bursts, "
+        f"{r.scim_kills_during_pushes} kills during pushes, {r.scim_unanswered} unanswered and retried), "
+        f"{r.scim_rejected} rejected {r.scim_rejected_by_code} besides {r.scim_injected_rejections} injected; "
+        f"converged {r.convergence_s}s after the faults stopped; holds {r.hold_checks}; "
+        f"{len(r.violations)} violations"
     )
 
 
@@ -424,6 +874,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--kill-every", type=float, default=20.0, help="mean seconds between SIGKILLs")
     parser.add_argument("--change-every", type=float, default=2.0, help="mean seconds between directory changes")
+    parser.add_argument("--push-every", type=float, default=1.5, help="mean seconds between single SCIM pushes")
+    parser.add_argument("--burst-every", type=float, default=25.0, help="mean seconds between bursts of 50 pushes")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -433,6 +885,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from kubernetes import client
 
+    from scale_bench import source_version
+    from scale_procs import machine
     from synapse_scim_sandbox.devcluster import ControlPlane
 
     with ControlPlane() as cluster, tempfile.TemporaryDirectory(prefix="synapse-scim-soak-") as tmp:
@@ -447,12 +901,21 @@ def main(argv: list[str] | None = None) -> int:
                 fault_rate=args.fault_rate,
                 kill_every=args.kill_every,
                 change_every=args.change_every,
+                push_every=args.push_every,
+                burst_every=args.burst_every,
                 log=lambda m: print(m, flush=True),
             ).run()
     print(summary(report))
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"soak-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    now = dt.datetime.now(dt.UTC)
+    path = args.out / f"soak-{now:%Y%m%d-%H%M%S}.json"
+    run = {
+        "date": f"{now:%Y-%m-%d %H:%M} UTC",
+        "machine": machine(),
+        "source": source_version(),
+        "command": " ".join(["python bench/soak.py", *(argv if argv is not None else sys.argv[1:])]),
+    }
+    path.write_text(json.dumps({**run, **asdict(report)}, indent=2) + "\n")
     print(f"soak: report written to {path}")
     return 1 if report.violations else 0
 

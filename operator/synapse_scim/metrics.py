@@ -36,6 +36,7 @@ SCIM_POKES = Counter(
     "synapse_scim_scim_pokes_total",
     "Workspace syncs asked for by pushed SCIM changes (a burst of changes is coalesced into one).",
     ["namespace", "workspace"],
+    registry=REGISTRY,
 )
 WRITE_LIMIT = Gauge(
     "synapse_scim_write_concurrency",

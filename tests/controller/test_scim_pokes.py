@@ -143,3 +143,17 @@ async def test_a_sync_that_used_no_pushed_group_unsubscribes(poked: list[tuple[s
     pokes.changed(OKTA, Kind.GROUP, "g1", set())
     await settle(pokes)
     assert poked == [] and WS_A not in pokes.interests
+
+
+async def test_a_user_pushed_while_a_subject_is_unresolved_pokes_nobody(poked: list[tuple[str, str]]) -> None:
+    """An identity provider's initial push POSTs every user before its groups: a user cannot resolve a
+    ScimGroup subject, so those requests make no sync (they made one a second during the push)."""
+    pokes = ScimPokes(poked.append, quiet=0.01, most=0.05)
+    pokes.subscribe(WS_A, resolution(unresolved="okta"))
+    for i in range(20):
+        pokes.changed(OKTA, Kind.USER, f"u{i}", set())
+    await settle(pokes)
+    assert poked == [] and pokes.pokes == 0
+    pokes.changed(OKTA, Kind.GROUP, "a-new-group", set())
+    await settle(pokes)
+    assert poked == [WS_A]

@@ -6,6 +6,8 @@ endpoint and its Kubernetes store run end to end in tests/e2e/test_scim_subjects
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,7 +15,8 @@ import pytest
 from support.controller import BindingObject, SyncResult, WorkspaceObject, binding_body, sync_workspace, workspace_body
 from support.sandbox import graph_calls, holders, object_id
 from synapse_scim.adapters.connections import Clients
-from synapse_scim.adapters.principal_lookups import PrincipalLookupCache
+from synapse_scim.adapters.principal_lookups import PrincipalLookupCache, find_accounts
+from synapse_scim.controller.scim_prefetch import LookupPrefetch
 from synapse_scim.core.errors import ReasonedError
 from synapse_scim.core.matching import DEFAULT_RULES, MatchRule
 from synapse_scim.core.model import BindingKey
@@ -206,8 +209,9 @@ async def test_lookups_are_batched_and_cached_and_a_failed_lookup_revokes_nothin
     before = await graph_calls(sb)
     await sync(sb, clients, ns, source, [SCIM_SUBJECT], lookups=cache)
     first = await graph_calls(sb)
-    # 46 users x (userName + its guest form): 92 lookups, in ceil(92 / 20) = 5 batches.
-    assert first.get("graph.batch.200", 0) - before.get("graph.batch.200", 0) == 5
+    # Rule by rule: the 46 userNames as UPNs (ceil(46 / 20) = 3 batches), then the guest form of the 45
+    # that no UPN matched (3 more); alice, found at once, costs one lookup.
+    assert first.get("graph.batch.200", 0) - before.get("graph.batch.200", 0) == 6
     await sync(sb, clients, ns, source, [SCIM_SUBJECT], lookups=cache, fresh_directory=False)
     assert await graph_calls(sb) == first  # all from the cache: not one Graph request
     assert await holders(sb, USER_ROLE) == ids(sb, "alice@contoso.com")
@@ -244,3 +248,31 @@ async def test_a_guest_is_matched_by_its_ext_form(sb: Sandbox, clients: Clients,
     await sync(sb, clients, ns, source, [SCIM_SUBJECT])
 
     assert await holders(sb, USER_ROLE) == ids(sb, "bob_fabrikam.com#EXT#@contoso.onmicrosoft.com")
+
+
+async def test_pushed_users_are_looked_up_as_they_arrive_so_the_sync_finds_every_answer_cached(
+    sb: Sandbox, clients: Clients, ns: str, source: Source
+) -> None:
+    cache = PrincipalLookupCache()
+    await sync(sb, clients, ns, source, [SCIM_SUBJECT], lookups=cache)  # the group is not pushed yet
+    prefetch = LookupPrefetch(source, delay=0.01)
+    prefetch.register(
+        (ns, "analytics"), frozenset({(ns, "okta")}), partial(find_accounts, clients.directory, cache=cache)
+    )
+    members = []
+    for upn in ("alice@contoso.com", "bob@contoso.com", "nobody@okta.local"):
+        members.append(await source.user(upn))
+        prefetch.changed((ns, "okta"), Kind.USER, members[-1], set())
+    prefetch.changed((ns, "other"), Kind.USER, "x", set())  # a provider no binding names: ignored
+    assert prefetch.queued.keys() == {(ns, "okta")}
+    for _ in range(200):
+        if prefetch._task is not None and prefetch._task.done():
+            break
+        await asyncio.sleep(0.01)
+    assert prefetch.prefetched == 4  # three UPNs, then nobody's guest form
+    await source.group("Data Engineers", members)
+
+    before = await graph_calls(sb)
+    await sync(sb, clients, ns, source, [SCIM_SUBJECT], lookups=cache, fresh_directory=False)
+    assert await graph_calls(sb) == before  # every lookup came from the cache the prefetch filled
+    assert await holders(sb, USER_ROLE) == ids(sb, "alice@contoso.com", "bob@contoso.com")

@@ -1,8 +1,10 @@
-"""`make demo`'s program runs start to finish: control plane, sandbox, operator, convergence, directory changes."""
+"""`make demo`'s program runs start to finish: control plane, sandbox, operator, convergence, directory changes,
+and an identity provider's SCIM push (a grant and its revocation)."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,4 +32,9 @@ def test_demo_converges_and_follows_the_directory(kube_tools):
     # Piped output is a sequence of tables, not terminal redraws.
     assert "\x1b[" not in out
     assert "data-engineers" in out and "analysts" in out
+    # The SCIM scene: the endpoint, the push, the grant and the revocation with their measured times.
+    assert re.search(r"ScimProvider okta serves https://127\.0\.0\.1:\d+/scim/v2/data-platform/okta", out), out[-3000:]
+    assert re.search(r"granted \d+\.\d\ds after the SCIM response", out), out[-3000:]
+    assert re.search(r"revoked \d+\.\d\ds after the SCIM response", out), out[-3000:]
+    assert "okta-data-stewards" in out
     print(f"demo ran in {elapsed:.1f}s")

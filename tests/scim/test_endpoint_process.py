@@ -5,183 +5,23 @@ without a restart; the ScimProvider's status."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import signal
 import ssl
-import subprocess
-import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trustme
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from synapse_scim_sandbox.devcluster import free_port
+from support.scim import GROUP, VERSION, wait_for
+from support.scim import ScimOperator as Operator
 
-GROUP, VERSION = "synapse-scim.io", "v1alpha1"
 OKTA_TOKEN = "okta-" + "1" * 40
 OKTA_NEXT = "okta-" + "2" * 40
 ENTRA_TOKEN = "entra-" + "3" * 40
-SCIM = "application/scim+json"
-
-
-class Pki:
-    """A CA and the endpoint's certificate, written as a mounted kubernetes.io/tls Secret would be."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self.ca: trustme.CA | None = None
-        self.issue()
-
-    def issue(self) -> trustme.CA:
-        ca = trustme.CA(organization_name="synapse-scim scim test")
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        # As the kubelet updates a Secret volume: new files, then one rename.
-        for name, data in (
-            ("tls.crt", b"".join(blob.bytes() for blob in leaf.cert_chain_pems)),
-            ("tls.key", leaf.private_key_pem.bytes()),
-        ):
-            tmp = self.directory / f".{name}.new"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.directory / name)
-        self.ca = ca
-        return ca
-
-    def client_context(self, ca: trustme.CA | None = None) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        (ca or self.ca).configure_trust(context)
-        return context
-
-
-class Operator:
-    """`synapse-scim run` processes with the SCIM endpoint on, and the cluster objects they serve."""
-
-    def __init__(self, cluster: Any, namespace: str, tmp: Path) -> None:
-        self.cluster, self.namespace, self.tmp = cluster, namespace, tmp
-        self.api = cluster.api_client()
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.pki = Pki(tmp / "scim-tls")
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports: dict[str, int] = {}
-
-    def start(self, name: str = "a", port: int | None = None, **env: str) -> int:
-        port = port or self.ports.get(name) or free_port()
-        self.ports[name] = port
-        environment = {
-            **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
-            "SYNAPSE_SCIM_METRICS_PORT": "0",
-            "SYNAPSE_SCIM_SCIM_PORT": str(port),
-            "SYNAPSE_SCIM_SCIM_HOST": "127.0.0.1",
-            "SYNAPSE_SCIM_SCIM_TLS_DIR": str(self.pki.directory),
-            "SYNAPSE_SCIM_SCIM_TLS_CHECK_INTERVAL": "0.5s",
-            "SYNAPSE_SCIM_SCIM_TOKEN_CACHE": "0.5s",
-            "SYNAPSE_SCIM_SCIM_STATUS_INTERVAL": "1s",
-            "SYNAPSE_SCIM_SCIM_BASE_URL": f"https://127.0.0.1:{port}",
-            **env,
-        }
-        log = open(self.tmp / f"operator-{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "synapse_scim.cli", "run", "--namespace", self.namespace, "--liveness", ""],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        return port
-
-    def kill(self, name: str = "a") -> None:
-        proc = self.processes.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    def stop_all(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        self.processes.clear()
-
-    def replica_log(self, name: str) -> str:
-        path = self.tmp / f"operator-{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def log(self) -> str:
-        return "\n".join(
-            f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}"
-            for p in sorted(self.tmp.glob("operator-*.log"))
-        )
-
-    # -- objects ---------------------------------------------------------------------------------
-
-    def secret(self, name: str, tokens: dict[str, str]) -> None:
-        body = {
-            "metadata": {"name": name},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in tokens.items()},
-        }
-        try:
-            self.core.create_namespaced_secret(self.namespace, body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            self.core.replace_namespaced_secret(name, self.namespace, body)
-
-    def provider(self, name: str, secret: str) -> None:
-        self.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.namespace,
-            "scimproviders",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ScimProvider",
-                "metadata": {"name": name},
-                "spec": {"tokenSecretRef": {"name": secret}},
-            },
-        )
-
-    def provider_status(self, name: str) -> dict[str, Any]:
-        found = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "scimproviders", name)
-        return found.get("status") or {}
-
-    # -- HTTP --------------------------------------------------------------------------------------
-
-    def base(self, provider: str = "okta", replica: str = "a") -> str:
-        return f"https://127.0.0.1:{self.ports[replica]}/scim/v2/{self.namespace}/{provider}"
-
-    def http(self, token: str, ca: trustme.CA | None = None) -> httpx.Client:
-        return httpx.Client(
-            verify=self.pki.client_context(ca),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": SCIM},
-            timeout=20,
-        )
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0, operator: Operator | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (httpx.HTTPError, ssl.SSLError, OSError, AssertionError, KeyError) as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not in {timeout}s (last: {last!r})\n{operator.log() if operator else ''}")
 
 
 @pytest.fixture
@@ -190,13 +30,11 @@ def operator(cluster: Any, namespace: str, tmp_path: Path) -> Iterator[Operator]
     try:
         yield found
     finally:
-        found.stop_all()
-        found.api.close()
+        found.close()
 
 
 def _serving(operator: Operator, token: str, provider: str = "okta", replica: str = "a") -> bool:
-    with operator.http(token) as http:
-        return http.get(f"{operator.base(provider, replica)}/ServiceProviderConfig").status_code == 200
+    return operator.serving(token, provider, replica)
 
 
 def _push(operator: Operator, http: httpx.Client, base: str) -> dict[str, Any]:

@@ -3,14 +3,18 @@ Each refusal answers a SCIM error and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
-from synapse_scim.adapters.scim.server import TokenBucket, fingerprint
+from synapse_scim.adapters.scim.server import Provider, Registry, ServerSettings, TokenBucket, fingerprint, make_app
+from synapse_scim.core.scim.memory import MemoryStore
+from synapse_scim.core.scim.service import ScimService
 
 from .conftest import ENTRA_TOKEN, OKTA_NEXT_TOKEN, OKTA_TOKEN, Endpoint
 
@@ -299,3 +303,41 @@ async def test_search_at_the_root_covers_every_resource_type(endpoint: Endpoint)
     assert_scim_error(status, headers, body, 405)
     status, headers, body = await call("POST", endpoint.base() + "/.search", ENTRA_TOKEN, body={})
     assert_scim_error(status, headers, body, 401)
+
+
+async def test_a_request_before_the_providers_are_listed_waits_instead_of_401() -> None:
+    # A replica serves its port before its first listing of the ScimProviders (right after a restart):
+    # a request then must not be answered 401, which an identity provider takes for a revoked token.
+    registry = Registry(listed=False)
+    runner = web.AppRunner(make_app(registry, ServerSettings(request_timeout=5)))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}/scim/v2/data-platform/okta"
+    try:
+        asking = asyncio.create_task(call("GET", base + "/Users"))
+        await asyncio.sleep(0.3)
+        assert not asking.done()
+        registry.add(Provider("data-platform", "okta", ScimService(MemoryStore()), lambda: [OKTA_TOKEN]))
+        registry.listed.set()
+        status, _, body = await asking
+        assert status == 200 and body["totalResults"] == 0
+        # Once listed, an unknown provider is 401 at once, as before.
+        status, headers, body = await call("GET", base.replace("/okta", "/nope") + "/Users")
+        assert_scim_error(status, headers, body, 401)
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_request_while_the_providers_never_list_is_503_with_retry_after() -> None:
+    registry = Registry(listed=False)
+    runner = web.AppRunner(make_app(registry, ServerSettings(request_timeout=0.3)))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        status, headers, body = await call("GET", f"http://127.0.0.1:{runner.addresses[0][1]}/scim/v2/ns/okta/Users")
+        assert_scim_error(status, headers, body, 503)
+        assert headers["Retry-After"] == "5"
+    finally:
+        await runner.cleanup()

@@ -18,7 +18,7 @@ import trustme
 from kubernetes.client.exceptions import ApiException
 
 from synapse_scim.adapters.scim.providers import NO_TOKENS, SECRET_NOT_FOUND, ReloadingTLS, SecretTokens, TLSFilesError
-from synapse_scim.adapters.scim.server import Provider, fingerprint
+from synapse_scim.adapters.scim.server import Provider, Registry, fingerprint
 from synapse_scim.controller.scim import ScimEndpoint, ScimSettings, Served
 from synapse_scim.core.scim.memory import MemoryStore
 from synapse_scim.core.scim.resources import Kind
@@ -165,11 +165,13 @@ def test_a_namespace_listing_forgets_only_its_own_missing_providers() -> None:
     endpoint = ScimEndpoint.__new__(ScimEndpoint)
     endpoint.namespaces = ["b"]
     endpoint._listed, endpoint._all_listed = set(), asyncio.Event()
+    endpoint.registry = Registry(listed=False)
     forgotten: list[tuple[str, str]] = []
     endpoint.served = {("a", "entra"): None, ("b", "okta"): None, ("b", "gone"): None}  # type: ignore[dict-item]
     endpoint.forget = lambda key: (forgotten.append(key), endpoint.served.pop(key))  # type: ignore[method-assign]
     endpoint.take_listing("b", {"okta"}, "10")
     assert forgotten == [("b", "gone")]
     assert endpoint._all_listed.is_set()  # the syncs may read the providers now
+    assert endpoint.registry.listed.is_set()  # and the requests that waited for them are answered
     endpoint.take_listing(None, {"a/entra"}, "11")  # watching every namespace: names are namespace/name
     assert forgotten == [("b", "gone"), ("b", "okta")]

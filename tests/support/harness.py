@@ -41,6 +41,19 @@ class Harness:
     def start_operator(self, command: list[str] | None = None, **env: str) -> None:
         """Run the operator as its own process: `synapse-scim run` from this venv by default, or any
         `command` that ends in the operator's own arguments (e.g. `buildah run <image> --`)."""
+        environment = self.operator_env(**env)
+        log = open(self.log_path, "ab")  # owned by the operator process
+        command = command or [sys.executable, "-m", "synapse_scim.cli"]
+        self.operator = subprocess.Popen(
+            [*command, "run", "--namespace", self.namespace, "--liveness", ""],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def operator_env(self, **env: str) -> dict[str, str]:
+        """The operator's environment: pointed at this cluster and trusting the sandbox's CA only (also
+        what support.scim.ScimOperator starts its replicas from)."""
         environment = {
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
@@ -62,14 +75,7 @@ class Harness:
         ):
             if var not in env:
                 environment.pop(var, None)
-        log = open(self.log_path, "ab")  # owned by the operator process
-        command = command or [sys.executable, "-m", "synapse_scim.cli"]
-        self.operator = subprocess.Popen(
-            [*command, "run", "--namespace", self.namespace, "--liveness", ""],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        return environment
 
     def stop_operator(self) -> None:
         if self.operator and self.operator.poll() is None:

@@ -24,6 +24,7 @@ from synapse_scim.core.matching import (
     identity,
     lookups,
     match,
+    pending,
     rule_lookups,
     unresolved_problem,
 )
@@ -195,3 +196,46 @@ def test_every_verdict_is_decided_by_the_first_rule_that_finds_an_account(
     else:
         assert isinstance(verdict, Matched | Ambiguous)
         assert verdict.rule is first
+
+
+def test_lookups_are_asked_stage_by_stage_and_stop_at_the_first_answer() -> None:
+    user = ScimIdentity("1", "alice@contoso.com", emails=("alice@contoso.com",))
+    upn = (LookupAttribute.USER_PRINCIPAL_NAME, "alice@contoso.com")
+    guest = (LookupAttribute.GUEST_PREFIX, "alice_contoso.com#ext#@")
+    mail = (LookupAttribute.MAIL, "alice@contoso.com")
+    assert pending(user, DEFAULT_RULES, {}) == upn  # externalId is no GUID: not tried
+    assert pending(user, DEFAULT_RULES, {upn: (ALICE,)}) is None  # found: nothing else is asked
+    assert match(user, DEFAULT_RULES, {upn: (ALICE,)}) == Matched(ALICE, MatchRule.USER_NAME)
+    assert pending(user, DEFAULT_RULES, {upn: ()}) == guest
+    assert pending(user, DEFAULT_RULES, {upn: (), guest: ()}) == mail
+    assert pending(user, DEFAULT_RULES, {upn: (), guest: (), mail: ()}) is None
+    assert pending(ScimIdentity("2", "x@y", active=False), DEFAULT_RULES, {}) is None
+
+
+def test_an_exact_upn_is_not_made_ambiguous_by_a_guest_form() -> None:
+    guest = account(BOB_ID, "alice_contoso.com#EXT#@fabrikam.onmicrosoft.com")
+    user = ScimIdentity("1", "alice@contoso.com")
+    found = {
+        (LookupAttribute.USER_PRINCIPAL_NAME, "alice@contoso.com"): (ALICE,),
+        (LookupAttribute.GUEST_PREFIX, "alice_contoso.com#ext#@"): (guest,),
+    }
+    assert match(user, DEFAULT_RULES, found) == Matched(ALICE, MatchRule.USER_NAME)
+
+
+@given(
+    user_name=names,
+    emails=st.lists(names, max_size=2),
+    rules=st.permutations(list(MatchRule)).flatmap(lambda p: st.integers(1, 3).map(lambda n: tuple(p[:n]))),
+    hits=st.dictionaries(st.integers(0, 5), st.lists(st.sampled_from([ALICE, BOB]), max_size=2), max_size=6),
+)
+def test_asking_what_pending_asks_until_it_is_done_gives_the_verdict_of_asking_everything(
+    user_name: str, emails: list[str], rules: tuple[MatchRule, ...], hits: dict[int, list[Account]]
+) -> None:
+    user = ScimIdentity("1", user_name, emails=tuple(emails))
+    every = {look: tuple(hits.get(i, ())) for i, look in enumerate(sorted(lookups((user,), rules)))}
+    asked: dict[Lookup, tuple[Account, ...]] = {}
+    while (look := pending(user, rules, asked)) is not None:
+        assert look not in asked
+        asked[look] = every[look]
+    assert match(user, rules, asked) == match(user, rules, every)
+    assert len(asked) <= len(every)

@@ -60,3 +60,17 @@ def test_a_gone_binding_or_workspace_leaves_no_gauges():
     assert value("synapse_scim_write_concurrency", {"namespace": "ns-forget", "workspace": "ws"}) is None
     assert value("synapse_scim_binding_ready", {"namespace": "ns-forget", "binding": "other"}) == 1
     metrics.forget_binding("ns-forget", "never-seen")  # nothing to drop is not an error
+
+
+def test_every_metric_of_the_module_is_served():
+    """/metrics serves metrics.REGISTRY: a metric created without registry=REGISTRY lands in
+    prometheus_client's default registry and is never shown (synapse_scim_scim_pokes_total was)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    served = {m.name for m in metrics.REGISTRY.collect()}
+    ours = {
+        name: value._name
+        for name, value in vars(metrics).items()
+        if isinstance(value, MetricWrapperBase) and value._name.startswith("synapse_scim_")
+    }
+    assert ours and {k: n for k, n in ours.items() if n not in served} == {}

@@ -138,6 +138,8 @@ async def run_workspace_loop(
         memo.tenants.unsubscribe(key)
         if memo.get("scim_pokes") is not None:
             memo.scim_pokes.unsubscribe(key)
+        if memo.get("scim_prefetch") is not None:
+            memo.scim_prefetch.forget(key)
         metrics.forget_workspace(namespace, name)
         await memo.connections.drop(namespace, name)
 

@@ -4,6 +4,7 @@ the tenant watch's subscription, status writes, Events, metrics, and a refused c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from enum import StrEnum
@@ -16,6 +17,7 @@ from synapse_scim.adapters.connections import Clients
 from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.kube import BINDINGS, WORKSPACES, Kube
+from synapse_scim.adapters.principal_lookups import find_accounts
 from synapse_scim.controller.events import post_events
 from synapse_scim.controller.settings import Settings, Strategy
 from synapse_scim.controller.sync import SyncResult, sync_workspace, workspace_failure
@@ -108,6 +110,12 @@ async def run_sync(
         watch.subscribers[key].lookups = result.scim.lookups if result.scim is not None else frozenset()
     if result.problem is None and memo.get("scim_pokes") is not None:
         memo.scim_pokes.subscribe(key, result.scim)
+    if result.problem is None and memo.get("scim_prefetch") is not None:
+        # Pushed users of the providers these bindings name are looked up as they arrive, into the
+        # tenant's cache (controller/scim_prefetch.py); only where the watch keeps that cache true.
+        providers = result.scim.providers() if result.scim is not None else frozenset()
+        fetch = functools.partial(find_accounts, clients.directory, cache=watch.lookups) if watch else None
+        memo.scim_prefetch.register(key, providers, fetch)
     if result.problem is not None and result.problem.reason in TOKEN_REFUSED_REASONS:
         # The credential caches its tokens until their declared expiry: a token Azure refused
         # (expired early, revoked) would be presented again on every sync. Start afresh next time.

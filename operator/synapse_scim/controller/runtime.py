@@ -17,6 +17,7 @@ from synapse_scim.adapters.kube import Kube, api_client
 from synapse_scim.controller.registry import Registry
 from synapse_scim.controller.scim import ScimEndpoint, serve_scim
 from synapse_scim.controller.scim_pokes import ScimPokes
+from synapse_scim.controller.scim_prefetch import LookupPrefetch
 from synapse_scim.controller.settings import Settings
 from synapse_scim.controller.tenant import Tenants
 
@@ -51,8 +52,11 @@ async def start(memo: kopf.Memo) -> None:
     # the pushed groups from its index, and its changes poke the workspaces that use them.
     memo.scim_pokes = ScimPokes(memo.registry.poke)
     scim: ScimEndpoint | None = memo.get("scim")
+    memo.scim_prefetch = None
     if scim is not None:
         scim.listen(memo.scim_pokes.changed)
+        memo.scim_prefetch = LookupPrefetch(scim)
+        scim.listen(memo.scim_prefetch.changed)
     port = int(os.environ.get("SYNAPSE_SCIM_METRICS_PORT", "9090"))
     memo.metrics_server = await metrics.serve(port) if port else None
 
@@ -60,6 +64,8 @@ async def start(memo: kopf.Memo) -> None:
 async def stop(memo: kopf.Memo) -> None:
     if memo.get("scim_pokes") is not None:
         memo.scim_pokes.close()
+    if memo.get("scim_prefetch") is not None:
+        memo.scim_prefetch.close()
     await memo.tenants.close()
     await memo.connections.close()
     if memo.get("metrics_server"):

@@ -186,7 +186,7 @@ class ScimEndpoint:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.kube = Kube(api)
-        self.registry = Registry()
+        self.registry = Registry(listed=False)  # until the ScimProviders are listed: requests wait
         self.served: dict[tuple[str, str], Served] = {}
         self.tls: ReloadingTLS | None = None
         self._runner: web.AppRunner | None = None
@@ -290,6 +290,7 @@ class ScimEndpoint:
         self._listed.add(namespace)
         if len(self._listed) >= max(1, len(self.namespaces)):
             self._all_listed.set()
+            self.registry.listed.set()
         for key in list(self.served):
             if namespace is None:
                 if f"{key[0]}/{key[1]}" not in names:
@@ -324,8 +325,17 @@ class ScimEndpoint:
         self.served[key] = Served(provider, store, tokens, obj)
         store.listeners.append(functools.partial(self._changed, key))
         self.registry.add(provider)
-        self._tasks.append(asyncio.create_task(store.start()))
+        self._tasks.append(asyncio.create_task(self._load(key, store)))
         log.info("scim: serving provider %s/%s at %s", namespace, name, self.settings.endpoint(namespace, name))
+
+    async def _load(self, key: ProviderKey, store: KubeScimStore) -> None:
+        """Load a newly served provider's objects, then tell the listeners: a binding that named the
+        provider before it existed (ScimProviderNotFound) resolves now, not at its workspace's
+        syncInterval. A provider with no pushed objects yet sends no other change."""
+        await store.start()
+        served = self.served.get(key)
+        if served is not None and served.store is store:
+            self._changed(key, None, "")
 
     def forget(self, key: tuple[str, str]) -> None:
         served = self.served.pop(key, None)

@@ -75,10 +75,11 @@ class ScimPokes:
         for workspace, interest in self.interests.items():
             if provider not in interest.providers:
                 continue
-            if kind is None or provider in interest.waiting:
+            if kind is None:
                 hit.append(workspace)
             elif kind is Kind.GROUP:
-                if (namespace, name, resource_id) in interest.groups:
+                # A group the bindings use, or any group while a subject is unresolved (it may be it).
+                if provider in interest.waiting or (namespace, name, resource_id) in interest.groups:
                     hit.append(workspace)
             elif any((namespace, name, g) in interest.groups for g in groups):
                 hit.append(workspace)

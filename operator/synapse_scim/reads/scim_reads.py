@@ -35,8 +35,8 @@ from synapse_scim.core.matching import (
     NotMatched,
     ScimIdentity,
     identity,
-    lookups,
     match,
+    pending,
     unresolved_problem,
 )
 from synapse_scim.core.model import Principal, Problem
@@ -323,17 +323,18 @@ async def resolve_scim(
             assert isinstance(view, ScimProviderView)
             for user in group.members:
                 users[(key[0], group.provider, user.id)] = (user, view.rules)
-    looks: set[Lookup] = set()
-    for user, rules in users.values():
-        looks |= lookups((user,), rules)
-    resolution.lookups = frozenset(looks)
+    # Rule by rule (core/matching.py: stages): a user found by its first lookup needs no other, so a push
+    # of users that all match by userName costs one lookup each. A round asks every user's next lookup
+    # at once (batched by 20), and the answers of earlier syncs come from the tenant's cache.
     found: dict[Lookup, tuple[Account, ...]] = {}
-    if looks:
+    while todo := {look for user, rules in users.values() if (look := pending(user, rules, found)) is not None}:
         try:
-            found = await find_accounts(directory, looks, cache, use_cache=use_cache)
+            found.update(await find_accounts(directory, todo, cache, use_cache=use_cache))
         except DirectoryError as exc:
+            resolution.lookups = frozenset(found) | todo
             resolution.lookup_problem = Problem(exc.reason, exc.message, retry_after=exc.retry_after)
             return resolution
+    resolution.lookups = frozenset(found)
     for user_key, (user, rules) in users.items():
         resolution.verdicts[user_key] = match(user, rules, found)
     return resolution

@@ -229,10 +229,18 @@ class Provider:
 
 
 class Registry:
-    """The providers the server serves, by namespace and name (filled from the ScimProvider objects)."""
+    """The providers the server serves, by namespace and name (filled from the ScimProvider objects).
 
-    def __init__(self) -> None:
+    ``listed`` is set once the providers are known (the operator's first listing of the ScimProviders is
+    in): until then a request for a provider the registry lacks waits for it rather than being answered
+    401, which an identity provider would take for a revoked token (a replica serves its port before
+    that listing, e.g. right after a restart)."""
+
+    def __init__(self, *, listed: bool = True) -> None:
         self.providers: dict[tuple[str, str], Provider] = {}
+        self.listed = asyncio.Event()
+        if listed:
+            self.listed.set()
 
     def add(self, provider: Provider) -> None:
         self.providers[(provider.namespace, provider.name)] = provider
@@ -367,6 +375,14 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
             request.match_info["tail"],
         )
         provider = registry.get(namespace, name)
+        if provider is None and not registry.listed.is_set():
+            try:
+                await asyncio.wait_for(registry.listed.wait(), settings.request_timeout)
+            except TimeoutError:
+                return scim_error(
+                    503, "the endpoint is starting: its ScimProviders are not listed yet", headers={"Retry-After": "5"}
+                )
+            provider = registry.get(namespace, name)
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         token_id = await provider.authenticate(presented.strip()) if provider and scheme.lower() == "bearer" else None

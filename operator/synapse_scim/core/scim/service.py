@@ -3,11 +3,16 @@ everything (status, body, what changed for the audit) and does no I/O itself but
 
 Writes read, apply and write back with the version they read; when another write came in between
 (errors.VersionConflict) the request is applied again to a fresh read, up to WRITE_ATTEMPTS times: two
-concurrent PATCHes of one group both land."""
+concurrent PATCHes of one group both land. The writes of one object that one service (one replica) takes
+in at once are queued, one at a time: an identity provider's burst (50 PATCHes of a few groups at once)
+would otherwise exhaust the attempts and be answered 409; only other replicas' writes can conflict."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +67,24 @@ class ScimService:
     def __init__(self, store: ScimStore, *, max_page_size: int = MAX_PAGE_SIZE) -> None:
         self.store = store
         self.max_page_size = max_page_size
+        # (kind, id) -> (the lock of its writes, how many hold or wait for it): dropped when unused.
+        self.locks: dict[tuple[Kind, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _writing(self, kind: Kind, resource_id: str) -> AsyncIterator[None]:
+        """This service's writes of one object, one at a time."""
+        key = (kind, resource_id)
+        lock, users = self.locks.get(key) or (asyncio.Lock(), 0)
+        self.locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self.locks[key]
+            if users <= 1:
+                del self.locks[key]
+            else:
+                self.locks[key] = (lock, users - 1)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -213,6 +236,17 @@ class ScimService:
             if sent_id is not None and sent_id != resource_id:
                 raise InvalidValueException(detail=f"the body's id {sent_id!r} is not the resource's {resource_id!r}")
         await self._check_members(frozenset(members))
+        async with self._writing(kind, resource_id):
+            return await self._replace(kind, resource_id, resource, members, base_url)
+
+    async def _replace(
+        self,
+        kind: Kind,
+        resource_id: str,
+        resource: UserResource | GroupResource,
+        members: builtins.list[str],
+        base_url: str,
+    ) -> Answer:
         attributes = resources.stored(resource)
         for _ in range(WRITE_ATTEMPTS):
             record = await self._get(kind, resource_id)
@@ -234,6 +268,10 @@ class ScimService:
         raise ConflictException(detail="the resource kept changing while this request was applied; retry")
 
     async def patch(self, kind: Kind, resource_id: str, body: Any, base_url: str) -> Answer:
+        async with self._writing(kind, resource_id):
+            return await self._patch(kind, resource_id, body, base_url)
+
+    async def _patch(self, kind: Kind, resource_id: str, body: Any, base_url: str) -> Answer:
         for _ in range(WRITE_ATTEMPTS):
             record = await self._get(kind, resource_id)
             resource = resources.load(kind, record.attributes, record.id)
