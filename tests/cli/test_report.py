@@ -62,6 +62,7 @@ def test_report_csv_is_rfc4180_and_formula_safe(cli: Cli, repo: Path, tmp_path: 
     rows = list(csv.DictReader(io.StringIO(raw, newline="")))
     (evil,) = [r for r in rows if "HYPERLINK" in r["principal"]]
     assert evil["principal"].startswith("'=")
+    assert (evil["principalType"], evil["appId"]) == ("ServicePrincipal", "5e0a1c7e-0000-4000-8000-000000000002")
     json_doc = json.loads(cli(*REPORT, "-o", "json").stdout)
     assert len(rows) == len(json_doc["assignments"])
     assert_golden("report.csv", raw.replace("\r\n", "\n"))

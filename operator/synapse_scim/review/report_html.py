@@ -99,6 +99,7 @@ HTML_COLUMNS = (
     "approvedBy",
     "granted",
     "principalId",
+    "appId",
     "roleId",
     "assignmentId",
 )
