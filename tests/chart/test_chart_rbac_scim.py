@@ -156,8 +156,13 @@ class Replicas:
         raise AssertionError(f"{what}: not in {timeout}s (last: {last!r})\n--- log ---\n{self.log()[-6000:]}")
 
     def serving(self, replica: str = "a") -> bool:
+        # A replica that has not listed the ScimProviders yet holds a request until it has (up to its
+        # request timeout, then 503): a client timeout meanwhile means "not serving" too.
         with self.http() as http:
-            return http.get(f"{self.base(replica)}/ServiceProviderConfig").status_code == 200
+            try:
+                return http.get(f"{self.base(replica)}/ServiceProviderConfig").status_code == 200
+            except httpx.TimeoutException:
+                return False
 
 
 @pytest.fixture
