@@ -555,7 +555,7 @@ def test_service_monitor_on_another_port(helm):
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["endpoints"] == [
-        {"port": "http-metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}
+        {"port": "http-metrics", "path": "/metrics", "honorLabels": True, "interval": "15s", "scrapeTimeout": "10s"}
     ]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
     service = one(objects, "Service")
