@@ -25,9 +25,11 @@ $(BIN)/.installed: pyproject.toml sandbox/pyproject.toml tests/support/pyproject
 
 venv: $(BIN)/.installed
 
-# Builds (or finds in the cache) kube-apiserver, etcd, kubectl and helm; prints their directory.
+# Builds (or finds in the cache) kube-apiserver, etcd, kubectl and helm, and prints their directory;
+# then promtool (the chart's alert tests), and prints its path.
 tools:
 	@hack/build-tools.sh
+	@hack/build-promtool.sh
 
 setup: venv tools
 
@@ -57,7 +59,7 @@ audit: venv
 # only with AUDIT_REQUIRED=1: this build machine reaches no vulnerability service, and a build that
 # could never pass here would hide every other result.
 test: setup lint typecheck
-	SYNAPSE_SCIM_TOOLS="$$(hack/build-tools.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+	SYNAPSE_SCIM_TOOLS="$$(hack/build-tools.sh)" SYNAPSE_SCIM_PROMTOOL="$$(hack/build-promtool.sh)" $(BIN)/pytest $(PYTEST_ARGS)
 	@hack/audit.sh; rc=$$?; \
 	if [ $$rc -eq 2 ] && [ "$${AUDIT_REQUIRED:-0}" != 1 ]; then echo "make test: dependency audit NOT AUDITED (see above); not a pass, not a failure"; \
 	else exit $$rc; fi

@@ -87,6 +87,40 @@ BINDING_READY = Gauge(
     ["namespace", "binding"],
     registry=REGISTRY,
 )
+BINDING_STALLED = Gauge(
+    "synapse_scim_binding_stalled",
+    "1 when the binding's Stalled condition is True (a person must act: the reason is in its status).",
+    ["namespace", "binding"],
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    "synapse_scim_workspace_last_success_timestamp_seconds",
+    "Unix time at which the last sync of the workspace that read and wrote everything (no workspace "
+    "failure, no failure a retry could cure) ended, in this process.",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+LOOP_STARTED = Gauge(
+    "synapse_scim_workspace_loop_start_timestamp_seconds",
+    "Unix time at which this process started the workspace's sync loop (on start, on taking the "
+    "leadership, on the workspace's creation).",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+SYNC_INTERVAL = Gauge(
+    "synapse_scim_workspace_sync_interval_seconds",
+    "The workspace's sync interval (spec.syncInterval): the longest time between two syncs.",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
+DIRECTORY_POLLS = Counter(
+    "synapse_scim_directory_polls_total",
+    "Directory change polls (the Graph delta round of a tenant's watch, or the taking of its first "
+    "delta links), by result (success, error). No tenant label: label values carry no ids; the log "
+    "line of a failed poll names the tenant.",
+    ["result"],
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "synapse_scim_leader",
     "1 while this process acts (it holds the leader-election Lease, or runs without election); "
@@ -223,14 +257,15 @@ async def serve(port: int, host: str = "0.0.0.0") -> web.AppRunner:
 def forget_binding(namespace: str, name: str) -> None:
     """Drop a binding's gauges once it is gone: a deleted binding must not read as ready or drifted."""
     _remove(BINDING_READY, namespace, name)
+    _remove(BINDING_STALLED, namespace, name)
     for direction in ("missing", "unexpected"):
         _remove(BINDING_DRIFT, namespace, name, direction)
 
 
 def forget_workspace(namespace: str, name: str) -> None:
     """Drop a workspace's gauges when its loop ends (deleted, or this replica stopped acting for it)."""
-    _remove(REMOVALS_HELD, namespace, name)
-    _remove(WRITE_LIMIT, namespace, name)
+    for gauge in (REMOVALS_HELD, WRITE_LIMIT, LAST_SUCCESS, LOOP_STARTED, SYNC_INTERVAL):
+        _remove(gauge, namespace, name)
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

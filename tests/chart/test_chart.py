@@ -99,38 +99,39 @@ def _leader_election_role(objects: list[dict[str, Any]], release: str, namespace
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": fullname(release), "namespace": namespace}]
 
 
-# A minimal stand-in for prometheus-operator's ServiceMonitor CRD: the real one is ~1000 lines and not
-# part of this project; the server-side dry-run only needs the kind to exist (its spec is kept as-is).
-SERVICE_MONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "servicemonitors",
-            "singular": "servicemonitor",
-            "kind": "ServiceMonitor",
-            "listKind": "ServiceMonitorList",
+# Minimal stand-ins for prometheus-operator's ServiceMonitor and PrometheusRule CRDs: the real ones are
+# ~1000 lines and not part of this project; the server-side dry-run only needs the kinds to exist (their
+# spec is kept as-is).
+def _stand_in_crd(kind: str) -> dict[str, Any]:
+    plural = f"{kind.lower()}s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind, "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                        }
+                    },
+                }
+            ],
         },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                        },
-                    }
-                },
-            }
-        ],
-    },
-}
+    }
+
+
+MONITORING_CRDS = [_stand_in_crd("ServiceMonitor"), _stand_in_crd("PrometheusRule")]
 
 
 def _values_args(name: str) -> list[str]:
@@ -788,19 +789,19 @@ def test_rendered_objects_pass_server_side_dry_run(helm, cluster, namespace, mak
     manifest = helm.render_text(*args, release=f"scim-{namespace[2:]}", namespace=namespace).stdout
     if values == "servicemonitor.yaml":
         with cluster.api_client() as api:
-            install_crds(api, [SERVICE_MONITOR_CRD])
+            install_crds(api, MONITORING_CRDS)
         try:
             out = cluster.kubectl("apply", "--dry-run=server", "-o", "name", "-f", "-", input=manifest)
         finally:
             with cluster.api_client() as api:
-                client.ApiextensionsV1Api(api).delete_custom_resource_definition(
-                    SERVICE_MONITOR_CRD["metadata"]["name"]
-                )
+                for crd in MONITORING_CRDS:
+                    client.ApiextensionsV1Api(api).delete_custom_resource_definition(crd["metadata"]["name"])
     else:
         out = cluster.kubectl("apply", "--dry-run=server", "-o", "name", "-f", "-", input=manifest)
     applied = out.stdout.split()
     if values == "servicemonitor.yaml":
         assert any(name.startswith("servicemonitor.monitoring.coreos.com/") for name in applied)
+        assert any(name.startswith("prometheusrule.monitoring.coreos.com/") for name in applied)
     assert len(applied) == len([d for d in yaml.safe_load_all(manifest) if d])
     assert any(name.startswith("deployment.apps/") for name in applied)
 

@@ -80,6 +80,8 @@ async def test_statuses_are_written_when_they_change_and_only_then(sb: Sandbox, 
     assert sample("synapse_scim_reconciles_total", result="success", **labels) == 3
     assert sample("synapse_scim_syncs_total", kind="full", **labels) >= 1
     assert sample("synapse_scim_binding_ready", namespace=ns, binding="engineers") == 1
+    assert sample("synapse_scim_binding_stalled", namespace=ns, binding="engineers") == 0
+    assert sample("synapse_scim_workspace_last_success_timestamp_seconds", **labels) > 0
     assert sample("synapse_scim_binding_drift", namespace=ns, binding="engineers", direction="missing") == 0
     assert sample("synapse_scim_removals_held", **labels) == 0
     assert sample("synapse_scim_reconcile_duration_seconds_count", **labels) == 3
@@ -140,6 +142,8 @@ async def test_a_deleted_binding_whose_removals_are_held_shows_it_and_is_not_rel
     assert f"-n {ns} synapse-scim.io/approve-removals=" in condition(binding)["message"]
     assert condition(kube.status(WORKSPACES, ns, "analytics"))["reason"] == "RemovalsHeld"
     assert sample("synapse_scim_binding_ready", namespace=ns, binding="engineers") == 0
+    # Held removals wait for a person: the binding is Stalled (the alert SynapseScimBindingStalled).
+    assert sample("synapse_scim_binding_stalled", namespace=ns, binding="engineers") == 1
 
 
 async def test_credentials_are_dropped_after_authentication_failed(sb: Sandbox, memo: Any, ns: str, events: Any):

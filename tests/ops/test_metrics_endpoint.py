@@ -64,6 +64,14 @@ def test_metrics_after_one_binding(harness):
         >= 1
     )
     assert total(samples, "synapse_scim_reconcile_duration_seconds_count", **ns) >= 1
+    # What the chart's alerts read (docs/runbooks.md).
+    ws = {"workspace": "analytics", **ns}
+    assert total(samples, "synapse_scim_workspace_last_success_timestamp_seconds", **ws) > 0
+    assert total(samples, "synapse_scim_workspace_loop_start_timestamp_seconds", **ws) > 0
+    assert total(samples, "synapse_scim_workspace_sync_interval_seconds", **ws) > 0
+    assert total(samples, "synapse_scim_binding_stalled", binding="analysts", **ns) == 0
+    assert total(samples, "synapse_scim_directory_polls_total", result="success") >= 1  # the watch's first links
+    assert total(samples, "synapse_scim_leader") == 1
 
     operations = {s.labels["operation"] for s in samples if s.name == "synapse_scim_azure_requests_total"}
     assert "other" not in operations, f"unrouted Azure requests: {operations}"

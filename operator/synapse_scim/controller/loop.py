@@ -88,12 +88,15 @@ async def run_workspace_loop(
     # kopf sets `stopped` when the workspace is deleted or the operator exits. The wait below ends on
     # it too: a loop that only checked it between waits would sleep on until kopf cancels it.
     stopping = asyncio.ensure_future(stopped.wait())
+    # The alert on a workspace no sync succeeded for counts from here until the first success.
+    metrics.LOOP_STARTED.labels(namespace, name).set(time.time())
     try:
         while not stopped:
             # Read each time: a changed spec.syncInterval applies from the last full sync, not the next.
             interval = sync_interval(body.get("spec", {}))
             if settings.strategy is Strategy.NAIVE:
                 interval = min(interval, settings.directory_poll_interval)
+            metrics.SYNC_INTERVAL.labels(namespace, name).set(interval)
             poked = asyncio.ensure_future(trigger.wait())
             try:
                 await asyncio.wait(

@@ -203,6 +203,8 @@ async def mark_reconciling(
 def record_metrics(namespace: str, name: str, result: SyncResult, seconds: float) -> None:
     metrics.RECONCILES.labels(namespace, name, "error" if result.problem else "success").inc()
     metrics.RECONCILE_SECONDS.labels(namespace, name).observe(seconds)
+    if result.problem is None and not result.transient():
+        metrics.LAST_SUCCESS.labels(namespace, name).set(time.time())
     for record in result.audit:
         if record.outcome == Outcome.DONE:
             (metrics.ASSIGNMENTS_CREATED if record.action is Action.GRANT else metrics.ASSIGNMENTS_DELETED).labels(
@@ -213,8 +215,9 @@ def record_metrics(namespace: str, name: str, result: SyncResult, seconds: float
     if result.plan is not None:
         metrics.REMOVALS_HELD.labels(namespace, name).set(len(result.plan.held))
     for key, outcome in result.outcomes.items():
-        ready = next(c for c in binding_conditions(outcome, name) if c.type == "Ready").status
-        metrics.BINDING_READY.labels(key.namespace, key.name).set(1 if ready else 0)
+        conditions = {c.type: c.status for c in binding_conditions(outcome, name)}
+        metrics.BINDING_READY.labels(key.namespace, key.name).set(1 if conditions["Ready"] else 0)
+        metrics.BINDING_STALLED.labels(key.namespace, key.name).set(1 if conditions.get("Stalled") else 0)
         if outcome.report is not None:
             metrics.BINDING_DRIFT.labels(key.namespace, key.name, "missing").set(len(outcome.report.missing))
             metrics.BINDING_DRIFT.labels(key.namespace, key.name, "unexpected").set(len(outcome.report.unexpected))

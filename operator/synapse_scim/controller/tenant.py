@@ -30,6 +30,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from synapse_scim import metrics
 from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import DeltaLinks, Directory, DirectoryError
 from synapse_scim.adapters.directory_cache import DirectoryCache
@@ -92,14 +93,20 @@ class TenantWatch:
             found = await directory.deltas(DeltaLinks(None, None, None))
         except (CredentialError, DirectoryError) as exc:
             self._wait(exc)
+            self._count("error")
             log.warning("cannot start watching directory changes in tenant %s: %s", self.key[0], exc)
             return
         if None in found.links:
+            self._count("error")
             log.warning("cannot start watching directory changes in tenant %s: Graph gave no delta link", self.key[0])
             return
+        self._count("success")
         self.links, self.behind, self.retry_at = found.links, False, None
         self.cache.clear()
         self.lookups.clear()
+
+    def _count(self, result: str) -> None:
+        metrics.DIRECTORY_POLLS.labels(result).inc()
 
     def forget(self) -> None:
         self.links = None
@@ -127,6 +134,7 @@ class TenantWatch:
         try:
             found = await sub.directory.deltas(self.links)
         except (CredentialError, DirectoryError) as exc:
+            self._count("error")
             reason = getattr(exc, "reason", "")
             log.warning("directory change poll failed for tenant %s (via %s/%s): %s", self.key[0], *ws_key, exc)
             if reason == Reason.DELTA_EXPIRED:
@@ -147,6 +155,7 @@ class TenantWatch:
                 sub.poke()
                 return {ws_key}
             return set()
+        self._count("success")
         # The links move only once every round is in: a failed round repeats them all.
         self.links = DeltaLinks(*(new or old for new, old in zip(found.links, self.links, strict=True)))
         self.behind, self.retry_at = False, None
@@ -198,6 +207,7 @@ class TenantWatch:
             try:
                 await self.poll()
             except Exception:  # the watch must outlive any one bad round
+                self._count("error")
                 log.exception("group change poll of tenant %s failed", self.key[0])
 
 
