@@ -78,10 +78,11 @@ async def sync(
     lookups: PrincipalLookupCache | None = None,
     fresh_directory: bool = True,
     status: dict[str, Any] | None = None,
+    **spec: Any,
 ) -> SyncResult:
     return await sync_workspace(
         WorkspaceObject.from_body(workspace_body(sb, ns)),
-        [BindingObject.from_body(binding_body(ns, "pushed", [USER_ROLE], subjects, status=status))],
+        [BindingObject.from_body(binding_body(ns, "pushed", [USER_ROLE], subjects, status=status, **spec))],
         clients.directory,
         clients.workspace,
         when=WHEN,
@@ -276,3 +277,18 @@ async def test_pushed_users_are_looked_up_as_they_arrive_so_the_sync_finds_every
     await sync(sb, clients, ns, source, [SCIM_SUBJECT], lookups=cache, fresh_directory=False)
     assert await graph_calls(sb) == before  # every lookup came from the cache the prefetch filled
     assert await holders(sb, USER_ROLE) == ids(sb, "alice@contoso.com", "bob@contoso.com")
+
+
+async def test_an_observe_binding_reports_what_a_pushed_group_would_change_and_writes_nothing(
+    sb: Sandbox, clients: Clients, ns: str, source: Source
+) -> None:
+    alice = await source.user("alice@contoso.com")
+    await source.group("Data Engineers", [alice])
+
+    result = await sync(sb, clients, ns, source, [SCIM_SUBJECT], managementPolicy="Observe")
+
+    assert await holders(sb, USER_ROLE) == set()
+    assert result.plan is not None and not result.plan.creates
+    status = status_of(result, ns)
+    assert [m["principal"] for m in status["drift"]["missing"]] == ["alice@contoso.com"]
+    assert status["scim"]["matched"] == 1
