@@ -63,6 +63,13 @@ ASSIGNMENTS_ADOPTED = Counter(
     ["namespace", "workspace"],
     registry=REGISTRY,
 )
+GRANT_LEDGER_WRITE_FAILURES = Counter(
+    "synapse_scim_grant_ledger_write_failures_total",
+    "Grant-ledger ConfigMap writes (one merge patch per touched shard) that failed; the sync went on and"
+    " those grant times are not recorded (the audit log has them).",
+    ["namespace", "workspace"],
+    registry=REGISTRY,
+)
 ASSIGNMENTS_DELETED = Counter(
     "synapse_scim_assignments_deleted_total",
     "Synapse role assignments deleted.",

@@ -52,6 +52,8 @@ NAMESPACED_RULES = [
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     # kopf posts core/v1 Events.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    # The grant ledger's ConfigMaps: merge-patched, created when missing; never read, listed or deleted.
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "patch"]},
 ]
 # scim.enabled only (controller/scim.py, adapters/scim/): every replica lists/watches the ScimProviders
 # and patches their status; the store lists/watches, creates, replaces, gets and deletes the storage
@@ -895,7 +897,10 @@ def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster,
             assert _can(api, "watch", "customresourcedefinitions", group="apiextensions.k8s.io")
             assert not _can(api, "get", "customresourcedefinitions", group="apiextensions.k8s.io")
             assert not _can(api, "list", "namespaces")
-            assert not _can(api, "get", "configmaps", namespace)
+            for verb in ("create", "patch"):
+                assert _can(api, verb, "configmaps", namespace)
+            for verb in ("get", "list", "watch", "update", "delete", "deletecollection"):
+                assert not _can(api, verb, "configmaps", namespace)
             assert not _can(api, "create", "pods", namespace)
             # Leader election: its own Lease in the release namespace, nothing more.
             lease, coordination = fullname(release), "coordination.k8s.io"

@@ -1,7 +1,7 @@
 """The chart's RBAC is sufficient, proven by the operator itself: `helm install`, then `synapse-scim run`
 signed in with a TokenRequest token of the chart's ServiceAccount reconciles a binding to Ready against
-the Azure sandbox. Take one verb the operator needs away from the installed Role and the same run must
-not get to Ready: the proof bites.
+the Azure sandbox, and writes its grant ledger. Take one verb the operator needs away from the installed
+Role and the same run must not get to Ready: the proof bites.
 
 Only the operator uses the ServiceAccount's kubeconfig; the test applies the Secret, the workspace and
 the binding as the admin (the user applying manifests). test_chart.py asserts the rules verbatim; this
@@ -109,6 +109,17 @@ def test_operator_reconciles_under_the_charts_rbac(h, namespace, release, sa_kub
         "an Event about the binding",
         timeout=30,
     )
+    # The grant ledger was written with the ServiceAccount's `create` and `patch` on configmaps (it
+    # never fails the sync, so only this and the 403-free log below show its RBAC is enough).
+    ledger = [
+        cm
+        for cm in h.core.list_namespaced_config_map(
+            namespace, label_selector="synapse-scim.io/workspace=analytics"
+        ).items
+        if cm.metadata.name.startswith("analytics-grants-")
+    ]
+    assert sum(len(cm.data or {}) for cm in ledger) == 2, [cm.metadata.name for cm in ledger]
+    assert all(ref.kind == "SynapseWorkspace" for cm in ledger for ref in cm.metadata.owner_references)
     lease = client.CoordinationV1Api(h.api).read_namespaced_lease(fullname(release), namespace)
     assert lease.spec.holder_identity == "operator-0"
     log = h.operator_log()

@@ -1,7 +1,8 @@
 """`report --cluster`: what only the cluster knows. An orphaned assignment (the workspace's
 status.orphanedAssignments), removals the guard holds with their plan id, and who approved: the field
 manager Kubernetes recorded in managedFields for the approval annotation (a program such as
-kubectl-annotate, or the name given with --field-manager), and its time."""
+kubectl-annotate, or the name given with --field-manager), and its time; and the grant times of the
+operator's grant ledger (ConfigMaps <workspace>-grants-<hex>)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import scenario
 from cli_helpers import Cli, writes
 from kubernetes import client
 
+from synapse_scim.adapters.grant_ledger import shard_name, shard_of
 from synapse_scim.core.model import Grant, assignment_id
 from synapse_scim.core.objects import APPROVE_ANNOTATION
 from synapse_scim.review.report import approval_of
@@ -51,12 +53,26 @@ def test_report_with_the_cluster(cli: Cli, cluster: Any, namespace: str, objects
         {"metadata": {"annotations": {APPROVE_ANNOTATION: "0123456789ab"}}},
         field_manager="jane.doe",
     )
+    # The operator's grant ledger records when it granted heidi's Synapse User (as controller/
+    # grant_ledger.py writes it): the report shows that time; every other row stays unknown.
+    heidi = str(sb.state.directory.resolve(scenario.upn("heidi"), kinds=("user",)).id).lower()
+    heidi_user = assignment_id(Grant(scenario.ROLES["Synapse User"], heidi, "workspaces/analytics"))
+    with cluster.api_client() as api:
+        client.CoreV1Api(api).create_namespaced_config_map(
+            namespace,
+            {
+                "metadata": {"name": shard_name("analytics", shard_of(heidi_user))},
+                "data": {heidi_user: "2026-11-30T08:15:00Z"},
+            },
+        )
     result = cli(
         "report", "--cluster", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "-o", "json", identity=False
     )
     assert result.rc == 0, result.stdout + result.stderr
     doc = json.loads(result.stdout)
     rows = {(a["principal"]["display"], a["role"]["name"]): a for a in doc["assignments"]}
+    assert rows[scenario.upn("heidi"), "Synapse User"]["granted"] == "2026-11-30T08:15:00Z"
+    assert [a for a in doc["assignments"] if a["granted"]] == [rows[scenario.upn("heidi"), "Synapse User"]]
     assert rows[scenario.upn("ivan"), "Synapse Compute Operator"]["status"] == "orphaned"
     held = [a for a in doc["assignments"] if a["status"] == "held by the guard"]
     assert {a["principal"]["display"] for a in held} == {scenario.upn("heidi"), scenario.upn("ivan")}
@@ -70,6 +86,7 @@ def test_report_with_the_cluster(cli: Cli, cluster: Any, namespace: str, objects
     csv_text = cli(
         "report", "--cluster", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "-o", "csv", identity=False
     ).stdout
+    assert f",2026-11-30T08:15:00Z,{heidi_user}" in csv_text
     assert "approved 0123456789ab (not plan " in csv_text and "by field manager jane.doe (Update, " in csv_text
     assert writes(sb) == {}
 

@@ -115,6 +115,10 @@ class FakeKube:
         self.bindings: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
         self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
+        # ConfigMaps (the grant ledger): (namespace, name) -> {"metadata": ..., "data": ...}
+        self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
+        self.configmap_writes: list[tuple[str, str, dict[str, str | None]]] = []
+        self.configmap_error: Exception | None = None  # raised by every ConfigMap write when set
 
     def add(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -145,6 +149,26 @@ class FakeKube:
         if data is None or key not in data:
             raise CredentialError("SecretNotFound", f"Secret {namespace}/{name} has no key {key!r}")
         return data[key]
+
+    async def merge_patch_configmap(
+        self, namespace: str, name: str, data: Mapping[str, str | None], metadata: Mapping[str, Any]
+    ) -> None:
+        """As Kube.merge_patch_configmap: a None value deletes its key; created with `metadata` if missing."""
+        if self.configmap_error is not None:
+            raise self.configmap_error
+        self.configmap_writes.append((namespace, name, dict(data)))
+        cm = self.configmaps.setdefault(
+            (namespace, name), {"metadata": {**copy.deepcopy(dict(metadata)), "name": name}, "data": {}}
+        )
+        for key, value in data.items():
+            if value is None:
+                cm["data"].pop(key, None)
+            else:
+                cm["data"][key] = value
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        found = self.configmaps.get((namespace, name))
+        return dict(found["data"]) if found is not None else None
 
     def status(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         store = self.workspaces if plural == WORKSPACES else self.bindings

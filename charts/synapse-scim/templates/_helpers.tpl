@@ -79,6 +79,12 @@ rules verbatim: widening them must fail a test.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# The grant ledger (controller/grant_ledger.py): one merge patch per touched ConfigMap
+# <workspace>-grants-<hex> after a sync's writes, created when missing. No get, list or delete: the
+# operator never reads it back, and the ownerReference to the workspace has Kubernetes delete it.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch]
 {{- if .Values.scim.enabled }}
 {{ include "synapse-scim.scimRules" . }}
 {{- end }}

@@ -1,4 +1,5 @@
-"""Kubernetes adapter: Secrets, the two custom resources, and their status subresources.
+"""Kubernetes adapter: Secrets, the two custom resources, their status subresources, and ConfigMaps
+(the grant ledger, adapters/grant_ledger.py).
 
 The official client is synchronous; every call runs in a worker thread so the operator's event loop
 never blocks on the API server.
@@ -106,6 +107,49 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:  # deleted meanwhile: nothing to report on
                 raise
+
+    async def get_configmap_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data by name (get, never list); None when it does not exist."""
+        try:
+            found = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(found.data or {})
+
+    async def merge_patch_configmap(
+        self, namespace: str, name: str, data: Mapping[str, str | None], metadata: Mapping[str, Any]
+    ) -> None:
+        """One JSON merge patch of a ConfigMap's data (a None value deletes its key); when the ConfigMap
+        does not exist, it is created with `metadata` (labels, ownerReferences) and the non-None keys.
+        Needs only patch and create (no get, no list). Raises ApiException otherwise."""
+        body = {"data": dict(data)}
+        for attempt in range(2):
+            try:
+                await asyncio.to_thread(
+                    self.core.patch_namespaced_config_map,
+                    name,
+                    namespace,
+                    body,
+                    _content_type="application/merge-patch+json",
+                )
+                return
+            except ApiException as exc:
+                if exc.status != 404 or attempt:
+                    raise
+            created: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {**metadata, "name": name, "namespace": namespace},
+                "data": {k: v for k, v in data.items() if v is not None},
+            }
+            try:
+                await asyncio.to_thread(self.core.create_namespaced_config_map, namespace, cast(Any, created))
+                return
+            except ApiException as exc:
+                if exc.status != 409:  # created meanwhile (another replica's last sync): patch it
+                    raise
 
 
 def kubeconfig_client(config_file: str | None = None, context: str | None = None) -> client.ApiClient:

@@ -19,6 +19,7 @@ from synapse_scim.adapters.directory import Directory
 from synapse_scim.adapters.kube import BINDINGS, WORKSPACES, Kube
 from synapse_scim.adapters.principal_lookups import find_accounts
 from synapse_scim.controller.events import post_events
+from synapse_scim.controller.grant_ledger import record_grants
 from synapse_scim.controller.settings import Settings, Strategy
 from synapse_scim.controller.sync import SyncResult, sync_workspace, workspace_failure
 from synapse_scim.controller.tenant import TenantWatch
@@ -121,6 +122,17 @@ async def run_sync(
         # (expired early, revoked) would be presented again on every sync. Start afresh next time.
         await memo.connections.drop(namespace, name)
 
+    if result.granted_at or result.revoked_ids:
+        # When each grant was made, for `report --cluster` (best-effort: never fails the sync).
+        await record_grants(
+            kube,
+            namespace,
+            name,
+            (ws_body.get("metadata") or {}).get("uid"),
+            result.granted_at,
+            result.revoked_ids,
+            logger,
+        )
     # The workspace first: orphaned ids must be persisted before a finalizer lets a binding go.
     ws_status = stamp(result.workspace_status, ws.status, when)
     if ws_status != dict(ws.status):

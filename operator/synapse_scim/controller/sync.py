@@ -39,6 +39,8 @@ class SyncResult:
     problem: Problem | None = None  # the whole workspace failed: nothing was read past it, nothing written
     read_problems: tuple[Problem, ...] = ()  # what kept bindings' wishes unknown (directory, roles, scope)
     write_problems: tuple[Problem, ...] = ()  # every write that failed
+    granted_at: dict[str, str] = field(default_factory=dict)  # assignment id -> time of its 2xx PUT
+    revoked_ids: tuple[str, ...] = ()  # the assignments revoked (deleted, or found already gone)
 
     def transient(self) -> tuple[Problem, ...]:
         """The failures a later try can cure: those that make status say Reconciling (not Stalled).
@@ -212,4 +214,6 @@ async def sync_workspace(
         plan=plan,
         read_problems=tuple(p for state in read.states for p in state.errors),
         write_problems=tuple(p for ps in written.errors.values() for p in ps),
+        granted_at=written.granted_at,
+        revoked_ids=tuple(a.id for a in written.deletes),
     )

@@ -18,6 +18,7 @@ from typing import Any
 from synapse_scim.adapters.workspace import Workspace, WorkspaceError
 from synapse_scim.core.model import Assignment, BindingKey, Create, Plan, Problem
 from synapse_scim.core.reasons import Action, Outcome
+from synapse_scim.core.status import now_iso
 
 audit_log = logging.getLogger("synapse_scim.audit")
 
@@ -51,6 +52,8 @@ class WriteResult:
     creates: list[Create] = dataclasses.field(default_factory=list)  # done (created or adopted)
     deletes: list[Assignment] = dataclasses.field(default_factory=list)  # done (deleted or already gone)
     errors: dict[BindingKey, list[Problem]] = dataclasses.field(default_factory=dict)
+    # assignment id -> when the PUT answered 2xx (RFC 3339 UTC), for the grant ledger; adoptions are not here
+    granted_at: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _failed(exc: WorkspaceError) -> str:
@@ -83,6 +86,7 @@ async def execute(plan: Plan, workspace: Workspace, role_names: Mapping[str, str
             return
         out.creates.append(c)
         if created:
+            out.granted_at[c.assignment_id] = now_iso()
             out.audit.append(record(Action.GRANT, outcome=Outcome.DONE))
         else:
             out.audit.append(record(Action.ADOPT, outcome=Outcome.ALREADY))

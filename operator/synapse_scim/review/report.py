@@ -5,10 +5,13 @@ as a self-contained HTML page, CSV or JSON, stamped with its time and a SHA-256 
 It reads what `plan` reads (the operator's adapters and planner, through review/preview.py) and writes
 nothing. The causes come from review/holdings.py (Explainer), so `report` and `explain` agree.
 
-Grant time: Synapse's role-assignment API has no creation time, and the operator keeps no per-assignment
-record of when it granted one (its Events count grants per binding and sync; the audit log line on
-logger ``synapse_scim.audit`` has the time of each write, in whatever keeps the operator's logs). So
-every row says ``granted: unknown (not recorded)``; the field is there for when a record exists.
+Grant time: Synapse's role-assignment API has no creation time. The operator records the time of each
+grant it made (its PUT answered 2xx) in its grant ledger, the ConfigMaps ``<workspace>-grants-<0..f>`` in
+the workspace's namespace (adapters/grant_ledger.py). With ``--cluster`` the report reads them and fills
+``granted``; an assignment the ledger has no entry for (granted by hand, adopted on a 409, granted before
+the ledger existed, or a ledger write that failed: it is best-effort, the audit log on logger
+``synapse_scim.audit`` is the complete trail), and every row from manifests alone, says
+``unknown (not recorded)``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from kubernetes.client.exceptions import ApiException
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 
 from synapse_scim.adapters.directory import DirectoryError, directory_error
+from synapse_scim.adapters.grant_ledger import read_ledger
 from synapse_scim.adapters.kube import Kube
 from synapse_scim.core.matching import LookupAttribute
 from synapse_scim.core.model import Principal, PrincipalType, normalize_id
@@ -47,6 +52,10 @@ from synapse_scim.review.session import (
 
 API_VERSION = "synapse-scim.io/report/v1"
 GRANTED_UNKNOWN = "unknown (not recorded)"
+GRANT_TIME = (
+    "Synapse records no creation time; the operator records the time of each grant it made in its grant "
+    "ledger (ConfigMaps <workspace>-grants-<0..f>), read with --cluster; otherwise: " + GRANTED_UNKNOWN
+)
 # Roles that can change access or reach every artifact: called out in the summary.
 PRIVILEGED = ("Synapse Administrator", "Synapse SQL Administrator", "Synapse Apache Spark Administrator")
 
@@ -125,7 +134,7 @@ class ReportRow:
     via: tuple[str, ...] = ()  # one chain per wanting binding: "Data Engineers → Spark Team → carol"
     plan_id: str | None = None
     approval: Approval | None = None
-    granted: str | None = None  # when the operator granted it, where recorded (nowhere yet: see the module)
+    granted: str | None = None  # when the operator granted it, from its grant ledger (--cluster; see the module)
     held_by: tuple[str, ...] = ()  # KEPT: the incomplete bindings
     app_id: str | None = None  # a service principal's appId (its application's client id)
 
@@ -290,8 +299,7 @@ class Report:
             "kind": "AccessReport",
             "generatedAt": self.generated_at,
             "digest": {"algorithm": "sha256", "value": self.digest(), "over": "assignments (canonical JSON)"},
-            "grantTime": "Synapse records no creation time; the operator records none per assignment: "
-            + GRANTED_UNKNOWN,
+            "grantTime": GRANT_TIME,
             "summary": self.summary(),
             "workspaces": [w.as_dict() for w in self.workspaces],
             "assignments": [r.as_dict() for r in self.rows],
@@ -417,6 +425,10 @@ async def build(session: Session, progress: Progress, now: dt.datetime | None = 
             w.rows, w.plan_id = await workspace_rows(preview, walker, w.approval)
         except DirectoryError as exc:
             w.error = f"{exc.reason}: {exc.message}"
+        if session.kube is not None and w.rows:
+            granted = await _grant_times(session.kube, w.namespace, w.name)
+            for row in w.rows:
+                row.granted = granted.get(row.assignment_id)
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Report(stamp, results)
 
@@ -424,6 +436,20 @@ async def build(session: Session, progress: Progress, now: dt.datetime | None = 
 async def _cluster_body(kube: Kube | None, namespace: str, name: str) -> dict[str, Any] | None:
     """The workspace as the cluster has it (with managedFields); None without --cluster."""
     return await kube.get_workspace(namespace, name) if kube is not None else None
+
+
+async def _grant_times(kube: Kube, namespace: str, name: str) -> dict[str, str]:
+    """The operator's grant ledger of a workspace (assignment id -> time). One that cannot be read
+    (e.g. 403: the reader may not get ConfigMaps) leaves every time unknown, with a warning."""
+    try:
+        return await read_ledger(kube, namespace, name)
+    except ApiException as exc:
+        print(
+            f"warning: SynapseWorkspace {namespace}/{name}: cannot read its grant ledger (ConfigMaps "
+            f"{name}-grants-<0..f>: {exc.status} {exc.reason}); grant times are {GRANTED_UNKNOWN}",
+            file=sys.stderr,
+        )
+        return {}
 
 
 def safe_cell(value: str) -> str:

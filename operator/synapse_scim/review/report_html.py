@@ -215,9 +215,10 @@ def render_html(report: Report) -> str:
 <h1>Synapse access review</h1>
 <p class="meta">Generated <time id="generated-at">{e(report.generated_at)}</time> by synapse-scim report ·
 SHA-256 of the rows (canonical JSON, without the timestamp): <code id="digest">{digest}</code><br>
-Grant time: Synapse records no creation time for role assignments and the operator keeps no per-assignment
-record, so every row says “{e(GRANTED_UNKNOWN)}”. Approval authors are Kubernetes field managers (e.g.
-kubectl-annotate), not people, unless the approver used --field-manager.</p>
+Grant time: Synapse records no creation time for role assignments; the operator records when it granted
+each in its grant ledger (ConfigMaps &lt;workspace&gt;-grants-&lt;0..f&gt;), read with --cluster. Where it
+has no entry, or without --cluster, a row says “{e(GRANTED_UNKNOWN)}”. Approval authors are Kubernetes
+field managers (e.g. kubectl-annotate), not people, unless the approver used --field-manager.</p>
 <h2>Summary</h2>
 <div class="cards" id="summary">{card_html}</div>
 <div class="charts">{status_chart}{role_chart}{ws_chart}</div>
