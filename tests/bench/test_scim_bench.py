@@ -34,7 +34,10 @@ def test_the_benchmark_runs_every_phase_and_counts_what_it_stored(cluster: Any, 
         "patch 100 members (add)": 3,
         "patch 100 members (remove)": 3,
     }
-    assert all(p["operator_cpu_s"] > 0 and p["p95_ms"] >= p["p50_ms"] for p in report["phases"])
+    # The operator's CPU is read from /proc in clock ticks (10 ms): a 3-request phase may cost less than
+    # one tick and read 0, so only the whole run must show CPU spent.
+    assert all(p["operator_cpu_s"] >= 0 and p["p95_ms"] >= p["p50_ms"] for p in report["phases"])
+    assert sum(p["operator_cpu_s"] for p in report["phases"]) > 0
     big = report["big"]
     assert big["members"] == 120 and big["grow"]["requests"] == 2 and big["single_member_patch"]["requests"] == 100
     assert big["shards"]["objects"] == 0, "120 members stay inline"
