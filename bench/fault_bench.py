@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench_results import write_results
+from bench_results import percentile, write_results
 from scale_bench import (
     Cluster,
     WriteLog,
@@ -50,7 +50,6 @@ from scale_bench import (
     converge,
     diff,
     duration,
-    percentile,
     source_version,
 )
 from scale_model import APP, SCENARIOS, Change, Grant, Scenario, World, build_seed

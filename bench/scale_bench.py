@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +38,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench_results import write_results
+from bench_results import latency_stats, write_results
 from scale_model import APP_SECRET, SCENARIOS, Change, Grant, Scenario, World, build_seed, workspace_names
 from scale_procs import (
     OperatorProcess,
@@ -123,14 +121,6 @@ def assignments(admin: SyncAdminClient, ws: str) -> dict[str, Grant]:
         a["id"]: (a["roleDefinitionId"].lower(), a["principalId"].lower(), a["scope"])
         for a in admin.list_assignments(ws)
     }
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 # ------------------------------------------------------------------------------------------ cluster objects
@@ -345,15 +335,8 @@ def propagate(
                 }
             )
     actual = {ws: {*assignments(admin, ws).values()} for ws in expected}
-    latencies = [r["latency_s"] for r in results if r["latency_s"] is not None]
     return {
-        "changes": results,
-        "measured": len(latencies),
-        "missed": len(results) - len(latencies),
-        "p50_s": percentile(latencies, 50),
-        "p95_s": percentile(latencies, 95),
-        "max_s": max(latencies, default=None),
-        "mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
+        **latency_stats(results),
         "final_state_matches": actual == expected,
         "final_state_diff": {
             ws: {"missing": len(expected[ws] - actual[ws]), "extra": len(actual[ws] - expected[ws])} for ws in expected

@@ -64,7 +64,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench_results import write_results
+from bench_results import latency_stats, percentile, write_results
 from scale_model import APP_SECRET
 from scale_procs import SandboxProcess, cpu_plan, cpu_seconds, machine
 from scim_operator import GROUP, VERSION, ScimOperator
@@ -101,14 +101,6 @@ class Config:
     change_timeout: float = 30.0  # a single change not seen within this is missed
     burst_timeout: float = 600.0
     seed: int = 1
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
 
 
 def build_seed(cfg: Config) -> dict[str, Any]:
@@ -477,19 +469,12 @@ class Bench:
         after_syncs = syncs(self.endpoint.process.metrics() if self.endpoint and self.endpoint.process else None)
         held = await self.held(admin, "singles", role_id)
         want = {p.lower() for p in member - inactive}
-        latencies = [r["latency_s"] for r in results if r["latency_s"] is not None]
         per_kind = {}
         for kind in KINDS:
             values = [r["latency_s"] for r in results if r["kind"] == kind and r["latency_s"] is not None]
             per_kind[kind] = {"n": len(values), "p50_s": percentile(values, 50), "p95_s": percentile(values, 95)}
         return {
-            "changes": results,
-            "measured": len(latencies),
-            "missed": len(results) - len(latencies),
-            "p50_s": percentile(latencies, 50),
-            "p95_s": percentile(latencies, 95),
-            "max_s": max(latencies, default=None),
-            "mean_s": round(statistics.fmean(latencies), 3) if latencies else None,
+            **latency_stats(results),  # each latency_s is already rounded to 3 decimals
             "per_kind": per_kind,
             "syncs": diff(after_syncs, before_syncs),
             "final_state_matches": held == want,

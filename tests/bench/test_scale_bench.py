@@ -10,7 +10,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from scale_bench import RunConfig, by_operation, markdown, percentile, run
+from bench_results import percentile
+from scale_bench import RunConfig, by_operation, markdown, run
 from scale_model import ROLE_IDS, SCENARIOS, World, build_seed, workspace_names
 from scale_procs import operator_writes
 from synapse_scim_sandbox import load_seed
