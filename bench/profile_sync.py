@@ -36,7 +36,7 @@ from synapse_scim.adapters.directory import Directory, graph_client
 from synapse_scim.adapters.directory_cache import DirectoryCache
 from synapse_scim.adapters.throttle import AdaptiveLimit
 from synapse_scim.adapters.workspace import Workspace, access_control_client
-from synapse_scim.controller.sync import sync_workspace
+from synapse_scim.controller.sync import SyncMemory, sync_workspace
 from synapse_scim.core.model import BindingKey
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim_sandbox import synthetic_org
@@ -155,8 +155,10 @@ async def run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
                 cache.invalidate({cache.groups[gid].id}, {})
             await admin(session, admin_url, "DELETE", "/counters")
             wall, spent = time.monotonic(), cpu()
-            if profiler:
+            if profiler and phase in args.profile_phases.split(","):
                 profiler.enable()
+            if phase.startswith("full"):
+                memory = SyncMemory()  # as the operator's loop does: a full sync starts from scratch
             result = await sync_workspace(
                 ws,
                 objs,
@@ -166,6 +168,7 @@ async def run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
                 read_concurrency=args.read_concurrency,
                 cache=cache,
                 fresh=phase.startswith("full"),
+                memory=memory,
             )
             if profiler:
                 profiler.disable()
@@ -199,7 +202,7 @@ async def run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
         out["peak_rss_mb"] = round(rss_mb(), 1)
         if profiler:
             text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(args.profile_lines)
             out["profile"] = text.getvalue()
     await workspace.close()
     await directory.close()
@@ -219,6 +222,12 @@ def main() -> None:
     p.add_argument("--write-concurrency", type=int, default=8)
     p.add_argument("--read-concurrency", type=int, default=8)
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--profile-phases",
+        default="full,full-again,incremental",
+        help="the phases --profile covers (comma-separated)",
+    )
+    p.add_argument("--profile-lines", type=int, default=30)
     args = p.parse_args()
     sandbox = start_sandbox(args)
     try:

@@ -29,7 +29,7 @@ import kopf
 from synapse_scim import metrics
 from synapse_scim.controller.reconcile import run_sync
 from synapse_scim.controller.settings import Settings, Strategy
-from synapse_scim.controller.sync import SyncResult
+from synapse_scim.controller.sync import SyncMemory, SyncResult
 from synapse_scim.core.durations import parse_duration
 
 RETRY_FIRST = 2.0  # seconds before the first retry of a failed sync; doubled at each failure in a row
@@ -85,6 +85,7 @@ async def run_workspace_loop(
     trigger.set()  # first sync at once
     last_full = last_directory = -float("inf")
     retry = Retry()
+    memory = SyncMemory()  # what one sync keeps for the next (controller/sync.py)
     # kopf sets `stopped` when the workspace is deleted or the operator exits. The wait below ends on
     # it too: a loop that only checked it between waits would sleep on until kopf cancels it.
     stopping = asyncio.ensure_future(stopped.wait())
@@ -117,7 +118,9 @@ async def run_workspace_loop(
                 due
                 and (settings.strategy is Strategy.NAIVE or now >= last_directory + settings.directory_resync_interval)
             )
-            result = await run_sync(key, memo, logger, full=full, fresh_directory=directory)
+            if full:
+                memory = SyncMemory()  # the safety net: a full sync recomputes everything from scratch
+            result = await run_sync(key, memo, logger, full=full, fresh_directory=directory, memory=memory)
             if full:
                 last_full = now
             if directory:

@@ -21,7 +21,7 @@ from synapse_scim.adapters.principal_lookups import find_accounts
 from synapse_scim.controller.events import post_events
 from synapse_scim.controller.grant_ledger import record_grants
 from synapse_scim.controller.settings import Settings, Strategy
-from synapse_scim.controller.sync import SyncResult, sync_workspace, workspace_failure
+from synapse_scim.controller.sync import SyncMemory, SyncResult, sync_workspace, workspace_failure
 from synapse_scim.controller.tenant import TenantWatch
 from synapse_scim.core.model import Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
@@ -54,6 +54,7 @@ async def run_sync(
     *,
     full: bool = True,
     fresh_directory: bool | None = None,
+    memory: SyncMemory | None = None,
 ) -> SyncResult | None:
     """One sync of a workspace as the operator runs it: its objects from Kubernetes, its tenant's watch
     subscribed, the sync, then status (only where it changed), Events, metrics and finalizer releases.
@@ -99,6 +100,7 @@ async def run_sync(
             shared_reads=settings.strategy is not Strategy.NAIVE,
             scim_source=memo.get("scim"),
             lookups=watch.lookups if watch else None,
+            memory=memory,
         )
         metrics.WRITE_LIMIT.labels(namespace, name).set(int(clients.workspace.limit.limit))
     except CredentialError as exc:

@@ -19,11 +19,23 @@ from synapse_scim.adapters.workspace import Workspace, WorkspaceError
 from synapse_scim.controller.writes import AuditRecord, execute
 from synapse_scim.core.model import BindingKey, ManagementPolicy, Plan, Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject, approve_command
-from synapse_scim.core.planner import apply, plan_workspace
+from synapse_scim.core.plan_index import PlanIndex
+from synapse_scim.core.planner import plan_workspace
 from synapse_scim.core.reasons import Reason, is_transient
 from synapse_scim.core.status import BindingOutcome, Condition, conditions, ready_conditions, settled_conditions
+from synapse_scim.reads.binding_memory import BindingMemory
 from synapse_scim.reads.inputs import read_workspace
 from synapse_scim.reads.scim_reads import ScimResolution, ScimSource
+
+
+@dataclass
+class SyncMemory:
+    """What one workspace's syncs keep for the next one, so that its cost follows the change: the
+    bindings' states (reads/binding_memory.py) and the planner's index (core/plan_index.py). A full
+    sync starts from an empty one: the safety net recomputes everything."""
+
+    bindings: BindingMemory = field(default_factory=BindingMemory)
+    index: PlanIndex = field(default_factory=PlanIndex)
 
 
 @dataclass
@@ -99,10 +111,13 @@ async def sync_workspace(
     shared_reads: bool = True,
     scim_source: ScimSource | None = None,
     lookups: PrincipalLookupCache | None = None,
+    memory: SyncMemory | None = None,
 ) -> SyncResult:
     """Read, plan, write. Returns statuses to write; raises nothing for Azure failures (they are status).
 
-    The reading options are those of ``reads.inputs.read_workspace``."""
+    The reading options are those of ``reads.inputs.read_workspace``. ``memory``: what this workspace's
+    last sync kept (its states and the planner's index); a fresh one when omitted."""
+    memory = memory if memory is not None else SyncMemory()
     try:
         read = await read_workspace(
             ws,
@@ -116,19 +131,21 @@ async def sync_workspace(
             shared_reads=shared_reads,
             scim_source=scim_source,
             lookups=lookups,
+            memory=memory.bindings,
         )
     except WorkspaceError as exc:
         return workspace_failure(ws, bindings, Problem(exc.reason, exc.message, retry_after=exc.retry_after), when)
 
     inputs = read.inputs
-    plan = plan_workspace(inputs, reports=False)  # the reports come from the plan after the writes
+    index = memory.index
+    plan = plan_workspace(inputs, reports=False, index=index)  # the reports come from the plan after the writes
     written = await execute(plan, workspace, read.role_names)
-    after = apply(
-        read.actual, dataclasses.replace(plan, creates=tuple(written.creates), deletes=tuple(written.deletes))
-    )
+    # The assignments after the writes, as the index keeps them (the next sync plans against this very
+    # list, so the index knows it and redoes only the pairs written to).
+    after = index.apply(written.creates, written.deletes)
     workspace.remember(after)
     orphaned_after = inputs.orphaned_ids | plan.newly_orphaned
-    final = plan_workspace(dataclasses.replace(inputs, actual=after, orphaned_ids=orphaned_after))
+    final = plan_workspace(dataclasses.replace(inputs, actual=after, orphaned_ids=orphaned_after), index=index)
 
     failed_any = any(written.errors.values())
     finalizable = frozenset() if failed_any else plan.finalizable

@@ -131,19 +131,19 @@ class Grant:
     role_id: str
     principal_id: str
     scope: str
+    # Computed once: the planner compares keys of every assignment and wish on every sync.
+    key: tuple[str, str, str] = field(init=False, repr=False)
+    pair: tuple[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "role_id", normalize_id(self.role_id))
-        object.__setattr__(self, "principal_id", normalize_id(self.principal_id))
-        object.__setattr__(self, "scope", self.scope.strip().strip("/"))
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.role_id, self.principal_id, normalize_scope(self.scope))
-
-    @property
-    def pair(self) -> tuple[str, str]:
-        return (self.role_id, normalize_scope(self.scope))
+        role_id, principal_id = normalize_id(self.role_id), normalize_id(self.principal_id)
+        scope = self.scope.strip().strip("/")
+        object.__setattr__(self, "role_id", role_id)
+        object.__setattr__(self, "principal_id", principal_id)
+        object.__setattr__(self, "scope", scope)
+        compared = normalize_scope(scope)
+        object.__setattr__(self, "key", (role_id, principal_id, compared))
+        object.__setattr__(self, "pair", (role_id, compared))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Grant):
@@ -177,18 +177,16 @@ class Assignment:
     principal_id: str
     scope: str
     principal_type: str | None = None
+    # Derived once (a uuid5 and three normalisations): every plan reads them for every assignment.
+    grant: Grant = field(init=False, repr=False, compare=False)
+    # Made by the operator: its id is the deterministic id of its own tuple. This says nothing about
+    # orphaning; the planner also consults ``orphaned_ids``.
+    owned: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def grant(self) -> Grant:
-        return Grant(self.role_id, self.principal_id, self.scope)
-
-    @property
-    def owned(self) -> bool:
-        """Made by the operator: its id is the deterministic id of its own tuple.
-
-        This says nothing about orphaning; the planner also consults ``orphaned_ids``.
-        """
-        return normalize_id(self.id) == assignment_id(self.grant)
+    def __post_init__(self) -> None:
+        grant = Grant(self.role_id, self.principal_id, self.scope)
+        object.__setattr__(self, "grant", grant)
+        object.__setattr__(self, "owned", normalize_id(self.id) == assignment_id(grant))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,15 +12,13 @@ cite them by number; a change to a rule changes that section in the same commit.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from synapse_scim.core.model import (
     Assignment,
     BindingKey,
     BindingReport,
     BindingState,
-    Create,
     DeletionPolicy,
     DesiredGrant,
     DriftItem,
@@ -33,6 +31,7 @@ from synapse_scim.core.model import (
     normalize_id,
     pair_key,
 )
+from synapse_scim.core.plan_index import BindingSplit, PairDecision, PlanIndex, assignment_sort_key
 from synapse_scim.core.reasons import Reason
 
 __all__ = [
@@ -102,86 +101,28 @@ def guard_trips(n: int, owned: int, max_removals: int, max_percent: int, percent
     return owned > 0 and n > percent_floor and 100 * n > max_percent * owned
 
 
-def _assignment_sort_key(a: Assignment) -> tuple[str, ...]:
-    return (*a.grant.key, normalize_id(a.id), a.id, a.scope, a.principal_type or "")
-
-
-def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
+def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True, index: PlanIndex | None = None) -> Plan:
     """Plan one sync of one workspace. Pure and deterministic.
 
     ``reports=False`` leaves ``Plan.reports`` and ``Plan.deleting_reports`` empty: a caller that only
     needs the writes (and reports on a second plan after them) does not pay for per-binding drift
     reports twice.
 
+    ``index``: what the last plans of this workspace computed (core/plan_index.py); the plan is the
+    same with or without it, only cheaper when few inputs changed. Without one, everything is computed.
+
     The rules (1 union, 2 creates, 3 pruning domain and orphans, 4 full knowledge, 5 removal guard,
     6 reports, 7 finalizing, 8 determinism, 9 suspended workspace) are stated, with their reasons, in
     docs/architecture.md#the-planners-rules.
     """
-    bindings = sorted(inputs.bindings, key=lambda b: b.key)
-    live = [b for b in bindings if not b.deleting]
-    orphaned = inputs.orphaned_ids
-
-    # One representative per listed id; paging overlaps must not turn into double deletes.
-    by_id: dict[str, Assignment] = {}
-    for a in sorted(inputs.actual, key=_assignment_sort_key):
-        by_id.setdefault(normalize_id(a.id), a)
-    actual = list(by_id.values())
-    actual_keys: set[TupleKey] = {a.grant.key for a in actual}
-
-    def is_managed(a: Assignment) -> bool:
-        return a.owned and normalize_id(a.id) not in orphaned
-
-    # Rule 1: every wish of a live binding, grouped by grant. The binding that carries a wish
-    # is what counts (not DesiredGrant.binding), so a mislabelled wish cannot borrow another's mode.
-    wanted: dict[TupleKey, list[DesiredGrant]] = defaultdict(list)
-    writers: dict[TupleKey, set[BindingKey]] = defaultdict(set)
-    for b in live:
-        for dg in b.desired:
-            wanted[dg.grant.key].append(dg)
-            if b.active_enforcer:
-                writers[dg.grant.key].add(b.key)
-
-    # Rule 2.
-    creates: list[Create] = []
-    for key in sorted(writers):
-        if key in actual_keys:
-            continue
-        rep = min(wanted[key], key=lambda dg: dg.sort_key)
-        creates.append(Create(rep.grant, rep.principal, rep.role_name, tuple(sorted(writers[key])), rep.via))
-
-    # Rule 3.
-    def claims_of(b: BindingState) -> set[Pair]:
-        return {pair_key(r, s) for r, s in b.all_claims}
-
-    writer_pairs: set[Pair] = set()
-    protected_pairs: set[Pair] = set()
-    live_pairs: set[Pair] = set()
-    orphan_pairs: set[Pair] = set()
-    for b in bindings:
-        pairs = claims_of(b)
-        if b.deleting:
-            if b.deletion_policy is DeletionPolicy.ORPHAN:
-                orphan_pairs |= pairs
-            elif b.active_enforcer:
-                writer_pairs |= pairs
-            continue
-        live_pairs |= pairs
-        if b.active_enforcer:
-            writer_pairs |= pairs
-        if not b.active_enforcer or not b.complete:
-            protected_pairs |= pairs
-    orphan_pairs -= live_pairs
-
-    candidates: list[Assignment] = []
-    newly_orphaned: set[str] = set()
-    for a in actual:
-        if not is_managed(a) or a.grant.key in wanted:
-            continue
-        pair = a.grant.pair
-        if pair in orphan_pairs:
-            newly_orphaned.add(normalize_id(a.id))
-        elif pair in writer_pairs and pair not in protected_pairs:
-            candidates.append(a)
+    index = PlanIndex() if index is None else index
+    splits = index.load(inputs.actual, sorted(inputs.bindings, key=lambda b: b.key))
+    pairs = index.pairs(splits)
+    # Rules 1-3 pair by pair: the creates, the removal candidates, the orphan marks.
+    decisions = index.decide(pairs, splits, inputs.orphaned_ids)
+    creates = sorted((c for d in decisions.values() for c in d.creates), key=lambda c: c.grant.key)
+    candidates = [a for d in decisions.values() for a in d.candidates]
+    newly_orphaned = frozenset().union(*(d.newly_orphaned for d in decisions.values()))
 
     # Rules 4 and 5.
     deletes: list[Assignment] = []
@@ -192,7 +133,7 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
         held, hold_reason = candidates, HOLD_READS_INCOMPLETE
     elif candidates:
         guard = inputs.guard
-        owned_count = sum(1 for a in actual if is_managed(a))
+        owned_count = sum(d.managed for d in decisions.values())
         if guard_trips(len(candidates), owned_count, guard.max_removals, guard.max_percent, guard.percent_floor):
             plan_id = compute_plan_id(candidates)
             approved = (inputs.approved_plan_id or "").strip().lower()
@@ -208,19 +149,23 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     # Rule 3, carried claims: a pair a live binding no longer claims stays claimed while managed,
     # undesired assignments there still await its removal (held, or not reached); otherwise the
     # status written after this sync would forget it, and nothing would ever remove them.
-    owed_pairs = {a.grant.pair for a in actual if is_managed(a) and a.grant.key not in wanted}
+    owed_pairs = {p for p, d in decisions.items() if d.owed}
     carried: dict[BindingKey, frozenset[tuple[str, str]]] = {}
-    for b in live:
-        if not b.active_enforcer or not owed_pairs:
+    for split in splits:
+        b = split.state
+        if b.deleting or not b.active_enforcer or not owed_pairs:
             continue
-        current = {pair_key(r, s) for r, s in b.claims}
         keep = frozenset(
-            (r, s) for r, s in b.previous_claims if pair_key(r, s) not in current and pair_key(r, s) in owed_pairs
+            (r, s)
+            for r, s in b.previous_claims
+            if pair_key(r, s) not in split.claim_pairs and pair_key(r, s) in owed_pairs
         )
         if keep:
             carried[b.key] = keep
     finalizable = frozenset(
-        b.key for b in bindings if b.deleting and _may_finalize(b, claims_of(b), inputs.actual_complete, held_pairs)
+        s.state.key
+        for s in splits
+        if s.state.deleting and _may_finalize(s.state, set(s.all_pairs), inputs.actual_complete, held_pairs)
     )
 
     drift: dict[BindingKey, BindingReport] = {}
@@ -228,15 +173,18 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
     if reports:
         # Rule 6: a live binding over its current claims; a deleting one, whose wishes are void, over
         # the pairs its clean-up covers, so that its status says what its finalizer waits for.
-        scopes = [(b, {pair_key(r, s) for r, s in b.claims}, False) for b in live]
-        scopes += [(b, claims_of(b) if _cleans_up(b) else set(), True) for b in bindings if b.deleting]
-        made = _reports(inputs, scopes, actual, wanted, is_managed, deletes, held)
-        drift = {k: made[k] for k in (b.key for b in live)}
-        leaving = {b.key: made[b.key] for b in bindings if b.deleting}
+        withheld = bool(held)
+        for split in splits:
+            b = split.state
+            current = sorted(split.all_pairs if _cleans_up(b) else ()) if b.deleting else sorted(split.claim_pairs)
+            report = _report(index, split, current, decisions, inputs.role_names, withheld)
+            (leaving if b.deleting else drift)[b.key] = report
+    ordered_deletes = tuple(sorted(deletes, key=assignment_sort_key))
+    ordered_held = tuple(sorted(held, key=assignment_sort_key))
     if inputs.suspended:
         # Rule 9: a suspended workspace is written nothing, but what it would do is still reported.
         return Plan(
-            held=tuple(sorted(held, key=_assignment_sort_key)),
+            held=ordered_held,
             hold_reason=hold_reason,
             plan_id=plan_id,
             reports=drift,
@@ -245,11 +193,11 @@ def plan_workspace(inputs: WorkspaceInputs, *, reports: bool = True) -> Plan:
         )
     return Plan(
         creates=tuple(creates),
-        deletes=tuple(sorted(deletes, key=_assignment_sort_key)),
-        held=tuple(sorted(held, key=_assignment_sort_key)),
+        deletes=ordered_deletes,
+        held=ordered_held,
         hold_reason=hold_reason,
         plan_id=plan_id,
-        newly_orphaned=frozenset(newly_orphaned),
+        newly_orphaned=newly_orphaned,
         finalizable=finalizable,
         reports=drift,
         deleting_reports=leaving,
@@ -272,86 +220,77 @@ def _may_finalize(b: BindingState, pairs: set[Pair], actual_complete: bool, held
     return actual_complete and not (pairs & held_pairs)
 
 
-def _reports(
-    inputs: WorkspaceInputs,
-    scopes: list[tuple[BindingState, set[Pair], bool]],
-    actual: list[Assignment],
-    wanted: Mapping[TupleKey, list[DesiredGrant]],
-    is_managed: Callable[[Assignment], bool],
-    deletes: list[Assignment],
-    held: list[Assignment],
-) -> dict[BindingKey, BindingReport]:
-    # Names for unexpected items: from role definitions if given, else from anybody's wishes.
-    role_names: dict[str, str] = {}
-    principal_names: dict[str, str] = {}
-    for key in sorted(wanted):
-        for dg in sorted(wanted[key], key=lambda d: d.sort_key):
-            role_names.setdefault(dg.grant.role_id, dg.role_name)
-            principal_names.setdefault(dg.grant.principal_id, dg.principal.display)
-    role_names.update(dict(inputs.role_names))
-
-    deleted_ids = {normalize_id(a.id) for a in deletes}
-    held_ids = {normalize_id(a.id) for a in held}
-    # Each assignment's grant is built once and filed under its role/scope pair: a binding looks only
-    # at the pairs it claims (bindings x assignments Grant constructions made big workspaces slow).
-    by_pair: dict[tuple[str, str], list[tuple[int, Assignment, Grant]]] = {}
-    actual_keys: set[TupleKey] = set()
-    for i, a in enumerate(actual):
-        g = a.grant
-        actual_keys.add(g.key)
-        by_pair.setdefault(g.pair, []).append((i, a, g))
-    reports: dict[BindingKey, BindingReport] = {}
-    # Each binding, the pairs its report covers, and whether it is deleting (its wishes are void).
-    for b, current, deleting in scopes:
-        own: dict[TupleKey, DesiredGrant] = {}
-        for dg in () if deleting else sorted(b.desired, key=lambda d: d.sort_key):
-            own.setdefault(dg.grant.key, dg)
-        missing = tuple(
+def _report(
+    index: PlanIndex,
+    split: BindingSplit,
+    current: list[Pair],
+    decisions: Mapping[Pair, PairDecision],
+    role_names: tuple[tuple[str, str], ...],
+    withheld: bool,
+) -> BindingReport:
+    """Rule 6 for one binding: its wishes against the assignments, and what else is in its pairs. Kept
+    in the index while the decisions and names it was made from are the same objects."""
+    b = split.state
+    own = () if b.deleting else split.own
+    names = [index.names(p, decisions[p], role_names) for p in current]
+    made_from: tuple[object, ...] = (
+        split,
+        withheld,
+        *(decisions[p] for p in current),
+        *names,
+        *(decisions[p] for p in sorted(split.wishes)),
+    )
+    kept = index.report(b.key, made_from)
+    if kept is not None:
+        return kept
+    missing = tuple(
+        DriftItem(
+            principal=dg.principal.display or dg.grant.principal_id,
+            principal_id=dg.grant.principal_id,
+            role=dg.role_name or dg.grant.role_id,
+            role_id=dg.grant.role_id,
+            scope=dg.grant.scope,
+            managed=True,
+        )
+        for key, dg in own
+        if key not in decisions[dg.grant.pair].actual_keys
+    )
+    items: list[tuple[Assignment, bool, bool, str, str]] = []
+    unmanaged = 0
+    for p, pair_names in zip(current, names, strict=True):
+        d = decisions[p]
+        unmanaged += d.unmanaged  # someone else's, wanted or not: the operator never removes them
+        items.extend(
+            (a, managed, candidate, pair_names[2 * i], pair_names[2 * i + 1])
+            for i, (a, managed, candidate) in enumerate(d.unexpected)
+        )
+    if len(current) > 1:
+        items.sort(key=lambda item: assignment_sort_key(item[0]))
+    # Every removal candidate is deleted now or withheld (all of them, when the guard or incomplete
+    # reads hold any).
+    pending = sum(1 for item in items if item[2])
+    report = BindingReport(
+        desired=len(own),
+        in_sync=len(own) - len(missing),
+        pending_removal=pending,
+        unmanaged=unmanaged,
+        held=pending if withheld else 0,
+        missing=missing,
+        unexpected=tuple(
             DriftItem(
-                principal=dg.principal.display or dg.grant.principal_id,
-                principal_id=dg.grant.principal_id,
-                role=dg.role_name or dg.grant.role_id,
-                role_id=dg.grant.role_id,
-                scope=dg.grant.scope,
-                managed=True,
+                principal=principal,
+                principal_id=a.principal_id,
+                role=role,
+                role_id=a.role_id,
+                scope=a.scope,
+                managed=managed,
             )
-            for key, dg in sorted(own.items())
-            if key not in actual_keys
-        )
-        unexpected: list[DriftItem] = []
-        pending = held_here = unmanaged = 0
-        in_pairs = sorted(item for pair in current for item in by_pair.get(pair, ()))  # actual's order
-        for _, a, g in in_pairs:
-            managed = is_managed(a)
-            if not managed:
-                unmanaged += 1  # someone else's, wanted or not: the operator never removes it
-            if g.key in wanted:
-                continue
-            aid = normalize_id(a.id)
-            if aid in deleted_ids or aid in held_ids:
-                pending += 1
-                held_here += aid in held_ids
-            unexpected.append(
-                DriftItem(
-                    principal=principal_names.get(g.principal_id, a.principal_id),
-                    principal_id=a.principal_id,
-                    role=role_names.get(g.role_id, a.role_id),
-                    role_id=a.role_id,
-                    scope=a.scope,
-                    managed=bool(managed),
-                )
-            )
-        reports[b.key] = BindingReport(
-            desired=len(own),
-            in_sync=len(own) - len(missing),
-            pending_removal=pending,
-            unmanaged=unmanaged,
-            held=held_here,
-            missing=missing,
-            unexpected=tuple(unexpected),
-            problems=() if deleting else b.errors,
-        )
-    return reports
+            for a, managed, _, principal, role in items
+        ),
+        problems=() if b.deleting else b.errors,
+    )
+    index.keep_report(b.key, made_from, report)
+    return report
 
 
 def apply(actual: Iterable[Assignment], plan: Plan) -> tuple[Assignment, ...]:
@@ -375,7 +314,7 @@ def apply(actual: Iterable[Assignment], plan: Plan) -> tuple[Assignment, ...]:
                 principal_type=str(c.principal_type),
             )
         )
-    return tuple(sorted(result, key=_assignment_sort_key))
+    return tuple(sorted(result, key=assignment_sort_key))
 
 
 def describe(plan: Plan) -> PlanSummary:

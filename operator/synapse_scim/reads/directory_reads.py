@@ -70,6 +70,17 @@ class DirectoryReads:
             cache.keep_expansion(group.id, found, epoch)
         return found
 
+    def used(self, key: SubjectKey) -> tuple[Principal | None, Expansion | None]:
+        """The lookup and the expansion this sync used for a subject (None where it has none, or failed)."""
+        task = self._subjects.get(key)
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None, None
+        group = task.result()
+        expansion = self._groups.get(group.id)
+        if expansion is None or not expansion.done() or expansion.cancelled() or expansion.exception() is not None:
+            return group, None
+        return group, expansion.result()
+
     def cancel(self) -> None:
         for task in (*self._subjects.values(), *self._groups.values()):
             task.cancel()

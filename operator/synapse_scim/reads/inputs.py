@@ -19,6 +19,7 @@ from synapse_scim.adapters.principal_lookups import PrincipalLookupCache
 from synapse_scim.adapters.workspace import RoleDefinition, Workspace
 from synapse_scim.core.model import Assignment, BindingKey, BindingState, WorkspaceInputs
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
+from synapse_scim.reads.binding_memory import BindingMemory
 from synapse_scim.reads.bindings import resolve_binding
 from synapse_scim.reads.directory_reads import DirectoryReads
 from synapse_scim.reads.scim_reads import ScimResolution, ScimSource, ScimSubjects, resolve_scim
@@ -78,6 +79,7 @@ async def read_workspace(
     reads: DirectoryReads | None = None,
     scim_source: ScimSource | None = None,
     lookups: PrincipalLookupCache | None = None,
+    memory: BindingMemory | None = None,
 ) -> WorkspaceRead:
     """Read everything one sync of ``ws`` needs, and build its planner inputs.
 
@@ -89,7 +91,9 @@ async def read_workspace(
     against). A caller that passes its own ``reads`` keeps them open (to walk groups afterwards) and
     cancels them itself. ``scim_source`` is where ScimGroup subjects are found (None: the SCIM endpoint is
     off, and they do not resolve); ``lookups`` caches the Graph lookups that match pushed users, and is
-    used under the same rule as the tenant cache."""
+    used under the same rule as the tenant cache. ``memory`` keeps bindings' states between syncs
+    (reads/binding_memory.py): a binding whose inputs did not change keeps its state object when the
+    directory is served from the cache."""
     roles = {r.name: r for r in await workspace.role_definitions()}
     known = None if fresh else workspace.known_assignments
     actual = known if known is not None else await workspace.assignments()
@@ -105,17 +109,32 @@ async def read_workspace(
     subjects = {k: v for k, v in subjects.items() if v.counts is not None or v.problems}
     shared = reads or new_reads()
     every = [shared] if shared_reads else [new_reads() for _ in bindings]
+    kept: dict[int, tuple[BindingState, frozenset[str]]] = {}
+    if memory is not None and cache is not None and use_cache:
+        for i, b in enumerate(bindings):
+            # Pushed groups are resolved every sync (reads/scim_reads.py).
+            if b.key not in subjects and (hit := memory.reuse(b, workspace.name, roles, cache)) is not None:
+                kept[i] = hit
     try:
-        resolved = await asyncio.gather(
+        made = await asyncio.gather(
             *(
                 resolve_binding(b, workspace.name, roles, shared if shared_reads else every[i], subjects.get(b.key))
                 for i, b in enumerate(bindings)
+                if i not in kept
             )
         )
     finally:
         for r in every:
             if r is not reads:
                 r.cancel()
+    made_now = iter(made)
+    resolved = [kept[i] if i in kept else next(made_now) for i in range(len(bindings))]
+    if memory is not None and cache is not None and shared_reads:
+        for i, b in enumerate(bindings):
+            if i not in kept:
+                used = None if b.key in subjects else memory.lookups(b, shared.used)
+                memory.keep(b, workspace.name, roles, used, cache, *resolved[i])
+        memory.forget_others({b.key for b in bindings})
     states = tuple(s for s, _ in resolved)
     groups_seen: frozenset[str] = frozenset().union(*(g for _, g in resolved))
     matched = frozenset(p.id for subject in subjects.values() for p, _ in subject.principals)
