@@ -22,6 +22,7 @@ agree on random sequences of changes.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -147,8 +148,8 @@ def decide_pair(
     newly_orphaned: set[str] = set()
     unexpected: list[tuple[Assignment, bool, bool]] = []
     for a in actual:
-        nid = normalize_id(a.id)
-        managed = a.owned and nid not in orphaned
+        # The id's canonical form only when it matters (orphans are rare; a pair can hold thousands).
+        managed = a.owned and (not orphaned or normalize_id(a.id) not in orphaned)
         if managed:
             managed_n += 1
         else:
@@ -159,7 +160,7 @@ def decide_pair(
         if managed:
             owed = True
             if orphan:
-                newly_orphaned.add(nid)
+                newly_orphaned.add(normalize_id(a.id))
             elif writer and not protected:
                 candidates.append(a)
                 candidate = True
@@ -345,15 +346,18 @@ class PlanIndex:
                 ),
             )
         for p in gone.keys() | added.keys():
-            kept = [a for a in self._slices.get(p, ()) if normalize_id(a.id) not in gone.get(p, ())]
-            present = {a.grant.key for a in kept}
-            ids = {normalize_id(a.id) for a in kept}
-            for key, a in added.get(p, {}).items():
-                # 409 RoleAssignmentAlreadyExists: the tuple is granted, nothing changes.
-                if key not in present and normalize_id(a.id) not in ids:
-                    kept.append(a)
+            removed = gone.get(p, set())
+            kept = [a for a in self._slices.get(p, ()) if not removed or normalize_id(a.id) not in removed]
+            new = added.get(p, {})
+            if new:
+                present = {a.grant.key for a in kept}
+                ids = {normalize_id(a.id) for a in kept}
+                for key, a in new.items():
+                    # 409 RoleAssignmentAlreadyExists: the tuple is granted, nothing changes.
+                    if key not in present and normalize_id(a.id) not in ids:
+                        bisect.insort(kept, a, key=assignment_sort_key)  # the slice stays in order
             if kept:
-                self._slices[p] = tuple(sorted(kept, key=assignment_sort_key))
+                self._slices[p] = tuple(kept)
             else:
                 self._slices.pop(p, None)
         self._actual = self.actual
