@@ -228,3 +228,20 @@ def test_a_renamed_principal_is_renamed_in_reports_of_pairs_the_change_did_not_t
     plan = plan_workspace(ins, index=index)
     assert plan.reports[key("b")].unexpected[0].principal == "renamed@contoso.com"
     assert plan == plan_workspace(ins)
+
+
+def test_a_first_sync_of_many_grants_lands_in_the_index_as_apply_computes_it() -> None:
+    """More than 64 creates in one pair take the index's one-sort path; few take the insert path."""
+    people = [user(i) for i in range(200)]
+    bk = key("many")
+    state = BindingState(
+        key=bk, complete=True, claims={(CONTRIBUTOR, WS)}, desired=frozenset(want(bk, CONTRIBUTOR, p) for p in people)
+    )
+    existing = (manual(CONTRIBUTOR, people[0]), owned(CONTRIBUTOR, people[1]), owned(PUBLISHER, people[2]))
+    ins = WorkspaceInputs(bindings=(state,), actual=existing, actual_complete=True)
+    index = PlanIndex()
+    plan = plan_workspace(ins, index=index)
+    assert len(plan.creates) == 198
+    after = index.apply(plan.creates, plan.deletes)
+    assert _by_id(after) == _by_id(apply(ins.actual, plan))
+    assert plan_workspace(dataclasses.replace(ins, actual=after), index=index).is_empty

@@ -352,9 +352,12 @@ class PlanIndex:
             if new:
                 present = {a.grant.key for a in kept}
                 ids = {normalize_id(a.id) for a in kept}
-                for key, a in new.items():
-                    # 409 RoleAssignmentAlreadyExists: the tuple is granted, nothing changes.
-                    if key not in present and normalize_id(a.id) not in ids:
+                # 409 RoleAssignmentAlreadyExists: a tuple already granted changes nothing.
+                fresh = [a for key, a in new.items() if key not in present and normalize_id(a.id) not in ids]
+                if len(fresh) > 64:  # a first sync's thousands of grants: one sort, not thousands of inserts
+                    kept = sorted([*kept, *fresh], key=assignment_sort_key)
+                else:
+                    for a in fresh:
                         bisect.insort(kept, a, key=assignment_sort_key)  # the slice stays in order
             if kept:
                 self._slices[p] = tuple(kept)
