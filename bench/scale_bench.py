@@ -442,47 +442,54 @@ def naive_pass(
 ) -> dict[str, Any]:
     """Exactly one naive pass over a converged world, at real time. `start` starts the operator with the
     naive strategy and a poll interval and syncInterval longer than anything here, so that no sync is
-    ever due on its own. Its start-up syncs are let pass (kopf's resume of every binding pokes each
-    workspace once more while its first sync runs: two syncs each), then one change of every
-    workspace's spec (syncInterval, one second longer: still never due) pokes each loop once, together,
-    as a poll would. A naive sync reads every group for every binding and re-lists every workspace
-    whatever started it. The pass is over when every workspace has finished one more sync and no Azure
-    call came for cfg.pass_quiet_gap seconds; its duration runs from its first Azure call to its last.
-    Scaled to cfg.quiet_minutes at the default poll interval (cfg.poll_interval)."""
+    ever due on its own. Its start-up syncs are let pass (kopf's resume of every binding, and the spec
+    change made before the start, poke a workspace while its first sync runs: one or two syncs each),
+    then one change of every workspace's spec (syncInterval, one second longer: still never due) pokes
+    each loop once, together, as a poll would. A naive sync reads every group for every binding and
+    re-lists every workspace whatever started it. The pass is over when every workspace has finished
+    one more sync and nothing moved (Azure calls, syncs started or finished) for cfg.pass_quiet_gap
+    seconds; its duration runs from its first Azure call to its last. Scaled to cfg.quiet_minutes at
+    the default poll interval (cfg.poll_interval)."""
     wss = set(workspace_names(world.scenario))
     long_interval = max(3600.0, cfg.converge_timeout)
     cluster.set_sync_interval(world, long_interval)
     op = start()
     try:
 
-        def settle(before: dict[str, float]) -> tuple[dict[str, int], dict[str, float], str | None]:
-            """Wait until every workspace has more syncs than `before` and the sandbox saw no call
-            for the quiet gap; return the counters, the syncs per workspace and the metrics text."""
+        def settle(before: dict[str, float]) -> tuple[dict[str, int], dict[str, float], dict[str, float]]:
+            """Wait until every workspace has finished more syncs than `before` and nothing moved (no
+            Azure call, no sync started or finished) for the quiet gap; return the counters, the syncs
+            started and the syncs finished, per workspace. A sync counts as started before its first
+            call, so one that has just begun resets the gap too."""
             deadline = time.monotonic() + cfg.converge_timeout
-            seen, last_change = admin.counters(), time.monotonic()
+            state: tuple[Any, ...] = ()
+            stable_since = time.monotonic()
             while True:
                 if not op.alive():
                     raise RuntimeError("the naive operator exited; see its log")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the naive operator did not settle within {cfg.converge_timeout:.0f} s")
-                counters = admin.counters()
-                if counters != seen:
-                    seen, last_change = counters, time.monotonic()
                 metrics = op.metrics()
-                syncs = per_workspace(metrics, "synapse_scim_syncs_total")
+                now = (
+                    admin.counters(),
+                    per_workspace(metrics, "synapse_scim_syncs_total"),
+                    per_workspace(metrics, "synapse_scim_reconciles_total"),
+                )
+                if now != state:
+                    state, stable_since = now, time.monotonic()
                 if (
-                    all(syncs.get(ws, 0) > before.get(ws, 0) for ws in wss)
-                    and time.monotonic() - last_change >= cfg.pass_quiet_gap
+                    all(state[2].get(ws, 0) > before.get(ws, 0) for ws in wss)
+                    and time.monotonic() - stable_since >= cfg.pass_quiet_gap
                 ):
-                    return seen, syncs, metrics
+                    return state
                 time.sleep(0.2)
 
-        _, startup_syncs, _ = settle({})
+        _, startup_started, startup_syncs = settle({})
         c0, k0, u0 = admin.counters(), apiserver_writes(cluster.api), op.usage()
         cursor = LogCursor(admin, None)
         cursor.read()  # what came before is not the pass's
         cluster.set_sync_interval(world, long_interval + 1)
-        c1, syncs, _ = settle(startup_syncs)
+        c1, started, syncs = settle(startup_syncs)
         u1 = op.usage()
     finally:
         op.stop()
@@ -500,12 +507,14 @@ def naive_pass(
     interval = max(cfg.poll_interval, pass_s)
     per_window = sum(calls.values()) * cfg.quiet_minutes * 60 / interval
     syncs_in_pass = {ws: int(syncs.get(ws, 0) - startup_syncs.get(ws, 0)) for ws in sorted(wss)}
+    started_in_pass = {ws: int(started.get(ws, 0) - startup_started.get(ws, 0)) for ws in sorted(wss)}
     return {
         "method": "one naive pass at real time, scaled",
         "pass_s": pass_s,
         "startup_syncs_per_workspace": {ws: int(n) for ws, n in sorted(startup_syncs.items())},
         "syncs_per_workspace": syncs_in_pass,
-        "one_pass": all(n == 1 for n in syncs_in_pass.values()),
+        "syncs_started_per_workspace": started_in_pass,
+        "one_pass": all(n == 1 for n in syncs_in_pass.values()) and all(n == 1 for n in started_in_pass.values()),
         "azure_calls": by_operation(calls),
         "azure_calls_total": sum(calls.values()),
         "azure_failed_calls": failed_calls(calls),
@@ -873,7 +882,7 @@ def markdown(report: dict[str, Any]) -> str:
         "run (no sync falls due on its own), its start-up syncs let pass, then one spec change of every "
         "workspace pokes each loop once, together, as a poll would (a naive sync reads every group for "
         "every binding and re-lists every workspace whatever started it). Counted from the sandbox "
-        "counters until every workspace finished that sync and no call came for 3 s; its duration runs "
+        "counters until every workspace finished that sync and nothing moved for 3 s; its duration runs "
         "from its first Azure call to its last (sandbox request log). Passes follow each other every poll "
         "interval, or back to back when a pass outlasts it. Delta's scaled window stays a measurement: "
         "each of its quiet activities ends well within its scaled interval.",
@@ -934,13 +943,14 @@ def source_version() -> str:
 def run(
     scenario: Scenario, strategies: list[str], cfg: RunConfig, cp: Any, workdir: Path, log: Any = print
 ) -> dict[str, Any]:
-    world = World(scenario, build_seed(scenario))
+    # Only its figures are kept: each strategy builds its own world (at XL a world is ~150 MB).
+    stats = World(scenario, build_seed(scenario)).stats()
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "source": source_version(),
         "command": " ".join(["python bench/scale_bench.py", *sys.argv[1:]]),
-        "scenario": {**asdict(scenario), "stats": world.stats()},
+        "scenario": {**asdict(scenario), "stats": stats},
         "config": {
             **asdict(cfg),
             "window": cfg.window,
