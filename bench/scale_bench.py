@@ -23,10 +23,11 @@ Per strategy, in one sandbox and one namespace:
    quiet tenant, naive: a naive pass (every binding re-reads its groups, every workspace re-lists its
    assignments) can outlast a scaled 3 s poll, so the scaled window would only count the passes that
    fit (a floor). Instead exactly one pass is counted at real time: the operator restarted with the
-   naive strategy and intervals long enough that its start-up sync (full, every group read fresh for
-   every binding, as each naive poll does) is its only one; calls per pass = the sandbox counters'
-   difference without what only a start-up does (tokens, role definitions: both cached), duration =
-   first to last Azure call. Per 10 minutes at the default poll interval (30 s):
+   naive strategy and intervals longer than the run, its start-up syncs let pass, then one spec change
+   of every workspace pokes each loop once, together, as a poll would (a naive sync reads every group
+   for every binding and re-lists every workspace whatever started it); calls per pass = the sandbox
+   counters' difference, duration = first to last Azure call. Per 10 minutes at the default poll
+   interval (30 s):
    calls per pass x 600 / max(30 s, pass duration), since a pass that outlasts the poll interval runs
    back to back with the next. With --naive quiet-only that pass is made against the world the delta
    run converged (same sandbox, operator restarted as naive) and naive does not converge or propagate;
@@ -96,7 +97,7 @@ class RunConfig:
     # "full": naive converges, propagates and has its quiet pass in a sandbox of its own; "quiet-only":
     # naive's quiet pass only, against the world the delta run converged (saves a convergence at L/XL).
     naive: str = "full"
-    pass_quiet_gap: float = 3.0  # a naive pass is over when every workspace synced and no call came for this long
+    pass_quiet_gap: float = 3.0  # a naive pass is over when every workspace synced and nothing moved this long
 
     @property
     def window(self) -> float:
@@ -899,7 +900,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "Kubernetes writes: apiserver_request_total of the verbs POST, PUT, PATCH, DELETE, APPLY, diffed "
-        "over the window (naive: over its pass, less the spec changes that start it), without what the "
+        "over the window (naive: over its pass, less the harness's spec change of each workspace that starts "
+        "it; kopf's record of having handled that change is one more workspace PATCH each), without what the "
         "API server writes itself (its identity Lease, renewed every "
         f"10 s: {leases} Lease writes in the window, not counted). By resource:",
         "",
