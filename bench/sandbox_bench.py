@@ -13,6 +13,14 @@
 
     .venv/bin/python bench/sandbox_bench.py              # full run, writes bench/results/sandbox-<date>.{json,md}
     .venv/bin/python bench/sandbox_bench.py --quick      # small smoke run, prints only
+    .venv/bin/python bench/sandbox_bench.py --scenario XL
+        # the scale benchmark's world (bench/scale_model.py) instead of the synthetic organisation,
+        # writes bench/results/sandbox-XL-<date>.{json,md}
+
+With --scenario, memory is measured twice: the seed scale_bench.py gives the sandbox (the directory,
+the workspaces and the few manual assignments: what the sandbox holds before the operator runs), and
+that seed with every assignment the scenario expects once converged (what it holds after). The
+throughput runs against the second one.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any
 import aiohttp
 
 from bench_results import write_results
+from scale_model import SCENARIOS, World, build_seed
 from synapse_scim_sandbox import Sandbox, load_seed, synthetic_org
 from synapse_scim_sandbox.tls import client_context
 
@@ -51,7 +60,11 @@ def rss_mb(field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def org(args: argparse.Namespace) -> dict[str, Any]:
+def org(args: argparse.Namespace, converged: bool = True) -> dict[str, Any]:
+    """The organisation to load: the synthetic one, or a scale scenario's seed (with every expected
+    assignment when `converged`, else only the manual ones)."""
+    if args.scenario:
+        return scenario_seed(args.scenario, converged)
     return synthetic_org(
         users=args.users,
         groups=args.groups,
@@ -66,12 +79,33 @@ def org(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def scenario_seed(name: str, converged: bool) -> dict[str, Any]:
+    scenario = SCENARIOS[name]
+    seed = build_seed(scenario)
+    if converged:
+        # Every expected grant once, as the operator leaves it; the manual ones keep their ids.
+        world = World(scenario, seed)
+        expected = world.expected()
+        for w, ws in enumerate(seed["workspaces"]):
+            manual = {g: aid for aid, g in world.manual[ws["name"]].items()}
+            ws["assignments"] = [
+                {
+                    "role": role,
+                    "principal": principal,
+                    "scope": scope,
+                    "id": manual.get((role, principal, scope)) or f"00000000-0000-4000-9{w:03x}-{i:012x}",
+                }
+                for i, (role, principal, scope) in enumerate(sorted(expected[ws["name"]]))
+            ]
+    return seed
+
+
 # ----------------------------------------------------------------------------------------------- memory
-def memory_child(args: argparse.Namespace, out: Any) -> None:
+def memory_child(args: argparse.Namespace, converged: bool, out: Any) -> None:
     gc.collect()
     base = rss_mb()
     t0 = time.perf_counter()
-    seed = org(args)
+    seed = org(args, converged)
     t1 = time.perf_counter()
     state = load_seed(seed)
     t2 = time.perf_counter()
@@ -304,6 +338,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "aiohttp": a.__version__,
+        # The machine may be shared: other work running meanwhile shows here and skews every figure.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -313,11 +349,24 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Sandbox benchmark, {report['date']}",
         "",
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_mb']} MB RAM; Python {m['python']}, aiohttp "
-        f"{m['aiohttp']}; {m['platform']}.",
+        f"{m['aiohttp']}; {m['platform']}; load average at the start {m.get('load_average')}.",
         f"Command: `{report['command']}`",
         "",
         "## Memory with the organisation loaded",
         "",
+    ]
+    if report["parameters"].get("scenario"):
+        seed = report["memory_seed"]
+        lines += [
+            f"Scenario {report['parameters']['scenario']} of bench/scale_model.py. As scale_bench.py seeds it "
+            f"(before the operator runs: {seed['role_assignments']:,} manual assignments): state "
+            f"{seed['state_mb']} MB, process {seed['rss_loaded_mb']} MB, peak while loading "
+            f"{seed['peak_rss_mb']} MB; building the seed (scale_model.build_seed) {seed['generate_s']} s, "
+            f"loading it {seed['load_s']} s. Converged (every expected assignment present), below. During a "
+            "scale run the sandbox also keeps its request log (up to 50,000 entries).",
+            "",
+        ]
+    lines += [
         f"{mem['users']:,} users, {mem['groups']:,} groups ({mem['memberships']:,} direct memberships), "
         f"{mem['service_principals']:,} service principals, {mem['role_assignments']:,} role assignments.",
         "",
@@ -326,7 +375,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"| resident memory of the loaded state | {mem['state_mb']} MB (process {mem['rss_loaded_mb']} MB, "
         f"interpreter + imports {mem['rss_before_mb']} MB) |",
         f"| peak resident memory while loading (seed dict + state) | {mem['peak_rss_mb']} MB |",
-        f"| generating the synthetic seed / loading it | {mem['generate_s']} s / {mem['load_s']} s |",
+        f"| building the seed / loading it | {mem['generate_s']} s / {mem['load_s']} s |",
         f"| expanding every group transitively (cached afterwards) | {mem['expand_all_groups_s']} s, "
         f"{mem['transitive_entries']:,} entries, process then {mem['rss_after_expanding_all_mb']} MB |",
         "",
@@ -335,8 +384,9 @@ def markdown(report: dict[str, Any]) -> str:
         "Server pinned to one CPU with the organisation above loaded; load generator (raw aiohttp, keep-alive, "
         f"{tp['graph_member_page']['concurrency']} concurrent requests) pinned to another CPU; HTTPS.",
         "",
-        "| request | req/s | server CPU | load generator CPU | p50 ms | p99 ms | response bytes |",
-        "|---|---|---|---|---|---|---|",
+        "| request | req/s | server CPU | req per server CPU second | load generator CPU | p50 ms | p99 ms "
+        "| response bytes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     labels = {
         "graph_member_page": "Graph member page (100 users)",
@@ -347,13 +397,17 @@ def markdown(report: dict[str, Any]) -> str:
     for key, label in labels.items():
         r = tp[key]
         lines.append(
-            f"| {label} | {r['rps']} | {r['server_cpu_percent']}% | {r['client_cpu_percent']}% | "
+            f"| {label} | {r['rps']} | {r['server_cpu_percent']}% | {r['rps_per_server_cpu_second']} | "
+            f"{r['client_cpu_percent']}% | "
             f"{r['latency_ms_p50']} | {r['latency_ms_p99']} | {r['response_bytes']} |"
         )
     lines += [
         "",
         "Server CPU near 100% means the one server core was saturated (below it, the load generator's "
-        "core was the limit); errors: " + ", ".join(f"{k} {tp[k]['errors']}" for k in labels) + ".",
+        "core, or other work on the machine, was the limit). Requests per server CPU second is what the "
+        "sandbox costs a request, whatever else runs; errors: "
+        + ", ".join(f"{k} {tp[k]['errors']}" for k in labels)
+        + ".",
     ]
     return "\n".join(lines) + "\n"
 
@@ -370,6 +424,12 @@ def main() -> int:
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="a small organisation and short runs; prints only")
+    p.add_argument(
+        "--scenario",
+        choices=list(SCENARIOS),
+        help="load a scale_bench.py scenario's world instead of the synthetic organisation "
+        "(--users, --groups, --members-per-group, --assignments are then ignored)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args()
     if args.quick:
@@ -380,12 +440,16 @@ def main() -> int:
         "command": " ".join(["python bench/sandbox_bench.py", *sys.argv[1:]]),
         "parameters": vars(args) | {"out": str(args.out)},
     }
-    report["memory"] = run_in_child(memory_child, args)
+    if args.scenario:
+        report["memory_seed"] = run_in_child(memory_child, args, False)
+        print(json.dumps(report["memory_seed"], indent=1), flush=True)
+    report["memory"] = run_in_child(memory_child, args, True)
     print(json.dumps(report["memory"], indent=1), flush=True)
     report["throughput"] = throughput(args)
     print(json.dumps(report["throughput"], indent=1), flush=True)
     if not args.quick:
-        stem = write_results(args.out, "sandbox", report, markdown(report))
+        name = f"sandbox-{args.scenario}" if args.scenario else "sandbox"
+        stem = write_results(args.out, name, report, markdown(report))
         print(f"wrote {stem}.json and {stem}.md")
     return 0
 

@@ -111,6 +111,21 @@ SCENARIOS: dict[str, Scenario] = {
         large_group_size=2_500,
         service_principals=100,
     ),
+    # 20 workspaces of 100 bindings each. 30 members a group and 20 large groups (2,500 members, three
+    # Graph pages each) bring the wanted assignments to about 200,000 (202,627 with seed 6), the size
+    # of Synapse tenants the issue asks about; the nesting share is L's.
+    "XL": Scenario(
+        "XL",
+        users=100_000,
+        groups=5_000,
+        bindings=2_000,
+        workspaces=20,
+        members_per_group=30,
+        nesting=0.2,
+        large_groups=20,
+        large_group_size=2_500,
+        service_principals=200,
+    ),
 }
 
 Grant = tuple[str, str, str]  # (roleId, principalId, scope), lower-case ids

@@ -323,4 +323,6 @@ def machine() -> dict[str, Any]:
         "os": os_name,
         "kernel": platform.release(),
         "python": platform.python_version(),
+        # The machine may be shared: other work running meanwhile shows here and skews every figure.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }

@@ -96,15 +96,69 @@ def test_tiny_scenario_end_to_end(cluster: Any, tmp_path: Path) -> None:
         assert p["azure_calls"].get("synapse.createRoleAssignment", 0) == sum(ch["creates"] for ch in p["changes"])
         assert p["azure_calls"].get("synapse.deleteRoleAssignment", 0) == sum(ch["deletes"] for ch in p["changes"])
 
-        q = r["quiet"]
-        assert q["settled_by"] == "first sync seen"
-        assert q["window_s"] >= cfg.window
-        assert q["azure_calls_total"] == sum(q["azure_calls"].values())
-        assert q["k8s_writes"] == operator_writes(Counter(q["k8s_writes_by_resource"]))
         assert r["peak_rss_mb"] > 0 and r["cpu_s_converge"] > 0
+        assert r["sandbox"]["rss_mb_converged"] > 0 and r["sandbox"]["cpu_s_converge"] >= 0
+
+    q = report["strategies"]["delta"]["quiet"]
+    assert q["settled_by"] == "first sync seen"
+    assert q["window_s"] >= cfg.window
+    assert q["azure_calls_total"] == sum(q["azure_calls"].values())
+    assert q["k8s_writes"] == operator_writes(Counter(q["k8s_writes_by_resource"]))
+    assert_one_naive_pass(report["strategies"]["naive"]["quiet"], world, cfg)
 
     assert set(report["ratios_naive_over_delta"]) == set(report["figures"]["delta"])
     assert {t["target"].split(" ")[0] for t in report["targets"]} >= {"propagation", "quiet", "operator"}
     json.dumps(report)  # the JSON file is written from this
     text = markdown(report)
     assert "| time to converge from empty (s) |" in text and "naive / delta" in text
+
+
+def assert_one_naive_pass(q: dict[str, Any], world: World, cfg: RunConfig) -> None:
+    """The naive quiet figure is one pass, counted and scaled as the report says."""
+    assert set(q["syncs_per_workspace"]) == set(workspace_names(world.scenario))
+    assert q["one_pass"], f"one sync per workspace in the pass, got {q['syncs_per_workspace']}"
+    assert q["azure_failed_calls"] == 0
+    assert q["azure_calls_total"] == sum(q["azure_calls"].values()) > 0
+    assert q["logged_calls"] == q["azure_calls_total"], "the pass's duration comes from a log that saw all of it"
+    # A naive pass re-lists every workspace and reads every bound group (at least one page each, once
+    # per binding that names it) and writes nothing on a converged world.
+    bound = sum(len(b.groups) for b in world.bindings)
+    assert q["azure_calls"]["graph.transitiveMembers"] >= bound
+    assert q["azure_calls"]["synapse.listRoleAssignments"] >= world.scenario.workspaces
+    assert "synapse.createRoleAssignment" not in q["azure_calls"]
+    interval = max(cfg.poll_interval, q["pass_s"])
+    assert q["interval_applied"] == ("poll interval" if interval == cfg.poll_interval else "pass duration")
+    assert q["azure_calls_per_window"] == round(q["azure_calls_total"] * cfg.quiet_minutes * 60 / interval)
+
+
+def test_naive_quiet_only_against_deltas_world(cluster: Any, tmp_path: Path) -> None:
+    """--naive quiet-only: naive neither converges nor propagates; its one pass is made in delta's
+    sandbox, and the quiet target is judged on that measured figure."""
+    cfg = RunConfig(
+        poll_interval=1.0,
+        changes=2,
+        change_gap=0.5,
+        change_timeout=60,
+        quiet_scale=1 / 30,
+        quiet_sync=30.0,
+        quiet_poll_interval=1.0,
+        quiet_window=4.0,
+        converge_timeout=180,
+        naive="quiet-only",
+    )
+    report = run(TINY, ["delta", "naive"], cfg, cluster, tmp_path, log=lambda msg: None)
+    world = World(TINY, build_seed(TINY))
+    naive = report["strategies"]["naive"]
+    assert list(report["strategies"]) == ["delta", "naive"]
+    assert naive["mode"] == "quiet-only" and "converge" not in naive and "propagation" not in naive
+    assert "quiet-only" in naive["quiet"]["world"]
+    assert_one_naive_pass(naive["quiet"], world, cfg)
+    assert report["figures"]["naive"]["converge_s"] is None
+    (target,) = [t for t in report["targets"] if t["target"].startswith("quiet tenant: >=")]
+    delta_calls = report["figures"]["delta"]["quiet_azure_calls"]
+    if delta_calls:
+        assert target["value"] == round(naive["quiet"]["azure_calls_per_window"] / delta_calls, 2)
+    assert "one naive pass at real time" in target["how"]
+    json.dumps(report)
+    text = markdown(report)
+    assert "not run (--naive quiet-only)" in text and "naive was measured quiet-only" in text
