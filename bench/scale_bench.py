@@ -325,6 +325,7 @@ def propagate(
 ) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     before = admin.counters()
+    cpu_before, syncs_before = op.usage()["cpu_s"], syncs_by_kind(op.metrics())
     results = []
     with WriteLog(admin, ids) as log:
         start = time.time() + 1.0
@@ -357,9 +358,17 @@ def propagate(
                     "latency_s": round(max(done) - t, 3) if len(done) == len(seen) else None,
                 }
             )
+    # Everything the operator spent while the changes propagated (the delta polls, kopf, status writes,
+    # Events and metrics included) over the incremental syncs it ran: an upper bound of one sync's cost.
+    cpu_s = op.usage()["cpu_s"] - cpu_before
+    syncs = {k: n - syncs_before.get(k, 0) for k, n in syncs_by_kind(op.metrics()).items()}
+    incremental = syncs.get("incremental", 0)
     actual = {ws: {*assignments(admin, ws).values()} for ws in expected}
     return {
         **latency_stats(results),
+        "cpu_s": round(cpu_s, 2),
+        "syncs": syncs,
+        "cpu_ms_per_incremental_sync": round(1000 * cpu_s / incremental, 1) if incremental else None,
         "final_state_matches": actual == expected,
         "final_state_diff": {
             ws: {"missing": len(expected[ws] - actual[ws]), "extra": len(actual[ws] - expected[ws])} for ws in expected
@@ -375,6 +384,16 @@ def per_workspace(metrics: str | None, name: str) -> dict[str, float]:
         if line.startswith(name + "{"):
             labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
             out[labels.get("workspace", "").strip('"')] += float(line.rsplit(" ", 1)[1])
+    return dict(out)
+
+
+def syncs_by_kind(metrics: str | None) -> dict[str, float]:
+    """synapse_scim_syncs_total summed over workspaces, by kind (full, assignments, incremental)."""
+    out: Counter[str] = Counter()
+    for line in (metrics or "").splitlines():
+        if line.startswith("synapse_scim_syncs_total{"):
+            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
+            out[labels.get("kind", "").strip('"')] += float(line.rsplit(" ", 1)[1])
     return dict(out)
 
 
@@ -716,6 +735,7 @@ def figures(r: dict[str, Any]) -> dict[str, Any]:
         "k8s_writes_converge": c.get("k8s_writes"),
         "propagation_p50_s": p.get("p50_s"),
         "propagation_p95_s": p.get("p95_s"),
+        "cpu_ms_per_incremental_sync": p.get("cpu_ms_per_incremental_sync"),
         "quiet_azure_calls": q["azure_calls_per_window"],
         "quiet_k8s_writes": q["k8s_writes"] if "window_s" in q else None,
         "peak_rss_mb": r["peak_rss_mb"],
@@ -839,6 +859,10 @@ def markdown(report: dict[str, Any]) -> str:
         ("Kubernetes writes to converge", "k8s_writes_converge"),
         ("propagation p50 (s)", "propagation_p50_s"),
         ("propagation p95 (s)", "propagation_p95_s"),
+        (
+            "operator CPU per incremental sync while propagating (ms; all the process spent / syncs)",
+            "cpu_ms_per_incremental_sync",
+        ),
         (f"quiet tenant, Azure calls per {cfg['quiet_minutes']:g} min", "quiet_azure_calls"),
         (f"quiet {cfg['simulated_minutes']:g} min (simulated): Kubernetes writes", "quiet_k8s_writes"),
         ("operator peak RSS (MB)", "peak_rss_mb"),
