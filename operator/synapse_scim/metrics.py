@@ -194,21 +194,46 @@ _SYNAPSE_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
+def _path(url: str) -> str:
+    """urlsplit(url).path, without building the other four parts (this runs once per Azure request)."""
+    path = url.partition("#")[0].partition("?")[0]
+    if "://" not in path:
+        return urlsplit(url).path
+    start = path.find("/", path.index("://") + 3)
+    return path[start:] if start >= 0 else ""
+
+
 def operation(service: str, method: str, url: str) -> str:
     """A bounded operation name for a request (never an id: labels must not explode)."""
-    path = urlsplit(url).path.rstrip("/")
+    path = _path(url).rstrip("/")
     for m, pattern, name in _GRAPH_ROUTES if service == "graph" else _SYNAPSE_ROUTES:
         if m == method.upper() and pattern.search(path):
             return name
     return "other"
 
 
+# (service, operation, code) -> its request counter, duration histogram and error counter (None
+# below 400). `labels()` validates and locks on every call; at one observation per Azure request (tens
+# of thousands a sync) the children are looked up once. Bounded: operations and codes are few.
+_CHILDREN: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+
+
 def observe(service: str, method: str, url: str, code: int | str, seconds: float) -> None:
     op = operation(service, method, url)
-    AZURE_REQUESTS.labels(service, op, str(code)).inc()
-    AZURE_SECONDS.labels(service, op).observe(seconds)
-    if not isinstance(code, int) or code >= 400:
-        AZURE_ERRORS.labels(service, op, str(code)).inc()
+    key = (service, op, str(code))
+    children = _CHILDREN.get(key)
+    if children is None:
+        failed = not isinstance(code, int) or code >= 400
+        children = _CHILDREN[key] = (
+            AZURE_REQUESTS.labels(*key),
+            AZURE_SECONDS.labels(service, op),
+            AZURE_ERRORS.labels(*key) if failed else None,
+        )
+    requests, seconds_histogram, errors = children
+    requests.inc()
+    seconds_histogram.observe(seconds)
+    if errors is not None:
+        errors.inc()
 
 
 class SynapseMetricsPolicy(SansIOHTTPPolicy[HttpRequest, AsyncHttpResponse]):

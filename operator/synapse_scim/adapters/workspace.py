@@ -188,7 +188,11 @@ def _transport() -> dict[str, Any]:
     if not ca:
         return {}
     context = ssl.create_default_context(cafile=ca)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), trust_env=False)
+    # No cookies, as in the session azure-core makes for itself: Synapse sets none we need, and a real
+    # jar filters every request's cookies and stores every answer's, once per write.
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context), trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
     return {"transport": AioHttpTransport(session=session, session_owner=True)}
 
 
