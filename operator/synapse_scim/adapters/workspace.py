@@ -106,10 +106,11 @@ def access_control_client(
     """The SDK's client with the pipeline the operator needs, and no more.
 
     The SDK's default pipeline runs 14 policies on every request; at tens of thousands of writes a
-    sync, most of the operator's CPU per write went to ones that do nothing for us: a uuid1 client
-    request id (Synapse's own x-ms-request-id identifies a request), headers and proxy policies (no
-    custom headers, no `proxies`: the transport's session decides about proxies), redirects (Synapse
-    access control never redirects; a 3xx would surface as an error either way), the custom hook,
+    sync, a large share of the operator's CPU per write (bench/write_cost.py) went to ones that do
+    nothing for us: a uuid1 client request id (Synapse's own x-ms-request-id identifies a request),
+    headers and proxy policies (no custom headers, no `proxies`: the transport's session decides about
+    proxies), redirects and the Authorization clean-up that goes with them (Synapse access control does
+    not redirect; a 3xx now surfaces as an HTTP error instead of being followed), the custom hook,
     distributed tracing (no tracing plugin is configured), and the network-trace and HTTP logging
     policies (`synapse-scim run` sets the `azure` loggers to WARNING, so they only checked levels and
     copied headers). What stays, in the SDK's order: the user agent, the JSON decoding msrest reads
