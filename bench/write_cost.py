@@ -44,8 +44,9 @@ import aiohttp
 from bench_results import write_results
 from scale_procs import cpu_plan, machine
 from synapse_scim.adapters.connections import Connections
+from synapse_scim.adapters.credentials import Cloud
 from synapse_scim.controller.run import configure_logging
-from synapse_scim.controller.writes import execute
+from synapse_scim.controller.writes import AuditRecord, execute
 from synapse_scim.core.model import BindingKey, Create, Grant, Plan, Principal, PrincipalType
 from synapse_scim_sandbox import synthetic_org
 
@@ -107,6 +108,41 @@ def plan_of(users: list[dict[str, Any]], role_id: str, writes: int) -> Plan:
     )
 
 
+class RawWriter:
+    """The floor, for comparison (--raw): the same PUTs (URL, headers, JSON body, bearer token) with
+    aiohttp alone, over a session set up as the operator's (one SSL context, no cookie jar), at the same
+    concurrency; no azure-core, no msrest, no limit, no audit records, no metrics."""
+
+    def __init__(self, endpoint: str, token: str, ctx: ssl.SSLContext) -> None:
+        self.base = f"{endpoint.rstrip('/')}/roleAssignments/"
+        self.headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/json",
+        }
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx), cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        )
+
+    async def execute(self, plan: Plan, concurrency: int) -> int:
+        pending = list(reversed(plan.creates))
+        created = 0
+
+        async def worker() -> None:
+            nonlocal created
+            while pending:
+                c = pending.pop()
+                body = {"roleId": c.grant.role_id, "principalId": c.grant.principal_id, "scope": c.grant.scope}
+                body["principalType"] = str(c.principal_type)
+                url = f"{self.base}{c.assignment_id}?api-version=2020-12-01"
+                async with self.session.put(url, data=json.dumps(body).encode(), headers=self.headers) as r:
+                    await r.read()
+                    created += r.status == 200
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return created
+
+
 async def run(args: argparse.Namespace, info: dict[str, Any], users: list[dict[str, Any]]) -> dict[str, Any]:
     env = info["env"]
     os.environ["SYNAPSE_SCIM_AZURE_CA_BUNDLE"] = info["ca_path"]
@@ -133,24 +169,35 @@ async def run(args: argparse.Namespace, info: dict[str, Any], users: list[dict[s
             roles = {r.name: r.id for r in await workspace.role_definitions()}
             role_id = roles[ROLE]
             warm = plan_of(users[-args.write_concurrency :], role_id, args.write_concurrency)
-            await execute(warm, workspace, {role_id: ROLE})
+            raw = None
+            if args.raw:
+                token = await clients.credential.get_token(Cloud.from_spec(spec["cloud"]).synapse_scope)
+                raw = RawWriter(spec["endpoint"], token.token, ctx)
+                await raw.execute(warm, args.write_concurrency)
+            else:
+                await execute(warm, workspace, {role_id: ROLE})
             await admin(session, info["admin_url"], "DELETE", "/counters")
             profiler = cProfile.Profile() if args.profile else None
             rounds: list[dict[str, float]] = []
             wanted: set[str] = set()
-            audit = []
+            audit: list[AuditRecord] = []
+            raw_created = 0
             for r in range(args.rounds):
                 plan = plan_of(users[r * args.writes : (r + 1) * args.writes], role_id, args.writes)
                 wanted |= {c.assignment_id for c in plan.creates}
                 wall, spent = time.perf_counter(), cpu()
                 if profiler:
                     profiler.enable()
-                result = await execute(plan, workspace, {role_id: ROLE})
+                if raw:
+                    raw_created += await raw.execute(plan, args.write_concurrency)
+                else:
+                    audit += (await execute(plan, workspace, {role_id: ROLE})).audit
                 if profiler:
                     profiler.disable()
                 wall, spent = time.perf_counter() - wall, cpu() - spent
                 rounds.append({"cpu_s": round(spent, 3), "wall_s": round(wall, 3)})
-                audit += result.audit
+            if raw:
+                await raw.session.close()
             counters = await admin(session, info["admin_url"], "GET", "/counters")
             listed = await admin(session, info["admin_url"], "GET", f"/workspaces/{WORKSPACE}/assignments")
         total = args.writes * args.rounds
@@ -169,7 +216,8 @@ async def run(args: argparse.Namespace, info: dict[str, Any], users: list[dict[s
             "wall_s": round(sum(r["wall_s"] for r in rounds), 3),
             "writes_per_s": round(total / sum(r["wall_s"] for r in rounds), 1),
             "per_round": rounds,
-            "granted": sum(1 for r in audit if r.action == "grant" and not r.failed),
+            "mode": "raw-aiohttp" if args.raw else "operator",
+            "granted": raw_created if args.raw else sum(1 for r in audit if r.action == "grant" and not r.failed),
             "failed": sum(1 for r in audit if r.failed),
             "sandbox_creates_200": counters.get("synapse.createRoleAssignment.200", 0),
             "sandbox_creates": sum(v for k, v in counters.items() if k.startswith("synapse.createRoleAssignment.")),
@@ -267,6 +315,7 @@ def main() -> None:
     p.add_argument("--write-concurrency", type=int, default=8)
     p.add_argument("--graph-ms", type=float, default=0)
     p.add_argument("--synapse-ms", type=float, default=0)
+    p.add_argument("--raw", action="store_true", help="the floor: the same PUTs with aiohttp alone (no SDK, no audit)")
     p.add_argument("--profile", action="store_true", help="cProfile top lists (the CPU figures then include it)")
     p.add_argument("--top", type=int, default=30, help="lines of each profile list")
     p.add_argument("--save", type=Path, help="also write the run's JSON here (its stem names it in --record)")

@@ -47,3 +47,12 @@ def test_every_write_lands_and_the_report_has_its_figures(tmp_path: Path) -> Non
     text = md.read_text()
     assert "| tiny |" in text and "A note." in text and "## Profile tiny, by tottime" in text
     assert json.loads(js.read_text())["runs"]["tiny"]["landed"] == 40
+
+
+def test_the_raw_floor_lands_every_write_too(tmp_path: Path) -> None:
+    saved = tmp_path / "floor.json"
+    done = run("--raw", "--writes", "12", "--write-concurrency", "3", "--save", str(saved))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(saved.read_text())
+    assert report["mode"] == "raw-aiohttp" and report["profiled"] is False
+    assert report["granted"] == report["sandbox_creates_200"] == report["landed"] == 12
