@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.pipeline.policies import AsyncHTTPPolicy
 
 DEFAULT_RETRY_AFTER = 1.0
 
@@ -87,13 +87,19 @@ class AdaptiveLimit:
         self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
 
 
-class ThrottlePolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+class ThrottlePolicy(AsyncHTTPPolicy):  # type: ignore[type-arg]
     """Tells the workspace's AdaptiveLimit about every 429 the SDK sees, retries included (the SDK's
-    own retry policy still honours Retry-After before it tries again)."""
+    own retry policy still honours Retry-After before it tries again).
+
+    One coroutine around the next policy rather than a SansIOHTTPPolicy, whose runner awaits-or-not
+    each hook: this policy sees every write."""
 
     def __init__(self, limit: AdaptiveLimit) -> None:
+        super().__init__()
         self.limit = limit
 
-    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
+    async def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        response = await self.next.send(request)
         if response.http_response.status_code == 429:
             self.limit.throttled(retry_after_seconds(response.http_response.headers))
+        return response
