@@ -50,8 +50,9 @@ async def test_a_membership_change_remakes_one_state_and_one_pair(sb: Sandbox, c
     cache.invalidate({object_id(sb, "Data Engineers")}, {})  # what Graph delta makes the tenant watch do
     changed = await sync(fresh=False)
     assert memory.bindings.reused == 3  # analysts' state again; engineers' made anew from Graph
-    # The Contributor pair was decided twice (before and after the write); the User pair was not.
-    assert memory.index.decided == decided + 2
+    # The Contributor pair was decided once (the plan after the write carries that decision over the
+    # write); the User pair not at all.
+    assert memory.index.decided == decided + 1
     assert await holders(sb, CONTRIBUTOR) == engineers | {object_id(sb, "grace@contoso.com")}
     creates = [a for a in changed.audit if a.action == "grant"]
     assert [a.principal_id.lower() for a in creates] == [object_id(sb, "grace@contoso.com")]

@@ -211,6 +211,12 @@ def test_one_changed_binding_remakes_only_its_pairs_decisions_and_the_reports_ov
     assert index.reported - reported == 1  # only binding c's report
     assert plan == plan_workspace(ins)
 
+    # The grant is made: the plan after it carries the pair's decision over the write, deciding nothing.
+    ins = dataclasses.replace(ins, actual=index.apply(plan.creates, plan.deletes))
+    after = plan_workspace(ins, index=index)
+    assert after.is_empty and index.decided - decided == 1
+    assert after == plan_workspace(ins)
+
 
 def test_a_renamed_principal_is_renamed_in_reports_of_pairs_the_change_did_not_touch() -> None:
     """Names of unexpected items come from any binding's wishes: a rename seen by binding "a" (in one
@@ -245,3 +251,33 @@ def test_a_first_sync_of_many_grants_lands_in_the_index_as_apply_computes_it() -
     after = index.apply(plan.creates, plan.deletes)
     assert _by_id(after) == _by_id(apply(ins.actual, plan))
     assert plan_workspace(dataclasses.replace(ins, actual=after), index=index).is_empty
+
+
+def test_a_decision_carried_over_a_write_says_what_the_pair_still_owes_and_holds() -> None:
+    """The decisions the index carries over its own writes (no deciding again) equal full plans: the
+    last removal of a dropped pair ends its carried claim; a grant made again on an orphaned id is not
+    the operator's to manage."""
+    u, v = user(1), user(2)
+    bk = key("b")
+    # b dropped (Contributor, workspace) for (Contributor, pool): u's old grant there is revoked.
+    b = BindingState(
+        key=bk,
+        complete=True,
+        claims={(CONTRIBUTOR, POOL)},
+        previous_claims={(CONTRIBUTOR, WS)},
+        desired={want(bk, CONTRIBUTOR, u, POOL), want(bk, CONTRIBUTOR, v, POOL)},
+    )
+    orphaned_again = owned(CONTRIBUTOR, v, POOL).id  # left behind by an Orphan binding, then deleted by hand
+    ins = WorkspaceInputs(
+        bindings=(b,), actual=(owned(CONTRIBUTOR, u, WS),), actual_complete=True, orphaned_ids={orphaned_again}
+    )
+    index = PlanIndex()
+    plan = plan_workspace(ins, index=index)
+    assert plan.carried_claims == {bk: frozenset({(CONTRIBUTOR, WS)})} and len(plan.deletes) == 1
+    decided = index.decided
+    ins = dataclasses.replace(ins, actual=index.apply(plan.creates, plan.deletes))
+    after = plan_workspace(ins, index=index)
+    assert index.decided == decided  # carried, not decided again
+    assert after == plan_workspace(ins)
+    assert after.carried_claims == {}
+    assert after.reports[bk].unmanaged == 1  # v's grant, made on an orphaned id

@@ -359,12 +359,55 @@ class PlanIndex:
                 else:
                     for a in fresh:
                         bisect.insort(kept, a, key=assignment_sort_key)  # the slice stays in order
+            old_slice = self._slices.get(p, ())
             if kept:
                 self._slices[p] = tuple(kept)
             else:
                 self._slices.pop(p, None)
+            self._carry_decision(p, old_slice, self._slices.get(p, ()), removed, fresh if new else [])
         self._actual = self.actual
         return self._actual
+
+    def _carry_decision(
+        self,
+        pair: Pair,
+        old_slice: tuple[Assignment, ...],
+        new_slice: tuple[Assignment, ...],
+        removed: set[str],
+        fresh: list[Assignment],
+    ) -> None:
+        """The pair's decision after its own writes, without deciding it again: the creates made are
+        no longer to make, the candidates deleted no longer there. Only when the writes are exactly what
+        the kept decision asked for (else the next plan decides the pair again)."""
+        kept = self._decisions.get(pair)
+        if kept is None or not kept[0] or kept[0][0] is not old_slice:
+            return
+        inputs, d = kept
+        made = {a.grant.key for a in fresh}
+        to_make = {c.grant.key for c in d.creates}
+        candidates = {normalize_id(a.id) for a in d.candidates}
+        if (
+            not made <= to_make
+            or not removed <= candidates
+            or len(old_slice) - len(removed) + len(fresh) != len(new_slice)
+        ):
+            del self._decisions[pair]
+            return
+        unexpected = tuple(u for u in d.unexpected if not removed or normalize_id(u[0].id) not in removed)
+        orphans = sum(1 for a in fresh if normalize_id(a.id) in self._orphaned)
+        carried = PairDecision(
+            creates=tuple(c for c in d.creates if c.grant.key not in made),
+            candidates=tuple(a for a in d.candidates if normalize_id(a.id) not in removed),
+            newly_orphaned=d.newly_orphaned,
+            # What was deleted was managed (a candidate); what was made is ours, and managed unless an
+            # orphan mark left on its deterministic id says otherwise.
+            managed=d.managed + len(fresh) - orphans - len(removed),
+            unmanaged=d.unmanaged + orphans,
+            owed=any(managed for _, managed, _ in unexpected),
+            actual_keys=frozenset(a.grant.key for a in new_slice) if removed else d.actual_keys | made,
+            unexpected=unexpected,
+        )
+        self._decisions[pair] = ((new_slice, *inputs[1:]), carried)
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
