@@ -23,6 +23,7 @@ from synapse_scim.adapters.directory_cache import DirectoryCache, SubjectKey
 from synapse_scim.adapters.workspace import RoleDefinition
 from synapse_scim.core.model import BindingKey, BindingState, Principal
 from synapse_scim.core.objects import BindingObject
+from synapse_scim.reads.bindings import direct_users
 
 Lookups = tuple[tuple[SubjectKey, Principal, Expansion | None], ...]
 
@@ -44,6 +45,7 @@ class BindingMemory:
 
     def __init__(self) -> None:
         self._made: dict[BindingKey, _Made] = {}
+        self._direct: dict[BindingKey, tuple[BindingState, frozenset[str]]] = {}
         self.reused = 0  # states reused since the memory was created: for tests and benchmarks
 
     def lookups(
@@ -112,9 +114,21 @@ class BindingMemory:
             groups=groups,
         )
 
+    def direct_users(self, state: BindingState) -> frozenset[str]:
+        """The accounts ``state`` names itself (not through a group), worked out once per state object:
+        every sync asks it of every binding."""
+        kept = self._direct.get(state.key)
+        if kept is not None and kept[0] is state:
+            return kept[1]
+        ids = direct_users(state)
+        self._direct[state.key] = (state, ids)
+        return ids
+
     def forget_others(self, keep: set[BindingKey]) -> None:
         for gone in [k for k in self._made if k not in keep]:
             del self._made[gone]
+        for gone in [k for k in self._direct if k not in keep]:
+            del self._direct[gone]
 
 
 def _cached(cache: DirectoryCache, key: SubjectKey) -> tuple[Principal | None, Expansion | None]:

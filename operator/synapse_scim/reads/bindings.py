@@ -27,6 +27,11 @@ def claims_from_status(status: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
     return frozenset((c["roleId"], c["scope"]) for c in status.get("claims") or () if "roleId" in c and "scope" in c)
 
 
+def direct_users(state: BindingState) -> frozenset[str]:
+    """The accounts a binding names itself (not through a group): the tenant watch follows them."""
+    return frozenset(d.principal.id.lower() for d in state.desired if not d.via)
+
+
 def valid_scopes_text(role_scopes: Iterable[str]) -> str:
     """Where a role may be assigned, as a person writes it in spec.scope; a path spec.scope cannot
     express is shown as the role definition lists it."""

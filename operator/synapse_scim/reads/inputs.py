@@ -20,7 +20,7 @@ from synapse_scim.adapters.workspace import RoleDefinition, Workspace
 from synapse_scim.core.model import Assignment, BindingKey, BindingState, WorkspaceInputs
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim.reads.binding_memory import BindingMemory
-from synapse_scim.reads.bindings import resolve_binding
+from synapse_scim.reads.bindings import direct_users, resolve_binding
 from synapse_scim.reads.directory_reads import DirectoryReads
 from synapse_scim.reads.scim_reads import ScimResolution, ScimSource, ScimSubjects, resolve_scim
 
@@ -138,7 +138,8 @@ async def read_workspace(
     states = tuple(s for s, _ in resolved)
     groups_seen: frozenset[str] = frozenset().union(*(g for _, g in resolved))
     matched = frozenset(p.id for subject in subjects.values() for p, _ in subject.principals)
-    users_seen = frozenset(d.principal.id.lower() for s in states for d in s.desired if not d.via) | matched
+    direct = memory.direct_users if memory is not None else direct_users
+    users_seen = frozenset().union(*(direct(s) for s in states)) | matched
     return WorkspaceRead(
         roles=roles,
         actual=tuple(actual),
