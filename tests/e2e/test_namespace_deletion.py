@@ -170,3 +170,31 @@ def test_nsdel_namespace_waits_while_synapse_fails_then_goes(nsdel):
     now = time.monotonic()
     print(f"\n[nsdel] blocked: deleted -> gone {now - started:.1f} s; fault cleared -> gone {now - cleared:.1f} s")
     assert not deleted & {a["id"] for a in h.assignments()}, "every grant revoked once Synapse answered"
+
+
+def test_nsdel_held_revocations_outlast_the_bound_then_an_approval_ends_it(nsdel):
+    h = nsdel
+    h.start_operator(SYNAPSE_SCIM_DELETION_TIMEOUT="3s")
+    team(h, orphan=False)
+    h.patch(WS_PLURAL, "analytics", {"spec": {"removalGuard": {"maxRemovals": 1, "maxPercent": 1}}})
+    deleted = by_role(h, CONTRIBUTOR) | by_role(h, USER_ROLE)
+    h.wait_for(lambda: CREDENTIAL_FINALIZER in secret_finalizers(h), "the credential Secret's finalizer")
+
+    started = delete_namespace(h)
+
+    def stalled() -> dict[str, Any] | None:
+        ws = h.get(WS_PLURAL, "analytics") or {}
+        status = ws.get("status") or {}
+        c = next((c for c in status.get("conditions") or () if c["type"] == "Stalled"), None)
+        return ws if c and c["reason"] == "DeletionBlocked" and "not done within" in c["message"] else None
+
+    # The guard holds the 5 revocations (a person must approve them): the bound passes, and says so.
+    ws = h.wait_for(stalled, "DeletionBlocked once SYNAPSE_SCIM_DELETION_TIMEOUT passed", timeout=120)
+    message = next(c for c in ws["status"]["conditions"] if c["type"] == "Stalled")["message"]
+    assert "held" in message and "analysts" in message, message
+    assert deleted <= {a["id"] for a in h.assignments()}, "nothing revoked without the approval"
+    plan = h.wait_for(lambda: (h.get(WS_PLURAL, "analytics") or {}).get("status", {}).get("heldPlan"), "held plan")
+    h.patch(WS_PLURAL, "analytics", {"metadata": {"annotations": {"synapse-scim.io/approve-removals": plan["id"]}}})
+    h.wait_for(lambda: namespace_gone(h), "the namespace to go once approved", timeout=180)
+    print(f"\n[nsdel] held: delete namespace -> approved -> gone {time.monotonic() - started:.1f} s")
+    assert not deleted & {a["id"] for a in h.assignments()}

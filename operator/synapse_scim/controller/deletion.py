@@ -140,7 +140,10 @@ async def finish_deletion(
         else:
             delay = SETTLE  # all released: their handlers let them go in a moment
         if bindings:
-            await report_deletion(kube, body, bindings, result, failed, elapsed + time.monotonic() - started, memo)
+            took = elapsed + time.monotonic() - started
+            await report_deletion(kube, body, bindings, result, failed, took, memo)
+            if took < memo.settings.deletion_timeout:  # say DeletionBlocked as soon as the bound passes
+                delay = min(delay, memo.settings.deletion_timeout - took + 0.1)
         left = deadline - time.monotonic()
         if left <= 0:
             # kopf calls this handler again: the operator keeps its finalizer and goes on retrying.
