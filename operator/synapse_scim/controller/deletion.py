@@ -105,7 +105,7 @@ async def finish_deletion(
     sync_due = True  # a sync at once; then when poked, or when a failed or unfinished one is retried
     result: SyncResult | None = None
     failed: Problem | None = None  # what made the last sync fail, until one succeeds
-    released: frozenset[BindingKey] = frozenset()  # let go by the last sync, not gone yet
+    released: frozenset[BindingKey] = frozenset()  # let go by a sync of this call, maybe not gone yet
     while True:
         body = await kube.get_workspace(namespace, name)
         if body is None:
