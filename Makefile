@@ -25,7 +25,7 @@ $(BIN)/.installed: pyproject.toml sandbox/pyproject.toml tests/support/pyproject
 
 venv: $(BIN)/.installed
 
-# Builds (or finds in the cache) kube-apiserver, etcd, kubectl and helm, and prints their directory;
+# Builds (or finds in the cache) kube-apiserver, kube-controller-manager, etcd, kubectl and helm, and prints their directory;
 # then promtool (the chart's alert tests), and prints its path.
 tools:
 	@hack/build-tools.sh

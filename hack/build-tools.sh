@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kubectl, etcd and helm from the official Go modules at the versions pinned
+# Build kube-apiserver, kube-controller-manager, kubectl, etcd and helm from the official Go modules at the versions pinned
 # in hack/versions.env, into a cache directory keyed by everything that decides the result, and
 # print that directory. A second run with everything built only hashes a few files.
 #
 # KUBEBUILDER_ASSETS (the controller-runtime envtest convention): if it names a directory holding
-# kube-apiserver, etcd and kubectl, those are used instead of building them (helm is still built).
+# kube-apiserver, etcd and kubectl, those are used instead of building them (helm is still built, and
+# so is kube-controller-manager, which envtest's assets do not ship; the tests that need the namespace
+# controller and the garbage collector start it).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,6 +58,13 @@ else
     rm -f "$out/etcd"
     (cd "$here/etcd" && go build -ldflags "-s -w" -o "$out/etcd" .)
   fi
+fi
+
+# The namespace controller and the garbage collector live in kube-controller-manager: built from the
+# same module and pin as kube-apiserver, also when the other binaries come from KUBEBUILDER_ASSETS.
+if [ ! -x "$out/kube-controller-manager" ]; then
+  log "building kube-controller-manager $KUBERNETES_VERSION (cold: several minutes)"
+  (cd "$here/kube" && go build -ldflags "$(kube_ldflags)" -o "$out/" k8s.io/kubernetes/cmd/kube-controller-manager)
 fi
 
 if [ ! -x "$out/helm" ]; then

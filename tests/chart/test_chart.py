@@ -48,8 +48,9 @@ NAMESPACED_RULES = [
     },
     # Status reports go to the status subresource.
     {"apiGroups": [GROUP], "resources": ["synapseworkspaces/status", "synapserolebindings/status"], "verbs": ["patch"]},
-    # The credential Secret a workspace names: read by name, never listed or watched.
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    # The credential Secret a workspace names: read by name, never listed or watched; patched for the
+    # finalizer that keeps it until a deleted workspace's revocations are made.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "patch"]},
     # kopf posts core/v1 Events.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # The grant ledger's ConfigMaps: merge-patched, created when missing; never read, listed or deleted.
@@ -431,6 +432,7 @@ def test_default_env_and_metrics_service(helm):
         "SYNAPSE_SCIM_WRITE_CONCURRENCY": "8",
         "SYNAPSE_SCIM_READ_CONCURRENCY": "8",
         "SYNAPSE_SCIM_FINALIZER_WAIT": "60s",
+        "SYNAPSE_SCIM_DELETION_TIMEOUT": "10m",
         "SYNAPSE_SCIM_METRICS_PORT": "9090",
         "SYNAPSE_SCIM_LEADER_ELECTION": "on",
         "SYNAPSE_SCIM_LEASE_NAME": "scim-synapse-scim",
@@ -891,7 +893,8 @@ def test_service_account_kubeconfig_has_exactly_the_cluster_wide_grants(cluster,
                 assert _can(api, "create", "events", ns)
                 assert not _can(api, "create", "events", ns, group="events.k8s.io")
             assert _can(api, "get", "secrets", elsewhere)
-            for verb in ("list", "watch", "create", "update", "patch", "delete"):
+            assert _can(api, "patch", "secrets", elsewhere)
+            for verb in ("list", "watch", "create", "update", "delete"):
                 assert not _can(api, verb, "secrets", elsewhere)
             assert _can(api, "list", "customresourcedefinitions", group="apiextensions.k8s.io")
             assert _can(api, "watch", "customresourcedefinitions", group="apiextensions.k8s.io")

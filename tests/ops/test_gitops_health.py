@@ -130,6 +130,14 @@ def _workspace_status(reason: str) -> dict[str, Any]:
             )
         case Reason.APPLYING:
             return reconciling_status(None, generation=1, when=WHEN, message="syncing generation 1")
+        case Reason.DELETING:  # controller/deletion.py: report_deletion
+            return with_conditions(
+                ready_conditions(ready=False, reason=Reason.DELETING, message="being deleted", reconciling=True)
+            )
+        case Reason.DELETION_BLOCKED:
+            return with_conditions(
+                ready_conditions(ready=False, reason=Reason.DELETION_BLOCKED, message="blocked", stalled=True)
+            )
     ws = WorkspaceObject.from_body(_obj("SynapseWorkspace", "analytics", {}))
     return workspace_failure(ws, [], Problem(Reason(reason), f"{reason}: x"), WHEN).workspace_status
 

@@ -86,6 +86,7 @@ STALLING = {
     Reason.NO_TOKENS,
     Reason.SCIM_PROVIDER_NOT_FOUND,
     Reason.SCIM_GROUP_NOT_FOUND,
+    Reason.DELETION_BLOCKED,  # retried, but a namespace stuck Terminating needs a person to look
     # Only ever in status.unresolved (the binding stays Ready), but a person fixes them, not a retry.
     Reason.PRINCIPAL_NOT_MATCHED,
     Reason.PRINCIPAL_AMBIGUOUS,
@@ -97,6 +98,7 @@ TRANSIENT = {
     Reason.DIRECTORY_READ_FAILED,
     Reason.DELTA_EXPIRED,  # the tenant watch takes new links by itself
     Reason.READS_INCOMPLETE,  # a hold that the next complete read lifts
+    Reason.DELETING,  # a deleted workspace on its way: its bindings' revocations in progress
 }
 # Never the reason of a failure (states, Events, and a disabled account, which simply gets nothing):
 # is_transient says True of them, as of every reason a person need not fix, and nothing asks it.

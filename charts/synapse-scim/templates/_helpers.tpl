@@ -71,10 +71,12 @@ rules verbatim: widening them must fail a test.
   resources: [synapseworkspaces/status, synapserolebindings/status]
   verbs: [patch]
 # The client secret or certificate a SynapseWorkspace names (spec.credential.*.secretRef), read by
-# name on every sync: get only, never list or watch (no cache of every Secret in the cluster).
+# name on every sync: never list or watch (no cache of every Secret in the cluster). patch: a JSON
+# patch of metadata.finalizers only (synapse-scim.io/credential-in-use), so that the Secret outlives
+# a namespace's deletion until the revocations that need it are made (controller/deletion.py).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, patch]
 # kopf posts core/v1 Events (kopf.info / kopf.warn) on the custom resources.
 - apiGroups: [""]
   resources: [events]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import os
 from collections.abc import Mapping
 from typing import Any, cast
@@ -55,6 +56,104 @@ class Kube:
                 f"Secret {namespace}/{name} has no key {key!r} (it has: {', '.join(sorted(data)) or 'none'})",
             )
         return base64.b64decode(data[key])
+
+    async def add_secret_finalizer(self, namespace: str, name: str, finalizer: str) -> bool:
+        """Put `finalizer` on a Secret, so that it outlives a namespace's deletion until the operator
+        takes it off. False when the Secret does not exist or is being deleted already (the API server
+        accepts no new finalizer then). A JSON patch guarded by the resourceVersion: never a merge
+        patch of the whole list, which would drop a finalizer someone else added meanwhile."""
+        for _ in range(3):
+            secret = await self._secret_meta(namespace, name)
+            if secret is None:
+                return False
+            meta = secret.metadata
+            present = list(meta.finalizers or [])
+            if finalizer in present:
+                return True
+            if meta.deletion_timestamp is not None:
+                return False
+            add = (
+                {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}
+                if present
+                else {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}
+            )
+            if await self._json_patch_secret(namespace, name, meta.resource_version, [add]):
+                return True
+        return False
+
+    async def remove_secret_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        """Take `finalizer` off a Secret (nothing when it is not there, or the Secret is gone)."""
+        for _ in range(3):
+            secret = await self._secret_meta(namespace, name)
+            if secret is None:
+                return
+            present = list(secret.metadata.finalizers or [])
+            if finalizer not in present:
+                return
+            at = present.index(finalizer)
+            ops = [
+                {"op": "test", "path": f"/metadata/finalizers/{at}", "value": finalizer},
+                {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+            ]
+            if await self._json_patch_secret(namespace, name, secret.metadata.resource_version, ops):
+                return
+        raise RuntimeError(f"Secret {namespace}/{name} kept changing: finalizer {finalizer} not removed yet")
+
+    async def _secret_meta(self, namespace: str, name: str) -> Any:
+        try:
+            return await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def _json_patch_secret(
+        self, namespace: str, name: str, resource_version: str, ops: list[dict[str, Any]]
+    ) -> bool:
+        """Apply `ops` only to `resource_version`; False when the Secret changed meanwhile (read again)."""
+        body = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}, *ops]
+        try:
+            await asyncio.to_thread(
+                self.core.patch_namespaced_secret, name, namespace, body, _content_type="application/json-patch+json"
+            )
+        except ApiException as exc:
+            if exc.status in (409, 422):  # a failed test: someone else wrote it first
+                return False
+            if exc.status == 404:
+                return True  # gone: nothing left to protect or release
+            raise
+        return True
+
+    async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> bool:
+        """A core/v1 Event on `involved` (a body). False when the API server refuses it because the
+        namespace is being deleted (it accepts no new object then): the caller logs instead. kopf's own
+        posting would retry that refusal nine times, logging an error each time."""
+        meta = involved.get("metadata") or {}
+        now = dt.datetime.now(dt.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta.get('name')}.", namespace=meta.get("namespace")),
+            involved_object=client.V1ObjectReference(
+                api_version=involved.get("apiVersion"),
+                kind=involved.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="synapse-scim"),
+        )
+        try:
+            await asyncio.to_thread(self.core.create_namespaced_event, str(meta.get("namespace")), event)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return False
+            raise
+        return True
 
     async def list_bindings(self, namespace: str, workspace: str) -> list[dict[str, Any]]:
         # The custom-objects API answers untyped JSON (declared `object`).

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from synapse_scim import metrics
 from synapse_scim.adapters.grant_ledger import metadata, patches, shard_name
 from synapse_scim.adapters.kube import Kube
@@ -36,14 +38,33 @@ async def record_grants(
         name = shard_name(workspace, shard)
         try:
             await kube.merge_patch_configmap(namespace, name, data, meta)
+        except ApiException as exc:
+            if exc.status == 403 and "NamespaceTerminating" in str(exc.body or ""):
+                # The namespace is being deleted, and the ledger with it (it is owned by the workspace):
+                # nothing is lost that would have outlived it, so no failure to count or alert on.
+                logger.info("grant ledger: %s/%s not written: its namespace is being deleted", namespace, name)
+                continue
+            failed += 1
+            _failed(namespace, workspace, name, len(data), exc, logger)
         except Exception as exc:  # best-effort: the grants and revocations stand, the audit log has them
             failed += 1
-            metrics.GRANT_LEDGER_WRITE_FAILURES.labels(namespace, workspace).inc()
-            logger.warning(
-                "grant ledger: could not write ConfigMap %s/%s (%d entries not recorded; the audit log has them): %s",
-                namespace,
-                name,
-                len(data),
-                " ".join(str(exc).split())[:300],
-            )
+            _failed(namespace, workspace, name, len(data), exc, logger)
     return failed
+
+
+def _failed(
+    namespace: str,
+    workspace: str,
+    name: str,
+    entries: int,
+    exc: Exception,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    metrics.GRANT_LEDGER_WRITE_FAILURES.labels(namespace, workspace).inc()
+    logger.warning(
+        "grant ledger: could not write ConfigMap %s/%s (%d entries not recorded; the audit log has them): %s",
+        namespace,
+        name,
+        entries,
+        " ".join(str(exc).split())[:300],
+    )

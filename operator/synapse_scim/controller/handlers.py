@@ -5,10 +5,13 @@
   core's planner (core/planner.py).
 - A SynapseRoleBinding's create/update/resume pokes its workspace's loop; its deletion waits (through
   kopf's finalizer) until the loop has revoked what it alone granted (or orphaned it).
+- A SynapseWorkspace's deletion waits until no binding names it, running its syncs in place of its
+  stopped loop (deletion.py), so that `kubectl delete namespace` revokes what Delete bindings granted.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any
 
@@ -17,6 +20,7 @@ import kopf
 from synapse_scim import metrics
 from synapse_scim.adapters.kube import BINDINGS, GROUP, VERSION, WORKSPACES
 from synapse_scim.controller import runtime
+from synapse_scim.controller.deletion import finish_deletion
 from synapse_scim.controller.loop import run_workspace_loop
 from synapse_scim.core.model import BindingKey
 from synapse_scim.core.status import missing_workspace_status, now_iso
@@ -59,6 +63,25 @@ async def binding_deleted(namespace: str | None, name: str, spec: kopf.Spec, mem
         raise kopf.TemporaryError(
             f"revoking what this binding granted is not finished (see SynapseWorkspace {ws} status)", delay=10
         )
+
+
+@kopf.on.delete(GROUP, VERSION, WORKSPACES)
+async def workspace_deleted(
+    namespace: str | None,
+    name: str,
+    memo: Any,
+    started: datetime.datetime,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    await finish_deletion(
+        (_namespaced(namespace), name),
+        memo,
+        logger,
+        # kopf's `started`: the first attempt of this handler, kept across its retries.
+        elapsed=(datetime.datetime.now(datetime.UTC) - started).total_seconds(),
+        loop_gone=LOOP_STOP_GRACE + LOOP_CANCEL_WAIT,
+    )
 
 
 @kopf.on.update(GROUP, VERSION, WORKSPACES)

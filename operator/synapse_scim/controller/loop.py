@@ -27,6 +27,7 @@ from typing import Any
 import kopf
 
 from synapse_scim import metrics
+from synapse_scim.controller.credential_guard import protect_credential
 from synapse_scim.controller.reconcile import run_sync
 from synapse_scim.controller.settings import Settings, Strategy
 from synapse_scim.controller.sync import SyncMemory, SyncResult
@@ -80,12 +81,13 @@ async def run_workspace_loop(
 ) -> None:
     key = (namespace, name)
     settings: Settings = memo.settings
-    memo.registry.running.add(key)
+    memo.registry.loop_started(key)
     trigger = memo.registry.trigger(key)
     trigger.set()  # first sync at once
     last_full = last_directory = -float("inf")
     retry = Retry()
     memory = SyncMemory()  # what one sync keeps for the next (controller/sync.py)
+    protected: str | None = None  # the credential Secret this loop keeps its finalizer on
     # kopf sets `stopped` when the workspace is deleted or the operator exits. The wait below ends on
     # it too: a loop that only checked it between waits would sleep on until kopf cancels it.
     stopping = asyncio.ensure_future(stopped.wait())
@@ -120,6 +122,9 @@ async def run_workspace_loop(
             )
             if full:
                 memory = SyncMemory()  # the safety net: a full sync recomputes everything from scratch
+            # Before the sync: a Secret the namespace controller may delete must already carry the
+            # finalizer (none can be added once its deletion started).
+            protected = await protect_credential(memo.kube, namespace, body.get("spec"), protected, logger)
             result = await run_sync(key, memo, logger, full=full, fresh_directory=directory, memory=memory)
             if full:
                 last_full = now
@@ -140,14 +145,19 @@ async def run_workspace_loop(
                 )
     finally:
         stopping.cancel()
-        memo.registry.running.discard(key)
-        memo.tenants.unsubscribe(key)
-        if memo.get("scim_pokes") is not None:
-            memo.scim_pokes.unsubscribe(key)
-        if memo.get("scim_prefetch") is not None:
-            memo.scim_prefetch.forget(key)
-        metrics.forget_workspace(namespace, name)
+        memo.registry.loop_ended(key)
+        forget_workspace(memo, key)
         await memo.connections.drop(namespace, name)
+
+
+def forget_workspace(memo: kopf.Memo, key: tuple[str, str]) -> None:
+    """Drop what the process keeps for a workspace's syncs (the loop's end; a deletion's end)."""
+    memo.tenants.unsubscribe(key)
+    if memo.get("scim_pokes") is not None:
+        memo.scim_pokes.unsubscribe(key)
+    if memo.get("scim_prefetch") is not None:
+        memo.scim_prefetch.forget(key)
+    metrics.forget_workspace(*key)
 
 
 def sync_interval(spec: Any) -> float:

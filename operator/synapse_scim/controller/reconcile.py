@@ -151,6 +151,16 @@ async def run_sync(
             await kube.patch_status(BINDINGS, bkey.namespace, bkey.name, b.status, new)
     post_events(ws_body, bindings, result)
     record_metrics(namespace, name, result, time.monotonic() - started)
+    if result.plan is not None and result.plan.newly_orphaned:
+        # status.orphanedAssignments goes with the workspace (a deleted namespace): the log keeps them.
+        logger.info(
+            "sync of %s/%s: %d assignment(s) of deleted binding(s) with deletionPolicy Orphan left in Synapse, "
+            "unmanaged from now on: %s",
+            namespace,
+            name,
+            len(result.plan.newly_orphaned),
+            ", ".join(sorted(result.plan.newly_orphaned)),
+        )
     for bkey in result.finalizable:
         memo.registry.release(bkey)
         metrics.forget_binding(bkey.namespace, bkey.name)

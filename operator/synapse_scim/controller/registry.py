@@ -15,6 +15,26 @@ class Registry:
     triggers: dict[WorkspaceKey, asyncio.Event] = field(default_factory=dict)
     running: set[WorkspaceKey] = field(default_factory=set)
     releases: dict[BindingKey, asyncio.Future[None]] = field(default_factory=dict)
+    ended: dict[WorkspaceKey, asyncio.Event] = field(default_factory=dict)  # set while no loop runs
+
+    def loop_started(self, key: WorkspaceKey) -> None:
+        self.running.add(key)
+        self.ended.setdefault(key, asyncio.Event()).clear()
+
+    def loop_ended(self, key: WorkspaceKey) -> None:
+        self.running.discard(key)
+        self.ended.setdefault(key, asyncio.Event()).set()
+
+    async def wait_loop_ended(self, key: WorkspaceKey, seconds: float) -> None:
+        """Until the workspace's loop has returned (at most ``seconds``): a deleted
+        workspace's stopped loop may still be finishing a sync."""
+        if key not in self.running:
+            return
+        ended = self.ended.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(ended.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
 
     def trigger(self, key: WorkspaceKey) -> asyncio.Event:
         return self.triggers.setdefault(key, asyncio.Event())

@@ -28,6 +28,9 @@ class Settings:
     directory_resync_interval: float = 3600.0
     # How long a binding's deletion waits for its clean-up before kopf retries it.
     finalizer_wait: float = 60.0
+    # How long a deleted workspace may wait for its bindings' revocations before it says
+    # DeletionBlocked (it keeps retrying after: controller/deletion.py).
+    deletion_timeout: float = 600.0
     strategy: Strategy = Strategy.DELTA
 
     @classmethod
@@ -38,6 +41,7 @@ class Settings:
             write_concurrency=int(env.get("SYNAPSE_SCIM_WRITE_CONCURRENCY", "8")),
             read_concurrency=int(env.get("SYNAPSE_SCIM_READ_CONCURRENCY", "8")),
             finalizer_wait=parse_duration(env.get("SYNAPSE_SCIM_FINALIZER_WAIT", "60s")),
+            deletion_timeout=parse_duration(env.get("SYNAPSE_SCIM_DELETION_TIMEOUT", "10m")),
             directory_resync_interval=parse_duration(env.get("SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL", "1h")),
             strategy=_strategy(env.get("SYNAPSE_SCIM_STRATEGY", "delta")),
         )

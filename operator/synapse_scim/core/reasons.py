@@ -59,6 +59,9 @@ class Reason(StrEnum):
     SCIM_GROUP_NOT_FOUND = "ScimGroupNotFound"
     PRINCIPAL_NOT_MATCHED = "PrincipalNotMatched"  # a pushed user no Entra principal matches: it gets nothing
     PRINCIPAL_AMBIGUOUS = "PrincipalAmbiguous"  # a pushed user several Entra principals match: it gets nothing
+    # A SynapseWorkspace being deleted (controller/deletion.py): it waits for the bindings that name it.
+    DELETING = "Deleting"  # revoking (Delete) or recording (Orphan) its deleted bindings' grants
+    DELETION_BLOCKED = "DeletionBlocked"  # a sync of it failed, or it outlasted SYNAPSE_SCIM_DELETION_TIMEOUT
     # Kubernetes Events of a sync.
     GRANTED = "Granted"
     GRANT_FAILED = "GrantFailed"
@@ -95,6 +98,8 @@ STALLING_REASONS = frozenset(
         Reason.CREDENTIAL_INVALID,
         Reason.GRANT_REJECTED,
         Reason.CERTIFICATE_UNTRUSTED,
+        # The operator keeps retrying, but a namespace stuck Terminating needs a person to look.
+        Reason.DELETION_BLOCKED,
     }
 )
 

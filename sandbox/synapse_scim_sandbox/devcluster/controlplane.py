@@ -92,10 +92,23 @@ def write_kubeconfig(
 
 
 class ControlPlane:
-    """etcd + kube-apiserver in a temporary directory. Use as a context manager."""
+    """etcd + kube-apiserver in a temporary directory. Use as a context manager.
+
+    With ``controller_manager=True`` also a kube-controller-manager running only the namespace
+    controller and the garbage collector, so that `kubectl delete namespace` and ownerReferences
+    behave as in a cluster (without it a deleted namespace stays Terminating for ever)."""
+
+    # The controllers a test may want; not "*": no nodes, pods or service accounts here.
+    CONTROLLERS = ("namespace-controller", "garbage-collector-controller")
 
     def __init__(
-        self, tools: Tools | None = None, *, workdir: Path | None = None, start_timeout: float = 90.0, crds: bool = True
+        self,
+        tools: Tools | None = None,
+        *,
+        workdir: Path | None = None,
+        start_timeout: float = 90.0,
+        crds: bool = True,
+        controller_manager: bool = False,
     ) -> None:
         self.tools = tools or find_tools()
         self._own_workdir = workdir is None
@@ -104,6 +117,8 @@ class ControlPlane:
         self.with_crds = crds
         self.etcd: subprocess.Popen[bytes] | None = None
         self.apiserver: subprocess.Popen[bytes] | None = None
+        self.with_controller_manager = controller_manager
+        self.controller_manager: subprocess.Popen[bytes] | None = None
         self.pki: PKIFiles | None = None
         self.server = ""
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -205,6 +220,45 @@ class ControlPlane:
         if self.with_crds:
             with self.api_client() as api:
                 install_crds(api)
+        if self.with_controller_manager:
+            self.start_controller_manager()
+
+    def start_controller_manager(self) -> None:
+        """kube-controller-manager with the namespace controller and the garbage collector, as the
+        admin (no ServiceAccount credentials: the token controller is not running), serving nothing."""
+        kcm = self.tools.kube_controller_manager
+        if kcm is None:
+            raise ControlPlaneError(
+                "kube-controller-manager not found: hack/build-tools.sh builds it (a KUBEBUILDER_ASSETS "
+                "directory does not ship it)"
+            )
+        self.controller_manager = self._spawn(
+            "kube-controller-manager",
+            [
+                str(kcm),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--controllers",
+                ",".join(self.CONTROLLERS),
+                "--leader-elect=false",
+                "--secure-port",
+                "0",  # no metrics or health endpoint: nothing reads them, and no port to collide
+                "--use-service-account-credentials=false",
+                "--concurrent-namespace-syncs",
+                "5",
+                "--v",
+                "1",
+            ],
+        )
+        # It has no endpoint to poll: give it a moment to fail on a bad flag, else trust it (the tests
+        # that use it poll for its effects).
+        try:
+            code = self.controller_manager.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return
+        raise ControlPlaneError(
+            f"kube-controller-manager exited with {code}:\n{self.log_tail('kube-controller-manager')}"
+        )
 
     def _wait_ready(self) -> None:
         assert self.pki is not None
@@ -245,7 +299,8 @@ class ControlPlane:
             proc.wait()
 
     def stop(self) -> None:
-        # The API server first, so it does not spend its shutdown retrying a vanished etcd.
+        # Its clients first, so that none spends its shutdown retrying a vanished etcd or API server.
+        self._terminate(self.controller_manager)
         self._terminate(self.apiserver)
         self._terminate(self.etcd)
         if self._own_workdir:
@@ -253,7 +308,7 @@ class ControlPlane:
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in (self.etcd, self.apiserver) if p is not None]
+        return [p.pid for p in (self.etcd, self.apiserver, self.controller_manager) if p is not None]
 
     # -- clients ---------------------------------------------------------------------------------
 

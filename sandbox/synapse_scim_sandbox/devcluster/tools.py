@@ -21,6 +21,9 @@ class Tools:
     etcd: Path
     kubectl: Path
     helm: Path | None
+    # Built with the others by hack/build-tools.sh; optional, as helm is: only the tests that need the
+    # namespace controller or the garbage collector start it (ControlPlane(controller_manager=True)).
+    kube_controller_manager: Path | None = None
 
     @property
     def directory(self) -> Path:
@@ -35,8 +38,17 @@ def _from_dir(directory: Path) -> Tools | None:
             etcd=directory / "etcd",
             kubectl=directory / "kubectl",
             helm=helm if helm.is_file() else shutil.which("helm") and Path(shutil.which("helm") or ""),
+            kube_controller_manager=_optional(directory, "kube-controller-manager"),
         )
     return None
+
+
+def _optional(directory: Path, name: str) -> Path | None:
+    path = directory / name
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    found = shutil.which(name)
+    return Path(found) if found else None
 
 
 def _build_script() -> Path | None:
