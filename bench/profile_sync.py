@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
     objs = bindings(args.bindings, args.groups)
     cache = DirectoryCache()
     ctx = ssl.create_default_context(cafile=ca)
-    out: dict[str, Any] = {"scale": vars(args)}
+    out: dict[str, Any] = {"scale": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
         admin_url = info["admin_url"]
         profiler = cProfile.Profile() if args.profile else None
@@ -209,6 +209,8 @@ async def run(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
             # os.times ticks in 10 ms: the mean over several syncs is the figure, not any one of them.
             out["incremental_cpu_ms"] = {"syncs": len(spent_ms), "mean": round(sum(spent_ms) / len(spent_ms), 1)}
         out["peak_rss_mb"] = round(rss_mb(), 1)
+        if profiler and args.profile_out:
+            profiler.dump_stats(args.profile_out)
         if profiler:
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(args.profile_lines)
@@ -238,6 +240,7 @@ def main() -> None:
         help="the phases --profile covers (comma-separated)",
     )
     p.add_argument("--profile-lines", type=int, default=30)
+    p.add_argument("--profile-out", type=Path, help="also write the profile's stats here (pstats format)")
     args = p.parse_args()
     sandbox = start_sandbox(args)
     try:

@@ -185,7 +185,7 @@ async def sync_workspace(
             scim=scim.counts.as_status() if scim is not None and scim.counts is not None else None,
         )
 
-    managed = sum(1 for a in after if a.owned and a.id.lower() not in orphaned_after)
+    managed = index.managed  # as the final plan counted them (after the writes, with the new orphans)
     status: dict[str, Any] = {
         "observedGeneration": ws.generation,
         "reachable": True,

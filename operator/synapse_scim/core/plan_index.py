@@ -23,6 +23,7 @@ agree on random sequences of changes.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -253,7 +254,7 @@ class PlanIndex:
     @property
     def actual(self) -> tuple[Assignment, ...]:
         """The deduplicated assignments, pair by pair."""
-        return tuple(a for p in sorted(self._slices) for a in self._slices[p])
+        return tuple(itertools.chain.from_iterable(self._slices[p] for p in sorted(self._slices)))
 
     def pairs(self, splits: Iterable[BindingSplit]) -> list[Pair]:
         """Every pair the assignments or the bindings touch, in order."""
@@ -289,6 +290,11 @@ class PlanIndex:
             out[p] = decision
         self._decisions = kept
         return out
+
+    @property
+    def managed(self) -> int:
+        """Managed assignments (the operator's, not orphaned) as the last plan decided them."""
+        return sum(d.managed for _, d in self._decisions.values())
 
     # ---------------------------------------------------------------------------- names and reports
     def names(self, pair: Pair, decision: PairDecision, role_names: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
