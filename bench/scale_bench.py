@@ -75,6 +75,9 @@ class RunConfig:
     converge_timeout: float = 3600.0
     seed: int = 1
     profile_dir: Path | None = None  # run the operator under cProfile, files here
+    tracemalloc_dir: Path | None = None  # run the operator under tracemalloc, snapshots here (a folder a run)
+    tracemalloc_frames: int = 8  # frames kept per allocation (each costs time at every allocation)
+    converge_only: bool = False  # stop after convergence: no propagation, no quiet window
 
     @property
     def window(self) -> float:
@@ -425,6 +428,9 @@ def run_strategy(
         profiles.append(cfg.profile_dir / f"operator-{name}.prof")
         return profiles[-1]
 
+    def traced(name: str) -> Path | None:
+        return None if cfg.tracemalloc_dir is None else cfg.tracemalloc_dir / f"{scenario.name}-{strategy}-{name}"
+
     env = {
         "SYNAPSE_SCIM_STRATEGY": strategy,
         "SYNAPSE_SCIM_WRITE_CONCURRENCY": str(cfg.write_concurrency),
@@ -462,55 +468,82 @@ def run_strategy(
             cpu=operator_cpu,
             env={**env, "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.poll_interval)},
             profile=profile(f"{scenario.name}-{strategy}-converge-propagate"),
+            tracemalloc=traced("converge-propagate"),
+            tracemalloc_frames=cfg.tracemalloc_frames,
         )
         try:
             out["converge"] = converge(cluster, admin, op, expected, cfg.converge_timeout)
             out["converge"]["operator"] = op.usage()
+            if op.tracemalloc:
+                # What is still held once converged; peak.snap has the working set at its largest.
+                out["converge"]["tracemalloc_snapshot"] = str(op.snapshot())
             # Status, finalizers and kopf's annotations: what becoming Ready costs the API server.
             out["converge"]["k8s_writes"] = operator_writes(
                 Counter(diff(dict(apiserver_writes(api)), dict(k8s_before)))
             )
             log(
                 f"[{strategy}] converged in {out['converge']['converge_s']} s "
-                f"(lower bound {minimum['lower_bound_s']} s); {cfg.changes} membership changes next"
+                f"(lower bound {minimum['lower_bound_s']} s)"
+                + ("" if cfg.converge_only else f"; {cfg.changes} membership changes next")
             )
-            ids = {ws: assignments(admin, ws) for ws in expected}
-            out["propagation"] = propagate(admin, op, changes, cfg, after_changes, ids)
-            out["propagation"]["operator"] = op.usage()
+            if not cfg.converge_only:
+                ids = {ws: assignments(admin, ws) for ws in expected}
+                out["propagation"] = propagate(admin, op, changes, cfg, after_changes, ids)
+                out["propagation"]["operator"] = op.usage()
+                log(
+                    f"[{strategy}] propagation p50 {out['propagation']['p50_s']} s, "
+                    f"p95 {out['propagation']['p95_s']} s; quiet window of {cfg.window:g} s next"
+                )
+        finally:
+            op.stop()
+        if not cfg.converge_only:
+            out["quiet"] = quiet_phase(
+                cp, cluster, admin, world, cfg, env, sb.info["ca_path"], workdir, strategy, profile
+            )
             log(
-                f"[{strategy}] propagation p50 {out['propagation']['p50_s']} s, p95 {out['propagation']['p95_s']} s; "
-                f"quiet window of {cfg.window:g} s next"
+                f"[{strategy}] quiet window: {out['quiet']['azure_calls_total']} Azure calls, "
+                f"{out['quiet']['k8s_writes']} Kubernetes writes"
             )
-        finally:
-            op.stop()
-        cluster.set_sync_interval(world, cfg.quiet_sync_interval)
-        op = OperatorProcess(
-            kubeconfig=cp.kubeconfig,
-            ca_path=sb.info["ca_path"],
-            namespace=cluster.namespace,
-            log_path=workdir / f"operator-{strategy}-quiet.log",
-            cpu=operator_cpu,
-            env={
-                **env,
-                "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll),
-                # the directory's own safety net (1 h) scales with every other interval
-                "SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL": duration(3600 * cfg.quiet_scale),
-            },
-            profile=profile(f"{scenario.name}-{strategy}-quiet"),
-        )
-        try:
-            out["quiet"] = quiet(cluster, admin, op, world, cfg)
-        finally:
-            op.stop()
-        log(
-            f"[{strategy}] quiet window: {out['quiet']['azure_calls_total']} Azure calls, "
-            f"{out['quiet']['k8s_writes']} Kubernetes writes"
-        )
     out["profiles"] = [profile_summary(p) for p in profiles if p.exists()]
-    out["peak_rss_mb"] = max(out["propagation"]["operator"]["peak_rss_mb"], out["quiet"]["peak_rss_mb"])
+    last = out["propagation"]["operator"] if "propagation" in out else out["converge"]["operator"]
+    out["peak_rss_mb"] = max(last["peak_rss_mb"], out.get("quiet", {}).get("peak_rss_mb", 0.0))
     out["cpu_s_converge"] = out["converge"]["operator"]["cpu_s"]
-    out["cpu_s_total_first_run"] = out["propagation"]["operator"]["cpu_s"]
+    out["cpu_s_total_first_run"] = last["cpu_s"]
     return out
+
+
+def quiet_phase(
+    cp: Any,
+    cluster: Cluster,
+    admin: SyncAdminClient,
+    world: World,
+    cfg: RunConfig,
+    env: dict[str, str],
+    ca_path: str,
+    workdir: Path,
+    strategy: str,
+    profile: Any,
+) -> dict[str, Any]:
+    """The operator restarted with scaled intervals, and its quiet window."""
+    cluster.set_sync_interval(world, cfg.quiet_sync_interval)
+    op = OperatorProcess(
+        kubeconfig=cp.kubeconfig,
+        ca_path=ca_path,
+        namespace=cluster.namespace,
+        log_path=workdir / f"operator-{strategy}-quiet.log",
+        cpu=cpu_plan()[1],
+        env={
+            **env,
+            "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": duration(cfg.quiet_poll),
+            # the directory's own safety net (1 h) scales with every other interval
+            "SYNAPSE_SCIM_DIRECTORY_RESYNC_INTERVAL": duration(3600 * cfg.quiet_scale),
+        },
+        profile=profile(f"{world.scenario.name}-{strategy}-quiet"),
+    )
+    try:
+        return quiet(cluster, admin, op, world, cfg)
+    finally:
+        op.stop()
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -521,20 +554,21 @@ def ratio(a: Any, b: Any) -> float | None:
 
 
 def figures(r: dict[str, Any]) -> dict[str, Any]:
-    c, p, q = r["converge"], r["propagation"], r["quiet"]
+    # A --converge-only run has no propagation or quiet figures: None (shown as "—").
+    c, p, q = r["converge"], r.get("propagation", {}), r.get("quiet", {})
     return {
         "converge_s": c["converge_s"],
         "converge_over_lower_bound": ratio(c["converge_s"], r["minimum"]["lower_bound_s"]),
         "azure_calls_converge": c["azure_calls_total"],
         "azure_calls_over_minimum": ratio(c["azure_calls_total"], r["minimum"]["total"]),
         "k8s_writes_converge": c.get("k8s_writes"),
-        "propagation_p50_s": p["p50_s"],
-        "propagation_p95_s": p["p95_s"],
-        "quiet_azure_calls": q["azure_calls_total"],
-        "quiet_k8s_writes": q["k8s_writes"],
+        "propagation_p50_s": p.get("p50_s"),
+        "propagation_p95_s": p.get("p95_s"),
+        "quiet_azure_calls": q.get("azure_calls_total"),
+        "quiet_k8s_writes": q.get("k8s_writes"),
         "peak_rss_mb": r["peak_rss_mb"],
         "cpu_s_converge": r["cpu_s_converge"],
-        "cpu_s_quiet": q["cpu_s"],
+        "cpu_s_quiet": q.get("cpu_s"),
     }
 
 
@@ -544,7 +578,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     n = s.get("naive")
     is_l = report["scenario"]["name"] == "L"
     out = []
-    if d:
+    if d and "propagation" in d:  # not in a --converge-only run
         f = figures(d)
         p95 = f["propagation_p95_s"]
         out.append(
@@ -578,11 +612,14 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
                     or (r is not None and r >= 20),
                 }
             )
+    if d:
+        f = figures(d)
         out.append(
             {
-                "target": "operator peak RSS <= 250 MB at L (delta)",
+                # issue #16 part 3 (was 250 MB); bench/results/memory-L-2026-12-01.md
+                "target": "operator peak RSS <= 200 MB at L (delta)",
                 "value": f["peak_rss_mb"],
-                "met": f["peak_rss_mb"] <= 250 if is_l else None,
+                "met": f["peak_rss_mb"] <= 200 if is_l else None,
             }
         )
     return out
@@ -658,6 +695,29 @@ def markdown(report: dict[str, Any]) -> str:
         f"Lower bound: {mins['formula']}. Reads {mins['reads_s']} s, writes {mins['writes_s']} s "
         f"(needed writes per workspace: {mins['writes_per_workspace']}).",
         "",
+    ]
+    full = [n for n in names if "quiet" in st[n]]  # a --converge-only run has no quiet window nor propagation
+    if full:
+        lines += quiet_section(st, full)
+    lines += ["", "## Targets", "", "| target | value | verdict |", "|---|---|---|"]
+    for t in report["targets"]:
+        verdict = "met" if t["met"] else "n/a (judged at L)" if t["met"] is None else "**missed**"
+        lines.append(f"| {t['target']} | {t['value']} | {verdict} |")
+    if full:
+        lines += ["", "## Propagation, change by change", ""]
+    for n in full:
+        p = st[n]["propagation"]
+        lines.append(
+            f"{n}: {p['measured']} measured, {p['missed']} missed, final state "
+            f"{'matches' if p['final_state_matches'] else 'DIFFERS from'} the expected one; latencies (s): "
+            + ", ".join(f"{c['kind']} {c['latency_s']}" for c in p["changes"])
+        )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def quiet_section(st: dict[str, Any], names: list[str]) -> list[str]:
+    lines = [
         "## Quiet window, by operation",
         "",
         "| operation | " + " | ".join(names) + " |",
@@ -676,20 +736,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for n in names:
         lines.append(f"- {n}: {st[n]['quiet']['k8s_writes_by_resource'] or 'none'}")
-    lines += ["", "## Targets", "", "| target | value | verdict |", "|---|---|---|"]
-    for t in report["targets"]:
-        verdict = "met" if t["met"] else "n/a (judged at L)" if t["met"] is None else "**missed**"
-        lines.append(f"| {t['target']} | {t['value']} | {verdict} |")
-    lines += ["", "## Propagation, change by change", ""]
-    for n in names:
-        p = st[n]["propagation"]
-        lines.append(
-            f"{n}: {p['measured']} measured, {p['missed']} missed, final state "
-            f"{'matches' if p['final_state_matches'] else 'DIFFERS from'} the expected one; latencies (s): "
-            + ", ".join(f"{c['kind']} {c['latency_s']}" for c in p["changes"])
-        )
-        lines.append("")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def source_version() -> str:
@@ -747,7 +794,12 @@ def main() -> int:
     )
     p.add_argument("--changes", type=int, default=20)
     p.add_argument("--quiet-scale", type=float, default=0.1)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where results go (default bench/results; --quick, --converge-only: none)",
+    )
     p.add_argument(
         "--profile",
         type=Path,
@@ -755,11 +807,28 @@ def main() -> int:
         help="run the operator under cProfile; .prof files and their top functions (.txt) go to DIR "
         "(the profiler slows the operator: time and CPU figures of such a run are not comparable)",
     )
+    p.add_argument(
+        "--tracemalloc",
+        type=Path,
+        metavar="DIR",
+        help="run the operator under tracemalloc (bench/traced_operator.py): snapshots at its traced peak, once "
+        "converged and at exit go to DIR/<scenario>-<strategy>-<phase>/ (read them with bench/memory_report.py; "
+        "tracing costs memory and time: RSS and time figures of such a run are not comparable)",
+    )
+    p.add_argument("--tracemalloc-frames", type=int, default=8, metavar="N", help="frames kept per allocation")
+    p.add_argument(
+        "--converge-only",
+        action="store_true",
+        help="stop each strategy once converged (no propagation, no quiet window); writes results only with --out",
+    )
     args = p.parse_args()
     cfg = RunConfig(changes=args.changes, quiet_scale=args.quiet_scale)
     if args.quick:
         cfg = RunConfig(changes=6, change_gap=1.0, quiet_scale=1 / 30, quiet_sync=30.0)
     cfg.profile_dir = args.profile
+    cfg.tracemalloc_dir = args.tracemalloc
+    cfg.tracemalloc_frames = args.tracemalloc_frames
+    cfg.converge_only = args.converge_only
     strategies = ["delta", "naive"] if args.strategy == "both" else [args.strategy]
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ControlPlane() as cp:
         try:
@@ -777,8 +846,10 @@ def main() -> int:
             raise
     text = markdown(report)
     print(text)
-    if not args.quick:
-        stem = write_results(args.out, f"scale-{args.scenario}", report, text)
+    out = args.out or (None if args.quick or args.converge_only else ROOT / "bench" / "results")
+    if out is not None:
+        name = f"scale-{args.scenario}" + ("-converge" if args.converge_only else "")
+        stem = write_results(out, name, report, text)
         print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0
 
