@@ -69,7 +69,15 @@ def test_traced_cli_writes_its_exit_snapshot(tmp_path: Path) -> None:
 
 
 def test_tiny_converge_only_under_tracemalloc(cluster: Any, tmp_path: Path) -> None:
-    cfg = RunConfig(poll_interval=1.0, converge_timeout=300, converge_only=True, tracemalloc_dir=tmp_path / "tm")
+    # One frame: each frame kept costs a line-table walk per allocation, and a module-sized code object
+    # (a generated SDK module) makes that slow enough to keep the tiny scenario from converging in time.
+    cfg = RunConfig(
+        poll_interval=1.0,
+        converge_timeout=300,
+        converge_only=True,
+        tracemalloc_dir=tmp_path / "tm",
+        tracemalloc_frames=1,
+    )
     result = run(SCENARIOS["tiny"], ["delta"], cfg, cluster, tmp_path, log=lambda msg: None)
     d = result["strategies"]["delta"]
     assert "propagation" not in d and "quiet" not in d
