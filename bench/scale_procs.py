@@ -155,6 +155,8 @@ class OperatorProcess:
         cpu: int | None,
         env: dict[str, str],
         profile: Path | None = None,
+        tracemalloc: Path | None = None,
+        tracemalloc_frames: int = 8,
     ) -> None:
         self.metrics_port = free_port()
         environment = {
@@ -183,13 +185,23 @@ class OperatorProcess:
         self.log = open(log_path, "ab")  # owned by the operator process; closed in stop()
         self.started = time.time()
         self.profile = profile
+        self.tracemalloc = tracemalloc
+        self.snapshots = 0
         # cProfile writes its file when the operator exits, SIGTERM included (kopf exits normally on it).
         python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
+        # Under tracemalloc the same CLI runs in bench/traced_operator.py's process (same arguments).
+        cli = (
+            [
+                str(Path(__file__).with_name("traced_operator.py")),
+                *("--out", str(tracemalloc), "--frames", str(tracemalloc_frames), "--"),
+            ]
+            if tracemalloc
+            else ["-m", "synapse_scim.cli"]
+        )
         self.proc = subprocess.Popen(
             [
                 *python,
-                "-m",
-                "synapse_scim.cli",
+                *cli,
                 "run",
                 "--namespace",
                 namespace,
@@ -222,11 +234,26 @@ class OperatorProcess:
         """Peak resident memory so far (VmHWM, MB) and CPU seconds (user + system) of the process."""
         return {"peak_rss_mb": peak_rss_mb(self.pid), "cpu_s": cpu_seconds(self.pid)}
 
+    def snapshot(self, timeout: float = 300.0) -> Path:
+        """Ask a traced operator (tracemalloc=DIR) for a snapshot now (SIGUSR1); its file once written."""
+        if self.tracemalloc is None:
+            raise RuntimeError("the operator is not running under tracemalloc")
+        self.snapshots += 1
+        path = self.tracemalloc / f"usr1-{self.snapshots}.snap"
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while not path.exists():  # renamed into place once complete
+            if not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"no tracemalloc snapshot {path.name} from the operator")
+            time.sleep(0.1)
+        return path
+
     def stop(self) -> None:
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=30)
+                # A traced operator writes its exit snapshot first: seconds per million live blocks.
+                self.proc.wait(timeout=300 if self.tracemalloc else 30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -14,12 +14,14 @@ import kopf
 from synapse_scim import metrics
 from synapse_scim.adapters.connections import Connections
 from synapse_scim.adapters.kube import Kube, api_client
+from synapse_scim.controller import heap
 from synapse_scim.controller.registry import Registry
 from synapse_scim.controller.scim import ScimEndpoint, serve_scim
 from synapse_scim.controller.scim_pokes import ScimPokes
 from synapse_scim.controller.scim_prefetch import LookupPrefetch
 from synapse_scim.controller.settings import Settings
 from synapse_scim.controller.tenant import Tenants
+from synapse_scim.core.durations import parse_duration
 
 FINALIZER = "synapse-scim.io/finalizer"
 
@@ -36,6 +38,14 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.synapse-scim.io")
     settings.posting.level = logging.WARNING  # events are posted explicitly, not for every log line
     settings.watching.server_timeout = 300
+    # Memory: kopf's API session has no connection limit (aiohttp TCPConnector(limit=0)), and at start it
+    # handles every watched object at once, each with its own PATCHes. At scenario L (500 bindings)
+    # that opened hundreds of TLS connections to the API server, each holding asyncio's 256 KiB read
+    # buffer (Python 3.11 sslproto) and OpenSSL's: a start-up spike of over 100 MB of RSS. Bounded
+    # workers bound the connections; the handlers only poke a workspace's loop (or wait for it, on
+    # deletion), so they are quick, and bench/results/memory-L-2026-12-01.md shows convergence kept.
+    settings.queueing.worker_limit = int(os.environ.get("SYNAPSE_SCIM_KOPF_WORKER_LIMIT") or "32") or None
+    heap.small_tls_buffers()  # before kopf's and the workspaces' first connections
     if os.environ.get("SYNAPSE_SCIM_WATCH_NAMESPACES"):
         # Namespaced installs have no cluster-wide read on namespaces or CRDs: without this, kopf
         # retries those 403s for about a minute before it handles the first object.
@@ -59,9 +69,14 @@ async def start(memo: kopf.Memo) -> None:
         scim.listen(memo.scim_prefetch.changed)
     port = int(os.environ.get("SYNAPSE_SCIM_METRICS_PORT", "9090"))
     memo.metrics_server = await metrics.serve(port) if port else None
+    # glibc keeps freed heap pages resident: controller/heap.py says why and what it saves.
+    trim_interval = parse_duration(os.environ.get("SYNAPSE_SCIM_HEAP_TRIM_INTERVAL") or "5s")
+    memo.heap_trim = asyncio.ensure_future(heap.trim_every(trim_interval))
 
 
 async def stop(memo: kopf.Memo) -> None:
+    if memo.get("heap_trim") is not None:
+        memo.heap_trim.cancel()
     if memo.get("scim_pokes") is not None:
         memo.scim_pokes.close()
     if memo.get("scim_prefetch") is not None:

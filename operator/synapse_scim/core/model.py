@@ -9,6 +9,7 @@ sandbox and the planner must agree on them byte for byte.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +86,25 @@ def normalize_scope(scope: str) -> str:
     return scope.strip().strip("/").lower()
 
 
+# Memory: a workspace's ~11k assignments and as many wishes name a handful of roles and scopes and each
+# principal several times. Every Grant, Assignment and Principal keeps one shared copy of those strings
+# (sys.intern: an interned string goes when its last holder does) and one shared (role, scope) pair,
+# instead of fresh ones from every JSON page, lower() and strip(). Measured at scenario L:
+# bench/results/memory-L-2026-12-01.md.
+def _intern(value: str) -> str:
+    # sys.intern takes exact str only (a StrEnum member, or a str subclass from an SDK, stays as it is).
+    return sys.intern(value) if type(value) is str else value
+
+
+# The (role, scope) pairs ever seen: few (roles x scopes the bindings and Synapse name), so never pruned.
+_PAIRS: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def _shared_pair(role_id: str, scope: str) -> tuple[str, str]:
+    pair = (role_id, scope)
+    return _PAIRS.setdefault(pair, pair)
+
+
 def pair_key(role_id: str, scope: str) -> tuple[str, str]:
     """The (role, scope) pair a binding claims, in comparison form."""
     return (normalize_id(role_id), normalize_scope(scope))
@@ -103,8 +123,10 @@ class Principal:
     display: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "id", normalize_id(self.id))
+        # Interned: each group expansion makes its members' Principals afresh from Graph's JSON.
+        object.__setattr__(self, "id", _intern(normalize_id(self.id)))
         object.__setattr__(self, "type", PrincipalType(self.type))
+        object.__setattr__(self, "display", _intern(self.display))
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -136,14 +158,14 @@ class Grant:
     pair: tuple[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        role_id, principal_id = normalize_id(self.role_id), normalize_id(self.principal_id)
-        scope = self.scope.strip().strip("/")
+        role_id, principal_id = _intern(normalize_id(self.role_id)), _intern(normalize_id(self.principal_id))
+        scope = _intern(self.scope.strip().strip("/"))
         object.__setattr__(self, "role_id", role_id)
         object.__setattr__(self, "principal_id", principal_id)
         object.__setattr__(self, "scope", scope)
-        compared = normalize_scope(scope)
+        compared = _intern(normalize_scope(scope))
         object.__setattr__(self, "key", (role_id, principal_id, compared))
-        object.__setattr__(self, "pair", (role_id, compared))
+        object.__setattr__(self, "pair", _shared_pair(role_id, compared))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Grant):
@@ -184,6 +206,11 @@ class Assignment:
     owned: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Verbatim, but shared: every listed page brings its own copies of the same few strings.
+        for name in ("role_id", "principal_id", "scope"):
+            object.__setattr__(self, name, _intern(getattr(self, name)))
+        if self.principal_type is not None:
+            object.__setattr__(self, "principal_type", _intern(self.principal_type))
         grant = Grant(self.role_id, self.principal_id, self.scope)
         object.__setattr__(self, "grant", grant)
         object.__setattr__(self, "owned", normalize_id(self.id) == assignment_id(grant))

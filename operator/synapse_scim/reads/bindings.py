@@ -150,6 +150,7 @@ async def resolve_binding(
             )
             continue
         groups |= expansion.groups
-        principals.extend((p, (group.display,)) for p in expansion.principals)
+        via = (group.display,)  # one tuple for the group's members (each wish keeps it), not one each
+        principals.extend((p, via) for p in expansion.principals)
     desired = desired_grants(b.key, role_ids, principals, scope)
     return state(complete=not problems, claims=claims, desired=desired, errors=tuple(problems)), frozenset(groups)
