@@ -322,3 +322,33 @@ async def test_the_bare_base_url_is_a_scim_404(served: Served) -> None:
         for url in (served.base("quiet"), served.base("quiet") + "/"):
             status, headers, body = await call(session, "GET", url, OTHER_TOKEN)
             assert_scim_error(status, headers, body, 404)
+
+
+# -- odd strings -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/Users", b'{"userName": "\\ud800"}'),  # found by bench/scim_fuzz.py: was a 500 (the store's encode)
+        ("/Users", b'{"userName": "ok@example.com", "\\udfff": 1}'),
+        ("/Groups", b'{"displayName": "g\\ud83d"}'),
+        ("/.search", b'{"filter": "userName eq \\"\\ud800\\""}'),
+    ],
+)
+async def test_a_lone_surrogate_is_a_scim_400(served: Served, path: str, raw: bytes) -> None:
+    async with aiohttp.ClientSession() as session:
+        status, headers, body = await call(session, "POST", served.base("quiet") + path, OTHER_TOKEN, raw=raw)
+    assert_scim_error(status, headers, body, 400)
+    await _nothing_stored(served)
+
+
+async def test_a_lone_surrogate_in_a_query_is_answered(served: Served) -> None:
+    # Its UTF-8 form (ED A0 80) is invalid: the URL's decoding replaces it, so no surrogate reaches a filter
+    # or an error's detail (which would fail to encode).
+    async with aiohttp.ClientSession() as session:
+        for query in ("filter=userName%20eq%20%22%ED%A0%80%22", "filter=%ED%A0%80", "attributes=%ED%A0%80"):
+            url = aiohttp.client.URL(served.base("quiet") + "/Users?" + query, encoded=True)
+            async with session.get(url, headers={"Authorization": f"Bearer {OTHER_TOKEN}"}) as response:
+                assert response.status < 500 and response.headers["Content-Type"] == SCIM
+                json.loads(await response.text())

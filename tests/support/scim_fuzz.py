@@ -196,8 +196,10 @@ filters = st.one_of(
         max_leaves=6,
     ),
     _odd_text,
-    st.integers(1, 3000).map(lambda n: "(" * n + 'userName eq "a"' + ")" * n),  # deep nesting
-    st.integers(1, 3000).map(lambda n: "not (" * n + 'userName eq "a"' + ")" * n),
+    # Deep nesting: past 8 KB of request line (aiohttp's limit) at the top, yet three of them in one query
+    # stay under the 64 KB httpx sends at most.
+    st.integers(1, 1500).map(lambda n: "(" * n + 'userName eq "a"' + ")" * n),
+    st.integers(1, 1500).map(lambda n: "not (" * n + 'userName eq "a"' + ")" * n),
 )
 
 # -- PATCH --------------------------------------------------------------------------------------------

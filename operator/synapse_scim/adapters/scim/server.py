@@ -371,6 +371,14 @@ async def _json_body(request: web.Request, settings: ServerSettings) -> Any:
         # Deep but parsable bodies are refused too: what reads them after (scim2_models, the service)
         # recurses as well, and no SCIM body is more than a few levels deep.
         raise _Refused(_too_deep())
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # JSON lets a string escape a lone UTF-16 surrogate ("\ud800"), which is no character: stored, it
+        # failed to encode (a 500). Refused here, before any of it is read.
+        raise _Refused(
+            scim_error(400, "the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff)", "invalidValue")
+        ) from None
     return body
 
 
