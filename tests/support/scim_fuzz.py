@@ -223,10 +223,46 @@ patch_operation = st.fixed_dictionaries(
         ),
     },
 )
-patch_body = st.tuples(
-    _maybe("schemas", st.one_of(st.just([PATCH_SCHEMA]), _schemas)),
-    _maybe("Operations", st.one_of(st.lists(patch_operation, max_size=4), json_value)),
-).map(lambda parts: _merge(list(parts)))
+# PATCH operations as identity providers send them (Okta, Entra): most are accepted, so that generated
+# requests reach the writes and the member lists, not only the validation in front of them.
+_member_values = st.lists(st.sampled_from(SEEDED_IDS).map(lambda i: {"value": i}), min_size=1, max_size=3)
+well_formed_operation = st.one_of(
+    st.fixed_dictionaries(
+        {"op": st.sampled_from(["add", "Add", "replace"]), "path": st.just("members"), "value": _member_values}
+    ),
+    st.fixed_dictionaries(
+        {"op": st.just("remove"), "path": st.sampled_from(SEEDED_IDS).map(lambda i: f'members[value eq "{i}"]')}
+    ),
+    st.fixed_dictionaries({"op": st.just("remove"), "path": st.just("members"), "value": _member_values}),
+    st.fixed_dictionaries(
+        {
+            "op": st.just("replace"),
+            "value": st.fixed_dictionaries(
+                {}, optional={"active": st.booleans(), "displayName": _name_text, "userName": _name_text}
+            ),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "op": st.sampled_from(["replace", "add"]),
+            "path": st.sampled_from(
+                ["active", "displayName", "name.givenName", "externalId", 'emails[type eq "work"].value']
+            ),
+            "value": st.one_of(st.booleans(), _name_text),
+        }
+    ),
+)
+patch_body = st.one_of(
+    st.lists(well_formed_operation, min_size=1, max_size=3).map(
+        lambda ops: {"schemas": [PATCH_SCHEMA], "Operations": ops}
+    ),
+    st.tuples(
+        _maybe("schemas", st.one_of(st.just([PATCH_SCHEMA]), _schemas)),
+        _maybe(
+            "Operations", st.one_of(st.lists(st.one_of(patch_operation, well_formed_operation), max_size=4), json_value)
+        ),
+    ).map(lambda parts: _merge(list(parts))),
+)
 
 search_body = st.tuples(
     _maybe("schemas", st.one_of(st.just([SEARCH_SCHEMA]), _schemas)),
