@@ -130,6 +130,19 @@ async def test_token_guessing_is_rate_limited_per_address_and_audited(
     assert TOKEN not in logged and "wrong" not in logged
 
 
+def test_the_guess_limiter_remembers_a_bounded_number_of_addresses() -> None:
+    # A guesser rotating its address gets a fresh budget each time, but cannot grow the server's memory.
+    limiter = scim_server.GuessLimiter(rate=1e-6, burst=1, clock=_frozen)
+    for n in range(scim_server.GUESS_ADDRESSES + 500):
+        limiter.failed(f"10.0.{n // 256}.{n % 256}")
+    assert len(limiter.buckets) == scim_server.GUESS_ADDRESSES
+    assert limiter.wait("10.0.0.0") == 0  # the oldest forgotten
+    assert (
+        limiter.wait(f"10.0.{(scim_server.GUESS_ADDRESSES + 499) // 256}.{(scim_server.GUESS_ADDRESSES + 499) % 256}")
+        > 0
+    )
+
+
 def test_the_token_comparison_is_constant_time_by_construction() -> None:
     """Code inspection: the presented token is hashed, and digests of equal length are compared with
     hmac.compare_digest; nothing compares tokens with == (which stops at the first differing byte)."""
