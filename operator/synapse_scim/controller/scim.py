@@ -47,7 +47,7 @@ from synapse_scim.adapters.scim.server import (
     Registry,
     ServerSettings,
     TokenBucket,
-    make_app,
+    make_runner,
 )
 from synapse_scim.adapters.scim.watch import Watcher
 from synapse_scim.core.durations import parse_duration
@@ -247,11 +247,10 @@ class ScimEndpoint:
                 settings.tls_check_interval,
             )
             self._tasks.append(asyncio.create_task(self.tls.watch()))
-        app = make_app(
+        self._runner = make_runner(
             self.registry,
             ServerSettings(public_url=settings.base_url, request_timeout=settings.request_timeout),
         )
-        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(
             self._runner, settings.host, settings.port, ssl_context=self.tls.context if self.tls else None

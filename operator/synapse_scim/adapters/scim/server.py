@@ -6,10 +6,12 @@ What it adds to core/scim/service.py, which decides everything else:
   so a rotated Secret needs no restart), compared in constant time against every token; 401 with
   `WWW-Authenticate: Bearer`. A token of one provider opens only that provider's URL. Logs carry a
   token's fingerprint (the first 12 hex digits of its SHA-256), never the token;
-- limits: a body cap (413), a token bucket per provider (429 with `Retry-After`), the page size;
+- limits: a body cap (413), a nesting cap (400), a token bucket per provider (429 with `Retry-After`),
+  a budget of failed authentications per client address (GuessLimiter: 429 before any comparison), the
+  page size, and a connection idle timeout that also cuts off a client dribbling its headers;
 - the SCIM wire: `application/scim+json` on every response, the SCIM error body, JSON parsing;
 - one audit line per change on the `synapse_scim.audit` logger (provider, operation, resource type and
-  id, userName/displayName, outcome, token fingerprint);
+  id, userName/displayName, outcome, token fingerprint), and one per failed authentication;
 - timeouts: a body that does not arrive within `body_timeout` is 408; an operation that takes longer
   than `request_timeout` is answered 503 with `Retry-After` while the write it started finishes (it is
   never cut in the middle);
@@ -218,14 +220,60 @@ class Provider:
         return found
 
     async def authenticate(self, presented: str) -> str | None:
-        """The fingerprint of the matching token, or None. Every token is compared, each in constant time
-        on digests of equal length, so neither timing nor the number of tokens tells which one failed."""
-        wanted = hashlib.sha256(presented.encode()).digest()
-        matched: str | None = None
-        for token in await self.current_tokens():
-            if token and hmac.compare_digest(wanted, hashlib.sha256(token.encode()).digest()):
-                matched = token
+        """The fingerprint of the matching token, or None (matching_token)."""
+        matched = matching_token(presented, await self.current_tokens())
         return fingerprint(matched) if matched is not None else None
+
+
+def matching_token(presented: str, tokens: Sequence[str]) -> str | None:
+    """The token `presented` is, or None. Every token is compared, each in constant time on SHA-256 digests
+    (equal lengths whatever was sent), so neither timing nor the number of tokens tells how close a guess
+    came or which token failed: a near-miss costs what a wholly wrong token costs."""
+    wanted = hashlib.sha256(presented.encode()).digest()
+    matched: str | None = None
+    for token in tokens:
+        if token and hmac.compare_digest(wanted, hashlib.sha256(token.encode()).digest()):
+            matched = token
+    return matched
+
+
+GUESS_ADDRESSES = 4096  # the clients whose failed attempts are remembered: memory is bounded
+
+
+class GuessLimiter:
+    """Failed authentications per client address: a token bucket each (`rate` a second, bursts of
+    `burst`). While an address's bucket is empty its requests are answered 429 before any token is
+    compared, so a guesser learns nothing from them: guessing runs at `rate` a second at most.
+
+    By address, not by provider: a wrong token and an unknown provider answer alike (401), and a limit
+    per provider would let a guesser lock the identity provider out of its own URL. Behind an Ingress
+    every client has the Ingress's address: a guesser there slows the identity provider's requests only
+    while the bucket is empty, and only if they come through the same address."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def _bucket(self, address: str) -> TokenBucket:
+        bucket = self.buckets.pop(address, None)
+        if bucket is None:
+            bucket = TokenBucket(self.rate, self.burst, self.clock)
+            if len(self.buckets) >= GUESS_ADDRESSES:
+                del self.buckets[next(iter(self.buckets))]  # the least recently seen address
+        self.buckets[address] = bucket  # re-inserted: the dict's order is the recency
+        return bucket
+
+    def wait(self, address: str) -> float:
+        """0 when `address` may try a token, else the seconds until it may (nothing is taken)."""
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            return 0.0
+        bucket.tokens = min(bucket.burst, bucket.tokens + (self.clock() - bucket.stamp) * bucket.rate)
+        bucket.stamp = self.clock()
+        return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / bucket.rate
+
+    def failed(self, address: str) -> None:
+        self._bucket(address).take()
 
 
 class Registry:
@@ -310,11 +358,47 @@ async def _json_body(request: web.Request, settings: ServerSettings) -> Any:
     if len(raw) > max_body:
         raise _Refused(scim_error(413, _too_large(max_body)))
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Refused(
             scim_error(400, f"the request body is not valid JSON ({exc}): send one JSON object", "invalidSyntax")
         ) from None
+    except RecursionError:
+        # json.loads recurses once per level: `[[[[...` a few thousand deep (a few KB) exhausts the stack,
+        # which is no ValueError; uncaught it was a 500 and a logged traceback per request.
+        raise _Refused(_too_deep()) from None
+    if not _shallow(body, MAX_DEPTH):
+        # Deep but parsable bodies are refused too: what reads them after (scim2_models, the service)
+        # recurses as well, and no SCIM body is more than a few levels deep.
+        raise _Refused(_too_deep())
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # JSON lets a string escape a lone UTF-16 surrogate ("\ud800"), which is no character: stored, it
+        # failed to encode (a 500). Refused here, before any of it is read.
+        raise _Refused(
+            scim_error(400, "the request body holds a lone UTF-16 surrogate (\\ud800-\\udfff)", "invalidValue")
+        ) from None
+    return body
+
+
+def _too_deep() -> web.Response:
+    return scim_error(400, f"the request body is nested deeper than {MAX_DEPTH} levels", "invalidSyntax")
+
+
+MAX_DEPTH = 32  # a SCIM body's deepest is ~5 (PATCH Operations -> value -> members -> member)
+
+
+def _shallow(value: Any, limit: int) -> bool:
+    """Whether `value` is nested no deeper than `limit` (iterative: a deep value must not recurse here)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return False
+            pending.extend((each, depth + 1) for each in (item.values() if isinstance(item, dict) else item))
+    return True
 
 
 def _too_large(max_body: int) -> str:
@@ -335,6 +419,17 @@ class ServerSettings:
     public_url: str | None = None  # https://scim.example.com, when behind an Ingress; else from the request
     body_timeout: float = 10.0  # a client that sends its body slower than this gets 408
     request_timeout: float = 30.0  # an answer that takes longer is 503 (the write goes on to its end)
+    # A connection that has not sent a whole request line and headers this long after it opened (or after
+    # its last answer) is closed: a slowloris client dribbling its headers holds a socket that long, not
+    # aiohttp's default hour (its keep-alive timer, the only one running before a request is parsed).
+    idle_timeout: float = 15.0
+    guess_rate: float = 1.0  # failed authentications a second per client address, on average...
+    guess_burst: int = 10  # ...in bursts of this many; past them 429 (GuessLimiter)
+
+
+def make_runner(registry: Registry, settings: ServerSettings = ServerSettings()) -> web.AppRunner:
+    """The endpoint's runner: make_app with the connection-level settings (idle_timeout) applied."""
+    return web.AppRunner(make_app(registry, settings), access_log=None, keepalive_timeout=settings.idle_timeout)
 
 
 DISCOVERY = {"serviceproviderconfig": "discovery", "resourcetypes": "discovery", "schemas": "discovery"}
@@ -352,6 +447,7 @@ def resource_label(tail: str) -> str:
 
 def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) -> web.Application:
     app = web.Application(client_max_size=settings.max_body + 1)
+    guesses = GuessLimiter(settings.guess_rate, settings.guess_burst)
 
     async def handle(request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -372,7 +468,7 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
         namespace, name, tail = (
             request.match_info["namespace"],
             request.match_info["provider"],
-            request.match_info["tail"],
+            request.match_info["tail"].removeprefix("/"),
         )
         provider = registry.get(namespace, name)
         if provider is None and not registry.listed.is_set():
@@ -383,12 +479,40 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
                     503, "the endpoint is starting: its ScimProviders are not listed yet", headers={"Retry-After": "5"}
                 )
             provider = registry.get(namespace, name)
+        address = request.remote or "unknown"
+        guess_wait = guesses.wait(address)
+        if guess_wait > 0:
+            # Refused before any token is compared: this answer says nothing of the token sent.
+            return scim_error(
+                429,
+                "too many failed authentications from this address",
+                headers={"Retry-After": str(max(1, math.ceil(guess_wait)))},
+            )
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         token_id = await provider.authenticate(presented.strip()) if provider and scheme.lower() == "bearer" else None
         if provider is None or token_id is None:
-            # The same answer for an unknown provider and a wrong token: nothing tells which exists.
-            log.info("scim: 401 for %s/%s %s %s", namespace, name, request.method, tail.split("/")[0])
+            guesses.failed(address)
+            # The same answer for an unknown provider and a wrong token: nothing tells which exists. The
+            # audit line names the address and what was presented by its fingerprint (a wrong token's
+            # digest tells nothing of the right one; a right token of another provider is recognisable).
+            audit_log.warning(
+                "scim authentication failed for %s/%s from %s %s token=%s",
+                namespace,
+                name,
+                address,
+                request.method,
+                fingerprint(presented.strip()) if presented.strip() else None,
+                extra={
+                    "audit": {
+                        "provider": f"{namespace}/{name}",
+                        "operation": "authenticate",
+                        "remote": address,
+                        "outcome": "401",
+                        "token": fingerprint(presented.strip()) if presented.strip() else None,
+                    }
+                },
+            )
             return scim_error(
                 401,
                 "a valid bearer token for this provider is required: send Authorization: Bearer <token>, a value "
@@ -450,7 +574,9 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
             )
         return scim_response(result.status, result.body)
 
-    app.router.add_route("*", PREFIX + "/{namespace}/{provider}/{tail:.*}", handle)
+    # The tail may be empty with or without its slash: the bare base URL is a SCIM 404 as well, not
+    # aiohttp's plain-text one (which a SCIM client cannot parse).
+    app.router.add_route("*", PREFIX + "/{namespace}/{provider}{tail:(/.*)?}", handle)
     return app
 
 
