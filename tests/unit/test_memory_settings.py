@@ -57,9 +57,9 @@ def test_a_failing_trim_stops_the_trimmer_not_the_operator(monkeypatch: pytest.M
     asyncio.run(asyncio.wait_for(heap.trim_every(0.001), timeout=30))
 
 
-def test_kopf_workers_are_bounded_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    """runtime.configure bounds kopf's per-object workers (and so its API connections): 32, or the
-    environment's SYNAPSE_SCIM_KOPF_WORKER_LIMIT, 0 meaning kopf's own default (no limit)."""
+def test_kopf_workers_are_unbounded_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """runtime.configure leaves kopf's per-object workers unbounded (finalizer handlers wait: a bound lets
+    deleting objects hold new ones back), unless SYNAPSE_SCIM_KOPF_WORKER_LIMIT sets one (0: no limit)."""
     from asyncio import sslproto
 
     import kopf
@@ -68,7 +68,7 @@ def test_kopf_workers_are_bounded_by_default(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(sslproto.SSLProtocol, "max_size", sslproto.SSLProtocol.max_size)  # configure changes it
 
-    for env, want in ((None, 32), ("8", 8), ("0", None)):
+    for env, want in ((None, None), ("8", 8), ("0", None)):
         if env is None:
             monkeypatch.delenv("SYNAPSE_SCIM_KOPF_WORKER_LIMIT", raising=False)
         else:

@@ -38,13 +38,14 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.synapse-scim.io")
     settings.posting.level = logging.WARNING  # events are posted explicitly, not for every log line
     settings.watching.server_timeout = 300
-    # Memory: kopf's API session has no connection limit (aiohttp TCPConnector(limit=0)), and at start it
-    # handles every watched object at once, each with its own PATCHes. At scenario L (500 bindings)
-    # that opened hundreds of TLS connections to the API server, each holding asyncio's 256 KiB read
-    # buffer (Python 3.11 sslproto) and OpenSSL's: a start-up spike of over 100 MB of RSS. Bounded
-    # workers bound the connections; the handlers only poke a workspace's loop (or wait for it, on
-    # deletion), so they are quick, and bench/results/memory-L-2026-12-01.md shows convergence kept.
-    settings.queueing.worker_limit = int(os.environ.get("SYNAPSE_SCIM_KOPF_WORKER_LIMIT") or "32") or None
+    # kopf's per-object workers stay unbounded by default (SYNAPSE_SCIM_KOPF_WORKER_LIMIT bounds them).
+    # A bound of 32 saved ~17 MB of start-up RSS at L (within one run's noise), but the finalizer handlers
+    # of deleting bindings and workspaces wait up to a minute each: 32 of them (one team's namespace
+    # deleted) held every other object's handlers back, so a new binding was synced to Ready before kopf
+    # had put its finalizer on it (seen in tests/chart/test_chart_rbac_operator.py, cluster-wide). A
+    # binding deleted in that window would leave its grants behind: offboarding comes before memory.
+    limit = int(os.environ.get("SYNAPSE_SCIM_KOPF_WORKER_LIMIT") or "0")
+    settings.queueing.worker_limit = limit or None
     heap.small_tls_buffers()  # before kopf's and the workspaces' first connections
     if os.environ.get("SYNAPSE_SCIM_WATCH_NAMESPACES"):
         # Namespaced installs have no cluster-wide read on namespaces or CRDs: without this, kopf
