@@ -25,7 +25,7 @@ async def test_a_membership_change_remakes_one_state_and_one_pair(sb: Sandbox, c
     ]
     cache, memory = DirectoryCache(), SyncMemory()
 
-    async def sync(fresh: bool) -> SyncResult:
+    async def sync(fresh: bool, memory: SyncMemory = memory) -> SyncResult:
         return await sync_workspace(
             WorkspaceObject.from_body(workspace_body(sb, ns)),
             [BindingObject.from_body(b) for b in bindings],
@@ -58,16 +58,6 @@ async def test_a_membership_change_remakes_one_state_and_one_pair(sb: Sandbox, c
     assert [a.principal_id.lower() for a in creates] == [object_id(sb, "grace@contoso.com")]
 
     # What the memory decided equals what a sync from scratch decides on the same world.
-    fresh_memory = SyncMemory()
-    scratch = await sync_workspace(
-        WorkspaceObject.from_body(workspace_body(sb, ns)),
-        [BindingObject.from_body(b) for b in bindings],
-        clients.directory,
-        clients.workspace,
-        when=WHEN,
-        cache=cache,
-        fresh=True,
-        memory=fresh_memory,
-    )
+    scratch = await sync(fresh=True, memory=SyncMemory())
     assert scratch.plan is not None and scratch.plan.is_empty
     assert {k: o.report for k, o in scratch.outcomes.items()} == {k: o.report for k, o in changed.outcomes.items()}

@@ -375,6 +375,17 @@ class Create:
     def assignment_id(self) -> str:
         return assignment_id(self.grant)
 
+    def assignment(self) -> Assignment:
+        """The assignment this create makes, as Synapse would list it (its deterministic id)."""
+        g = self.grant
+        return Assignment(
+            id=assignment_id(g),
+            role_id=g.role_id,
+            principal_id=g.principal_id,
+            scope=g.scope,
+            principal_type=str(self.principal_type),
+        )
+
     @property
     def principal_type(self) -> PrincipalType:
         return self.principal.type

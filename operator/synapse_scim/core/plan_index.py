@@ -35,7 +35,6 @@ from synapse_scim.core.model import (
     Create,
     DeletionPolicy,
     DesiredGrant,
-    assignment_id,
     normalize_id,
     pair_key,
 )
@@ -343,13 +342,7 @@ class PlanIndex:
         for c in creates:
             added.setdefault(c.grant.pair, {}).setdefault(
                 c.grant.key,
-                Assignment(
-                    id=assignment_id(c.grant),
-                    role_id=c.grant.role_id,
-                    principal_id=c.grant.principal_id,
-                    scope=c.grant.scope,
-                    principal_type=str(c.principal_type),
-                ),
+                c.assignment(),
             )
         for p in gone.keys() | added.keys():
             removed = gone.get(p, set())

@@ -27,7 +27,6 @@ from synapse_scim.core.model import (
     PlanSummary,
     Principal,
     WorkspaceInputs,
-    assignment_id,
     normalize_id,
     pair_key,
 )
@@ -305,15 +304,7 @@ def apply(actual: Iterable[Assignment], plan: Plan) -> tuple[Assignment, ...]:
         if c.grant.key in present:
             continue  # 409 RoleAssignmentAlreadyExists: the tuple is granted, nothing changes
         present.add(c.grant.key)
-        result.append(
-            Assignment(
-                id=assignment_id(c.grant),
-                role_id=c.grant.role_id,
-                principal_id=c.grant.principal_id,
-                scope=c.grant.scope,
-                principal_type=str(c.principal_type),
-            )
-        )
+        result.append(c.assignment())
     return tuple(sorted(result, key=assignment_sort_key))
 
 
