@@ -36,6 +36,7 @@ LOGGED_HEADERS = (
     "x-ms-client-request-id",
     "consistencylevel",
     "prefer",
+    "user-agent",  # the operator names its replica there: which replica wrote what (tests/ha)
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -38,7 +39,9 @@ from azure.synapse.accesscontrol import __version__ as SDK_VERSION
 from azure.synapse.accesscontrol.aio import AccessControlClient
 from azure.synapse.accesscontrol.models import ErrorContract
 
+from synapse_scim import __version__
 from synapse_scim.adapters.credentials import Cloud, azure_ca_bundle
+from synapse_scim.adapters.fence import FencePolicy
 from synapse_scim.adapters.throttle import AdaptiveLimit, ThrottlePolicy, retry_after_seconds
 from synapse_scim.core.errors import ReasonedError, first_line, retry_after_header, untrusted_certificate
 from synapse_scim.core.model import Assignment, Grant, assignment_id
@@ -116,10 +119,12 @@ def access_control_client(
     copied headers). What stays, in the SDK's order: the user agent, the JSON decoding msrest reads
     listings from, the retry policy (429 and 5xx with Retry-After, connection errors: the SDK's own
     retries come before ours, as before), the bearer token, and per attempt the metrics and the
-    adaptive write limit's policy. `transport` is for tests (default: aiohttp, with the CA bundle's
-    one SSL context when one is configured)."""
+    adaptive write limit's policy; last, the write fence (adapters/fence.py: nothing leaves a replica
+    whose leadership may have run out). The user agent names the replica (POD_NAME), so that
+    Synapse's logs say which replica sent what. `transport` is for tests (default: aiohttp, with the
+    CA bundle's one SSL context when one is configured)."""
     policies: list[Any] = [
-        UserAgentPolicy(sdk_moniker=f"synapse-accesscontrol/{SDK_VERSION}"),
+        UserAgentPolicy(user_agent=user_agent(), sdk_moniker=f"synapse-accesscontrol/{SDK_VERSION}"),
         ContentDecodePolicy(),
         AsyncRetryPolicy(retry_total=retry_total),
         AsyncBearerTokenCredentialPolicy(credential, cloud.synapse_scope),
@@ -127,6 +132,7 @@ def access_control_client(
     ]
     if limit is not None:
         policies.append(ThrottlePolicy(limit))
+    policies.append(FencePolicy())
     return AccessControl(
         credential,
         endpoint,
@@ -134,6 +140,12 @@ def access_control_client(
         policies=policies,
         **({"transport": transport} if transport is not None else _transport()),
     )
+
+
+def user_agent(env: dict[str, str] | None = None) -> str:
+    """`synapse-scim/<version>`, and `pod/<name>` when the replica runs as a pod (POD_NAME)."""
+    pod = (env if env is not None else os.environ).get("POD_NAME")
+    return f"synapse-scim/{__version__}" + (f" pod/{pod}" if pod else "")
 
 
 # What the generated create_role_assignment maps its failures to (azure.synapse.accesscontrol 0.7.0).

@@ -47,6 +47,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from synapse_scim import metrics
+from synapse_scim.adapters.fence import FENCE, WriteFence
 from synapse_scim.adapters.kube import api_client
 from synapse_scim.controller import runtime
 from synapse_scim.controller.scim import ScimEndpoint, serve_scim
@@ -124,9 +125,13 @@ def _now() -> datetime:
 class LeaderElector:
     """One candidate for one Lease. `acquire()` waits until it leads; `hold()` renews until it cannot."""
 
-    def __init__(self, api: client.CoordinationV1Api, config: LeaseConfig) -> None:
+    def __init__(self, api: client.CoordinationV1Api, config: LeaseConfig, fence: WriteFence | None = None) -> None:
         self.api = api
         self.config = config
+        # The process's fence (adapters/fence.py) when elected() runs it; a candidate sends nothing
+        # to Synapse until it holds the Lease, and nothing past the deadline of its last renewal.
+        self.fence = fence if fence is not None else WriteFence()
+        self.fence.close()
         self.is_leader = False
         self.holder: str | None = None  # the holder this candidate last saw
         self._observed: tuple[Any, ...] | None = None
@@ -242,9 +247,11 @@ class LeaderElector:
             self.config.name,
         )
         while True:  # polling is the protocol: the Lease is re-read every retry period
+            sent = time.monotonic()
             if await self.try_acquire_or_renew():
                 break
             await asyncio.sleep(self.config.retry_period)
+        self.fence.extend(sent + self.config.renew_deadline)
         self.is_leader = True
         log.info(
             "leader election: %s acquired Lease %s/%s: acting as the leader",
@@ -263,6 +270,7 @@ class LeaderElector:
                 left = last + self.config.renew_deadline - sent
                 if left <= 0:
                     self.is_leader = False
+                    self.fence.close()
                     raise LeaseLost(
                         f"could not renew Lease {self.config.namespace}/{self.config.name} within "
                         f"{self.config.renew_deadline:g}s"
@@ -273,9 +281,11 @@ class LeaderElector:
                     renewed = False
                 if renewed:
                     last = sent
+                    self.fence.extend(sent + self.config.renew_deadline)
                     break
                 if self.holder not in (None, self.config.identity):
                     self.is_leader = False
+                    self.fence.close()
                     raise LeaseLost(f"Lease {self.config.namespace}/{self.config.name} is held by {self.holder}")
                 await asyncio.sleep(
                     min(self.config.retry_period, max(0.0, last + self.config.renew_deadline - time.monotonic()))
@@ -286,6 +296,7 @@ class LeaderElector:
         if not self.is_leader:
             return
         self.is_leader = False
+        self.fence.close()
         try:
             lease = await self.read()
             if lease is None or lease.spec is None or lease.spec.holder_identity != self.config.identity:
@@ -343,7 +354,10 @@ def _lost(exc: BaseException) -> None:
 
 async def elected(namespaces: Sequence[str], liveness: str | None) -> int:
     config = LeaseConfig.from_env(namespaces)
-    elector = LeaderElector(client.CoordinationV1Api(api_client()), config)
+    # A write about to leave after the leadership deadline ends the process, as a lost renewal does
+    # (a paused leader may wake up with its queued writes ready before its renewal loop runs).
+    FENCE.on_expired = lambda why: _lost(LeaseLost(why))
+    elector = LeaderElector(client.CoordinationV1Api(api_client()), config, FENCE)
     metrics.LEADER.set(0)
     port = int(os.environ.get("SYNAPSE_SCIM_METRICS_PORT", "9090"))
     if port:
