@@ -28,12 +28,18 @@ async def protect_credential(
     spec: Mapping[str, Any] | None,
     protected: str | None,
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    *,
+    recheck: bool = False,
 ) -> str | None:
     """Keep CREDENTIAL_FINALIZER on the Secret the workspace's spec names; release the one it named
     before (when no other workspace names it). Returns the Secret now protected. Best-effort: a Secret
-    the operator may not patch (an older chart's RBAC) is logged, and the sync goes on as before."""
+    the operator may not patch (an older chart's RBAC) is logged, and the sync goes on as before.
+
+    `recheck` (every full sync): look again even when the same Secret is protected already, because
+    a Secret deleted and created again under the same name (its finalizer taken off by hand, a tool
+    that replaces Secrets) is a new object without the finalizer."""
     wanted = credential_secret(spec)
-    if wanted == protected:
+    if wanted == protected and not (recheck and wanted is not None):
         return protected
     if wanted is not None:
         try:
@@ -48,7 +54,7 @@ async def protect_credential(
                 exc,
             )
             return protected
-    if protected is not None:
+    if protected is not None and protected != wanted:
         await release_credential(kube, namespace, protected, logger, leaving=None)
     return wanted
 

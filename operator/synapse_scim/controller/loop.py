@@ -123,8 +123,10 @@ async def run_workspace_loop(
             if full:
                 memory = SyncMemory()  # the safety net: a full sync recomputes everything from scratch
             # Before the sync: a Secret the namespace controller may delete must already carry the
-            # finalizer (none can be added once its deletion started).
-            protected = await protect_credential(memo.kube, namespace, body.get("spec"), protected, logger)
+            # finalizer (none can be added once its deletion started); looked at again at every full sync.
+            protected = await protect_credential(
+                memo.kube, namespace, body.get("spec"), protected, logger, recheck=full
+            )
             result = await run_sync(key, memo, logger, full=full, fresh_directory=directory, memory=memory)
             if full:
                 last_full = now
