@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -122,6 +123,8 @@ class ControlPlane:
         self.pki: PKIFiles | None = None
         self.server = ""
         self.kubeconfig = self.workdir / "kubeconfig"
+        self.etcd_url = ""
+        self._commands: dict[str, list[str]] = {}  # component -> the command it was started with
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -137,7 +140,9 @@ class ControlPlane:
         self.stop()
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        out = open(self.workdir / f"{name}.log", "wb")
+        restarted = name in self._commands
+        self._commands[name] = args
+        out = open(self.workdir / f"{name}.log", "ab" if restarted else "wb")
         return subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -153,7 +158,7 @@ class ControlPlane:
         certs.mkdir(exist_ok=True)
         self.pki = write_pki(certs)
         etcd_port, etcd_peer, api_port = free_port(), free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        etcd_url = self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self.etcd = self._spawn(
             "etcd",
             [
@@ -280,6 +285,71 @@ class ControlPlane:
         raise ControlPlaneError(
             f"kube-apiserver not ready after {self.start_timeout}s ({last}):\n{self.log_tail('kube-apiserver')}"
         )
+
+    # -- faults (bench/soak.py): the components are our processes, so they can be killed and paused ----
+
+    _ATTRIBUTES = {"etcd": "etcd", "kube-apiserver": "apiserver", "kube-controller-manager": "controller_manager"}
+
+    def process(self, component: str) -> subprocess.Popen[bytes]:
+        proc = getattr(self, self._ATTRIBUTES[component])
+        if proc is None:
+            raise ControlPlaneError(f"{component} is not running")
+        return proc
+
+    def kill(self, component: str) -> None:
+        """SIGKILL: no shutdown, in-flight requests and watches cut."""
+        proc = self.process(component)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused process dies on SIGKILL too, but reap it promptly
+            proc.kill()
+        proc.wait()
+
+    def restart(self, component: str) -> None:
+        """Start `component` again with its first command (same ports, data, certificates); waits
+        until the API server is ready (or etcd healthy)."""
+        proc = self.process(component)
+        if proc.poll() is None:
+            raise ControlPlaneError(f"{component} is still running")
+        setattr(self, self._ATTRIBUTES[component], self._spawn(component, self._commands[component]))
+        if component == "kube-apiserver":
+            self._wait_ready()
+        elif component == "etcd":
+            self._wait_etcd()
+
+    def pause(self, component: str) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing (a stalled node, a GC pause)."""
+        self.process(component).send_signal(signal.SIGSTOP)
+
+    def resume(self, component: str) -> None:
+        self.process(component).send_signal(signal.SIGCONT)
+
+    def _etcd(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        request = urllib.request.Request(
+            f"{self.etcd_url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return dict(json.load(resp))
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (what the API server does every five
+        minutes): a watch resumed from an older resourceVersion then ends with 410 Gone. Returns the
+        revision."""
+        header = self._etcd("/v3/maintenance/status", {}).get("header") or {}
+        revision = int(header["revision"])  # type: ignore[index]
+        self._etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
+
+    def _wait_etcd(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as resp:
+                    if json.load(resp).get("health") == "true":
+                        return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise ControlPlaneError(f"etcd not healthy after {self.start_timeout}s:\n{self.log_tail('etcd')}")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.workdir / f"{name}.log"
