@@ -69,7 +69,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench_results import latency_stats, percentile, write_results
 from scale_bench import source_version
 from scale_model import APP_SECRET
-from scale_procs import SandboxProcess, cpu_plan, cpu_seconds, machine
+from scale_procs import SandboxProcess, cpu_plan, cpu_seconds, machine, profile_summary
 from scim_operator import GROUP, VERSION, ScimOperator
 from scim_propagation import LATENCY, SCIM, by_operation, diff, okta_user, set_active
 from synapse_scim_sandbox.admin import AdminClient
@@ -92,6 +92,7 @@ class Config:
     second_rate: float = 5.0  # the second provider's requests a second
     change_timeout: float = 120.0  # a change not seen this long after the last one is missed
     poll_interval: str | None = None  # SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL; None: the default (30 s)
+    profile: str | None = None  # a file: the operator runs under cProfile (both phases), its top functions reported
     seed: int = 17
 
     @property
@@ -304,6 +305,37 @@ def scim_requests(metrics: str | None) -> dict[str, int]:
     return dict(out)
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the process's main thread (the operator's event loop) has waited for a CPU while runnable
+    (/proc/PID/schedstat): other work on its CPU, not its own."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def poll_timeline(results: list[dict[str, Any]], rereads: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Per delta poll that brought changes, seconds from the poll's answer: the sync's first and last
+    re-read of the group (Graph, the sandbox's log time), the first and last write; and how long the sandbox
+    took over those reads (its own duration, latency included)."""
+    out = []
+    for poll in sorted({r["poll"] for r in results if r["poll"] is not None}):
+        done = [r["done"] for r in results if r["poll"] == poll and r["done"] is not None]
+        reads = [(t, ms) for t, ms in rereads if poll <= t <= max(done, default=poll)]
+        out.append(
+            {
+                "changes": sum(1 for r in results if r["poll"] == poll),
+                "first_read_s": round(reads[0][0] - poll, 3) if reads else None,
+                "last_read_s": round(reads[-1][0] - poll, 3) if reads else None,
+                "reads": len(reads),
+                "reads_sandbox_ms": round(sum(ms for _, ms in reads), 1),
+                "first_write_s": round(min(done) - poll, 3) if done else None,
+                "last_write_s": round(max(done) - poll, 3) if done else None,
+            }
+        )
+    return out
+
+
 # ------------------------------------------------------------------------------------------ the benchmark
 class Bench:
     def __init__(
@@ -396,6 +428,9 @@ class Bench:
             self.endpoint = endpoint = ScimOperator(
                 self.cp, self.workdir, self.namespace, FLOODED, env=env, azure_ca=Path(sb["ca_path"])
             )
+            endpoint.profile = Path(cfg.profile) if cfg.profile else None
+            if endpoint.profile is not None:
+                endpoint.profile.parent.mkdir(parents=True, exist_ok=True)
             admin = AdminClient(sb["admin_url"], sb["ca_path"])
             endpoint.create_provider()
             second_token = self.second_provider()
@@ -473,6 +508,7 @@ class Bench:
         second_task = asyncio.create_task(second.run(stop))
         wall0 = time.time()
         cpu0 = {"operator": cpu_seconds(process.pid), "sandbox": cpu_seconds(self.sandbox.info["pid"])}
+        wait0 = {"operator": runqueue_wait_s(process.pid), "sandbox": runqueue_wait_s(self.sandbox.info["pid"])}
         if flood is not None:
             await asyncio.sleep(cfg.warmup)
         made: list[dict[str, Any]] = []
@@ -496,12 +532,19 @@ class Bench:
         seen = await self.effects(admin, made, synapse_seq)
         wall1 = time.time()
         cpu1 = {"operator": cpu_seconds(process.pid), "sandbox": cpu_seconds(self.sandbox.info["pid"])}
+        wait1 = {"operator": runqueue_wait_s(process.pid), "sandbox": runqueue_wait_s(self.sandbox.info["pid"])}
         flood_results = await asyncio.to_thread(flood.stop) if flood is not None else []
         stop.set()
         await second_task
         metrics1 = scim_requests(process.metrics())
-        polls = sorted(
-            float(e["time"]) for e in await admin.request_log(service="graph", operation="groupsDelta", since=graph_seq)
+        graph_log = await admin.request_log(service="graph", since=graph_seq)
+        polls = sorted(float(e["time"]) for e in graph_log if e["operation"] == "groupsDelta")
+        # The incremental sync's re-read of the changed group (the flood's user POSTs make Graph lookups too:
+        # listUsers, not these).
+        rereads = sorted(
+            (float(e["time"]), float(e.get("duration_ms") or 0))
+            for e in graph_log
+            if e["operation"] in ("listGroups", "transitiveMembers", "listGroupMembers", "getGroup")
         )
         results = []
         for change in made:
@@ -513,8 +556,13 @@ class Bench:
                     "principal": change["principal"],
                     "latency_s": round(done - at, 3) if done is not None else None,
                     "after_poll_s": round(done - poll, 3) if done is not None and poll is not None else None,
+                    "poll": poll,
+                    "done": done,
                 }
             )
+        timeline = poll_timeline(results, rereads)
+        for r in results:
+            del r["poll"], r["done"]
         after_poll = [r["after_poll_s"] for r in results if r["after_poll_s"] is not None]
         wall = wall1 - wall0
         out: dict[str, Any] = {
@@ -526,9 +574,11 @@ class Bench:
                     "max_s": max(after_poll, default=None),
                 },
                 "delta_polls": len(polls),
+                "per_poll": timeline,
             },
             "wall_s": round(wall, 2),
             "cpu_share": {k: round((cpu1[k] - cpu0[k]) / wall, 3) for k in cpu0},
+            "runqueue_wait_share": {k: round((wait1[k] - wait0[k]) / wall, 3) for k in wait0},
             "azure_calls": by_operation(diff(await admin.counters(), counters0)),
             "endpoint_answers": diff(metrics1, metrics0),
             "second_provider": second.summary(second_from),
@@ -638,6 +688,18 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Flood / quiet: {report['flood_over_quiet']}. Final state as expected: {report['final_state_matches']}.",
         "",
+        "Per delta poll that brought changes (seconds from the poll's answer): the sync's re-reads of the group "
+        "(Graph) and its writes (Synapse).",
+        "",
+        "| phase | changes | first read | last read | reads (sandbox ms) | first write | last write |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {phase} | {t['changes']} | {t['first_read_s']} | {t['last_read_s']} | {t['reads']} "
+            f"({t['reads_sandbox_ms']}) | {t['first_write_s']} | {t['last_write_s']} |"
+            for phase in ("quiet", "flood")
+            for t in report[phase]["graph"]["per_poll"]
+        ),
+        "",
         "## The flood",
         "",
         f"{fl.get('processes')} client processes, {c['concurrency']} requests in flight each, for "
@@ -654,10 +716,16 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "CPU share (CPU seconds / wall seconds of the phase; 1.0 is a whole CPU):",
         "",
-        "| phase | wall s | operator | sandbox |",
-        "|---|---|---|---|",
-        f"| quiet | {q['wall_s']} | {q['cpu_share']['operator']} | {q['cpu_share']['sandbox']} |",
-        f"| flood | {f['wall_s']} | **{f['cpu_share']['operator']}** | {f['cpu_share']['sandbox']} |",
+        "| phase | wall s | operator | sandbox | operator waiting for its CPU | sandbox waiting |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {phase} | {r['wall_s']} | **{r['cpu_share']['operator']}** | {r['cpu_share']['sandbox']} "
+            f"| {r['runqueue_wait_share']['operator']} | {r['runqueue_wait_share']['sandbox']} |"
+            for phase, r in (("quiet", q), ("flood", f))
+        ),
+        "",
+        "(Waiting: the share of the wall time the process's main thread was runnable but not running, from "
+        "/proc/PID/schedstat: other processes on its CPU.)",
         "",
         "The operator's count (synapse_scim_scim_requests_total, provider and status) over the flood phase: "
         f"{f['endpoint_answers']}.",
@@ -683,11 +751,17 @@ def main() -> int:
     p.add_argument("--flooders", type=int, default=1)
     p.add_argument("--junk", type=int, default=1)
     p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--profile", default=None, help="run the operator under cProfile, writing this file")
     p.add_argument("--quick", action="store_true", help="4 changes a phase, the poll every 1 s; prints only")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     cfg = Config(
-        changes=args.changes, gap=args.gap, flooders=args.flooders, junk=args.junk, concurrency=args.concurrency
+        changes=args.changes,
+        gap=args.gap,
+        flooders=args.flooders,
+        junk=args.junk,
+        concurrency=args.concurrency,
+        profile=args.profile,
     )
     if args.quick:
         cfg.changes, cfg.gap, cfg.warmup, cfg.poll_interval, cfg.change_timeout = 4, 0.5, 1.0, "1s", 60.0
@@ -706,6 +780,9 @@ def main() -> int:
         finally:
             if bench.endpoint is not None:
                 bench.endpoint.stop()
+    if cfg.profile and Path(cfg.profile).exists():  # written when the operator stopped
+        report["profile"] = profile_summary(Path(cfg.profile), top=40)  # and its .txt beside the file
+        log(f"profile: {Path(cfg.profile).with_suffix('.txt')}")
     text = markdown(report)
     print(text)
     if not args.quick or args.out is not None:
