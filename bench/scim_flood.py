@@ -314,6 +314,16 @@ def runqueue_wait_s(pid: int) -> float:
         return 0.0
 
 
+def carrying_poll(polls: list[float], at: float, done: float | None) -> float | None:
+    """The delta poll that brought a change made at `at` and written at `done`: the last poll answered
+    before the write. Not the first after `at`: the admin API may answer a change after a poll that
+    already saw it was logged (both are the sandbox's, the poll's log time is its answer)."""
+    if done is None:
+        return None
+    before = [p for p in polls if p <= done]
+    return before[-1] if before and before[-1] >= at - 1.0 else None
+
+
 def poll_timeline(results: list[dict[str, Any]], rereads: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """Per delta poll that brought changes, seconds from the poll's answer: the sync's first and last
     re-read of the group (Graph, the sandbox's log time), the first and last write; and how long the sandbox
@@ -549,7 +559,7 @@ class Bench:
         results = []
         for change in made:
             at, done = change["at"], seen.get(change["principal"])
-            poll = next((p for p in polls if p >= at), None)
+            poll = carrying_poll(polls, at, done)
             results.append(
                 {
                     "kind": change["kind"],

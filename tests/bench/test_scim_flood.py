@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_results import write_results
-from scim_flood import Bench, Config, markdown
+from scim_flood import Bench, Config, carrying_poll, markdown
 
 
 def test_the_flood_benchmark_measures_both_phases_and_writes_results(
@@ -50,3 +50,12 @@ def test_the_flood_benchmark_measures_both_phases_and_writes_results(
     assert json.loads(stem.with_suffix(".json").read_text())["flood"]["flood"]["processes"] == 2
     text = stem.with_suffix(".md").read_text()
     assert "## Graph changes (2 per phase" in text and "## The second provider (onelogin" in text
+
+
+def test_a_change_belongs_to_the_last_poll_before_its_write() -> None:
+    polls = [100.0, 130.0, 160.0]
+    assert carrying_poll(polls, 101.0, 130.4) == 130.0
+    # The admin API answered after the poll that saw the change had been logged: that poll, not the next.
+    assert carrying_poll(polls, 130.1, 130.5) == 130.0
+    assert carrying_poll(polls, 101.0, None) is None
+    assert carrying_poll(polls, 99.0, 99.5) is None  # written before any poll of the phase
