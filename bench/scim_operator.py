@@ -50,6 +50,7 @@ class ScimOperator:
         self.cpu = cpu_plan()[1]
         self.process: OperatorProcess | None = None
         self.starts = 0
+        self.profile: Path | None = None  # cProfile's output of the next start (written when it stops)
 
     @property
     def base_url(self) -> str:
@@ -91,6 +92,7 @@ class ScimOperator:
             namespace=self.namespace,
             log_path=self.workdir / f"operator-{self.starts}.log",
             cpu=self.cpu,
+            profile=self.profile,
             env={
                 "SYNAPSE_SCIM_SCIM_PORT": str(self.port),
                 "SYNAPSE_SCIM_SCIM_HOST": "127.0.0.1",
