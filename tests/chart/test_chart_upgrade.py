@@ -27,7 +27,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_helm_upgrade_from_the_previous_release_with_two_replicas_while_the_directory_changes(kube_tools, tmp_path):
-    cfg = UpgradeConfig(changes_before=8, changes_during=6, change_every=1.0, sync_interval=30.0, workdir=tmp_path)
+    cfg = UpgradeConfig(
+        changes_before=8, changes_during=6, changes_after=4, change_every=1.0, sync_interval=30.0, workdir=tmp_path
+    )
     run = UpgradeRun(kube_tools, cfg, log=lambda m: print(m, flush=True))
     report = run.run()
     counts = run.summary_counts()
@@ -38,7 +40,7 @@ def test_helm_upgrade_from_the_previous_release_with_two_replicas_while_the_dire
     assert report["convergence_after_upgrade_s"] is not None
     assert counts["errors"] == 0, counts["error_samples"]
     # The run did what it claims: changes flowed, the operator wrote and revoked, across the rollout.
-    assert counts["directory_changes"] >= cfg.changes_before + cfg.changes_during
+    assert counts["directory_changes"] >= cfg.changes_before + cfg.changes_during + cfg.changes_after
     assert counts["creates"] > 0 and counts["deletes"] > 0
 
     # The previous release ran the previous code, the new pods this checkout's, as the image tags say.
@@ -54,6 +56,7 @@ def test_helm_upgrade_from_the_previous_release_with_two_replicas_while_the_dire
     for p in old:
         assert p["stopped_by"] == "rollout" and p["exit_code"] == 0 and not p["sigkilled"], p
     # Leadership went from the previous release to this one: a new pod holds the Lease and says so.
+    assert report["new_leader_after_rollout_s"] is not None
     assert any(p["acquired_lease"] for p in new)
     assert report["leader_at_end_is_a_new_pod"], report["leader_at_end"]
     # The CRDs were re-applied: the API server has this checkout's.
