@@ -785,6 +785,8 @@ class UpgradeRun:
                 info = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
                 info["WALL_SECONDS"] = f"{time.monotonic() - started:.0f}"
                 info["FAILED_TRIES"] = str(len(failures))
+                if failures:
+                    info["FAILURE"] = failures[0][-400:]
                 return info
             failures.append(f"exit {done.returncode}: {done.stderr[-2000:]}")
         raise RuntimeError("hack/build-image.sh failed:\n" + "\n".join(failures))
@@ -898,20 +900,25 @@ class UpgradeRun:
         self.wait_changes(cfg.changes_before)  # the previous release at work while the directory changes
         # 2. The upgrade: the new CRDs first (the old pods keep running with them), then the chart with
         # the new image tag (helm upgrade does not touch crds/), then the rollout.
-        # What `--reuse-values` would do (the README's SCIM step uses it): a dry run, recorded.
-        probe = cp.helm(
-            "upgrade",
-            RELEASE,
-            str(REPO / "charts" / "synapse-scim"),
-            "-n",
-            NAMESPACE,
-            "--reuse-values",
-            "--set",
-            f"image.tag={new_tag}",
-            "--dry-run",
-            check=False,
-        )
-        out["reuse_values_dry_run"] = {"exit": probe.returncode, "stderr": probe.stderr.strip()[-600:]}
+        # What `--reuse-values` (the README's SCIM step uses it) and `--reset-then-reuse-values` would do,
+        # without -f: dry runs, recorded.
+        for flag in ("--reuse-values", "--reset-then-reuse-values"):
+            probe = cp.helm(
+                "upgrade",
+                RELEASE,
+                str(REPO / "charts" / "synapse-scim"),
+                "-n",
+                NAMESPACE,
+                flag,
+                "--set",
+                f"image.tag={new_tag}",
+                "--dry-run",
+                check=False,
+            )
+            out[flag.strip("-").replace("-", "_") + "_dry_run"] = {
+                "exit": probe.returncode,
+                "stderr": probe.stderr.strip()[-600:],
+            }
         self.mark("CRDs re-applied")
         # --force-conflicts: Helm created the CRDs (field manager "helm"); a server-side apply that changes a
         # field of theirs is refused as a conflict without it (once CRDs differ between releases).
@@ -1011,8 +1018,11 @@ class UpgradeRun:
 def markdown(report: dict[str, Any]) -> str:
     c, lw, lr = report["counts"], report["leadership_whole_run"], report["leadership_rollout"]
     m, prev, end = report["machine"], report["previous"], report["leader_at_end"]
-    probe = report["reuse_values_dry_run"]
-    reuse = "works" if probe["exit"] == 0 else "fails: " + (probe["stderr"].splitlines() or [""])[-1]
+
+    def dry_run(key: str) -> str:
+        probe = report.get(key) or {"exit": None, "stderr": "not tried"}
+        return "works" if probe["exit"] == 0 else "fails: " + (probe["stderr"].splitlines() or [""])[-1]
+
     rows = [
         ("Azure requests served (login, Graph, Synapse)", f"{c['azure_requests']} {c['azure_requests_by_service']}"),
         ("errors (non-2xx answers; none injected)", c["errors"]),
@@ -1042,7 +1052,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{report['crds_match_this_checkout']} (changed since {prev}: {report['crds_changed_since_previous']})",
         ),
         ("first convergence after the install (previous release)", f"{report['first_convergence_s']} s"),
-        ("`helm upgrade --reuse-values` (dry run)", reuse),
+        ("`helm upgrade --reuse-values` (dry run, no -f)", dry_run("reuse_values_dry_run")),
+        ("`helm upgrade --reset-then-reuse-values` (dry run, no -f)", dry_run("reset_then_reuse_values_dry_run")),
         ("violations", len(c["violations"])),
     ]
     lines = [

@@ -35,6 +35,7 @@ def test_helm_upgrade_from_the_previous_release_with_two_replicas_while_the_dire
     counts = run.summary_counts()
     print({k: v for k, v in counts.items() if k != "error_samples"})
     print(report["leadership_rollout"], report["leadership_transitions"])
+    print({k: v for k, v in report.items() if k.endswith("_dry_run")})
 
     assert run.violations == [], "\n".join(run.violations)
     assert report["convergence_after_upgrade_s"] is not None
