@@ -919,6 +919,7 @@ class UpgradeRun:
                 "exit": probe.returncode,
                 "stderr": probe.stderr.strip()[-600:],
             }
+        out["changed_crd_apply_dry_run"] = self.changed_crd_dry_runs(cp, h.tmp)
         self.mark("CRDs re-applied")
         # --force-conflicts: Helm created the CRDs (field manager "helm"); a server-side apply that changes a
         # field of theirs is refused as a conflict without it (once CRDs differ between releases).
@@ -982,6 +983,21 @@ class UpgradeRun:
         out["leadership_transitions"] = transitions(self.samples, self.marks["helm install (previous release)"])
         return out
 
+    def changed_crd_dry_runs(self, cp: Any, tmp: Path) -> dict[str, Any]:
+        """Why --force-conflicts: this checkout's SynapseWorkspace CRD with one description changed (as a
+        release that changes its CRDs would), applied server-side as a server dry run, without and with
+        it. The CRDs of this release and the previous one are the same, so the real apply proves nothing
+        about conflicts; nothing is changed here."""
+        crd = yaml.safe_load((REPO / "crds" / "synapse-scim.io_synapseworkspaces.yaml").read_text())
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["description"] += " (changed)"
+        path = tmp / "changed-crd.yaml"
+        path.write_text(yaml.safe_dump(crd))
+        result = {}
+        for name, flags in (("without_force", []), ("with_force_conflicts", ["--force-conflicts"])):
+            done = cp.kubectl("apply", "--server-side", *flags, "--dry-run=server", "-f", str(path), check=False)
+            result[name] = {"exit": done.returncode, "stderr": (done.stderr.strip().splitlines() or [""])[0]}
+        return result
+
     def crds_match(self, directory: Path) -> bool:
         """Whether every CRD of `directory` is in the API server with the same spec.versions (schemas,
         printer columns, subresources) and names."""
@@ -1019,6 +1035,9 @@ def markdown(report: dict[str, Any]) -> str:
     c, lw, lr = report["counts"], report["leadership_whole_run"], report["leadership_rollout"]
     m, prev, end = report["machine"], report["previous"], report["leader_at_end"]
 
+    def dry_run_exit(probe: dict[str, Any]) -> str:
+        return "applies" if probe["exit"] == 0 else "refused: " + probe["stderr"]
+
     def dry_run(key: str) -> str:
         probe = report.get(key) or {"exit": None, "stderr": "not tried"}
         return "works" if probe["exit"] == 0 else "fails: " + (probe["stderr"].splitlines() or [""])[-1]
@@ -1054,6 +1073,11 @@ def markdown(report: dict[str, Any]) -> str:
         ("first convergence after the install (previous release)", f"{report['first_convergence_s']} s"),
         ("`helm upgrade --reuse-values` (dry run, no -f)", dry_run("reuse_values_dry_run")),
         ("`helm upgrade --reset-then-reuse-values` (dry run, no -f)", dry_run("reset_then_reuse_values_dry_run")),
+        (
+            "a changed CRD applied server-side over Helm's (dry run): without / with --force-conflicts",
+            f"{dry_run_exit(report['changed_crd_apply_dry_run']['without_force'])} / "
+            f"{dry_run_exit(report['changed_crd_apply_dry_run']['with_force_conflicts'])}",
+        ),
         ("violations", len(c["violations"])),
     ]
     lines = [

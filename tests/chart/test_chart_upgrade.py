@@ -63,3 +63,7 @@ def test_helm_upgrade_from_the_previous_release_with_two_replicas_while_the_dire
     # The CRDs were re-applied: the API server has this checkout's.
     assert report["crds_match_this_checkout"]
     assert all(line.endswith("serverside-applied") for line in report["crds_apply"]), report["crds_apply"]
+    # ... and the README's --force-conflicts is needed: Helm manages the CRDs' fields it created.
+    changed = report["changed_crd_apply_dry_run"]
+    assert changed["without_force"]["exit"] != 0 and 'conflict with "helm"' in changed["without_force"]["stderr"]
+    assert changed["with_force_conflicts"]["exit"] == 0, changed
