@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import urllib3
 from aiohttp import web
+from kubernetes.client.exceptions import ApiException
 
 from synapse_scim import metrics
 from synapse_scim.adapters.scim.server import Provider, Registry, ServerSettings, TokenBucket, make_app
@@ -133,3 +135,38 @@ async def test_a_failing_store_is_a_scim_500_not_a_stack_trace(served: tuple[str
     status, headers, body = await call("GET", f"{origin}/scim/v2/ns/slow/Users", TOKEN)
     assert status == 500 and headers["Content-Type"] == "application/scim+json"
     assert body["status"] == "500" and "API server" not in body["detail"]  # the cause is in the log only
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        urllib3.exceptions.MaxRetryError(None, "/api", reason=ConnectionRefusedError(111, "Connection refused")),
+        urllib3.exceptions.ReadTimeoutError(None, "/api", "Read timed out."),
+        ApiException(status=503, reason="Service Unavailable"),
+        ApiException(status=429, reason="Too Many Requests"),
+    ],
+    ids=["refused", "read-timeout", "503", "429"],
+)
+async def test_a_store_that_cannot_reach_the_api_server_is_a_503_to_retry(
+    served: tuple[str, SlowStore], failure: Exception
+) -> None:
+    """The Kubernetes API away (restarted, paused, overloaded): the identity provider is told to retry."""
+    origin, store = served
+
+    async def away(kind: Kind) -> Any:
+        raise failure
+
+    store.scan = away  # type: ignore[method-assign]
+    status, headers, body = await call("GET", f"{origin}/scim/v2/ns/slow/Users", TOKEN)
+    assert status == 503 and headers["Retry-After"] == "5" and body["status"] == "503"
+
+
+async def test_a_store_refused_for_want_of_permission_stays_a_500(served: tuple[str, SlowStore]) -> None:
+    origin, store = served
+
+    async def forbidden(kind: Kind) -> Any:
+        raise ApiException(status=403, reason="Forbidden")
+
+    store.scan = forbidden  # type: ignore[method-assign]
+    status, _, body = await call("GET", f"{origin}/scim/v2/ns/slow/Users", TOKEN)
+    assert status == 500 and body["status"] == "500"

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import urllib3
 from aiohttp import web
 from scim2_models import SCIMException
 
@@ -545,8 +546,13 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
             return scim_error(
                 503, f"the request took longer than {settings.request_timeout:g}s", headers={"Retry-After": "5"}
             )
-        except Exception:  # the store failed (the API server away, a permission missing): logged, a SCIM 500
-            log.exception("scim: %s %s of %s failed", request.method, tail, provider.key)
+        except Exception as exc:
+            if store_unavailable(exc):  # the API server away or overloaded: an identity provider retries 503
+                log.warning("scim: %s %s of %s: the store is unavailable: %s", request.method, tail, provider.key, exc)
+                return scim_error(
+                    503, "the operator's store (the Kubernetes API) is unavailable; retry", headers={"Retry-After": "5"}
+                )
+            log.exception("scim: %s %s of %s failed", request.method, tail, provider.key)  # e.g. a permission missing
             return scim_error(500, "the operator could not complete this request; its log says why")
         if result.change is not None:
             change = result.change
@@ -701,3 +707,15 @@ async def _dispatch(provider: Provider, request: web.Request, tail: str, base: s
             raise _Refused(scim_error(404, f"no {parts[0]} {parts[1]!r}"))
         return Answer(200, found)
     raise _Refused(scim_error(404, "no such endpoint"))
+
+
+# What the Kubernetes API answers when it is away or overloaded (the client's exceptions carry `status`).
+_UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether a store failure is the API server being unreachable, timing out or overloaded (worth a
+    retry, so a SCIM 503), not a refusal such as a missing permission (a SCIM 500, said in the log)."""
+    if isinstance(exc, (OSError, urllib3.exceptions.HTTPError)):  # refused, reset, timed out, no route
+        return True
+    return getattr(exc, "status", None) in _UNAVAILABLE_STATUSES
