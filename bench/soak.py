@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from soak_kube import Episode, KubeFaults, LeaseTimeline, Replicas
 from soak_scim import PROVIDER, PushedUser, PushRejected, ScimEndpoint, ScimPusher, ScimWorld
 from support.harness import RB_PLURAL, WS_PLURAL, Harness, running_harness  # tests/support, installed by `make venv`
 from synapse_scim.core.model import Grant, assignment_id
@@ -54,6 +55,8 @@ from synapse_scim.core.model import Grant, assignment_id
 REPO = Path(__file__).resolve().parents[1]
 
 DOMAIN = "contoso.onmicrosoft.com"
+GROUP, VERSION = "synapse-scim.io", "v1alpha1"
+CREDENTIAL_FINALIZER = "synapse-scim.io/credential-in-use"
 SCOPE = "workspaces/analytics"
 ROLES = {
     "Synapse User": "2a385764-43e8-416c-9825-7b18d05a2c4b",
@@ -166,9 +169,20 @@ class Report:
     scim_rejected_by_code: dict[str, int] = field(default_factory=dict)
     scim_rejections: list[str] = field(default_factory=list)  # the first few, with their answers
     scim_injected_rejections: int = 0  # the refusals the soak asked for (the bare remove of all members)
+    scim_deferred_by_code: dict[str, int] = field(default_factory=dict)  # 429/503 with Retry-After, retried
     hold_checks: dict[str, str] = field(default_factory=dict)  # the final phase: what was held, what came back
     convergence_s: float | None = None
     violations: list[str] = field(default_factory=list)
+    # Replicas under leader election and Kubernetes faults (--replicas, --kube-faults).
+    replicas: int = 1
+    kube_faults: bool = False
+    episodes: list[dict[str, Any]] = field(default_factory=list)  # every fault episode, in order
+    fault_table: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> injected, recovery, violations
+    lease_lost_exits: int = 0  # replicas that exited because they could not renew (expected after pauses)
+    writes_checked: int = 0  # Synapse writes checked against the Lease's holder when they arrived
+    writes_by_non_holders: int = 0
+    leaderless_total_s: float | None = None
+    leaderless_longest_s: float | None = None
 
 
 class Soak:
@@ -186,13 +200,37 @@ class Soak:
         expire_every: float = 15.0,
         push_every: float = 1.5,
         burst_every: float = 25.0,
+        replicas: int = 1,
+        kube_faults: bool = False,
+        kube_fault_every: float = 60.0,
+        object_fault_every: float = 30.0,
+        pause_range: tuple[float, float] = (30.0, 60.0),
         log: Any = print,
     ) -> None:
         self.h, self.duration, self.rng, self.log = h, duration, random.Random(seed), log
+        self.n_replicas, self.kube_faults_on = replicas, kube_faults
+        self.kube_fault_every, self.object_fault_every = kube_fault_every, object_fault_every
         self.fault_rate, self.sync_interval, self.race_window = fault_rate, sync_interval, race_window
         self.kill_every, self.change_every, self.expire_every = kill_every, change_every, expire_every
         self.push_every, self.burst_every = push_every, burst_every
         self.report = Report(seed, duration, fault_rate, sync_interval, race_window)
+        self.report.replicas, self.report.kube_faults = replicas, kube_faults
+        self.bindings = dict(BINDINGS)  # the Graph-only bindings as they are now (edits change them)
+        self.absent: set[str] = set()  # bindings deleted (and not yet created again)
+        self.episodes: list[Episode] = []  # replica and object faults (the control plane's: self.kube)
+        self.pending: list[tuple[Episode, Callable[[], bool]]] = []  # episodes waiting to see recovery
+        self.writes: list[dict[str, Any]] = []  # Synapse PUTs and DELETEs of the request log
+        self.violation_times: list[float] = []
+        self.replica_restart: dict[str, float] = {}  # name -> when to start it again (monotonic)
+        self.kube: KubeFaults | None = None
+        if kube_faults:
+            self.kube = KubeFaults(h.cluster, self.rng, pause_range, log)
+            # A paused API server must not hang the soak's own requests: every call times out.
+            import urllib3
+
+            pool = h.api.rest_client.pool_manager
+            pool.connection_pool_kw["timeout"] = urllib3.Timeout(connect=3, read=10)
+            pool.clear()
         self.dir = Directory.from_org(soak_org())
         self.ids: dict[str, str] = {}  # UPN -> object id
         self.states: list[State] = []
@@ -203,6 +241,12 @@ class Soak:
         self.fault_operations: Counter[str] = Counter()
         self.scim_kinds: Counter[str] = Counter()
         self.endpoint = ScimEndpoint(h.tmp, h.namespace)
+        self.replicas: Replicas | None = None
+        self.timeline: LeaseTimeline | None = None
+        if replicas > 1:
+            self.endpoint.for_replicas(replicas)
+            names = [f"r{i}" for i in range(replicas)]
+            self.replicas = Replicas(h, names, lambda name: self.replica_env(names.index(name), name))
         self.pusher: ScimPusher | None = None
         self.world: ScimWorld | None = None  # made in setup, once the Entra ids are known
         self.provider_missing = False
@@ -219,9 +263,10 @@ class Soak:
         return [self.world.users[k] for k in sorted(keys)]
 
     def wanted(self) -> frozenset[Key]:
+        present = [rg for name, rg in self.bindings.items() if name not in self.absent]
         graph = {
             (ROLES[role], self.ids[u], SCOPE)
-            for role, groups in [*BINDINGS.values(), *((r, g) for r, g, _ in SCIM_BINDINGS.values())]
+            for role, groups in [*present, *((r, g) for r, g, _ in SCIM_BINDINGS.values())]
             for g in groups
             for u in self.dir.users_of(g)
         }
@@ -279,7 +324,14 @@ class Soak:
     # -- setup --------------------------------------------------------------------------------------
 
     def start_operator(self) -> None:
-        self.h.start_operator(**self.endpoint.env())
+        if self.replicas is None:
+            self.h.start_operator(**self.endpoint.env())
+            return
+        for name in self.replicas.names:
+            self.replicas.start(name)
+
+    def replica_env(self, index: int, name: str) -> dict[str, str]:
+        return {**self.endpoint.env(index), "SYNAPSE_SCIM_LEADER_ELECTION": "on", "POD_NAME": name}
 
     def setup(self) -> None:
         h = self.h
@@ -295,7 +347,11 @@ class Soak:
                 self.by_assignment_id[assignment_id(Grant(*key)).lower()] = key
         self.world = ScimWorld.new(USERS, self.ids, self.rng)
         self.endpoint.create(h)
-        self.pusher = ScimPusher(self.endpoint.base_url, self.endpoint.token, self.endpoint.ca_path)
+        self.pusher = ScimPusher(self.endpoint.base_urls, self.endpoint.token, self.endpoint.ca_path)
+        if self.replicas is not None:
+            from kubernetes import client
+
+            self.timeline = LeaseTimeline(client.CoordinationV1Api(h.api), h.namespace).start()
         self.start_operator()
         self.initial_push()
         self.record(time.time())
@@ -551,7 +607,12 @@ class Soak:
         while not all(f.done() for f in futures):
             if kill_after is not None and time.monotonic() - started >= kill_after:
                 kill_after = None
-                if self.h.operator is not None and self.h.operator.poll() is None:
+                if self.replicas is not None:  # whichever replica: each serves SCIM
+                    alive = [n for n in self.replicas.names if self.replicas.alive(n)]
+                    if alive:
+                        self.kill_replica(self.rng.choice(alive), "replica_kill_during_push")
+                        self.report.scim_kills_during_pushes += 1
+                elif self.h.operator is not None and self.h.operator.poll() is None:
                     self.kill()
                     self.report.scim_kills_during_pushes += 1
                     self.restart_at = time.monotonic() + self.rng.uniform(0.5, 3.0)
@@ -578,11 +639,185 @@ class Soak:
         h.operator = None
 
     def tick_restart(self) -> None:
+        if self.replicas is not None:
+            self.tick_replicas()
+            return
         if self.restart_at is not None and time.monotonic() >= self.restart_at:
             self.ensure_running()
             self.restart_at = None
 
+    # -- replicas (leader election) ---------------------------------------------------------------
+
+    def kill_replica(self, name: str, kind: str) -> None:
+        assert self.replicas is not None
+        if self.replicas.kill(name):
+            self.report.kills += 1
+            self.episodes.append(Episode(kind, time.time(), time.time(), detail=name))
+        self.replica_restart[name] = time.monotonic() + self.rng.uniform(0.0, 3.0)
+
+    def replica_event(self) -> None:
+        """The leader SIGKILLed, the leader paused past its Lease, or a standby SIGKILLed."""
+        assert self.replicas is not None and self.timeline is not None
+        replicas = self.replicas
+        alive = [n for n in replicas.names if replicas.alive(n) and n not in replicas.paused]
+        holder = self.timeline.current()
+        kinds = ["leader_kill", "leader_kill", "leader_pause", "standby_kill"]
+        unused = [k for k in kinds if not any(e.kind == k for e in self.episodes)]
+        kind = self.rng.choice(unused or kinds)
+        if holder not in alive:
+            return  # no live leader to act on now (a takeover is under way)
+        standbys = [n for n in alive if n != holder]
+        if kind == "standby_kill":
+            if standbys:
+                self.kill_replica(self.rng.choice(standbys), kind)
+            return
+        if kind == "leader_kill":
+            self.kill_replica(holder, kind)
+            self.episodes[-1].from_start = True
+        else:  # paused past its Lease (15 s): it must wake up, send nothing, and exit
+            pause = self.rng.uniform(20.0, 30.0)
+            replicas.pause(holder, time.monotonic() + pause)
+            self.episodes.append(Episode(kind, time.time(), detail=f"{holder} for {pause:.1f} s", from_start=True))
+        self.report.kills += 1
+        episode = self.episodes[-1]
+        self.pending.append((episode, lambda: self.timeline is not None and self.taken_over(holder, episode)))
+
+    def taken_over(self, old: str, episode: Episode) -> bool:
+        """A live leader renewed the Lease after `episode` started (a killed or paused process renews
+        nothing): the takeover, by the other replica or by the killed one restarted (same pod name, so
+        it takes its own Lease back at once, as client-go does). Recovered at that renewal."""
+        assert self.timeline is not None
+        renewals = [s.renewed for s in self.timeline.samples if s.renewed and s.renewed > episode.started]
+        if renewals:
+            episode.recovered = min(renewals)
+        return bool(renewals)
+
+    def tick_replicas(self) -> None:
+        assert self.replicas is not None
+        now = time.monotonic()
+        for name in self.replicas.resume_due(now):
+            for e in reversed(self.episodes):
+                if e.kind == "leader_pause" and e.detail.startswith(name + " ") and e.ended is None:
+                    e.ended = time.time()
+                    break
+        for name, code in self.replicas.exited():
+            if code == 3:  # LEASE_LOST_EXIT: it could not renew (paused, or the API server away)
+                self.report.lease_lost_exits += 1
+            elif code not in (-9, 0):
+                self.violation(f"replica {name} exited by itself ({code})")
+            self.replica_restart.setdefault(name, now + self.rng.uniform(0.0, 3.0))
+        for name in self.replicas.names:
+            due = self.replica_restart.get(name)
+            if self.replicas.procs[name] is None and (due is None or now >= due):
+                self.replica_restart.pop(name, None)
+                self.replicas.start(name)
+
+    # -- Kubernetes objects changed under the operator ---------------------------------------------
+
+    def object_fault(self) -> None:
+        """A binding edited while its workspace syncs, a binding deleted and created again, or the
+        workspace's credential Secret deleted and created again (its finalizer taken off by hand)."""
+        kinds = ["binding_edit", "binding_recreate", "secret_recreate"]
+        unused = [k for k in kinds if not any(e.kind == k for e in self.episodes)]
+        kind = self.rng.choice(unused or kinds)
+        h, before = self.h, time.time()
+        try:
+            if kind == "binding_edit":
+                role, groups = self.bindings["operators"]
+                new = ["Ops", "Team A"] if groups == ["Ops"] else ["Ops"]
+                obj = h.custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    h.namespace,
+                    RB_PLURAL,
+                    "operators",
+                    {"spec": {"subjects": [{"kind": "Group", "name": g} for g in new]}},
+                )
+                self.bindings["operators"] = (role, new)
+                self.record(before)
+                episode = Episode(kind, before, time.time(), detail=f"operators: groups {new}")
+                generation = obj["metadata"]["generation"]
+                self.pending.append((episode, lambda: self.ready_at(RB_PLURAL, "operators", generation)))
+            elif kind == "binding_recreate":
+                if "contributors" in self.absent:
+                    return
+                h.delete(RB_PLURAL, "contributors")
+                self.absent.add("contributors")
+                self.record(before)
+                episode = Episode(kind, before, time.time(), detail="contributors (deletionPolicy Delete)")
+                self.pending.append((episode, lambda: self.recreate_when_gone("contributors")))
+            else:
+                secret = "synapse-sp"
+                data = h.core.read_namespaced_secret(secret, h.namespace).data
+                h.core.patch_namespaced_secret(secret, h.namespace, {"metadata": {"finalizers": None}})
+                h.core.delete_namespaced_secret(secret, h.namespace)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and self.secret_finalizers(secret) is not None:
+                    time.sleep(0.1)
+                h.core.create_namespaced_secret(h.namespace, {"metadata": {"name": secret}, "data": data})
+                episode = Episode(kind, before, time.time(), detail="finalizer taken off, deleted, created again")
+                self.pending.append((episode, lambda: CREDENTIAL_FINALIZER in (self.secret_finalizers(secret) or [])))
+        except Exception as exc:  # the API server away (a fault of its own): not injected
+            self.log(f"soak: {kind} not done: {exc!r}"[:300])
+            return
+        self.episodes.append(episode)
+
+    def secret_finalizers(self, name: str) -> list[str] | None:
+        try:
+            return list(self.h.core.read_namespaced_secret(name, self.h.namespace).metadata.finalizers or [])
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return None
+            raise
+
+    def ready_at(self, plural: str, name: str, generation: int) -> bool:
+        obj = self.h.get(plural, name) or {}
+        c = next((c for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == "Ready"), None)
+        return bool(c and c["status"] == "True" and (c.get("observedGeneration") or 0) >= generation)
+
+    def recreate_when_gone(self, name: str) -> bool:
+        """Once the deleted binding is gone (its grants revoked by its finalizer), create it again."""
+        if self.h.get(RB_PLURAL, name) is not None:
+            return False
+        role, groups = self.bindings[name]
+        before = time.time()
+        self.h.binding(name, [role], [{"kind": "Group", "name": g} for g in groups])
+        self.absent.discard(name)
+        self.record(before)
+        return True
+
+    def acting_again(self, episode: Episode) -> bool:
+        """After a control-plane fault: recovered when the leader renewed its Lease after the control
+        plane was back (replicas), or when the API server was back (one replica, no Lease)."""
+        if episode.ended is None:
+            return False
+        if self.timeline is None:
+            episode.recovered = episode.ended
+            return True
+        renewals = [s.renewed for s in self.timeline.samples if s.renewed and s.renewed > episode.ended]
+        if renewals:
+            episode.recovered = min(renewals)
+        return bool(renewals)
+
+    def tick_pending(self) -> None:
+        if self.kube is not None and self.kube.busy:
+            return  # the API server may be away: look after it is back
+        still = []
+        for episode, recovered in self.pending:
+            try:
+                done = recovered()
+            except Exception:
+                done = False
+            if done:
+                episode.recovered = episode.recovered or time.time()  # unless the check knew better
+            else:
+                still.append((episode, recovered))
+        self.pending = still
+
     def ensure_running(self) -> None:
+        if self.replicas is not None:
+            self.tick_replicas()
+            return
         h = self.h
         if h.operator is None or h.operator.poll() is not None:
             if h.operator is not None and h.operator.returncode not in (-9, 0):
@@ -593,6 +828,7 @@ class Soak:
     # -- checks -----------------------------------------------------------------------------------
 
     def violation(self, what: str) -> None:
+        self.violation_times.append(time.time())
         self.report.violations.append(what)
         self.log(f"soak: VIOLATION: {what}")
 
@@ -605,6 +841,8 @@ class Soak:
                 self.fault_kinds[str(e["fault"])] += 1
                 self.fault_operations[f"{e.get('service')}.{e.get('operation')}"] += 1
             self.report.azure_requests += 1  # login, graph and synapse: the faults hit all three
+            if e.get("service") == "synapse" and e.get("method") in ("PUT", "DELETE"):
+                self.writes.append(e)
             if e.get("operation") == "createRoleAssignment" and str(e["status"]).startswith("2"):
                 self.report.creates += 1
             if e.get("operation") != "deleteRoleAssignment" or not str(e["status"]).startswith("2"):
@@ -641,8 +879,16 @@ class Soak:
         return listed
 
     def check_bindings_exist(self) -> None:
+        if self.kube is not None and self.kube.busy:
+            return  # the API server may be away
         for name in ALL_BINDINGS:
-            if self.h.get(RB_PLURAL, name) is None:
+            if name in self.absent:
+                continue
+            try:
+                missing = self.h.get(RB_PLURAL, name) is None
+            except Exception:  # the API server away (a fault): look again later
+                return
+            if missing and name not in self.absent:
                 self.violation(f"binding {name} lost")
 
     def listed_keys(self) -> set[Key]:
@@ -655,7 +901,8 @@ class Soak:
         want = set(self.wanted()) | set(self.manual.values())
         if listed != want:
             out.append(f"missing {sorted(want - listed)}, unexpected {sorted(listed - want)}")
-        for plural, names in ((RB_PLURAL, ALL_BINDINGS), (WS_PLURAL, ["analytics"])):
+        present = [b for b in ALL_BINDINGS if b not in self.absent]
+        for plural, names in ((RB_PLURAL, present), (WS_PLURAL, ["analytics"])):
             for name in names:
                 obj = self.h.get(plural, name) or {}
                 c = self.h.condition(plural, name)
@@ -758,6 +1005,12 @@ class Soak:
             self.setup()
             self.chaos()
         finally:
+            if self.kube is not None:
+                self.kube.wait()
+            if self.replicas is not None:
+                self.replicas.stop()
+            if self.timeline is not None:
+                self.timeline.stop()
             if self.pusher is not None:
                 self.pusher.close()
                 self.report.scim_requests = self.pusher.requests
@@ -766,6 +1019,7 @@ class Soak:
                 self.report.scim_rejected = sum(self.pusher.rejected.values())
                 self.report.scim_rejections = list(self.pusher.rejections)
                 self.report.scim_injected_rejections = sum(self.pusher.injected.values())
+                self.report.scim_deferred_by_code = dict(self.pusher.deferred)
             self.report.faults_by_kind = dict(self.fault_kinds)
             self.report.faults_by_operation = dict(sorted(self.fault_operations.items()))
             self.report.scim_changes_by_kind = dict(self.scim_kinds)
@@ -797,7 +1051,21 @@ class Soak:
         next_kill = start + rng.uniform(0.05, 0.25) * self.duration  # at least one kill, early on
         next_expire = start + rng.expovariate(1 / self.expire_every)
         next_binding_check = start
+        never = float("inf")
+        next_kube = start + rng.uniform(0.05, 0.2) * self.duration if self.kube is not None else never
+        next_object = start + rng.expovariate(1 / self.object_fault_every) if self.kube_faults_on else never
+        self.t0 = time.time()
         while (now := time.monotonic()) < end:
+            kube_busy = self.kube is not None and self.kube.busy
+            if self.kube is not None and now >= next_kube and not kube_busy and not self.pending_control_plane():
+                episode = self.kube.start()
+                self.log(f"soak: {episode.kind}")
+                self.pending.append((episode, lambda e=episode: self.acting_again(e)))
+                next_kube = now + rng.expovariate(1 / self.kube_fault_every)
+            if now >= next_object and not kube_busy:
+                self.object_fault()
+                next_object = time.monotonic() + rng.expovariate(1 / self.object_fault_every)
+            self.tick_pending()
             if now >= next_change:
                 self.change_directory()
                 next_change = now + rng.expovariate(1 / self.change_every)
@@ -807,7 +1075,10 @@ class Soak:
             if now >= next_burst:
                 self.burst()
                 next_burst = time.monotonic() + rng.expovariate(1 / self.burst_every)
-            if now >= next_kill and self.restart_at is None:
+            if now >= next_kill and self.replicas is not None:
+                self.replica_event()
+                next_kill = now + rng.expovariate(1 / self.kill_every)
+            elif now >= next_kill and self.restart_at is None:
                 self.kill()
                 self.restart_at = now + rng.uniform(0.0, 3.0)
                 next_kill = now + rng.expovariate(1 / self.kill_every)
@@ -828,6 +1099,7 @@ class Soak:
 
         h.sb.admin.remove_fault(rule["id"])
         self.restart_at = None
+        self.end_kube_faults()
         self.ensure_running()
         # The identity provider pushes again what a deleted group should be (its final state is then
         # the one the model states without holds; the final phase checks holds deterministically).
@@ -850,6 +1122,62 @@ class Soak:
             self.check_requests()
             self.check_assignments()
             self.check_bindings_exist()
+        self.account()
+
+    def pending_control_plane(self) -> bool:
+        """A control-plane fault whose recovery is not seen yet: the next one waits for it."""
+        return self.kube is not None and any(e.recovered is None for e in self.kube.episodes[-1:])
+
+    def end_kube_faults(self) -> None:
+        """The faults stop: the control plane back, paused replicas resumed, deleted bindings back."""
+        if self.kube is not None:
+            self.kube.wait()
+        if self.replicas is not None:
+            self.replicas.resume_due(float("inf"))
+            for e in self.episodes:
+                if e.kind == "leader_pause" and e.ended is None:
+                    e.ended = time.time()
+        deadline = time.monotonic() + 120
+        while self.absent and time.monotonic() < deadline:
+            self.tick_pending()
+            self.tick_restart()
+            time.sleep(0.5)
+        for name in self.absent:
+            self.violation(f"binding {name} deleted {120}s ago is still not gone")
+
+    def account(self) -> None:
+        """The Lease proof, the leaderless time and the table of faults."""
+        r, t0 = self.report, getattr(self, "t0", time.time())
+        if self.timeline is not None:
+            self.timeline.stop()
+            r.writes_checked = len(self.writes)
+            wrong = self.timeline.check_writes(self.writes)
+            r.writes_by_non_holders = len(wrong)
+            for what in wrong:
+                self.violation(what)
+            r.leaderless_total_s, r.leaderless_longest_s = self.timeline.leaderless()
+        episodes = sorted(
+            [*self.episodes, *(self.kube.episodes if self.kube is not None else [])], key=lambda e: e.started
+        )
+        r.episodes = [e.row(t0) for e in episodes]
+        table: dict[str, dict[str, Any]] = {}
+        for e in episodes:
+            row = table.setdefault(e.kind, {"injected": 0, "recoveries_s": [], "violations": 0})
+            row["injected"] += 1
+            if e.recovery_s is not None:
+                row["recoveries_s"].append(e.recovery_s)
+            until = (e.ended or e.started) + self.race_window
+            row["violations"] += sum(1 for v in self.violation_times if e.started - 1 <= v <= until)
+        for kind, n in sorted(self.fault_kinds.items()):
+            table[f"azure_{kind}"] = {"injected": n, "recoveries_s": [], "violations": None}
+        if r.token_expiries:
+            table["azure_token_expiry"] = {"injected": r.token_expiries, "recoveries_s": [], "violations": None}
+        for row in table.values():
+            rec = sorted(row.pop("recoveries_s"))
+            row["recovery_p50_s"] = rec[len(rec) // 2] if rec else None
+            row["recovery_max_s"] = rec[-1] if rec else None
+            row["recovered"] = len(rec)
+        r.fault_table = table
 
 
 def summary(report: Report) -> str:
@@ -863,7 +1191,19 @@ def summary(report: Report) -> str:
         f"{r.scim_kills_during_pushes} kills during pushes, {r.scim_unanswered} unanswered and retried), "
         f"{r.scim_rejected} rejected {r.scim_rejected_by_code} besides {r.scim_injected_rejections} injected; "
         f"converged {r.convergence_s}s after the faults stopped; holds {r.hold_checks}; "
-        f"{len(r.violations)} violations"
+        + (
+            f"{r.replicas} replicas: {r.lease_lost_exits} exits on a lost Lease, {r.writes_checked} Synapse writes "
+            f"checked against the Lease ({r.writes_by_non_holders} by a non-holder), no leader "
+            f"{r.leaderless_total_s}s in all (longest {r.leaderless_longest_s}s); "
+            if r.replicas > 1
+            else ""
+        )
+        + "".join(
+            f"{kind} x{row['injected']} (recovery p50 {row['recovery_p50_s']}s max {row['recovery_max_s']}s); "
+            for kind, row in r.fault_table.items()
+            if not kind.startswith("azure_")
+        )
+        + f"{len(r.violations)} violations"
     )
 
 
@@ -876,6 +1216,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--change-every", type=float, default=2.0, help="mean seconds between directory changes")
     parser.add_argument("--push-every", type=float, default=1.5, help="mean seconds between single SCIM pushes")
     parser.add_argument("--burst-every", type=float, default=25.0, help="mean seconds between bursts of 50 pushes")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas under leader election (default 1: none)")
+    parser.add_argument(
+        "--kube-faults",
+        action="store_true",
+        help="kill and pause the API server and etcd, expire watches, edit and delete objects",
+    )
+    parser.add_argument(
+        "--kube-fault-every", type=float, default=60.0, help="mean seconds between control-plane faults"
+    )
+    parser.add_argument("--object-fault-every", type=float, default=30.0, help="mean seconds between object faults")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
@@ -903,6 +1253,10 @@ def main(argv: list[str] | None = None) -> int:
                 change_every=args.change_every,
                 push_every=args.push_every,
                 burst_every=args.burst_every,
+                replicas=args.replicas,
+                kube_faults=args.kube_faults,
+                kube_fault_every=args.kube_fault_every,
+                object_fault_every=args.object_fault_every,
                 log=lambda m: print(m, flush=True),
             ).run()
     print(summary(report))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import ssl
 import threading
 import time
@@ -40,6 +41,9 @@ SCIM_GROUPS = ["Data Engineers", "Analysts", "Contractors"]
 # Users the identity provider knows but Entra ID does not: they match nothing and get nothing.
 GHOSTS = [f"ghost{i}@fabrikam.example" for i in range(6)]
 RETRYABLE = {409, 429, 500, 502, 503, 504}
+# Answers that ask the identity provider to come back later (the rate limit; the endpoint starting, or
+# its Kubernetes API away): retried, counted apart from the rejections.
+DEFERRED = {429, 503}
 
 
 class PushRejected(Exception):
@@ -121,8 +125,10 @@ class ScimWorld:
 class ScimPusher:
     """The identity provider's HTTP side: the TLS client, its retries, and what it counted."""
 
-    def __init__(self, base_url: str, token: str, ca_path: Path, deadline: float = 120.0) -> None:
-        self.base_url, self.deadline = base_url, deadline
+    def __init__(self, base_url: str | list[str], token: str, ca_path: Path, deadline: float = 120.0) -> None:
+        # Several base URLs: one per replica, each request to any of them (as a Service spreads them).
+        self.base_urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.base_url, self.deadline = self.base_urls[0], deadline
         context = ssl.create_default_context(cafile=str(ca_path))
         self.http = httpx.Client(
             verify=context,
@@ -136,7 +142,11 @@ class ScimPusher:
         self.rejected: Counter[str] = Counter()  # unexpected answers, by code
         self.rejections: list[str] = []  # the first few, in full
         self.injected: Counter[str] = Counter()  # refusals the soak asked for, by code
+        self.deferred: Counter[str] = Counter()  # 429 and 503 with Retry-After: retried as told, by code
         self.pool = ThreadPoolExecutor(max_workers=50, thread_name_prefix="scim-push")
+
+    def url(self) -> str:
+        return self.base_urls[0] if len(self.base_urls) == 1 else random.choice(self.base_urls)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -170,7 +180,7 @@ class ScimPusher:
         lost = False  # an earlier attempt got no answer: it may have been applied
         while True:
             try:
-                r = self.http.request(method, self.base_url + path, json=body)
+                r = self.http.request(method, self.url() + path, json=body)
             except httpx.TransportError as exc:
                 if not lost:
                     self._count(answered=False)
@@ -188,7 +198,10 @@ class ScimPusher:
             if lost and method == "POST" and r.status_code == 409 and found_after_retry is not None:
                 self._count()
                 return found_after_retry()
-            self._rejected(method, path, r)
+            if r.status_code in DEFERRED and time.monotonic() <= deadline:
+                self._count(self.deferred, r.status_code)  # asked to come back later: not a refusal
+            else:
+                self._rejected(method, path, r)
             if r.status_code not in RETRYABLE or time.monotonic() > deadline:
                 raise PushRejected(r.status_code, r.text)
             time.sleep(min(5.0, float(r.headers.get("Retry-After") or 0.3)))
@@ -197,7 +210,7 @@ class ScimPusher:
         """A request the endpoint must refuse (an injected rejection); True when it answered `expect`."""
         while True:
             try:
-                r = self.http.request(method, self.base_url + path, json=body)
+                r = self.http.request(method, self.url() + path, json=body)
             except httpx.TransportError:
                 time.sleep(0.3)
                 continue
@@ -263,18 +276,30 @@ class ScimEndpoint:
         (self.tls_dir / "tls.crt").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
         self.ca_path = workdir / "scim-ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_path))
-        self.port = free_port()
+        self.ports = [free_port()]  # one per replica (`for_replicas`)
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
+
+    def for_replicas(self, n: int) -> None:
+        self.ports = [free_port() for _ in range(n)]
 
     @property
     def base_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/scim/v2/{self.namespace}/{PROVIDER}"
+        return self.base_urls[0]
 
-    def env(self) -> dict[str, str]:
+    @property
+    def base_urls(self) -> list[str]:
+        return [f"https://127.0.0.1:{port}/scim/v2/{self.namespace}/{PROVIDER}" for port in self.ports]
+
+    def env(self, replica: int = 0) -> dict[str, str]:
+        port = self.ports[replica]
         return {
-            "SYNAPSE_SCIM_SCIM_PORT": str(self.port),
+            "SYNAPSE_SCIM_SCIM_PORT": str(port),
             "SYNAPSE_SCIM_SCIM_HOST": "127.0.0.1",
             "SYNAPSE_SCIM_SCIM_TLS_DIR": str(self.tls_dir),
-            "SYNAPSE_SCIM_SCIM_BASE_URL": f"https://127.0.0.1:{self.port}",
+            "SYNAPSE_SCIM_SCIM_BASE_URL": f"https://127.0.0.1:{port}",
         }
 
     def provider_body(self) -> dict[str, Any]:
