@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soak_kube import Episode, KubeFaults, LeaseTimeline, Replicas
+from soak_kube import Episode, KubeFaults, LeaseTimeline, Replicas, replica_of
 from soak_scim import PROVIDER, PushedUser, PushRejected, ScimEndpoint, ScimPusher, ScimWorld
 from support.harness import RB_PLURAL, WS_PLURAL, Harness, running_harness  # tests/support, installed by `make venv`
 from synapse_scim.core.model import Grant, assignment_id
@@ -316,6 +316,26 @@ class Soak:
             if sent <= end and until >= start:
                 out.append(key in wanted or key[0] in held)
         return out
+
+    def why_wanted(self, key: Key, start: float, end: float) -> str:
+        """For a violation's message: the states of the window, each as wanted / held / neither, and who
+        the user is in the model now (groups, pushed groups, disabled)."""
+        upn = next((u for u, i in self.ids.items() if i == key[1]), key[1])
+        states = []
+        for i, (sent, answered, wanted, held) in enumerate(self.states):
+            until = self.states[i + 1][1] if i + 1 < len(self.states) else float("inf")
+            if sent <= end and until >= start:
+                mark = "wanted" if key in wanted else "held" if key[0] in held else "-"
+                states.append(f"{sent:.2f}/{answered:.2f}:{mark}")
+        groups = sorted(g for g in self.dir.members if upn in self.dir.users_of(g))
+        pushed = []
+        if self.world is not None:
+            for name, group in self.world.groups.items():
+                for k in group.members:
+                    user = self.world.users[k]
+                    if user.upn == upn:
+                        pushed.append(f"{name}({'active' if user.active else 'inactive'})")
+        return f"{upn}: states {states}; now in {groups}, pushed in {pushed}, disabled {upn in self.dir.disabled}"
 
     def current_state(self, at: float) -> frozenset[Key]:
         """The wanted grants of the state whose change had been answered by `at`."""
@@ -859,7 +879,8 @@ class Soak:
             window = self.protected_in_window(key, e["time"] - self.race_window, e["time"])
             if all(window):
                 self.violation(
-                    f"deleted {key} at {e['time']:.3f}, wanted or held throughout the {self.race_window:g}s before"
+                    f"deleted {key} at {e['time']:.3f} by {replica_of(e)}, wanted or held throughout the "
+                    f"{self.race_window:g}s before: {self.why_wanted(key, e['time'] - self.race_window, e['time'])}"
                 )
             elif key in self.current_state(e["time"]):
                 # Wanted again by the time it was deleted: the operator acted on a read from before

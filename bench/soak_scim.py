@@ -5,7 +5,8 @@ the model of what was pushed, which says which Synapse grants the ScimGroup subj
 A push is retried as an identity provider retries: a connection refused or reset (the operator was
 SIGKILLed), a 429, a 409 conflict or a 5xx is sent again until it is answered; a create that was applied
 before its answer was lost (409 uniqueness on the retry) is found by a filter, a delete answered 404 on
-its retry was applied. Every answer that is not the expected one is counted by code (`rejected`):
+its retry was applied (a 503 counts as a lost answer: the endpoint answers it when its store is slower
+than its request timeout, and the write goes on to its end). 429 and 503 are counted as `deferred`. Every answer that is not the expected one is counted by code (`rejected`):
 besides the injected refusals (the bare remove of all members, which must be 400 and change nothing), it
 should stay 0.
 """
@@ -200,6 +201,9 @@ class ScimPusher:
                 return found_after_retry()
             if r.status_code in DEFERRED and time.monotonic() <= deadline:
                 self._count(self.deferred, r.status_code)  # asked to come back later: not a refusal
+                # A 503 may be the endpoint's own timeout while the write goes on to its end (docs/scim.md):
+                # like a lost answer, the retry may find it applied (a DELETE's 404, a POST's 409).
+                lost = lost or r.status_code == 503
             else:
                 self._rejected(method, path, r)
             if r.status_code not in RETRYABLE or time.monotonic() > deadline:
@@ -217,6 +221,10 @@ class ScimPusher:
             if r.status_code == expect:
                 self._count(self.injected, r.status_code)
                 return True
+            if r.status_code in DEFERRED:  # asked to come back later (the Kubernetes API away): do
+                self._count(self.deferred, r.status_code)
+                time.sleep(min(5.0, float(r.headers.get("Retry-After") or 0.3)))
+                continue
             self._rejected(method, path, r)
             return False
 
