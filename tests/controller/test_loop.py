@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from kopf._cogs.aiokits.aioenums import FlagSetter  # what kopf builds a daemon's `stopped` from
+from kubernetes.client.exceptions import ApiException
 
 from support.controller import FakeKube, SyncResult, binding_body, condition, workspace_body
 from support.sandbox import holders, last_seq, object_id
@@ -182,3 +183,48 @@ async def test_a_throttled_read_carries_the_retry_after_the_service_sent(sb: San
     with pytest.raises(WorkspaceError) as synapse:
         await clients.workspace.assignments()
     assert (synapse.value.reason, synapse.value.retry_after) == (Reason.WORKSPACE_READ_FAILED, 1.0)
+
+
+async def test_a_status_patch_the_api_server_refuses_is_retried_without_ending_the_loop(
+    sb: Sandbox, memo: Any, ns: str, events: Any
+):
+    """Issue 17 (Kubernetes-side faults): the sync's status write answered 409 Conflict (or cut by a
+    timeout) raised out of run_sync and ended the loop; kopf starts a failed daemon again only after
+    60 s, with the binding's status unwritten (Reconciling, or a stale Ready) and its pokes unanswered
+    meanwhile. The loop retries the sync instead, and nothing is revoked on the way."""
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    refused: list[dict[str, Any]] = []
+    patch_status = kube.patch_status
+
+    async def conflicting(plural: str, namespace: str, name: str, old: Any, new: Any) -> None:
+        # The first status write that reports the binding Ready: refused, as a conflict would be.
+        if plural == BINDINGS and not refused and condition(dict(new))["status"] == "True":
+            refused.append(dict(new))
+            raise ApiException(status=409, reason="Conflict")
+        await patch_status(plural, namespace, name, old, new)
+
+    kube.patch_status = conflicting  # type: ignore[method-assign]
+    since = await last_seq(sb)
+    async with workspace_loop(memo, ns) as loop:
+
+        async def in_sync() -> bool:
+            status = kube.status(BINDINGS, ns, "engineers")
+            return bool(status) and condition(status)["reason"] == "InSync"
+
+        async def refused_once() -> bool:
+            return bool(refused) or loop.done()
+
+        await until(refused_once, "the binding's Ready status written (and refused)", 30)
+        await until(lambda: _alive_and(loop, in_sync), "the refused status written again by a retry", 30)
+        assert not loop.done(), "the loop ended on the refused status patch"
+    log = await sb.admin.request_log(since=since)
+    assert not [e for e in log if e["operation"] == "deleteRoleAssignment"], "a refused status patch revoked"
+    assert object_id(sb, "bob@contoso.com") in await holders(sb, CONTRIBUTOR)
+
+
+async def _alive_and(loop: asyncio.Task[None], check: Callable[[], Awaitable[bool]]) -> bool:
+    if loop.done():
+        raise AssertionError(f"the loop ended: {loop.exception()!r}")
+    return await check()

@@ -13,6 +13,11 @@ poll interval of the storm's end, not at the next safety net. The retry reads ag
 failed sync read: it lists Synapse again only if the failed sync was a full one and failed on
 Synapse's side, and it reads the directory fresh only if the failed sync did. A read that failed is
 never stored in the tenant cache, so even an incremental retry reads it from Graph again.
+
+A sync the Kubernetes API failed (a status patch answered 409 Conflict, or cut or answered 504 by a
+timeout; a read of the objects that failed) raises out of run_sync: the loop logs it and retries the
+same way, reading again at least what that sync was to read. It never ends the loop: kopf would start
+it again only after its daemon backoff (60 s), with the sync's statuses unwritten meanwhile.
 """
 
 from __future__ import annotations
@@ -70,6 +75,16 @@ class Retry:
         self.at = time.monotonic() + delay
         return delay
 
+    def failed(self, *, full: bool, directory: bool, cap: float) -> float:
+        """Record a sync that raised (the Kubernetes API failed it); the seconds until its retry, which
+        reads again at least what the failed sync was to read (it may have stopped before any read)."""
+        self.failures += 1
+        self.full = self.full or full
+        self.directory = self.directory or directory
+        delay = retry_delay(self.failures, None, cap) * random.uniform(0.9, 1.0)
+        self.at = time.monotonic() + delay
+        return delay
+
 
 async def run_workspace_loop(
     stopped: kopf.DaemonStopped,
@@ -122,17 +137,39 @@ async def run_workspace_loop(
             )
             if full:
                 memory = SyncMemory()  # the safety net: a full sync recomputes everything from scratch
-            # Before the sync: a Secret the namespace controller may delete must already carry the
-            # finalizer (none can be added once its deletion started); looked at again at every full sync.
-            protected = await protect_credential(
-                memo.kube, namespace, body.get("spec"), protected, logger, recheck=full
-            )
-            result = await run_sync(key, memo, logger, full=full, fresh_directory=directory, memory=memory)
+            cap = min(RETRY_MAX, settings.directory_poll_interval)
+            raised: Exception | None = None
+            try:
+                # Before the sync: a Secret the namespace controller may delete must already carry the
+                # finalizer (none can be added once its deletion started); looked at again at every full
+                # sync.
+                protected = await protect_credential(
+                    memo.kube, namespace, body.get("spec"), protected, logger, recheck=full
+                )
+                result = await run_sync(key, memo, logger, full=full, fresh_directory=directory, memory=memory)
+            except Exception as exc:
+                # The Kubernetes API failed the sync (a status patch answered 409 or cut by a timeout, a
+                # read that failed): Azure's failures are status, never exceptions. Retried with backoff
+                # like a transient failure, reading again what this sync would have read. Let out, it
+                # would end the loop, and kopf would start it again only after its daemon backoff (60 s),
+                # with this sync's statuses unwritten meanwhile and its pokes unanswered.
+                result, raised = None, exc
             if full:
                 last_full = now
             if directory:
                 last_directory = now
-            cap = min(RETRY_MAX, settings.directory_poll_interval)
+            if raised is not None:
+                backoff = retry.failed(full=full, directory=directory, cap=cap)
+                logger.warning(
+                    "sync of %s/%s failed on the Kubernetes API (%s: %s): retrying in %.1f s (%d failed in a row)",
+                    namespace,
+                    name,
+                    type(raised).__name__,
+                    " ".join(str(raised).split())[:300],
+                    backoff,
+                    retry.failures,
+                )
+                continue
             delay = retry.after(result, full=full, directory=directory, cap=cap)
             if delay is not None and result is not None:
                 first = result.transient()[0]
