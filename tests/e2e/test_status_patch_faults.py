@@ -2,14 +2,14 @@
 proxy (devcluster/apiproxy.py) that answers 40 % of its status patches and of its patches of the
 synapse-scim.io objects (kopf's finalizers and progress annotations) with a 409 Conflict, or holds them
 and answers 504 or cuts the connection (before or after the API server applied them), and ends its
-watches after 4 s, while a binding is edited and members leave and join a group, round after round
-until every kind of fault was injected a few times.
+watches after 4 s, while a binding is deleted, another edited, and members leave and join a group,
+round after round until every kind of fault was injected a few times.
 
 The invariants: no failure turns into a revocation (every deleteRoleAssignment in the sandbox's log is
-one a directory change asked for), the manual assignment stays, no binding is lost (each keeps kopf's
-finalizer), the grants follow every change even during the faults, and once the faults stop every
-object is Ready at its current generation with exactly the wanted assignments, without anyone touching
-the objects again."""
+one a directory change or the deletion asked for), the manual assignment stays, no binding is lost
+(each keeps kopf's finalizer), no workspace loop dies, the grants follow every change even during the
+faults, and once the faults stop every object is Ready at its current generation with exactly the
+wanted assignments, without anyone touching the objects again."""
 
 from __future__ import annotations
 
@@ -48,6 +48,17 @@ def wait_held(h: Harness, wanted: set[tuple[str, str]], what: str) -> None:
     h.wait_for(lambda: held(h) == expected, what, timeout=120)
 
 
+def wait_finalizer(h: Harness, name: str) -> None:
+    """Until kopf's finalizer is on the binding: kopf may still be retrying a patch a fault cut (its
+    backoff: 1, 1, 2, 3, 5 ... s)."""
+
+    def on() -> bool:
+        meta = (h.get(RB_PLURAL, name) or {}).get("metadata") or {}
+        return FINALIZER in meta.get("finalizers", ())
+
+    h.wait_for(on, f"kopf's finalizer on binding {name}", timeout=120)
+
+
 def test_conflicting_and_timed_out_patches_revoke_nothing_and_converge(proxy: ApiFaultProxy, harness: Harness):
     # `proxy` before `harness`: the operator stops before the proxy it talks through.
     h = harness
@@ -63,12 +74,24 @@ def test_conflicting_and_timed_out_patches_revoke_nothing_and_converge(proxy: Ap
     h.workspace()
     h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
     h.binding("engineers", ["Synapse User"], [{"kind": "Group", "name": "Data Engineers"}])
-    wanted = {(ids[u], USER_ROLE) for u in ("erin", "frank", "alice", "bob", "carol")} | {(ids["grace"], ADMIN_ROLE)}
+    h.binding("contractors", ["Synapse User"], [{"kind": "Group", "name": "Contractors"}])  # grace
+    wanted = {(ids[u], USER_ROLE) for u in ("erin", "frank", "alice", "bob", "carol", "grace")}
+    wanted |= {(ids["grace"], ADMIN_ROLE)}
     wait_held(h, wanted, "the first grants, through the faults")
-    # The assignments each directory change may revoke (their ids are deterministic).
+    # The assignments a directory change or a deletion may revoke (their ids are deterministic).
     may_revoke = {
-        a["id"] for a in h.assignments() if a["principalId"] == ids["erin"] and a["roleDefinitionId"] == USER_ROLE
+        a["id"]
+        for a in h.assignments()
+        if a["principalId"] in (ids["erin"], ids["grace"]) and a["roleDefinitionId"] == USER_ROLE
     }
+
+    # A binding deleted (deletionPolicy Delete): its grant revoked, then kopf's finalizer let go, through
+    # the faults; grace's manual assignment of another role stays.
+    wait_finalizer(h, "contractors")
+    h.delete(RB_PLURAL, "contractors")
+    wanted -= {(ids["grace"], USER_ROLE)}
+    wait_held(h, wanted, "the deleted binding's grant revoked, through the faults")
+    h.wait_for(lambda: h.get(RB_PLURAL, "contractors") is None, "the deleted binding gone", timeout=120)
 
     # A binding edited and members joining and leaving, all while the faults go on: every change is a
     # sync with status writes (and a generation for kopf and the Reconciling mark), until enough of
@@ -104,12 +127,7 @@ def test_conflicting_and_timed_out_patches_revoke_nothing_and_converge(proxy: Ap
     assert deletes and {e["params"]["roleAssignmentId"] for e in deletes} <= may_revoke, deletes
     assert manual["id"] in {a["id"] for a in h.assignments()}, "the manual assignment was revoked"
     for name in ("analysts", "engineers"):
-        # kopf may still be retrying a finalizer patch a fault cut (its backoff: 1, 1, 2, 3, 5 ... s).
-        h.wait_for(
-            lambda name=name: FINALIZER in ((h.get(RB_PLURAL, name) or {}).get("metadata") or {}).get("finalizers", ()),
-            f"kopf's finalizer on binding {name}",
-            timeout=120,
-        )
+        wait_finalizer(h, name)
 
     # No handler was killed by a fault: a sync's failed patch is retried by its loop, never let out of
     # the daemon (kopf would start it again only after 60 s).
