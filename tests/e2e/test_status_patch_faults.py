@@ -20,7 +20,7 @@ import pytest
 
 from support.harness import RB_PLURAL, WS_PLURAL, Harness
 from support.orgs import upn
-from synapse_scim_sandbox.devcluster.apiproxy import SCIM_IO_WRITES, STATUS_PATCHES, ApiFaultProxy
+from synapse_scim_sandbox.devcluster.apiproxy import SCIM_IO_WRITES, STATUS_PATCHES, ApiFaultProxy, Match
 
 USER_ROLE = "2a385764-43e8-416c-9825-7b18d05a2c4b"
 CONTRIBUTOR_ROLE = "7572bffe-f453-4b66-912a-46cc5ef38fda"
@@ -136,3 +136,42 @@ def test_conflicting_and_timed_out_patches_revoke_nothing_and_converge(proxy: Ap
     assert all(injected[kind] >= n for kind, n in AT_LEAST.items()), injected
     assert injected["watch_end"], f"watches were ended early too ({proxy.watches} watches)"
     print(f"faults injected: {dict(injected)}; matched: {dict(proxy.matched)}; forwarded: {proxy.forwarded}")
+
+
+def test_a_binding_kopf_could_not_put_its_finalizer_on_gets_it_at_the_next_sync(proxy: ApiFaultProxy, harness: Harness):
+    """kopf drops a patch of its own that the API server refused (here every patch kopf makes of the
+    binding `late`: a 409 Conflict) and tries again only at the object's next event. The next sync of
+    the workspace puts kopf's finalizer on (with the kubernetes client, which the rule does not match),
+    so that the binding's deletion still waits for its revocations."""
+    h = harness
+    ids = {name: h.user_id(upn(name)) for name in ("erin", "frank", "grace")}
+    h.operator_kubeconfig = proxy.kubeconfig
+    h.start_operator()
+    h.workspace()
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])
+    h.wait_condition(RB_PLURAL, "analysts")
+
+    proxy.set_faults(
+        1.0, kinds=("conflict",), match=Match.of("PATCH", r"/synapserolebindings/late$", user_agent=r"^kopf/")
+    )
+    h.binding("late", ["Synapse User"], [{"kind": "Group", "name": "Contractors"}])  # grace
+    h.wait_for(lambda: proxy.injected["conflict"] >= 1, "kopf's finalizer patch refused")
+    # Any sync of the workspace will do: another binding's change pokes one.
+    h.patch(RB_PLURAL, "analysts", {"spec": {"roles": ["Synapse User", "Synapse Contributor"]}})
+    wait_finalizer(h, "late")
+    wait_held(
+        h,
+        {
+            *((ids[u], role) for u in ("erin", "frank") for role in (USER_ROLE, CONTRIBUTOR_ROLE)),
+            (ids["grace"], USER_ROLE),
+        },
+        "the late binding's grant",
+    )
+
+    # With the finalizer on, its deletion waits for the revocation (kopf's own patches still refused
+    # until here: the faults stop so that kopf can let it go).
+    proxy.clear()
+    h.delete(RB_PLURAL, "late")
+    h.wait_for(lambda: h.get(RB_PLURAL, "late") is None, "the deleted binding gone", timeout=120)
+    assert (ids["grace"], USER_ROLE) not in held(h), "gone before its grant was revoked"
+    assert "put synapse-scim.io/finalizer on synapserolebindings" in h.operator_log()

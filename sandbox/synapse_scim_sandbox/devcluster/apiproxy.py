@@ -33,7 +33,8 @@ The API:
   through the proxy).
 - `.set_faults(rate, kinds=("conflict", "timeout"), match=STATUS_PATCHES, hold=None)`: every request that
   a rule of `match` matches is faulted with probability `rate`, the kind drawn uniformly from `kinds`.
-  `match`: one `Match` (or a `(methods, path regex)` pair), or a sequence of them. Thread-safe; it
+  `match`: one `Match` (methods, a path regex, optionally Content-Type and User-Agent regexes; or a
+  `(methods, path regex)` pair), or a sequence of them. Thread-safe; it
   replaces the faults set before.
 - `.set_watch_faults(end_after, rate=1.0)`: a watch (`?watch=true`) is ended after `end_after`
   seconds of streaming (with probability `rate`), as an API server ends one at its timeout: a clean end
@@ -71,7 +72,7 @@ import shutil
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -108,18 +109,39 @@ _HOP = frozenset(
 
 @dataclass(frozen=True)
 class Match:
-    """Requests of one of `methods` whose path (without the query) matches the regex `path`."""
+    """Requests of one of `methods` whose path (without the query) matches the regex `path`; with
+    `content_type` or `user_agent`, also those headers' regexes (e.g. `user_agent="^kopf/"`: kopf's
+    own requests, not those the operator makes with the kubernetes client)."""
 
     methods: frozenset[str]
     path: re.Pattern[str]
+    content_type: re.Pattern[str] | None = None
+    user_agent: re.Pattern[str] | None = None
 
     @classmethod
-    def of(cls, methods: Iterable[str] | str, path: str) -> Match:
+    def of(
+        cls,
+        methods: Iterable[str] | str,
+        path: str,
+        content_type: str | None = None,
+        user_agent: str | None = None,
+    ) -> Match:
         names = (methods,) if isinstance(methods, str) else tuple(methods)
-        return cls(frozenset(m.upper() for m in names), re.compile(path))
+        return cls(
+            frozenset(m.upper() for m in names),
+            re.compile(path),
+            re.compile(content_type) if content_type is not None else None,
+            re.compile(user_agent) if user_agent is not None else None,
+        )
 
-    def __call__(self, method: str, path: str) -> bool:
-        return method.upper() in self.methods and self.path.search(path) is not None
+    def __call__(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> bool:
+        headers = headers or {}
+        return (
+            method.upper() in self.methods
+            and self.path.search(path) is not None
+            and (self.content_type is None or self.content_type.search(headers.get("Content-Type", "")) is not None)
+            and (self.user_agent is None or self.user_agent.search(headers.get("User-Agent", "")) is not None)
+        )
 
 
 STATUS_PATCHES = Match.of(("PATCH", "PUT"), r"/status$")
@@ -301,10 +323,10 @@ class ApiFaultProxy:
         with self._lock:
             return self._watches
 
-    def _decide(self, method: str, path: str) -> tuple[str | None, float]:
+    def _decide(self, method: str, path: str, headers: Mapping[str, str]) -> tuple[str | None, float]:
         with self._lock:
             f = self._faults
-            if not f.rate or not f.kinds or not any(m(method, path) for m in f.match):
+            if not f.rate or not f.kinds or not any(m(method, path, headers) for m in f.match):
                 return None, f.hold
             self._matched[method.upper()] += 1
             if self._random.random() >= f.rate:
@@ -398,7 +420,7 @@ class ApiFaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        kind, hold = self._decide(request.method, path)
+        kind, hold = self._decide(request.method, path, request.headers)
         if kind == "conflict":
             return self._status(
                 409,
