@@ -385,6 +385,7 @@ class ApiFaultProxy:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)  # this thread's own
         self._loop = loop
         try:
             loop.run_until_complete(self._serve())
@@ -392,6 +393,14 @@ class ApiFaultProxy:
             self._error = exc
             self._ready.set()
         finally:
+            # Handlers still streaming (watches the clients kept open) end here, in their loop, not
+            # later in the garbage collector with the loop closed.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     async def _serve(self) -> None:
