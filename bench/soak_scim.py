@@ -6,7 +6,8 @@ A push is retried as an identity provider retries: a connection refused or reset
 SIGKILLed), a 429, a 409 conflict or a 5xx is sent again until it is answered; a create that was applied
 before its answer was lost (409 uniqueness on the retry) is found by a filter, a delete answered 404 on
 its retry was applied (a 503 counts as a lost answer: the endpoint answers it when its store is slower
-than its request timeout, and the write goes on to its end). 429 and 503 are counted as `deferred`. Every answer that is not the expected one is counted by code (`rejected`):
+than its request timeout, and the write goes on to its end). 429 and 503 are counted as `deferred`.
+Every other answer that is not the expected one is counted by code (`rejected`):
 besides the injected refusals (the bare remove of all members, which must be 400 and change nothing), it
 should stay 0.
 """

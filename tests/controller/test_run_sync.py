@@ -19,7 +19,7 @@ from kopf._core.engines import posting  # kopf's own event queue: see the fixtur
 from support.controller import FakeKube, binding_body, condition, run_sync, workspace_body
 from support.sandbox import holders, object_id, role_id
 from synapse_scim import metrics
-from synapse_scim.adapters.kube import BINDINGS, WORKSPACES
+from synapse_scim.adapters.kube import BINDINGS, FINALIZER, WORKSPACES
 from synapse_scim.core.model import BindingKey
 from synapse_scim_sandbox import Sandbox
 
@@ -219,3 +219,24 @@ async def test_a_reconciling_mark_that_cannot_be_written_does_not_stop_the_sync(
     with pytest.raises(RuntimeError, match="403"):
         await run_sync((ns, "analytics"), memo, LOG)
     assert len(await holders(sb, CONTRIBUTOR)) == 5
+
+
+async def test_kopfs_finalizer_is_put_on_where_kopfs_own_patch_did_not(sb: Sandbox, memo: Any, ns: str, events: Any):
+    """Issue 17 (Kubernetes-side faults, tests/e2e/test_status_patch_faults.py): kopf drops a patch of
+    its own that the API server refused (409, or a timeout after its retries) and tries again only at
+    the object's next event. A quiet binding thus stayed without kopf's finalizer, granted and Ready,
+    and its deletion would not have waited for the revocations. The sync puts it on, on the workspace
+    and every binding not being deleted, and leaves one already there alone."""
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    kube.add(binding_body(ns, "kept", [CONTRIBUTOR], ENGINEERS))
+    kube.bindings[(ns, "kept")]["metadata"]["finalizers"] = ["other.example/keep", FINALIZER]
+    kube.add(binding_body(ns, "leaving", [CONTRIBUTOR], ENGINEERS, deleting=True))
+    result = await run_sync((ns, "analytics"), memo, LOG)
+    assert result is not None and result.problem is None
+    assert sorted(kube.finalizers_added) == [(BINDINGS, "engineers"), (WORKSPACES, "analytics")]
+    assert kube.bindings[(ns, "engineers")]["metadata"]["finalizers"] == [FINALIZER]
+    assert kube.workspaces[(ns, "analytics")]["metadata"]["finalizers"] == [FINALIZER]
+    assert kube.bindings[(ns, "kept")]["metadata"]["finalizers"] == ["other.example/keep", FINALIZER]
+    assert "finalizers" not in kube.bindings[(ns, "leaving")]["metadata"], "none is added to what is going"

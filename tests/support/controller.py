@@ -115,6 +115,7 @@ class FakeKube:
         self.bindings: dict[tuple[str, str], dict[str, Any]] = {}
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
         self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.finalizers_added: list[tuple[str, str]] = []  # (plural, name): what add_finalizer put on
         # ConfigMaps (the grant ledger): (namespace, name) -> {"metadata": ..., "data": ...}
         self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self.configmap_writes: list[tuple[str, str, dict[str, str | None]]] = []
@@ -135,6 +136,19 @@ class FakeKube:
             for (ns, _), b in self.bindings.items()
             if ns == namespace and b["spec"]["workspaceRef"]["name"] == workspace
         ]
+
+    async def add_finalizer(self, plural: str, body: Mapping[str, Any], finalizer: str) -> bool:
+        """As Kube.add_finalizer, without the resourceVersion guard: the stored object gets it."""
+        meta = body.get("metadata") or {}
+        store = self.workspaces if plural == WORKSPACES else self.bindings
+        stored = store.get((meta.get("namespace"), meta.get("name")))
+        if stored is None:
+            return False
+        finalizers = stored["metadata"].setdefault("finalizers", [])
+        if finalizer not in finalizers:
+            finalizers.append(finalizer)
+            self.finalizers_added.append((plural, str(meta.get("name"))))
+        return True
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any]

@@ -35,6 +35,10 @@ class Harness:
         self.core = client.CoreV1Api(self.api)
         self.operator: subprocess.Popen[bytes] | None = None
         self.log_path = tmp / "operator.log"
+        # The kubeconfig the operator is started with: the cluster's own unless a test points it
+        # elsewhere (the fault-injecting API proxy, devcluster/apiproxy.py). The harness's own client
+        # (self.api) always talks to the cluster directly.
+        self.operator_kubeconfig: Path | None = None
 
     # -- the operator --------------------------------------------------------------------------
 
@@ -56,7 +60,7 @@ class Harness:
         what support.scim.ScimOperator starts its replicas from)."""
         environment = {
             **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "KUBECONFIG": str(self.operator_kubeconfig or self.cluster.kubeconfig),
             "SYNAPSE_SCIM_AZURE_CA_BUNDLE": str(self.sb.ca_path),
             "SYNAPSE_SCIM_DIRECTORY_POLL_INTERVAL": "1s",
             "SYNAPSE_SCIM_FINALIZER_WAIT": "20s",

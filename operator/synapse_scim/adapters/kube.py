@@ -25,6 +25,8 @@ GROUP = "synapse-scim.io"
 VERSION = "v1alpha1"
 WORKSPACES = "synapseworkspaces"
 BINDINGS = "synapserolebindings"
+# kopf's finalizer on both kinds (controller/runtime.py configures kopf with it).
+FINALIZER = "synapse-scim.io/finalizer"
 
 
 class Kube:
@@ -121,6 +123,37 @@ class Kube:
                 return False
             if exc.status == 404:
                 return True  # gone: nothing left to protect or release
+            raise
+        return True
+
+    async def add_finalizer(self, plural: str, body: Mapping[str, Any], finalizer: str) -> bool:
+        """Put `finalizer` on a custom object (a body as listed), guarded by its resourceVersion as a
+        JSON patch: never a merge patch of the whole list. False when the object changed or went
+        meanwhile (the next look sees it again)."""
+        meta = body.get("metadata") or {}
+        present = list(meta.get("finalizers") or [])
+        if finalizer in present:
+            return True
+        add = (
+            {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer}
+            if present
+            else {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]}
+        )
+        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")}, add]
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                str(meta.get("namespace")),
+                plural,
+                str(meta.get("name")),
+                ops,
+                _content_type="application/json-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):  # gone, or changed: a failed test
+                return False
             raise
         return True
 

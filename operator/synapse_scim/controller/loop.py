@@ -23,6 +23,7 @@ it again only after its daemon backoff (60 s), with the sync's statuses unwritte
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -165,7 +166,7 @@ async def run_workspace_loop(
                     namespace,
                     name,
                     type(raised).__name__,
-                    " ".join(str(raised).split())[:300],
+                    describe(raised),
                     backoff,
                     retry.failures,
                 )
@@ -187,6 +188,21 @@ async def run_workspace_loop(
         memo.registry.loop_ended(key)
         forget_workspace(memo, key)
         await memo.connections.drop(namespace, name)
+
+
+def describe(exc: Exception) -> str:
+    """One line for a failure of the Kubernetes API: an ApiException's status, reason and the message
+    of its Status body (which names the resource and, for a 403, the verb), not its headers."""
+    status = getattr(exc, "status", None)
+    body = getattr(exc, "body", None)
+    if status is not None and body:
+        try:
+            message = json.loads(body).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if message:
+            return " ".join(f"({status}) {getattr(exc, 'reason', '')}: {message}".split())[:1000]
+    return " ".join(str(exc).split())[:1000]
 
 
 def forget_workspace(memo: kopf.Memo, key: tuple[str, str]) -> None:

@@ -16,7 +16,7 @@ from synapse_scim import metrics
 from synapse_scim.adapters.connections import Clients
 from synapse_scim.adapters.credentials import CredentialError
 from synapse_scim.adapters.directory import Directory
-from synapse_scim.adapters.kube import BINDINGS, WORKSPACES, Kube
+from synapse_scim.adapters.kube import BINDINGS, FINALIZER, WORKSPACES, Kube
 from synapse_scim.adapters.principal_lookups import find_accounts
 from synapse_scim.controller.events import post_events
 from synapse_scim.controller.grant_ledger import record_grants
@@ -66,7 +66,9 @@ async def run_sync(
     if ws_body is None:
         return None
     ws = WorkspaceObject.from_body(ws_body)
-    bindings = [BindingObject.from_body(b) for b in await kube.list_bindings(namespace, name)]
+    binding_bodies = await kube.list_bindings(namespace, name)
+    await keep_finalizers(kube, ws_body, binding_bodies, logger)
+    bindings = [BindingObject.from_body(b) for b in binding_bodies]
     when = now_iso()
     ws, bindings = await mark_reconciling(kube, ws, bindings, when, logger)
     settings: Settings = memo.settings
@@ -174,6 +176,32 @@ async def run_sync(
             len(result.plan.held),
         )
     return result
+
+
+async def keep_finalizers(
+    kube: Kube,
+    ws_body: dict[str, Any],
+    binding_bodies: list[dict[str, Any]],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """kopf's finalizer on the workspace and each of its bindings that is not being deleted, put on
+    here when kopf's own patch did not: kopf drops a patch of its own the API server refused (a 409
+    Conflict, or a timeout after its retries) and tries again only at the object's next event, which a
+    quiet object may never have. Without the finalizer its deletion would not wait for the revocations.
+    Best-effort: a failure is logged, and the next sync looks again."""
+    for plural, body in ((WORKSPACES, ws_body), *((BINDINGS, b) for b in binding_bodies)):
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp") or FINALIZER in (meta.get("finalizers") or ()):
+            continue
+        try:
+            added = await kube.add_finalizer(plural, body, FINALIZER)
+        except Exception as exc:
+            logger.warning(
+                "could not put %s on %s %s/%s: %s", FINALIZER, plural, meta.get("namespace"), meta.get("name"), exc
+            )
+            continue
+        if added:
+            logger.info("put %s on %s %s/%s (kopf had not)", FINALIZER, plural, meta.get("namespace"), meta.get("name"))
 
 
 async def mark_reconciling(

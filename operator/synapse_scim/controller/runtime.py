@@ -13,7 +13,7 @@ import kopf
 
 from synapse_scim import metrics
 from synapse_scim.adapters.connections import Connections
-from synapse_scim.adapters.kube import Kube, api_client
+from synapse_scim.adapters.kube import FINALIZER, Kube, api_client
 from synapse_scim.controller import heap
 from synapse_scim.controller.registry import Registry
 from synapse_scim.controller.scim import ScimEndpoint, serve_scim
@@ -22,8 +22,6 @@ from synapse_scim.controller.scim_prefetch import LookupPrefetch
 from synapse_scim.controller.settings import Settings
 from synapse_scim.controller.tenant import Tenants
 from synapse_scim.core.durations import parse_duration
-
-FINALIZER = "synapse-scim.io/finalizer"
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
