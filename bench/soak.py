@@ -941,6 +941,7 @@ class Soak:
         while self.differences():
             self.check_requests()
             self.check_assignments()
+            self.tick_pending()
             if time.monotonic() - since > limit:
                 self.violation(f"not converged {limit:g}s {what}: " + "; ".join(self.differences()))
                 return None
@@ -1169,6 +1170,9 @@ class Soak:
     def account(self) -> None:
         """The Lease proof, the leaderless time and the table of faults."""
         r, t0 = self.report, getattr(self, "t0", time.time())
+        self.tick_pending()  # the faults' recoveries seen only once the faults stopped
+        for episode, _ in self.pending:
+            self.log(f"soak: no recovery seen from {episode.kind} at {episode.started - t0:.0f}s ({episode.detail})")
         if self.timeline is not None:
             self.timeline.stop()
             r.writes_checked = len(self.writes)
