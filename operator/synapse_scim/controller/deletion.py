@@ -9,7 +9,9 @@ Secret goes with the namespace: the revocations were never made and nothing said
   PersistentVolumeClaim's): a binding with deletionPolicy Delete until its grants are revoked, one
   with Orphan until they are recorded, a live one until someone deletes it. This also covers the
   namespace controller deleting the workspace a moment before the bindings. Meanwhile this handler
-  runs the workspace's syncs in place of its stopped loop (reconcile.py: run_sync, the same sync).
+  runs the workspace's syncs in place of its stopped loop (reconcile.py: run_sync, the same sync),
+  poked by directory changes as the loop was: live bindings are served as before (a leaver loses
+  access while the workspace waits), deleted ones revoked or recorded.
 - The Secret named by spec.credential carries CREDENTIAL_FINALIZER for as long as a workspace of
   its namespace names it (put on by the loop), so that the namespace controller cannot delete it
   before the revocations that need it. The API server accepts no new finalizer on an object being
@@ -119,7 +121,9 @@ async def finish_deletion(
             await memo.connections.drop(namespace, name)
             logger.info("workspace %s/%s: no binding names it any more; its deletion is done", namespace, name)
             return
-        if any(b.deleting for b in bindings) and (sync_due or trigger.is_set()):
+        # Live bindings are served as before while the workspace waits for them (a leaver removed from a
+        # group meanwhile must lose access as fast as ever), deleted ones revoked or orphaned.
+        if sync_due or trigger.is_set():
             trigger.clear()
             result = await run_sync(key, memo, logger, full=True, fresh_directory=False)
             if result is None:
