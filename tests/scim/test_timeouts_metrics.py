@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from synapse_scim import metrics
 from synapse_scim.adapters.scim.server import Provider, Registry, ServerSettings, TokenBucket, make_app
+from synapse_scim.core.scim.errors import VersionConflict
 from synapse_scim.core.scim.memory import MemoryStore
 from synapse_scim.core.scim.resources import Kind
 from synapse_scim.core.scim.service import ScimService
@@ -170,3 +171,46 @@ async def test_a_store_refused_for_want_of_permission_stays_a_500(served: tuple[
     store.scan = forbidden  # type: ignore[method-assign]
     status, _, body = await call("GET", f"{origin}/scim/v2/ns/slow/Users", TOKEN)
     assert status == 500 and body["status"] == "500"
+
+
+class ConflictOnceStore(MemoryStore):
+    """Its first update takes `delay` seconds and then loses to another writer (VersionConflict), as a write
+    to a paused API server that resumes after a rival's write landed."""
+
+    delay = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates = 0
+
+    async def update(self, record: Any, attributes: dict[str, Any], members: Any, *, expected_version: str) -> Any:
+        self.updates += 1
+        if self.updates == 1:
+            await asyncio.sleep(self.delay)
+            raise VersionConflict(record.id)
+        return await super().update(record, attributes, members, expected_version=expected_version)
+
+
+async def test_a_write_whose_client_timed_out_is_not_applied_again_on_a_newer_version() -> None:
+    """The client was answered 503 and retries (maybe at another replica) and moves on: a re-application of
+    its old request on a fresher version could undo a newer one (a reactivation after a deactivation)."""
+    store = ConflictOnceStore()
+    registry = Registry()
+    registry.add(Provider("ns", "slow", ScimService(store), lambda: [TOKEN], TokenBucket(1000, 1000)))
+    runner = web.AppRunner(make_app(registry, ServerSettings(body_timeout=0.2, request_timeout=0.4)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        user = await store.create(Kind.USER, {"userName": "leaver", "active": True})
+        body = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "value": {"active": False}}],
+        }
+        status, _, _ = await call("PATCH", f"{origin}/scim/v2/ns/slow/Users/{user.id}", TOKEN, body)
+        assert status == 503
+        await asyncio.sleep(store.delay + 0.3)  # the first attempt lost; nothing may try again now
+        assert store.updates == 1, "the request was applied again after its client had been answered"
+        assert (await store.get(Kind.USER, user.id)).attributes.get("active") is True
+    finally:
+        await runner.cleanup()

@@ -14,7 +14,7 @@ What it adds to core/scim/service.py, which decides everything else:
   id, userName/displayName, outcome, token fingerprint), and one per failed authentication;
 - timeouts: a body that does not arrive within `body_timeout` is 408; an operation that takes longer
   than `request_timeout` is answered 503 with `Retry-After` while the write it started finishes (it is
-  never cut in the middle);
+  never cut in the middle); no other write of it starts after that (core/scim/errors.py: Abandoned);
 - metrics: synapse_scim_scim_requests_total{provider,resource,method,code} and the latency histogram
   synapse_scim_scim_request_duration_seconds (metrics.py);
 - rejected requests: every 4xx/5xx answer on a served provider's URL is counted in the provider's
@@ -24,6 +24,7 @@ What it adds to core/scim/service.py, which decides everything else:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import inspect
@@ -42,7 +43,7 @@ from scim2_models import SCIMException
 
 from synapse_scim import metrics
 from synapse_scim.core.scim import discovery
-from synapse_scim.core.scim.errors import error_body, from_exception
+from synapse_scim.core.scim.errors import CLIENT_ANSWERED, Abandoned, ClientAnswered, error_body, from_exception
 from synapse_scim.core.scim.resources import Kind
 from synapse_scim.core.scim.service import Answer, ScimService
 
@@ -530,7 +531,12 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
         base = f"{origin}{PREFIX}/{namespace}/{name}"
         # The operation runs as its own task: past the timeout the client is answered 503, and a write
         # already sent to the store finishes rather than being cut between two of its objects.
-        work = asyncio.ensure_future(_dispatch(provider, request, tail, base, settings))
+        answered = ClientAnswered()
+        context = contextvars.copy_context()
+        context.run(CLIENT_ANSWERED.set, answered)
+        work = asyncio.get_running_loop().create_task(
+            _dispatch(provider, request, tail, base, settings), context=context
+        )
         try:
             result = await asyncio.wait_for(asyncio.shield(work), settings.request_timeout)
         except _Refused as refused:
@@ -539,6 +545,7 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
             status, body = from_exception(exc)
             return scim_response(status, body)
         except TimeoutError:
+            answered.answered = True  # the write already sent finishes; none other starts (errors.Abandoned)
             work.add_done_callback(_log_late)
             log.warning(
                 "scim: %s %s of %s took longer than %gs", request.method, tail, provider.key, settings.request_timeout
@@ -603,6 +610,8 @@ def _log_late(task: asyncio.Future[Answer]) -> None:
                 change.detail,
                 task.result().status,
             )
+    elif isinstance(exc, Abandoned):
+        log.warning("scim: an operation that timed out was not applied (the client retries it): %s", exc)
     elif not isinstance(exc, (SCIMException, _Refused)):
         log.warning("scim: an operation that timed out failed: %s", exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,3 +41,29 @@ def already_taken(attribute: str, value: str) -> UniquenessException:
 
 class VersionConflict(Exception):
     """The stored resource changed since it was read (another write won): read again and re-apply."""
+
+
+class Abandoned(Exception):
+    """The client was answered before this write started (its request timed out at the endpoint): it is not
+    applied. The identity provider retries it; applied later, it could undo a newer request of the same
+    object that was sent to another replica meanwhile (a reactivation landing after a deactivation)."""
+
+
+class ClientAnswered:
+    """Set by the HTTP adapter when it answers the client before the operation ends (a 503 after the
+    request timeout); the operation then finishes the write it has sent, and starts no other."""
+
+    def __init__(self) -> None:
+        self.answered = False
+
+
+CLIENT_ANSWERED: contextvars.ContextVar[ClientAnswered | None] = contextvars.ContextVar(
+    "scim_client_answered", default=None
+)
+
+
+def check_not_abandoned() -> None:
+    """Before a write starts (a fresh read, apply, write): raise Abandoned once the client was answered."""
+    flag = CLIENT_ANSWERED.get()
+    if flag is not None and flag.answered:
+        raise Abandoned("the client was answered (timed out) before this write started: not applied")

@@ -25,7 +25,7 @@ from scim2_models import (
 )
 
 from synapse_scim.core.scim import resources
-from synapse_scim.core.scim.errors import VersionConflict
+from synapse_scim.core.scim.errors import VersionConflict, check_not_abandoned
 from synapse_scim.core.scim.filters import FILTER_HELP, compile_filter
 from synapse_scim.core.scim.paging import MAX_PAGE_SIZE, list_response, page
 from synapse_scim.core.scim.patch import patch_group, patch_user
@@ -78,6 +78,7 @@ class ScimService:
         self.locks[key] = (lock, users + 1)
         try:
             async with lock:
+                check_not_abandoned()  # queued behind a slow write past the client's timeout: not started
                 yield
         finally:
             lock, users = self.locks[key]
@@ -249,6 +250,7 @@ class ScimService:
     ) -> Answer:
         attributes = resources.stored(resource)
         for _ in range(WRITE_ATTEMPTS):
+            check_not_abandoned()  # no attempt on a fresher version once the client was answered
             record = await self._get(kind, resource_id)
             try:
                 new = await self.store.update(
@@ -273,6 +275,7 @@ class ScimService:
 
     async def _patch(self, kind: Kind, resource_id: str, body: Any, base_url: str) -> Answer:
         for _ in range(WRITE_ATTEMPTS):
+            check_not_abandoned()  # no attempt on a fresher version once the client was answered
             record = await self._get(kind, resource_id)
             resource = resources.load(kind, record.attributes, record.id)
             members: tuple[str, ...] | None = None
