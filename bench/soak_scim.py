@@ -6,7 +6,9 @@ A push is retried as an identity provider retries: a connection refused or reset
 SIGKILLed), a 429, a 409 conflict or a 5xx is sent again until it is answered; a create that was applied
 before its answer was lost (409 uniqueness on the retry) is found by a filter, a delete answered 404 on
 its retry was applied (a 503 counts as a lost answer: the endpoint answers it when its store is slower
-than its request timeout, and the write goes on to its end). 429 and 503 are counted as `deferred`.
+than its request timeout, and the write goes on to its end). 429 and 503 are counted as `deferred`, and
+so is the 409 of an update another replica's writes of the same object outran for every attempt ("kept
+changing ...; retry": docs/scim.md, "Writes"); a 409 to a create is a uniqueness refusal, a rejection.
 Every other answer that is not the expected one is counted by code (`rejected`):
 besides the injected refusals (the bare remove of all members, which must be 400 and change nothing), it
 should stay 0.
@@ -124,6 +126,10 @@ class ScimWorld:
             group.members.discard(key)
 
 
+def _contended(method: str, r: httpx.Response) -> bool:
+    return method in ("PUT", "PATCH") and r.status_code == 409 and "kept changing" in r.text
+
+
 class ScimPusher:
     """The identity provider's HTTP side: the TLS client, its retries, and what it counted."""
 
@@ -200,7 +206,11 @@ class ScimPusher:
             if lost and method == "POST" and r.status_code == 409 and found_after_retry is not None:
                 self._count()
                 return found_after_retry()
-            if r.status_code in DEFERRED and time.monotonic() <= deadline:
+            if _contended(method, r) and time.monotonic() <= deadline:
+                # Another replica kept writing the same object through every attempt (docs/scim.md,
+                # "Writes"): the endpoint says retry, as a version conflict is retried by the provider.
+                self._count(self.deferred, r.status_code)
+            elif r.status_code in DEFERRED and time.monotonic() <= deadline:
                 self._count(self.deferred, r.status_code)  # asked to come back later: not a refusal
                 # A 503 may be the endpoint's own timeout while the write goes on to its end (docs/scim.md):
                 # like a lost answer, the retry may find it applied (a DELETE's 404, a POST's 409).

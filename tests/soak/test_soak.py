@@ -12,18 +12,10 @@ from __future__ import annotations
 import os
 import random
 
-import pytest
-
 from soak import Soak, soak_org, summary  # bench/soak.py (pyproject.toml's pytest pythonpath)
 from support.harness import running_harness
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17, open: failed in 2 of 2 full make-test runs of 2026-12-01 (passed alone 2 of 2); suspected "
-    "the open bug of test_soak_replicas.py (a revocation from a stale incremental view of a pair two bindings "
-    "share), cause not established. Remove this mark with its fix.",
-)
 def test_soak_with_faults_crashes_directory_changes_and_scim_pushes(cluster, namespace, tmp_path, request):
     seed = int(os.environ.get("SYNAPSE_SCIM_SOAK_SEED") or random.SystemRandom().randrange(2**31))
     duration = float(os.environ.get("SYNAPSE_SCIM_SOAK_SECONDS", "120"))

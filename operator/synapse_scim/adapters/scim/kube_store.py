@@ -54,7 +54,9 @@ STANDARD_LABELS = frozenset({PROVIDER_LABEL, GROUP_LABEL, MANAGED_BY})
 INLINE_LIMIT = 8192  # member ids kept in the ScimGroup itself (docs/scim.md: 320 KB, a fifth of etcd's limit)
 HEX = "0123456789abcdef"
 SHARD_ATTEMPTS = 20  # a shard is written by set operations: retrying it is always safe
-CONFLICT_PAUSE = 0.05  # seconds, at most, before a write that lost a conflict is applied again
+# Seconds, at most, before a write that lost a conflict is applied again; doubled with each conflict of
+# the same object in a row (up to 16x): two replicas taking in a burst to one group collide less and less.
+CONFLICT_PAUSE = 0.05
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ class KubeScimStore:
         # brings up to 16 shard events, and each rebuild unions up to 50,000 ids, so they are rebuilt once
         # (at the loop's next turn, or before any read or the end of a write, whichever comes first).
         self._stale_groups: set[str] = set()
+        self._conflicts: dict[str, int] = {}  # id -> conflicts in a row of its writes (the pause grows)
         # What the reads use, derived from the objects.
         self._records: dict[Kind, dict[str, Record]] = {Kind.USER: {}, Kind.GROUP: {}}
         # (kind, attribute) -> comparison key -> the id holding it, or a set of ids when several do (one
@@ -615,12 +618,15 @@ class KubeScimStore:
                 await self._read(plural, record.id)  # the retry must see the fresh version
                 # Another writer won: step aside for a moment so that two writers of one object do
                 # not keep colliding in lock step (the service applies the request again).
-                await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE))
+                lost = self._conflicts[record.id] = self._conflicts.get(record.id, 0) + 1
+                await asyncio.sleep(random.uniform(0, CONFLICT_PAUSE * 2 ** min(lost - 1, 4)))
                 raise VersionConflict(record.id) from None
+            self._conflicts.pop(record.id, None)
             if exc.status == 404:
                 await self._read(plural, record.id)
                 raise NotFoundException(detail=f"{record.kind.value} {record.id} not found") from None
             raise
+        self._conflicts.pop(record.id, None)
         if new_set is not None:
             await self._delete_shards(record.id, keep_set=new_set)
         elif record.kind is Kind.GROUP and (written.get("spec") or {}).get("shardSet") and (added or removed):

@@ -32,7 +32,7 @@ from synapse_scim.core.scim.patch import patch_group, patch_user
 from synapse_scim.core.scim.resources import GroupResource, Kind, UserResource
 from synapse_scim.core.scim.store import Record, ScimStore
 
-WRITE_ATTEMPTS = 5
+WRITE_ATTEMPTS = 8
 MAX_UNKNOWN_SHOWN = 5
 
 
