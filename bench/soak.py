@@ -1271,10 +1271,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--object-fault-every", type=float, default=30.0, help="mean seconds between object faults")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the operators' logs in this directory (default: deleted)"
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     print(f"soak: seed {seed}", flush=True)
 
+    import contextlib
     import tempfile
 
     from kubernetes import client
@@ -1283,7 +1287,14 @@ def main(argv: list[str] | None = None) -> int:
     from scale_procs import machine
     from synapse_scim_sandbox.devcluster import ControlPlane
 
-    with ControlPlane() as cluster, tempfile.TemporaryDirectory(prefix="synapse-scim-soak-") as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (
+        ControlPlane() as cluster,
+        contextlib.nullcontext(str(args.keep))
+        if args.keep is not None
+        else tempfile.TemporaryDirectory(prefix="synapse-scim-soak-") as tmp,
+    ):
         namespace = f"soak-{uuid.uuid4().hex[:8]}"
         with cluster.api_client() as api:
             client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
