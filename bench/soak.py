@@ -40,6 +40,7 @@ import argparse
 import datetime as dt
 import json
 import random
+import signal
 import sys
 import time
 import uuid
@@ -417,7 +418,10 @@ class Soak:
         before = time.time()
         if kind == "add":
             group = rng.choice(TEAMS)
-            user = rng.choice([u for u in USERS if u not in d.members[group]])
+            outside = [u for u in USERS if u not in d.members[group]]
+            if not outside:  # every user joined it already (an hour's random adds can get there)
+                return
+            user = rng.choice(outside)
             admin.add_member(group, user)
             d.members[group].add(user)
         elif kind == "remove":
@@ -1277,6 +1281,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     print(f"soak: seed {seed}", flush=True)
+    # SIGTERM (`timeout`, a CI's cancel) unwinds like Ctrl-C: the replicas, the sandbox and the control
+    # plane are stopped on the way out instead of outliving the soak.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import contextlib
     import tempfile
