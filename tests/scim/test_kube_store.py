@@ -254,3 +254,47 @@ async def test_providers_are_kept_apart(custom: Any, namespace: str, store: Kube
         assert await entra.count(Kind.USER) == 1 and await store.count(Kind.USER) == 1
     finally:
         entra.close()
+
+
+@pytest.mark.parametrize("inline_limit", [8192, 4], ids=["inline", "sharded"])
+async def test_a_replica_whose_watch_is_behind_finds_what_another_replica_just_wrote(
+    custom: Any, namespace: str, inline_limit: int
+) -> None:
+    """The two-replica soak's 404s: a group created through one replica, PATCHed at once through the
+    other, whose watch had not brought it yet (after an API server restart it can be seconds behind). A
+    replica looks in the API server before it says a user or group does not exist. Here the second
+    replica's watch is stopped, so everything the first writes afterwards is unseen by its index."""
+    first = await _store(custom, namespace, inline_limit=inline_limit)
+    second = await _store(custom, namespace, inline_limit=inline_limit)
+    other = await _store(custom, namespace, provider="entra")
+    try:
+        second.close()  # its watch delivers nothing more: it is as far behind as a replica can be
+        users = [await first.create(Kind.USER, {"userName": f"late{i}"}) for i in range(6)]
+        group = await first.create(Kind.GROUP, {"displayName": "late"}, tuple(u.id for u in users[:5]))
+        stranger = await other.create(Kind.USER, {"userName": "someone-else"})
+
+        found = await second.get(Kind.GROUP, group.id)
+        assert found is not None and set(found.members) == {u.id for u in users[:5]}
+        assert await second.missing_users(frozenset({users[5].id, "no-such-user"})) == {"no-such-user"}
+        # A PATCH through the replica that is behind: applied, not 404 (nor 400 for its new member).
+        body = {"Operations": [{"op": "Add", "path": "members", "value": [{"value": users[5].id}]}]}
+        answer = await ScimService(second).patch(Kind.GROUP, group.id, body, BASE)
+        assert answer.status == 204
+        await _eventually(
+            lambda: _members_are(first, group.id, {u.id for u in users}),
+        )
+        # What is not there, or another provider's, is still not found; a name no object can have is
+        # answered without asking the API server.
+        assert await second.get(Kind.USER, str(uuid.uuid4())) is None
+        assert await second.get(Kind.USER, stranger.id) is None
+        assert await second.get(Kind.GROUP, "Not A Name!") is None
+    finally:
+        first.close()
+        second.close()
+        other.close()
+
+
+async def _members_are(store: KubeScimStore, group_id: str, expected: set[str]) -> bool:
+    found = await store.get(Kind.GROUP, group_id)
+    assert found is not None and set(found.members) == expected
+    return True

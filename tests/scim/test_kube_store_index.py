@@ -1,6 +1,6 @@
-"""The Kubernetes store's index as the watch feeds it, without a cluster: a listing taken before this
-replica's own write does not delete what was written; an older event never overrides a newer one or a
-deletion."""
+"""The Kubernetes store's index as the watch feeds it (`indexed`: the index alone), without a cluster: a
+listing taken before this replica's own write does not delete what was written; an older event never
+overrides a newer one or a deletion."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ async def test_a_listing_older_than_an_own_write_keeps_it() -> None:
     store = KubeScimStore(None, "ns", "okta")  # type: ignore[arg-type]
     store.take_event(USERS, "ADDED", _user("u1", 105, "ada"))  # written by this replica at 105
     store.take_listing(USERS, set(), "100")  # a listing taken before the write
-    assert await store.get(Kind.USER, "u1") is not None
+    assert store.indexed(Kind.USER, "u1") is not None
     store.take_listing(USERS, set(), "110")  # a listing after it: the user is gone
-    assert await store.get(Kind.USER, "u1") is None
+    assert store.indexed(Kind.USER, "u1") is None
     store.take_event(USERS, "MODIFIED", _user("u1", 107, "ada"))  # a late event of before the deletion
-    assert await store.get(Kind.USER, "u1") is None
+    assert store.indexed(Kind.USER, "u1") is None
     assert await store.lookup(Kind.USER, "userName", "ada") == []
 
 
@@ -54,8 +54,8 @@ async def test_a_sharded_group_is_the_union_of_its_current_shard_set() -> None:
     store.take_event(SHARDS, "ADDED", shard("ffff", "1", ["1-stale"], 4))  # another (abandoned) set
     store.take_event(GROUPS, "ADDED", group)
     store.take_event(SHARDS, "ADDED", shard("ab12", "f", ["f1"], 6))
-    record = await store.get(Kind.GROUP, "g")
+    record = store.indexed(Kind.GROUP, "g")
     assert record is not None and set(record.members) == {"f-left-inline", "0a", "0b", "f1"}
     store.take_event(SHARDS, "DELETED", shard("ab12", "0", ["0a", "0b"], 7))
-    record = await store.get(Kind.GROUP, "g")
+    record = store.indexed(Kind.GROUP, "g")
     assert record is not None and set(record.members) == {"f-left-inline", "f1"}

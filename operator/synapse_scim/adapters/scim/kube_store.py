@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import secrets
 import uuid
 from collections import defaultdict
@@ -53,6 +54,11 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 STANDARD_LABELS = frozenset({PROVIDER_LABEL, GROUP_LABEL, MANAGED_BY})
 INLINE_LIMIT = 8192  # member ids kept in the ScimGroup itself (docs/scim.md: 320 KB, a fifth of etcd's limit)
 HEX = "0123456789abcdef"
+# A Kubernetes object name (an id this endpoint made is one); anything else is not looked up.
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?")
+# At most this many users a request names that the index lacks are looked up in the API server (one
+# replica's lag concerns the few users just created; more are a client's mistake, answered at once).
+UNSEEN_FETCHES = 16
 SHARD_ATTEMPTS = 20  # a shard is written by set operations: retrying it is always safe
 # Seconds, at most, before a write that lost a conflict is applied again; doubled with each conflict of
 # the same object in a row (up to 16x): two replicas taking in a burst to one group collide less and less.
@@ -424,9 +430,17 @@ class KubeScimStore:
 
     # -- reads: from the index -----------------------------------------------------------------------
 
+    def indexed(self, kind: Kind, resource_id: str) -> Record | None:
+        """What this replica's index holds for the id, without asking the API server."""
+        self._refresh_stale()
+        return self._records[kind].get(resource_id)
+
     async def get(self, kind: Kind, resource_id: str) -> Record | None:
         await self.ready()
-        return self._records[kind].get(resource_id)
+        found = self._records[kind].get(resource_id)
+        if found is None and await self._fetch_unseen(kind, resource_id):
+            found = self._records[kind].get(resource_id)
+        return found
 
     async def lookup(self, kind: Kind, attribute: str, key: str) -> list[Record]:
         await self.ready()
@@ -446,7 +460,48 @@ class KubeScimStore:
 
     async def missing_users(self, ids: frozenset[str]) -> frozenset[str]:
         await self.ready()
-        return frozenset(each for each in ids if each not in self._records[Kind.USER])
+        missing = [each for each in ids if each not in self._records[Kind.USER]]
+        if len(missing) > UNSEEN_FETCHES:
+            return frozenset(missing)  # not one replica's lag: no API call per junk id
+        found = await asyncio.gather(*(self._fetch_unseen(Kind.USER, each) for each in missing))
+        return frozenset(each for each, there in zip(missing, found, strict=True) if not there)
+
+    async def _fetch_unseen(self, kind: Kind, resource_id: str) -> bool:
+        """Whether the API server holds a user or group of this provider that the index lacks, taken into
+        the index if so. Another replica may have written it a moment ago and this replica's watch not have
+        brought it yet (seconds, after an API server restart or an expired watch): a 404, or a member
+        refused as unknown, would tell the identity provider that what it just created is gone (the
+        two-replica soak's burst of PATCHes to a group created through the other replica got 404s)."""
+        if not _OBJECT_NAME.fullmatch(resource_id):
+            return False  # no object can have that name: no API call for it
+        plural = USERS if kind is Kind.USER else GROUPS
+        obj = await self._peek(plural, resource_id)
+        if obj is None or ((obj.get("metadata") or {}).get("labels") or {}).get(PROVIDER_LABEL) != self.provider:
+            return False
+        shard_set = str((obj.get("spec") or {}).get("shardSet") or "")
+        if plural == GROUPS and shard_set:
+            # Its members are in its shards: in before the group, so that its record is whole at once.
+            names = [f"{resource_id}-{shard_set}-{digit}" for digit in HEX]
+            for shard in await asyncio.gather(*(self._peek(SHARDS, name) for name in names)):
+                if shard is not None:
+                    self.take_event(SHARDS, "MODIFIED", shard)
+        self.take_event(plural, "MODIFIED", obj)
+        self._refresh_stale()
+        return resource_id in self._records[kind]
+
+    async def _peek(self, plural: str, name: str) -> dict[str, Any] | None:
+        """One object as the API server has it now (None: not found); the index is left as it is."""
+        try:
+            return cast(
+                dict[str, Any],
+                await asyncio.to_thread(
+                    self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, plural, name
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def _check_unique(self, kind: Kind, attributes: dict[str, Any], own_id: str | None) -> None:
         key = unique_key(kind, attributes)
@@ -493,16 +548,8 @@ class KubeScimStore:
 
     async def _read(self, plural: str, name: str) -> dict[str, Any] | None:
         """Read one object from the API server (not the index), and take it into the index."""
-        try:
-            found = cast(
-                dict[str, Any],
-                await asyncio.to_thread(
-                    self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace, plural, name
-                ),
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        found = await self._peek(plural, name)
+        if found is None:
             known = self._kept(plural, name)
             if known is not None:
                 self.take_event(plural, "DELETED", known)
