@@ -367,3 +367,38 @@ async def test_a_lone_surrogate_in_a_query_is_answered(served: Served) -> None:
             async with session.get(url, headers={"Authorization": f"Bearer {OTHER_TOKEN}"}) as response:
                 assert response.status < 500 and response.headers["Content-Type"] == SCIM
                 json.loads(await response.text())
+
+
+# -- the tokens unreadable ---------------------------------------------------------------------------
+
+
+async def test_a_replica_that_cannot_read_the_tokens_yet_answers_503_not_401() -> None:
+    """The 1-hour soak's three 401s: a replica restarted while the API server was down could not read its
+    providers' token Secrets, and refused the identity provider's valid token with 401, which tells an
+    identity provider its credentials were revoked (Entra ID quarantines the app). With none read before,
+    the request is a 503 with Retry-After, and not a failed guess. The Secret is read by the real
+    Kubernetes client from an address where nothing listens (the API server away)."""
+    from kubernetes import client
+
+    from synapse_scim.adapters.scim.providers import SecretTokens
+    from synapse_scim_sandbox.devcluster import free_port
+
+    configuration = client.Configuration(host=f"https://127.0.0.1:{free_port()}")
+    configuration.retries = 0
+    with client.ApiClient(configuration) as api:
+        tokens = SecretTokens(client.CoreV1Api(api), "ns", "okta-token")
+        registry = Registry()
+        registry.add(Provider("ns", "okta", ScimService(MemoryStore()), tokens.get, TokenBucket(1e6, 10**6)))
+        settings = ServerSettings(max_body=MAX_BODY, idle_timeout=IDLE_TIMEOUT, guess_rate=1e-6, guess_burst=2)
+        runner = make_runner(registry, settings)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}/scim/v2/ns/okta"
+            async with aiohttp.ClientSession() as session:
+                for _ in range(4):  # past the guess budget (2): none of them counts as a failed guess
+                    status, headers, body = await call(session, "GET", base + "/Users", TOKEN)
+                    assert_scim_error(status, headers, body, 503)
+                    assert headers["Retry-After"] == "5" and "retry" in body["detail"]
+        finally:
+            await runner.cleanup()

@@ -445,7 +445,11 @@ class ScimEndpoint:
         return sorted(entries, key=lambda entry: str(entry["pod"]))
 
     async def _write_status(self, served: Served) -> None:
-        await served.tokens.get()  # the Secret as it is now (cached)
+        try:
+            await served.tokens.get()  # the Secret as it is now (cached)
+        except Exception as exc:  # unreadable with none read before: the status cannot say more yet
+            log.warning("scim: tokens of %s: %s", served.obj["metadata"].get("name"), exc)
+            return
         status = await self.desired_status(served)
         current = dict(served.obj.get("status") or {})
         if status == current or status == served.written:

@@ -37,7 +37,9 @@ class Problem:
 class SecretTokens:
     """The accepted tokens of one provider: every value of its Secret, read again when the last read is
     older than `ttl` seconds. A failed read that is not a 404/403 (the API server briefly away) keeps
-    the tokens read before and is retried at the next request."""
+    the tokens read before and is retried at the next request; with none read before (a replica just
+    started) it raises, so the request is answered 503 to retry, never 401: a valid token refused
+    looks to an identity provider like revoked credentials (Entra ID quarantines the app on them)."""
 
     def __init__(
         self,
@@ -90,9 +92,13 @@ class SecretTokens:
                 )
             else:
                 log.warning("scim: reading %s: %s %s; keeping the tokens read before", where, exc.status, exc.reason)
+                if self._read_at is None:
+                    raise  # none read before: nothing to keep (the request is answered 503)
                 return  # _read_at unchanged: the next request reads again
         except Exception as exc:
             log.warning("scim: reading %s: %s; keeping the tokens read before", where, exc)
+            if self._read_at is None:
+                raise
             return
         else:
             tokens = []

@@ -492,7 +492,22 @@ def make_app(registry: Registry, settings: ServerSettings = ServerSettings()) ->
             )
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        token_id = await provider.authenticate(presented.strip()) if provider and scheme.lower() == "bearer" else None
+        try:
+            token_id = (
+                await provider.authenticate(presented.strip()) if provider and scheme.lower() == "bearer" else None
+            )
+        except Exception as exc:
+            if not store_unavailable(exc):
+                raise
+            # The tokens could not be read (the API server away, none read before): no answer on the
+            # token either way, and not a failed guess. 401 would tell the identity provider its valid
+            # credentials were revoked.
+            log.warning("scim: the tokens of %s/%s cannot be read now: %s", namespace, name, exc)
+            return scim_error(
+                503,
+                "the operator cannot read this provider's tokens now (the Kubernetes API); retry",
+                headers={"Retry-After": "5"},
+            )
         if provider is None or token_id is None:
             guesses.failed(address)
             # The same answer for an unknown provider and a wrong token: nothing tells which exists. The
