@@ -255,28 +255,18 @@ class Soak:
                 for user in self.scim_members(scim_groups):
                     if user.active and user.upn is not None:
                         pushed.setdefault(role, set()).add(user.upn)
-        state = WorldState(
-            sent,
-            time.time(),
+        parts = (
             BindingsPart(graph),
             self.dir.frozen(),
             PushedPart(frozenset((r, frozenset(u)) for r, u in pushed.items()), self.held_roles()),
         )
         if self.states:
             last = self.states[-1]
-            state = WorldState(
-                state.sent,
-                state.answered,
-                *(
-                    old if old == new else new
-                    for old, new in (
-                        (last.bindings, state.bindings),
-                        (last.directory, state.directory),
-                        (last.pushed, state.pushed),
-                    )
-                ),
+            parts = tuple(
+                old if old == new else new
+                for old, new in zip((last.bindings, last.directory, last.pushed), parts, strict=True)
             )
-        return state
+        return WorldState(sent, time.time(), *parts)
 
     def keys(self, wanted: frozenset[tuple[str, str]]) -> frozenset[Key]:
         return frozenset((ROLES[role], self.ids[upn], SCOPE) for role, upn in wanted)

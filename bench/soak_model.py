@@ -117,13 +117,21 @@ def wanted(bindings: BindingsPart, directory: DirectoryPart, pushed: PushedPart)
     return frozenset(graph | given)
 
 
+def graph_gives(bindings: BindingsPart, directory: DirectoryPart, role: str, upn: str) -> bool:
+    """Whether a binding's Graph group gives ``upn`` ``role``."""
+    return any(upn in directory.users_of(g) for r, groups in bindings.graph if r == role for g in groups)
+
+
+def pushed_gives(directory: DirectoryPart, pushed: PushedPart, role: str, upn: str) -> bool:
+    """Whether a pushed group gives ``upn`` ``role`` (an active, matched member whose account is enabled)."""
+    return upn in pushed.by_role.get(role, ()) and upn not in directory.disabled
+
+
 def protects(bindings: BindingsPart, directory: DirectoryPart, pushed: PushedPart, role: str, upn: str) -> bool:
     """Whether a sync that saw these three parts must keep ``upn``'s grant of ``role``."""
-    if role in pushed.held:
-        return True
-    if upn in pushed.by_role.get(role, ()) and upn not in directory.disabled:
-        return True
-    return any(upn in directory.users_of(g) for r, groups in bindings.graph if r == role for g in groups)
+    return (
+        role in pushed.held or pushed_gives(directory, pushed, role, upn) or graph_gives(bindings, directory, role, upn)
+    )
 
 
 def in_window(states: Sequence[WorldState], start: float, end: float) -> list[WorldState]:
@@ -156,8 +164,8 @@ def explain(states: Sequence[WorldState], role: str, upn: str, start: float, end
     gives it), P (a pushed group gives it), H (its role is held), - (none)."""
     out = []
     for s in in_window(states, start, end):
-        graph = protects(s.bindings, s.directory, PushedPart(frozenset(), frozenset()), role, upn)
-        pushed = upn in s.pushed.by_role.get(role, ()) and upn not in s.directory.disabled
+        graph = graph_gives(s.bindings, s.directory, role, upn)
+        pushed = pushed_gives(s.directory, s.pushed, role, upn)
         marks = "".join(m for m, on in (("G", graph), ("P", pushed), ("H", role in s.pushed.held)) if on) or "-"
         out.append(f"{s.sent:.2f}/{s.answered:.2f}:{marks}")
     return out
