@@ -20,6 +20,7 @@ from support.controller import FakeKube, binding_body, condition, run_sync, work
 from support.sandbox import holders, object_id, role_id
 from synapse_scim import metrics
 from synapse_scim.adapters.kube import BINDINGS, FINALIZER, WORKSPACES
+from synapse_scim.controller.registry import LET_GO_AFTER
 from synapse_scim.core.model import BindingKey
 from synapse_scim_sandbox import Sandbox
 
@@ -118,6 +119,36 @@ async def test_a_deleted_binding_is_released_once_what_it_granted_is_revoked(
     assert metrics.REGISTRY.get_sample_value("synapse_scim_binding_ready", ready) is None
     drift = {**ready, "direction": "missing"}
     assert metrics.REGISTRY.get_sample_value("synapse_scim_binding_drift", drift) is None
+
+
+async def test_a_deleted_binding_kopf_did_not_let_go_has_its_finalizer_taken_off_by_a_later_sync(
+    sb: Sandbox, memo: Any, ns: str, events: Any
+):
+    """kopf drops its own patch taking the finalizer off when the API server refuses it, and the binding
+    has no next event to try again at: a sync LET_GO_AFTER seconds after the one that let it go takes
+    kopf's finalizer off (only kopf's), and none sooner."""
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    await run_sync((ns, "analytics"), memo, LOG)
+    deleting = binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS, deleting=True)
+    deleting["metadata"]["finalizers"] = [FINALIZER, "example.com/another"]
+    kube.add(deleting)
+    key = BindingKey(ns, "engineers")
+    result = await run_sync((ns, "analytics"), memo, LOG)
+    assert result is not None and result.finalizable == {key} and await holders(sb, CONTRIBUTOR) == set()
+    await run_sync((ns, "analytics"), memo, LOG)  # kopf's to take it off, a moment after: not yet ours
+    assert kube.finalizers_removed == []
+
+    workspace, first = memo.registry.let_go[key]
+    memo.registry.let_go[key] = (workspace, first - LET_GO_AFTER)  # as if LET_GO_AFTER had passed
+    await run_sync((ns, "analytics"), memo, LOG)
+    assert kube.finalizers_removed == [(BINDINGS, "engineers")]
+    assert kube.bindings[(ns, "engineers")]["metadata"]["finalizers"] == ["example.com/another"]
+    # Gone (the other finalizer's owner let it go too): forgotten.
+    del kube.bindings[(ns, "engineers")]
+    await run_sync((ns, "analytics"), memo, LOG)
+    assert key not in memo.registry.let_go
 
 
 async def test_a_deleted_binding_whose_removals_are_held_shows_it_and_is_not_released(

@@ -175,3 +175,45 @@ def test_a_binding_kopf_could_not_put_its_finalizer_on_gets_it_at_the_next_sync(
     h.wait_for(lambda: h.get(RB_PLURAL, "late") is None, "the deleted binding gone", timeout=120)
     assert (ids["grace"], USER_ROLE) not in held(h), "gone before its grant was revoked"
     assert "put synapse-scim.io/finalizer on synapserolebindings" in h.operator_log()
+
+
+def test_deleted_objects_kopf_could_not_let_go_go_once_their_revocations_are_done(
+    proxy: ApiFaultProxy, harness: Harness
+):
+    """kopf takes its finalizer off a deleted object in one patch once its deletion handler returned,
+    and drops that patch if the API server refuses it (here every patch kopf makes of the object from
+    its deletion on: a 409), trying again only at the object's next event, which an object being deleted
+    does not have: it stayed Terminating (CI run 26: over 120 s). A binding: a sync LET_GO_AFTER (10 s)
+    after the one that let it go takes the finalizer off (the registry pokes one). A workspace: its
+    deletion handler takes it off itself once no binding names it."""
+    h = harness
+    ids = {name: h.user_id(upn(name)) for name in ("erin", "frank", "grace")}
+    h.operator_kubeconfig = proxy.kubeconfig
+    h.start_operator()
+    h.workspace()
+    h.binding("analysts", ["Synapse User"], [{"kind": "Group", "name": "Analysts"}])  # erin, frank
+    h.binding("leaving", ["Synapse User"], [{"kind": "Group", "name": "Contractors"}])  # grace
+    wait_held(h, {(ids[u], USER_ROLE) for u in ("erin", "frank", "grace")}, "the first grants")
+    wait_finalizer(h, "leaving")
+
+    kopf_patches = r"^kopf/"
+    proxy.set_faults(
+        1.0, kinds=("conflict",), match=Match.of("PATCH", r"/synapserolebindings/leaving$", user_agent=kopf_patches)
+    )
+    h.delete(RB_PLURAL, "leaving")
+    wait_held(h, {(ids[u], USER_ROLE) for u in ("erin", "frank")}, "the deleted binding's grant revoked")
+    h.wait_for(lambda: h.get(RB_PLURAL, "leaving") is None, "the deleted binding gone", timeout=60)
+    assert proxy.injected["conflict"] >= 1, "kopf's patch of the deleted binding was never refused"
+    assert "took synapse-scim.io/finalizer off binding" in h.operator_log()
+
+    # The workspace, once its last binding has gone: kopf's patches of it refused from here on.
+    h.delete(RB_PLURAL, "analysts")
+    h.wait_for(lambda: h.get(RB_PLURAL, "analysts") is None, "the last binding gone", timeout=60)
+    refused = proxy.injected["conflict"]
+    proxy.set_faults(
+        1.0, kinds=("conflict",), match=Match.of("PATCH", r"/synapseworkspaces/analytics$", user_agent=kopf_patches)
+    )
+    h.delete(WS_PLURAL, "analytics")
+    h.wait_for(lambda: h.get(WS_PLURAL, "analytics") is None, "the deleted workspace gone", timeout=60)
+    assert proxy.injected["conflict"] > refused, "kopf's patch of the deleted workspace was never refused"
+    assert held(h) == set(), "a deleted Delete binding's grant stayed"

@@ -116,6 +116,7 @@ class FakeKube:
         self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
         self.patches: list[tuple[str, str, str, dict[str, Any]]] = []
         self.finalizers_added: list[tuple[str, str]] = []  # (plural, name): what add_finalizer put on
+        self.finalizers_removed: list[tuple[str, str]] = []  # (plural, name): what remove_finalizer took off
         # ConfigMaps (the grant ledger): (namespace, name) -> {"metadata": ..., "data": ...}
         self.configmaps: dict[tuple[str, str], dict[str, Any]] = {}
         self.configmap_writes: list[tuple[str, str, dict[str, str | None]]] = []
@@ -148,6 +149,19 @@ class FakeKube:
         if finalizer not in finalizers:
             finalizers.append(finalizer)
             self.finalizers_added.append((plural, str(meta.get("name"))))
+        return True
+
+    async def remove_finalizer(self, plural: str, namespace: str, name: str, uid: str, finalizer: str) -> bool:
+        """As Kube.remove_finalizer: off the stored object being deleted; one with no finalizer left is gone."""
+        store = self.workspaces if plural == WORKSPACES else self.bindings
+        stored = store.get((namespace, name))
+        meta = stored["metadata"] if stored is not None else {}
+        if meta.get("uid") != uid or not meta.get("deletionTimestamp") or finalizer not in meta.get("finalizers", ()):
+            return False
+        meta["finalizers"].remove(finalizer)
+        self.finalizers_removed.append((plural, name))
+        if not meta["finalizers"]:
+            del store[(namespace, name)]
         return True
 
     async def patch_status(

@@ -157,6 +157,50 @@ class Kube:
             raise
         return True
 
+    async def remove_finalizer(self, plural: str, namespace: str, name: str, uid: str, finalizer: str) -> bool:
+        """Take `finalizer` off a custom object that is being deleted, the object `uid` (not one created
+        again under its name). A JSON patch testing the uid and the finalizer at its index, so that a
+        finalizer someone else put on or took off meanwhile stays as they left it. True when taken off
+        here; False when it was not there, or the object is gone, another one, or not being deleted."""
+        for _ in range(3):
+            try:
+                found = await asyncio.to_thread(
+                    self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            meta = cast(dict[str, Any], found).get("metadata") or {}
+            present = list(meta.get("finalizers") or [])
+            if meta.get("uid") != uid or not meta.get("deletionTimestamp") or finalizer not in present:
+                return False
+            at = present.index(finalizer)
+            ops = [
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {"op": "test", "path": f"/metadata/finalizers/{at}", "value": finalizer},
+                {"op": "remove", "path": f"/metadata/finalizers/{at}"},
+            ]
+            try:
+                await asyncio.to_thread(
+                    self.custom.patch_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    ops,
+                    _content_type="application/json-patch+json",
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                if exc.status in (409, 422):  # changed meanwhile: look again
+                    continue
+                raise
+            return True
+        return False
+
     async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> bool:
         """A core/v1 Event on `involved` (a body). False when the API server refuses it because the
         namespace is being deleted (it accepts no new object then): the caller logs instead. kopf's own

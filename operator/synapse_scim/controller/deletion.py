@@ -32,7 +32,7 @@ from typing import Any
 
 import kopf
 
-from synapse_scim.adapters.kube import WORKSPACES, Kube
+from synapse_scim.adapters.kube import FINALIZER, WORKSPACES, Kube
 from synapse_scim.controller.credential_guard import credential_secret, release_credential
 from synapse_scim.controller.loop import forget_workspace
 from synapse_scim.controller.reconcile import run_sync
@@ -120,6 +120,7 @@ async def finish_deletion(
             forget_workspace(memo, key)
             await memo.connections.drop(namespace, name)
             logger.info("workspace %s/%s: no binding names it any more; its deletion is done", namespace, name)
+            await let_go(kube, body, logger)
             return
         # Live bindings are served as before while the workspace waits for them (a leaver removed from a
         # group meanwhile must lose access as fast as ever), deleted ones revoked or orphaned.
@@ -156,6 +157,18 @@ async def finish_deletion(
             await asyncio.wait_for(trigger.wait(), timeout=min(delay, left))
         except TimeoutError:
             sync_due = True
+
+
+async def let_go(kube: Kube, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """Take kopf's finalizer off the finished workspace here rather than leave it to kopf alone: kopf
+    drops its own patch if the API server refuses it (a 409, a timeout) and tries again only at the
+    object's next event, which a workspace being deleted may never have. kopf's patch then finds the
+    object gone, which it expects. If ours fails too, kopf calls this handler again."""
+    meta = body.get("metadata") or {}
+    try:
+        await kube.remove_finalizer(WORKSPACES, meta["namespace"], meta["name"], str(meta.get("uid")), FINALIZER)
+    except Exception as exc:
+        raise kopf.TemporaryError(f"could not take {FINALIZER} off: {exc}", delay=RETRY_FIRST) from exc
 
 
 async def report_deletion(

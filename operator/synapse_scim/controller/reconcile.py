@@ -20,10 +20,11 @@ from synapse_scim.adapters.kube import BINDINGS, FINALIZER, WORKSPACES, Kube
 from synapse_scim.adapters.principal_lookups import find_accounts
 from synapse_scim.controller.events import post_events
 from synapse_scim.controller.grant_ledger import record_grants
+from synapse_scim.controller.registry import LET_GO_AFTER, Registry
 from synapse_scim.controller.settings import Settings, Strategy
 from synapse_scim.controller.sync import SyncMemory, SyncResult, sync_workspace, workspace_failure
 from synapse_scim.controller.tenant import TenantWatch
-from synapse_scim.core.model import Problem
+from synapse_scim.core.model import BindingKey, Problem
 from synapse_scim.core.objects import BindingObject, WorkspaceObject
 from synapse_scim.core.reasons import TOKEN_REFUSED_REASONS, Action, Outcome, Reason
 from synapse_scim.core.status import (
@@ -163,9 +164,7 @@ async def run_sync(
             len(result.plan.newly_orphaned),
             ", ".join(sorted(result.plan.newly_orphaned)),
         )
-    for bkey in result.finalizable:
-        memo.registry.release(bkey)
-        metrics.forget_binding(bkey.namespace, bkey.name)
+    await finish_released(kube, memo.registry, key, binding_bodies, result.finalizable, logger)
     if result.plan is not None and (result.plan.creates or result.plan.deletes or result.plan.held):
         logger.info(
             "sync of %s/%s: %d granted, %d revoked, %d held",
@@ -202,6 +201,43 @@ async def keep_finalizers(
             continue
         if added:
             logger.info("put %s on %s %s/%s (kopf had not)", FINALIZER, plural, meta.get("namespace"), meta.get("name"))
+
+
+async def finish_released(
+    kube: Kube,
+    registry: Registry,
+    key: tuple[str, str],
+    binding_bodies: list[dict[str, Any]],
+    finalizable: frozenset[BindingKey],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    """Let the deleted bindings this sync found finished go: their deletion handlers return and kopf
+    takes its finalizer off. A binding a sync let go more than LET_GO_AFTER seconds ago and still
+    listed has its finalizer taken off here: kopf's own patch was refused (a 409 Conflict, a timeout)
+    and kopf tries again only at the object's next event, which a binding being deleted may never have;
+    it would stay Terminating, and its workspace's deletion would wait for it. This sync decided again
+    that its grants are revoked or recorded, which is all the deletion handler waits for."""
+    listed = {BindingKey(b["metadata"]["namespace"], b["metadata"]["name"]): b for b in binding_bodies}
+    registry.gone(key, set(listed))
+    for bkey in finalizable:
+        since = registry.release(bkey, key)
+        metrics.forget_binding(bkey.namespace, bkey.name)
+        meta = (listed.get(bkey) or {}).get("metadata") or {}
+        if since < LET_GO_AFTER or FINALIZER not in (meta.get("finalizers") or ()):
+            continue
+        try:
+            removed = await kube.remove_finalizer(BINDINGS, bkey.namespace, bkey.name, str(meta.get("uid")), FINALIZER)
+        except Exception as exc:  # the next sync (the registry pokes one) tries again
+            logger.warning("could not take %s off binding %s/%s: %s", FINALIZER, bkey.namespace, bkey.name, exc)
+            continue
+        if removed:
+            logger.info(
+                "took %s off binding %s/%s, let go %.0f s ago (kopf had not: its patch was refused)",
+                FINALIZER,
+                bkey.namespace,
+                bkey.name,
+                since,
+            )
 
 
 async def mark_reconciling(
