@@ -212,3 +212,23 @@ async def test_the_lookup_cache_goes_with_the_group_cache(sb: Sandbox, directory
         assert watch.trusted and len(watch.lookups) == 0 and watch.lookups.epoch > epoch
     finally:
         await tenants.close()
+
+
+async def test_a_refused_token_pokes_the_workspace_whose_credential_it_was(sb: Sandbox, directory: Directory):
+    """A Graph 401 (a token expired early or revoked) is not cured by polling again with the same cached
+    token: the workspace's sync must run now, which signs in afresh (controller/reconcile.py). Before,
+    only a failure to get a token poked it, and a leader's watch repeated the 401 for a minute (the
+    replica soak), until the next full sync."""
+    tenants, poked, _ = await watched(sb, directory)
+    watch = tenants.watches[TENANT]
+    try:
+        assert (await sb.admin.expire_tokens())["expired"] >= 1
+        assert await watch.poll() == {("ns", "engineering")} and poked == ["engineering"]
+        assert watch.behind and not watch.trusted
+        # Starting the watch again (after Graph forgot its links) with the refused token pokes too.
+        watch.forget()
+        watch.retry_at = None
+        poked.clear()
+        assert await watch.poll() == {("ns", "analytics")} and poked == ["analytics"], "the next credential"
+    finally:
+        await tenants.close()

@@ -172,6 +172,23 @@ def test_a_retry_reads_again_only_what_the_failed_sync_read():
     assert retry.after(None, full=False, directory=False, cap=30.0) is None, "the workspace is gone"
 
 
+def test_a_sign_out_is_retried_once_soon_even_when_its_reason_stalls():
+    """A refused token is cured by the fresh one the next sync asks for: one prompt retry although
+    DirectoryAccessDenied stalls; refused again right after, it is the credential: no more retries."""
+    refused = Problem(Reason.DIRECTORY_ACCESS_DENIED, "Graph refused the operator's token (401)")
+    signed_out = SyncResult({}, {}, read_problems=(refused,), signed_out=True)
+    retry = Retry()
+    delay = retry.after(signed_out, full=False, directory=True, cap=30.0)
+    assert delay is not None and delay <= 2.0 and retry.directory
+    assert retry.after(signed_out, full=False, directory=True, cap=30.0) is None, "refused again: stalled"
+    assert retry.at == float("inf")
+    # A sync without a sign-out in between: the next one is a first again.
+    assert retry.after(SyncResult({}, {}), full=False, directory=False, cap=30.0) is None
+    assert retry.after(signed_out, full=False, directory=True, cap=30.0) is not None
+    # Not signed out, the same stalling reason is not retried.
+    assert Retry().after(SyncResult({}, {}, read_problems=(refused,)), full=False, directory=True, cap=30.0) is None
+
+
 async def test_a_throttled_read_carries_the_retry_after_the_service_sent(sb: Sandbox, clients: Clients):
     """What the retry waits for, at least: the Retry-After of the last 429, after the SDKs' own retries."""
     group = await clients.directory.resolve("Group", name="Data Engineers")

@@ -203,6 +203,32 @@ async def test_credentials_are_dropped_after_authentication_failed(sb: Sandbox, 
     assert condition(kube.status(BINDINGS, ns, "engineers"))["reason"] == "InSync"
 
 
+async def test_credentials_are_dropped_when_only_a_bindings_graph_reads_were_refused(
+    sb: Sandbox, memo: Any, ns: str, events: Any
+):
+    """An incremental sync lists no Synapse assignments, so a refused token fails only the bindings'
+    Graph reads (the workspace itself does not fail). The credential must be dropped all the same: kept,
+    its refused Graph token was presented again by every sync and by the tenant watch until its declared
+    expiry (the replica soak: a leader stuck 60 s on 401s, its bindings DirectoryAccessDenied)."""
+    kube: FakeKube = memo.kube
+    kube.add(workspace_body(sb, ns))
+    kube.add(binding_body(ns, "engineers", [CONTRIBUTOR], ENGINEERS))
+    assert (first := await run_sync((ns, "analytics"), memo, LOG)) is not None and first.problem is None
+    tokens = len(await sb.admin.request_log(service="login", operation="token"))
+
+    assert (await sb.admin.expire_tokens())["expired"] >= 1
+    failed = await run_sync((ns, "analytics"), memo, LOG, full=False, fresh_directory=True)
+    assert failed is not None and failed.problem is None, "the workspace itself did not fail"
+    assert [p.reason for p in failed.read_problems] == ["DirectoryAccessDenied"]
+    assert "refused the operator's token" in failed.read_problems[0].message
+    assert failed.signed_out
+
+    again = await run_sync((ns, "analytics"), memo, LOG, full=False, fresh_directory=True)
+    assert again is not None and again.problems() == () and not again.signed_out
+    assert len(await sb.admin.request_log(service="login", operation="token")) > tokens
+    assert condition(kube.status(BINDINGS, ns, "engineers"))["reason"] == "InSync"
+
+
 async def test_a_workspace_that_is_gone_writes_nothing(memo: Any, ns: str, events: Any):
     assert await run_sync((ns, "analytics"), memo, LOG) is None
     assert memo.kube.patches == []

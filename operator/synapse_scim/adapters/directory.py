@@ -209,7 +209,15 @@ def directory_error(exc: Exception, what: str) -> DirectoryError:
         message = exc.error.message if exc.error and exc.error.message else str(exc)
         if status == 404:
             return DirectoryError(Reason.SUBJECT_NOT_FOUND, f"{what} does not exist in the directory", definitive=True)
-        if status in (401, 403):
+        if status == 401:
+            return DirectoryError(
+                Reason.DIRECTORY_ACCESS_DENIED,
+                f"Graph refused the operator's token reading {what} ({status} {code}): the operator signs in "
+                "again and retries; if it persists, check the credential and that the GroupMember.Read.All, "
+                "User.Read.All and Application.Read.All application permissions have admin consent",
+                definitive=False,
+            )
+        if status == 403:
             return DirectoryError(
                 Reason.DIRECTORY_ACCESS_DENIED,
                 f"Graph refused to read {what} ({status} {code}): grant the operator's identity the "

@@ -14,6 +14,9 @@ failed sync read: it lists Synapse again only if the failed sync was a full one 
 Synapse's side, and it reads the directory fresh only if the failed sync did. A read that failed is
 never stored in the tenant cache, so even an incremental retry reads it from Graph again.
 
+A sync that ended with Azure refusing a token (expired early, revoked: its credential is dropped) is
+tried again once at once with a fresh one, even when its reason would stall; refused again, it stalls.
+
 A sync the Kubernetes API failed (a status patch answered 409 Conflict, or cut or answered 504 by a
 timeout; a read of the objects that failed) raises out of run_sync: the loop logs it and retries the
 same way, reading again at least what that sync was to read. It never ends the loop: kopf would start
@@ -58,10 +61,16 @@ class Retry:
     at: float = float("inf")  # time.monotonic() of the retry; inf when none is pending
     full: bool = False  # list Synapse's assignments again (a full sync failed on Synapse's side)
     directory: bool = False  # read the whole directory fresh again (the failed sync did, and it failed)
+    signed_out: bool = False  # the last sync ended with Azure refusing a token (its credential dropped)
 
     def after(self, result: SyncResult | None, *, full: bool, directory: bool, cap: float) -> float | None:
         """Record how a sync ended; the seconds until its retry, or None when no retry is due."""
-        if result is None or not result.transient():
+        # A refused token (expired early, revoked) is cured by the fresh one the next sync asks for: one
+        # prompt retry, whatever the reason's kind. Refused again right after, it is the credential or
+        # its permissions: stalled, as the status says, until a change or the next full sync.
+        again = result is not None and result.signed_out and not self.signed_out
+        self.signed_out = result is not None and result.signed_out
+        if result is None or not (result.transient() or again):
             self.failures, self.at, self.full, self.directory = 0, float("inf"), False, False
             return None
         self.failures += 1
@@ -173,7 +182,7 @@ async def run_workspace_loop(
                 continue
             delay = retry.after(result, full=full, directory=directory, cap=cap)
             if delay is not None and result is not None:
-                first = result.transient()[0]
+                first = (*result.transient(), *result.problems())[0]  # a sign-out's may not be transient
                 logger.info(
                     "sync of %s/%s failed (%s: %s): retrying in %.1f s (%d failed in a row)",
                     namespace,

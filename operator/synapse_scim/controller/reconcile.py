@@ -116,16 +116,24 @@ async def run_sync(
         watch.subscribers[key].lookups = result.scim.lookups if result.scim is not None else frozenset()
     if result.problem is None and memo.get("scim_pokes") is not None:
         memo.scim_pokes.subscribe(key, result.scim)
+    if any(p.reason in TOKEN_REFUSED_REASONS for p in result.problems()):
+        # The credential caches its tokens until their declared expiry: a token Azure refused (expired
+        # early, revoked) would be presented again on every sync, and by the tenant watch. Whether the
+        # whole workspace failed on it or only one binding's Graph reads did (an incremental sync reads
+        # no Synapse listing that could fail first): start afresh, and the loop retries once soon.
+        await memo.connections.drop(namespace, name)
+        result = dataclasses.replace(result, signed_out=True)
     if result.problem is None and memo.get("scim_prefetch") is not None:
         # Pushed users of the providers these bindings name are looked up as they arrive, into the
-        # tenant's cache (controller/scim_prefetch.py); only where the watch keeps that cache true.
+        # tenant's cache (controller/scim_prefetch.py); only where the watch keeps that cache true
+        # and with clients that are still open (none after a sign-out: the next sync registers them).
         providers = result.scim.providers() if result.scim is not None else frozenset()
-        fetch = functools.partial(find_accounts, clients.directory, cache=watch.lookups) if watch else None
+        fetch = (
+            functools.partial(find_accounts, clients.directory, cache=watch.lookups)
+            if watch and not result.signed_out
+            else None
+        )
         memo.scim_prefetch.register(key, providers, fetch)
-    if result.problem is not None and result.problem.reason in TOKEN_REFUSED_REASONS:
-        # The credential caches its tokens until their declared expiry: a token Azure refused
-        # (expired early, revoked) would be presented again on every sync. Start afresh next time.
-        await memo.connections.drop(namespace, name)
 
     if result.granted_at or result.revoked_ids:
         # When each grant was made, for `report --cluster` (best-effort: never fails the sync).

@@ -53,12 +53,16 @@ class SyncResult:
     write_problems: tuple[Problem, ...] = ()  # every write that failed
     granted_at: dict[str, str] = field(default_factory=dict)  # assignment id -> time of its 2xx PUT
     revoked_ids: tuple[str, ...] = ()  # the assignments revoked (deleted, or found already gone)
+    signed_out: bool = False  # Azure refused a token: the credential was dropped (reconcile.py)
+
+    def problems(self) -> tuple[Problem, ...]:
+        """Every failure of the sync: the workspace's, or its reads' and writes'."""
+        return (self.problem,) if self.problem is not None else (*self.read_problems, *self.write_problems)
 
     def transient(self) -> tuple[Problem, ...]:
         """The failures a later try can cure: those that make status say Reconciling (not Stalled).
         The loop retries the sync, with backoff, while there are any."""
-        found = (self.problem,) if self.problem is not None else (*self.read_problems, *self.write_problems)
-        return tuple(p for p in found if p is not None and is_transient(p.reason))
+        return tuple(p for p in self.problems() if is_transient(p.reason))
 
     def retry_after(self) -> float | None:
         """The longest Retry-After the transient failures carried (seconds), None when none did."""

@@ -36,7 +36,7 @@ from synapse_scim.adapters.directory import DeltaLinks, Directory, DirectoryErro
 from synapse_scim.adapters.directory_cache import DirectoryCache
 from synapse_scim.adapters.principal_lookups import PrincipalLookupCache
 from synapse_scim.core.matching import Lookup
-from synapse_scim.core.reasons import Reason
+from synapse_scim.core.reasons import TOKEN_REFUSED_REASONS, Reason
 
 log = logging.getLogger("synapse_scim.tenant")
 
@@ -83,27 +83,29 @@ class TenantWatch:
         retry_after = getattr(exc, "retry_after", None)
         self.retry_at = asyncio.get_running_loop().time() + retry_after if retry_after else None
 
-    async def prime(self, directory: Directory) -> None:
+    async def prime(self, directory: Directory) -> Exception | None:
         """Take delta links before anything is read, so no change slips between the reads and the links.
+        Returns what made it fail, if it did.
 
         A watch that is only behind keeps its links: new ones would skip the changes it has not seen."""
         if self.links is not None or self._waiting():
-            return
+            return None
         try:
             found = await directory.deltas(DeltaLinks(None, None, None))
         except (CredentialError, DirectoryError) as exc:
             self._wait(exc)
             self._count("error")
             log.warning("cannot start watching directory changes in tenant %s: %s", self.key[0], exc)
-            return
+            return exc
         if None in found.links:
             self._count("error")
             log.warning("cannot start watching directory changes in tenant %s: Graph gave no delta link", self.key[0])
-            return
+            return None
         self._count("success")
         self.links, self.behind, self.retry_at = found.links, False, None
         self.cache.clear()
         self.lookups.clear()
+        return None
 
     def _count(self, result: str) -> None:
         metrics.DIRECTORY_POLLS.labels(result).inc()
@@ -127,7 +129,10 @@ class TenantWatch:
             log.debug("directory change poll of tenant %s waits %.0fs more (Retry-After)", self.key[0], self._waiting())
             return set()
         if self.links is None:
-            await self.prime(sub.directory)
+            failed = await self.prime(sub.directory)
+            if failed is not None and refused(failed):
+                sub.poke()  # its sync signs in afresh (reconcile.py), and the next prime uses the new token
+                return {ws_key}
             if not self.trusted:
                 return set()
             return self._poke(set(self.subscribers), "a full read after the change watch (re)started")
@@ -151,8 +156,8 @@ class TenantWatch:
             # must show in its workspace's status now, not at the next full sync.
             self.subscribers.pop(ws_key)
             self.subscribers[ws_key] = sub
-            if isinstance(exc, CredentialError) or reason == Reason.AUTHENTICATION_FAILED:
-                sub.poke()
+            if refused(exc):
+                sub.poke()  # its sync shows it, and drops a credential whose token was refused
                 return {ws_key}
             return set()
         self._count("success")
@@ -255,3 +260,9 @@ class Tenants:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def refused(exc: Exception) -> bool:
+    """A credential that stopped working, or a token Azure refused: the workspace's sync must run now
+    (to show it, and to sign in afresh), not at its next full sync; the watch cannot cure it alone."""
+    return isinstance(exc, CredentialError) or getattr(exc, "reason", "") in TOKEN_REFUSED_REASONS
